@@ -1,0 +1,3 @@
+from aidevops_local.cli.main import main
+
+raise SystemExit(main())

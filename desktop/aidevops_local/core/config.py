@@ -1,0 +1,175 @@
+"""Every environment variable and on-disk path the tool uses, read in one place.
+
+`AIDEVOPS_HOME` (default ``~/.aidevops``) roots every file.  The human-editable settings live in
+``<root>/local-models/config.toml``; a missing file means defaults, a missing key means its default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_RELEASES_URL = "https://api.github.com/repos/ggml-org/llama.cpp/releases"
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives under the root."""
+
+    root: Path
+
+    @property
+    def bin_dir(self) -> Path:
+        """The active llama.cpp build: llama-server beside its shared libraries."""
+        return self.root / "bin"
+
+    @property
+    def app_dir(self) -> Path:
+        """This tool's own files (config, state, logs, previous builds)."""
+        return self.root / "local-models"
+
+    @property
+    def previous_bin_dir(self) -> Path:
+        return self.app_dir / "bin.previous"
+
+    @property
+    def runtime_manifest(self) -> Path:
+        return self.bin_dir / "aidevops-runtime.json"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def database(self) -> Path:
+        return self.root / ".agent-workspace" / "memory" / "local-models.db"
+
+    @property
+    def config_file(self) -> Path:
+        return self.app_dir / "config.toml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.app_dir / "server.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.app_dir / "logs"
+
+    @property
+    def server_log(self) -> Path:
+        return self.logs_dir / "llama-server.log"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.app_dir / "cache"
+
+    @property
+    def legacy_dir(self) -> Path:
+        """Where the framework's earlier shell helper kept its binary, models and usage.db."""
+        return self.root / "local-models"
+
+
+def root_dir() -> Path:
+    return Path(env_str("AIDEVOPS_HOME", str(Path.home() / ".aidevops"))).expanduser()
+
+
+def paths() -> Paths:
+    return Paths(root_dir())
+
+
+def releases_url() -> str:
+    return env_str("AIDEVOPS_LLAMA_RELEASES_URL", DEFAULT_RELEASES_URL).rstrip("/")
+
+
+def github_token() -> str | None:
+    """Optional; lifts GitHub's anonymous rate limit. Sent only to the releases API, never logged."""
+    return env_str("GITHUB_TOKEN")
+
+
+def hf_endpoint() -> str:
+    return env_str("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
+
+
+@dataclass
+class Settings:
+    """User settings from config.toml. Zero means "choose from the machine"."""
+
+    port: int = 8080
+    host: str = "127.0.0.1"
+    ctx_size: int = 0
+    threads: int = 0
+    parallel: int = 0
+    gpu_layers: int = -1  # -1: all layers when the build has a GPU backend, else 0
+    extra_server_args: list[str] = field(default_factory=list)
+    health_timeout_s: float = 120.0
+    stop_grace_s: float = 10.0
+    default_model: str = ""
+
+    def to_toml(self) -> str:
+        lines = ["# aidevops-local settings. Delete a line to get its default back."]
+        for key, value in asdict(self).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    path = path or paths().config_file
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Settings()
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"The settings file {path} is not valid TOML: {exc}",
+                          hint="Fix the line it names, or delete the file to use the defaults.") from exc
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"Unknown setting(s) in {path}: {', '.join(unknown)}",
+                          hint=f"Known settings: {', '.join(known)}.")
+    defaults = Settings()
+    for key, value in data.items():
+        expected = type(getattr(defaults, key))
+        if expected is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(f"Setting {key!r} in {path} should be {expected.__name__}, not {value!r}",
+                              hint="Fix or delete that line.")
+    return Settings(**data)
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> Path:
+    path = path or paths().config_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(settings.to_toml(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
