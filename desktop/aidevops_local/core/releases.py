@@ -1,0 +1,303 @@
+"""llama.cpp's GitHub releases: read the release API, pick the asset for this machine, download it verified.
+
+Asset names follow ``llama-b<N>-bin-<os>-[<backend>[-<version>]-]<arch>.<tar.gz|zip>``, for example
+``llama-b11101-bin-ubuntu-vulkan-x64.tar.gz``, ``-ubuntu-rocm-7.2-x64``, ``-ubuntu-cuda-12.8-x64`` (with its CUDA
+runtime libraries beside it as ``cudart-llama-b11101-bin-ubuntu-cuda-12.8-x64.tar.gz``) and ``-macos-arm64``
+(the Metal build). Older releases shipped ``.zip`` files with the same names.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .. import __version__
+from . import config
+from .errors import AssetNotFound, DiskFull, NetworkError, NotFound, VerificationFailed
+from .progress import ProgressCallback, check_cancelled, report
+
+_ASSET_NAME = re.compile(
+    r"^(?P<cudart>cudart-)?llama-(?P<tag>b\d+)-bin-(?P<os>macos|ubuntu)-"
+    r"(?:(?P<backend>[a-z]+)(?:-(?P<variant>[\w.]+))?-)?(?P<arch>x64|arm64)\.(?P<ext>tar\.gz|zip)$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CHUNK = 256 << 10
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    url: str  # browser_download_url
+    size: int
+    digest: str | None = None  # GitHub's "sha256:<hex>"; absent on assets uploaded before mid-2025
+
+    @property
+    def sha256(self) -> str | None:
+        if self.digest and self.digest.lower().startswith("sha256:"):
+            return self.digest.split(":", 1)[1].lower()
+        return None
+
+
+@dataclass(frozen=True)
+class Release:
+    tag: str
+    assets: tuple[Asset, ...]
+    published_at: str | None = None
+    prerelease: bool = False
+
+    @property
+    def build(self) -> int | None:
+        return build_number(self.tag)
+
+
+@dataclass(frozen=True)
+class AssetKind:
+    """What an asset name says: which platform and backend it is built for."""
+
+    tag: str
+    os: str  # "darwin" | "linux"
+    arch: str  # "x64" | "arm64"
+    backend: str  # "cpu", "metal", "cuda", "rocm", "vulkan", or another upstream name (sycl, openvino)
+    variant: str  # "12.8" for cuda-12.8, "" when none
+    cudart: bool  # the CUDA runtime libraries that go beside a CUDA build
+
+
+@dataclass(frozen=True)
+class Selection:
+    asset: Asset
+    backend: str
+    companions: tuple[Asset, ...] = ()  # extra archives unpacked into the same folder (CUDA runtime)
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    path: Path
+    sha256: str
+    size: int
+    verified: bool  # False only when the caller chose to skip the checksum
+
+
+def build_number(tag: str) -> int | None:
+    match = re.fullmatch(r"b(\d+)", tag or "")
+    return int(match.group(1)) if match else None
+
+
+def classify(name: str) -> AssetKind | None:
+    match = _ASSET_NAME.match(name)
+    if not match:
+        return None
+    os_ = "darwin" if match["os"] == "macos" else "linux"
+    backend = {"hip": "rocm"}.get(match["backend"] or "", match["backend"] or "")
+    if not backend:
+        backend = "metal" if (os_, match["arch"]) == ("darwin", "arm64") else "cpu"
+    return AssetKind(match["tag"], os_, match["arch"], backend, match["variant"] or "", bool(match["cudart"]))
+
+
+def normalize_tag(tag: str) -> str:
+    tag = tag.strip()
+    if tag.isdigit():
+        tag = f"b{tag}"
+    if not _TAG.match(tag):
+        raise NotFound(f"{tag!r} is not a llama.cpp release tag.", hint="Tags look like b5432.")
+    return tag
+
+
+# --- the release API ---------------------------------------------------------------------------------
+
+def _api_client() -> httpx.Client:
+    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+               "User-Agent": f"aidevops-local/{__version__}"}
+    token = config.github_token()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(headers=headers, timeout=_TIMEOUT, follow_redirects=True)
+
+
+def _get_json(path: str, *, what: str):
+    url = config.releases_url() + path
+    try:
+        with _api_client() as client:
+            response = client.get(url)
+    except httpx.TimeoutException as exc:
+        raise NetworkError(f"GitHub did not answer in time while fetching {what}.",
+                           hint="Check the network and run the command again.") from exc
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"Could not reach GitHub to fetch {what}: {exc}",
+                           hint="Check the network (and any proxy) and run the command again.") from exc
+    _raise_for_status(response, what)
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise NetworkError(f"GitHub sent something that is not JSON for {what}.",
+                           hint="A proxy may be in the way; run the command again later.") from exc
+
+
+def _raise_for_status(response: httpx.Response, what: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    if status == 404:
+        raise NotFound(f"GitHub has no {what}.", hint="See https://github.com/ggml-org/llama.cpp/releases.")
+    if status == 401:
+        raise NetworkError(f"GitHub refused the token while fetching {what} (401).",
+                           hint="GITHUB_TOKEN is wrong or expired: fix it or unset it.")
+    if status == 429 or (status == 403 and response.headers.get("x-ratelimit-remaining") == "0"):
+        reset = response.headers.get("x-ratelimit-reset", "")
+        when = time.strftime(" (it resets at %H:%M)", time.localtime(int(reset))) if reset.isdigit() else ""
+        raise NetworkError(f"GitHub's API rate limit is used up{when}.",
+                           hint="Wait, or set GITHUB_TOKEN to a GitHub token for a higher limit.")
+    if status == 403:
+        raise NetworkError(f"GitHub refused the request for {what} (403).",
+                           hint="A token without access, or a blocked network: check GITHUB_TOKEN and proxies.")
+    raise NetworkError(f"GitHub answered {status} while fetching {what}.",
+                       hint="GitHub may be having trouble; run the command again later.")
+
+
+def _release(data: dict) -> Release:
+    assets = tuple(Asset(name=a["name"], url=a["browser_download_url"], size=int(a.get("size") or 0),
+                         digest=a.get("digest") or None) for a in data.get("assets", []))
+    return Release(tag=data["tag_name"], assets=assets, published_at=data.get("published_at"),
+                   prerelease=bool(data.get("prerelease")))
+
+
+def fetch_release(*, tag: str | None = None) -> Release:
+    """One release: the one tagged ``tag``, or the latest."""
+    if tag:
+        tag = normalize_tag(tag)
+        return _release(_get_json(f"/tags/{tag}", what=f"llama.cpp release {tag}"))
+    try:
+        return _release(_get_json("/latest", what="latest llama.cpp release"))
+    except NotFound:
+        # /latest skips prereleases; a repository that marks every build one still has a newest build.
+        releases = list_releases(limit=10)
+        if not releases:
+            raise
+        return releases[0]
+
+
+def list_releases(*, limit: int = 30) -> list[Release]:
+    """Newest first, drafts left out."""
+    data = _get_json(f"?per_page={max(1, min(limit, 100))}", what="the llama.cpp release list")
+    return [_release(item) for item in data if not item.get("draft")][:limit]
+
+
+# --- choosing ----------------------------------------------------------------------------------------
+
+def _variant_key(kind: AssetKind) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", kind.variant))
+
+
+def choose_asset(release: Release, *, os: str, arch: str, backends: Sequence[str],
+                 cuda_major: int | None = None) -> Selection:
+    """The first of ``backends`` (best first) that the release has a build of for os/arch.
+
+    ``cuda_major``: the newest CUDA major the driver runs. Unknown, the oldest CUDA build is taken: it runs
+    on the widest range of drivers."""
+    kinds = [(asset, classify(asset.name)) for asset in release.assets]
+    here = [(a, k) for a, k in kinds if k and not k.cudart and (k.os, k.arch) == (os, arch)]
+    for wanted in backends:
+        # A Mac has one build per arch; on Apple Silicon it is the Metal build, which also runs on the CPU.
+        matches = [(a, k) for a, k in here
+                   if k.backend == wanted or (os == "darwin" and wanted == "cpu" and k.backend == "metal")]
+        if wanted == "cuda" and matches:
+            usable = [m for m in matches if cuda_major is None or _variant_key(m[1])[:1] <= (cuda_major,)]
+            if not usable:
+                continue
+            if cuda_major is None:
+                oldest_major = min(_variant_key(k)[:1] for _, k in usable)
+                usable = [m for m in usable if _variant_key(m[1])[:1] == oldest_major]
+            matches = usable
+        if not matches:
+            continue
+        # Newest variant first; among equals, tar.gz (what current releases ship) before zip.
+        asset, kind = max(matches, key=lambda m: (_variant_key(m[1]), m[0].name.endswith(".tar.gz")))
+        companions = tuple(a for a in release.assets if a.name == f"cudart-{asset.name}")
+        return Selection(asset=asset, backend=kind.backend, companions=companions)
+    raise _no_asset(release, os, arch, backends)
+
+
+def _no_asset(release: Release, os: str, arch: str, backends: Sequence[str]) -> AssetNotFound:
+    platform = f"{os}-{arch}"
+    builds = sorted({f"{k.backend}{'-' + k.variant if k.variant else ''}"
+                     for k in map(classify, (a.name for a in release.assets))
+                     if k and not k.cudart and (k.os, k.arch) == (os, arch)})
+    if builds:
+        there = f"It has these {platform} builds: {', '.join(builds)}."
+        hint = f"Pick one with --backend {' | '.join(sorted({b.split('-')[0] for b in builds}))}."
+    else:
+        names = [a.name for a in release.assets]
+        there = f"It has no {platform} build at all; its assets are: {', '.join(names) or 'none'}."
+        hint = ("Install llama.cpp from your package manager and run `aidevops-local install --use-system`, "
+                "or pick another release with --tag.")
+    return AssetNotFound(f"llama.cpp {release.tag} has no {' or '.join(backends)} build for {platform}. {there}",
+                         hint=hint)
+
+
+# --- downloading -------------------------------------------------------------------------------------
+
+def download_asset(*, asset: Asset, dest: Path, progress: ProgressCallback | None = None,
+                   cancel: threading.Event | None = None, insecure_skip_checksum: bool = False) -> Downloaded:
+    """Stream ``asset`` into ``dest`` (a new file), hashing as it goes, and check it against the asset's digest.
+
+    On any failure, cancellation or interrupt, ``dest`` is removed before the error leaves."""
+    expected = asset.sha256
+    if expected is None and not insecure_skip_checksum:
+        raise VerificationFailed(f"{asset.name} has no sha256 digest in the release, so it cannot be verified.",
+                                 hint="Pick a newer release with --tag, or pass --insecure-skip-checksum "
+                                      "if you trust the network path to GitHub.")
+    digest = hashlib.sha256()
+    done = 0
+    task = f"Downloading {asset.name}"
+    dest.touch(exist_ok=False)  # before the try: a file that was already there is not ours to delete
+    headers = {"User-Agent": f"aidevops-local/{__version__}", "Accept": "application/octet-stream"}
+    try:
+        with (open(dest, "wb") as out,
+              httpx.Client(timeout=_TIMEOUT, follow_redirects=True, headers=headers) as client,
+              client.stream("GET", asset.url) as response):
+            _raise_for_status(response, f"file {asset.name}")
+            declared = int(response.headers.get("content-length") or 0) or asset.size or None
+            report(progress, task, 0, declared)
+            for chunk in response.iter_bytes(_CHUNK):
+                check_cancelled(cancel)
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                report(progress, task, done, declared)
+        expected_size = max(asset.size, declared or 0)
+        if expected_size and done < expected_size:
+            raise NetworkError(f"The download of {asset.name} stopped after {done} of {expected_size} bytes.",
+                               hint="Run the command again.")
+        actual = digest.hexdigest()
+        if expected is not None and actual != expected:
+            raise VerificationFailed(f"{asset.name} does not match its published checksum: expected sha256 "
+                                     f"{expected}, got {actual}. The download was deleted.",
+                                     hint="Run the command again; if it repeats, the file or the network "
+                                          "path to GitHub has been tampered with.")
+        return Downloaded(path=dest, sha256=actual, size=done, verified=expected is not None)
+    except BaseException as exc:
+        dest.unlink(missing_ok=True)
+        error = _download_error(exc, asset.name, done)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+def _download_error(exc: BaseException, name: str, done: int) -> BaseException:
+    if isinstance(exc, httpx.TimeoutException):
+        return NetworkError(f"The download of {name} stalled after {done} bytes.",
+                            hint="Check the network and run the command again.")
+    if isinstance(exc, httpx.HTTPError):
+        return NetworkError(f"The download of {name} broke off after {done} bytes: {exc}",
+                            hint="Check the network and run the command again.")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return DiskFull(f"The disk filled up while downloading {name}.",
+                        hint="Free some disk space and run the command again.")
+    return exc

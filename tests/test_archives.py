@@ -1,0 +1,128 @@
+"""Unpacking release archives: real llama.cpp-shaped tarballs and zips, and hostile ones."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import tarfile
+import zipfile
+
+import pytest
+
+from aidevops_local.core import archives
+from aidevops_local.core.errors import UnsafePath, VerificationFailed
+from tests.fixtures.prepare import make_malicious_archive, make_release_archive
+
+
+def _tar(path, members):
+    """members: (name, kind, payload) with kind file|symlink|hardlink|fifo|chardev."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size, info.mode = len(payload), 0o644
+                tf.addfile(info, io.BytesIO(payload))
+                continue
+            info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE,
+                         "chardev": tarfile.CHRTYPE, "dir": tarfile.DIRTYPE}[kind]
+            info.linkname = payload or ""
+            tf.addfile(info)
+    return path
+
+
+def test_release_tarball_unpacks_with_library_symlinks_and_runs(llama_server_dir, tmp_path):
+    archive = make_release_archive(llama_server_dir, "b10068", "llama-b10068-bin-ubuntu-x64.tar.gz", tmp_path)
+    dest = tmp_path / "out"
+
+    result = archives.extract(archive=archive, dest=dest)
+
+    top = dest / "llama-b10068"
+    assert os.readlink(top / "libllama.so") == "libllama.so.0"
+    assert os.readlink(top / "libllama.so.0") == "libllama.so.0.0.1"
+    assert result.files == len(list(llama_server_dir.iterdir()))
+    done = subprocess.run([str(top / "llama-server"), "--version"], capture_output=True, text=True, timeout=30,
+                          check=False)
+    assert done.returncode == 0 and "version: 1 (571d0d5)" in done.stderr
+
+
+def test_old_zip_layout_keeps_exec_bits_and_info_zip_symlinks(llama_server_dir, tmp_path):
+    archive = make_release_archive(llama_server_dir, "b3000", "llama-b3000-bin-ubuntu-x64.zip", tmp_path,
+                                   layout="build-bin", fmt="zip", zip_symlinks="keep")
+    dest = tmp_path / "out"
+
+    archives.extract(archive=archive, dest=dest)
+
+    bin_dir = dest / "build" / "bin"
+    assert (bin_dir / "libggml.so").is_symlink() and os.readlink(bin_dir / "libggml.so") == "libggml.so.0"
+    assert os.stat(bin_dir / "llama-server").st_mode & stat.S_IXUSR
+    done = subprocess.run([str(bin_dir / "llama-server"), "--version"], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("fmt,kind", [
+    ("tar.gz", "dotdot"), ("tar.gz", "absolute"), ("tar.gz", "symlink"), ("tar.gz", "symlink-abs"),
+    ("tar.gz", "hardlink"), ("zip", "dotdot"), ("zip", "absolute"), ("zip", "symlink"), ("zip", "symlink-abs"),
+])
+def test_hostile_archive_is_refused_before_anything_is_written(tmp_path, fmt, kind):
+    hostile = make_malicious_archive(tmp_path, kind, fmt)
+    dest = tmp_path / "x" / "out"
+
+    with pytest.raises(UnsafePath) as caught:
+        archives.extract(archive=hostile.path, dest=dest)
+
+    assert hostile.path.name in caught.value.message
+    assert hostile.escapes(dest) == []
+    assert list(dest.iterdir()) == []
+
+
+def test_links_that_escape_only_together_are_refused(tmp_path):
+    # Each link looks in-tree by name; resolved in this order, "a" ends up one level above the target.
+    archive = _tar(tmp_path / "chain.tar.gz", [
+        ("top/a", "symlink", "b/c/../.."), ("top/b", "dir", None), ("top/b/c", "symlink", "../.."),
+    ])
+    with pytest.raises(UnsafePath):
+        archives.extract(archive=archive, dest=tmp_path / "x" / "out")
+
+
+def test_link_chain_refused_in_zip_too(tmp_path):
+    archive = tmp_path / "chain.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, target in (("top/a", "b/c/../.."), ("top/b/c", "../..")):
+            info = zipfile.ZipInfo(name)
+            info.create_system = 3
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    with pytest.raises(UnsafePath):
+        archives.extract(archive=archive, dest=tmp_path / "x" / "out")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "chardev"])
+def test_special_files_are_refused(tmp_path, kind):
+    archive = _tar(tmp_path / f"{kind}.tar.gz", [("top/llama-server", "file", b"x"), ("top/dev", kind, None)])
+    with pytest.raises(VerificationFailed, match="device file or FIFO"):
+        archives.extract(archive=archive, dest=tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_in_tree_directory_symlink_is_kept(tmp_path):
+    archive = _tar(tmp_path / "ok.tar.gz", [
+        ("top/lib/libx.so.1", "file", b"elf"), ("top/current", "symlink", "lib"),
+        ("top/lib/libx.so", "symlink", "libx.so.1"),
+    ])
+    archives.extract(archive=archive, dest=tmp_path / "out")
+    assert (tmp_path / "out" / "top" / "current" / "libx.so").read_bytes() == b"elf"
+
+
+def test_damaged_and_foreign_files_fail_verification(llama_server_dir, tmp_path):
+    archive = make_release_archive(llama_server_dir, "b1", "llama-b1-bin-ubuntu-x64.tar.gz", tmp_path)
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    text = tmp_path / "notes.txt"
+    text.write_text("not an archive\n")
+
+    for bad in (cut, text):
+        with pytest.raises(VerificationFailed):
+            archives.extract(archive=bad, dest=tmp_path / f"out-{bad.name}")
