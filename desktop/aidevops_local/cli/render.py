@@ -64,6 +64,16 @@ def table(columns: list[str], rows: list[list], title: str | None = None) -> Non
     out.print(t)
 
 
+def key_values(rows: list[tuple[str, object]]) -> None:
+    """A two-column listing of labelled values (status, doctor)."""
+    t = Table(show_header=False, show_edge=False, box=None, padding=(0, 2, 0, 0))
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for label, value in rows:
+        t.add_row(label, "-" if value is None else str(value))
+    out.print(t)
+
+
 def human_bytes(n: int | float | None) -> str:
     if n is None:
         return "-"

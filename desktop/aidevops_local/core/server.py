@@ -1,0 +1,470 @@
+"""The llama-server supervisor: start, stop and report the one server this tool runs.
+
+States: stopped -> starting -> running -> (stopping) -> stopped; a server that exits on its own is
+"crashed" until the next serve or stop. The state file (<root>/local-models/server.json) is how the CLI,
+the tray and model routing all see the same server. A process is ours only if the state file names its pid
+AND its start time matches AND it is a llama-server: a recycled pid is never signalled.
+
+Start = spawn in a new session (its own process group, detached from the terminal), stdout+stderr appended
+to a per-run log file, then poll /health until 200, the child exits, or a deadline passes. Stop = SIGTERM to
+the group, a second SIGTERM (llama-server ignores the first while a request is in flight), SIGKILL after
+the grace period.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import psutil
+
+from . import config, hardware, request_log
+from .errors import CorruptModel, PortInUse, Refused, ServerNotRunning, ServerStartFailed
+from .progress import ProgressCallback, report
+
+LOG_TAIL_LINES = 12
+# Lines in llama-server's log that explain a failed start, and what they mean for the user.
+_START_FAILURES = (
+    ("couldn't bind", PortInUse, "The port is already in use by another program.",
+     "Stop that program, or choose another port with --port."),
+    ("failed to load model", CorruptModel, "llama-server could not load the model.",
+     "The file may be damaged or of an architecture this llama.cpp build does not know: "
+     "pull it again, or run `update` for a newer runtime."),
+    ("unknown model architecture", CorruptModel, "This llama.cpp build does not support the model's architecture.",
+     "Run `update` to get a newer llama.cpp build."),
+    ("out of memory", ServerStartFailed, "The model does not fit in memory.",
+     "Try a smaller quant or model, or a smaller context (--ctx)."),
+    ("failed to allocate", ServerStartFailed, "The model does not fit in memory.",
+     "Try a smaller quant or model, or a smaller context (--ctx)."),
+)
+
+
+@dataclass
+class ServerState:
+    """What we know about the server we started; persisted as JSON."""
+
+    pid: int
+    create_time: float  # the process's start time: tells our pid from a recycled one
+    host: str
+    port: int
+    model: str
+    model_path: str
+    binary: str
+    log_path: str
+    started_at: float
+    session_id: str
+    ctx_size: int = 0
+    parallel: int = 0
+    gpu_layers: int = 0
+    build: str = ""
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass
+class ServerStatus:
+    state: str  # "running", "starting", "stopped", "crashed"
+    running: bool
+    pid: int | None = None
+    endpoint: str | None = None  # OpenAI-compatible base URL (…/v1)
+    host: str | None = None
+    port: int | None = None
+    model: str | None = None
+    model_path: str | None = None
+    build: str | None = None
+    ctx_size: int | None = None
+    rss_bytes: int | None = None
+    gpu_memory_bytes: int | None = None
+    uptime_s: float | None = None
+    started_at: str | None = None
+    log_path: str | None = None
+    ram_total_bytes: int = 0
+    ram_available_bytes: int = 0
+    ram_used_percent: float = 0.0
+    message: str = ""
+
+
+# ---- state file -------------------------------------------------------------------------------------------
+
+def current_state() -> ServerState | None:
+    """The state file's contents, or None. Says nothing about whether the process still lives."""
+    path = config.paths().state_file
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ServerState(**data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        # A damaged state file cannot name a process we may signal; treat it as no server.
+        return None
+
+
+def _write_state(state: ServerState) -> None:
+    path = config.paths().state_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clear_state() -> None:
+    config.paths().state_file.unlink(missing_ok=True)
+
+
+def owned_process(state: ServerState) -> psutil.Process | None:
+    """The live process the state file describes, or None if it is gone or the pid now belongs to another
+    program."""
+    try:
+        proc = psutil.Process(state.pid)
+        if abs(proc.create_time() - state.create_time) > 0.05:
+            return None
+        if "llama-server" not in proc.name() and not any("llama-server" in a for a in proc.cmdline()[:1]):
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+# ---- status -------------------------------------------------------------------------------------------------
+
+def status(*, probe_health: bool = True) -> ServerStatus:
+    """Cheap: one state-file read, a few /proc reads and (optionally) one local HTTP request."""
+    mem = hardware.memory()
+    base = dict(ram_total_bytes=mem.total, ram_available_bytes=mem.available,
+                ram_used_percent=round(mem.percent_used, 1))
+    state = current_state()
+    if state is None:
+        return ServerStatus(state="stopped", running=False, **base)
+    described = dict(pid=state.pid, host=state.host, port=state.port, model=state.model,
+                     model_path=state.model_path, build=state.build, ctx_size=state.ctx_size,
+                     log_path=state.log_path, started_at=_iso(state.started_at), **base)
+    proc = owned_process(state)
+    if proc is None:
+        return ServerStatus(state="crashed", running=False, **described,
+                            message=f"llama-server (pid {state.pid}) is no longer running; "
+                                    f"its log is {state.log_path}")
+    try:
+        rss = proc.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ServerStatus(state="crashed", running=False, **described,
+                            message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
+    healthy = _health(state.base_url) == 200 if probe_health else True
+    return ServerStatus(state="running" if healthy else "starting", running=True, **described,
+                        endpoint=f"{state.base_url}/v1", rss_bytes=rss,
+                        gpu_memory_bytes=_gpu_memory(state.pid),
+                        uptime_s=round(max(0.0, time.time() - state.started_at), 1))
+
+
+def _health(base_url: str, timeout: float = 0.5) -> int | None:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=timeout).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def _gpu_memory(pid: int) -> int | None:
+    """NVIDIA only, where nvidia-smi exists: the server's own VRAM use."""
+    out = hardware._run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                        timeout=0.5)
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
+            return int(parts[1]) << 20
+    return None
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+# ---- start --------------------------------------------------------------------------------------------------
+
+@dataclass
+class LaunchPlan:
+    model: str
+    model_path: Path
+    binary: Path
+    argv: list[str]
+    host: str
+    port: int
+    ctx_size: int
+    parallel: int
+    gpu_layers: int
+    build: str
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like llama-server: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"Port {port} on {host} is already in use by another program.",
+                                hint=f"Stop that program, or serve on another port: serve --port {port + 1}") from exc
+            raise ServerStartFailed(f"Cannot listen on {host}:{port}: {exc.strerror}",
+                                    hint="Check the host address in your settings.") from exc
+
+
+def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int | None = None,
+                host: str | None = None, threads: int | None = None,
+                settings: config.Settings | None = None) -> LaunchPlan:
+    """Everything about a start that can be decided (and refused) before a process exists."""
+    from . import fit, library, runtime  # imported here: status must not pay for them
+
+    settings = settings or config.load_settings()
+    binary = runtime.find_llama_server()
+    installed = runtime.installed_runtime()
+    local = library.resolve_model(model or None)
+    header = _validate_model(local.path)
+    hw = hardware.detect()
+    # A system llama-server's backend is unknown: assume it was built for this machine's best one.
+    backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
+    plan = fit.plan_server(header=header, hardware=hw, ctx=ctx or settings.ctx_size or None,
+                           parallel=settings.parallel or None, backend=backend)
+    gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else plan.gpu_layers
+    host = host or settings.host
+    port = port or settings.port
+    argv = [str(binary), "--model", str(local.path), "--host", host, "--port", str(port),
+            "--jinja", "--threads", str(threads or settings.threads or hw.physical_cores),
+            "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
+            "--n-gpu-layers", str(gpu_layers), "--alias", local.name]
+    argv += _log_args(binary) + list(settings.extra_server_args)
+    return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
+                      ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers,
+                      build=installed.build if installed else "")
+
+
+def _validate_model(path: Path):
+    from .gguf_meta import validate_gguf
+
+    return validate_gguf(path)
+
+
+def _log_args(binary: Path) -> list[str]:
+    """The flags that make llama-server log what usage accounting reads."""
+    from . import usage
+
+    return usage.llama_server_log_args(server_binary=binary)
+
+
+def serve(model: str | None = None, *, port: int | None = None, ctx: int | None = None, host: str | None = None,
+          threads: int | None = None, progress: ProgressCallback | None = None,
+          timeout: float | None = None) -> ServerStatus:
+    """Start llama-server and wait until it answers /health. On any failure nothing is left running."""
+    existing = current_state()
+    if existing and owned_process(existing):
+        raise ServerStartFailed(
+            f"A server is already running: {existing.model} on port {existing.port} (pid {existing.pid}).",
+            hint="Run `aidevops-local stop` first, or use the running one.")
+    settings = config.load_settings()
+    plan = plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
+    check_port_free(plan.host, plan.port)
+    _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
+    log_path, session_id, started = _open_log(plan)
+    env = _server_env(plan.binary)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True, close_fds=True)
+    state = ServerState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), host=plan.host,
+                        port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
+                        log_path=str(log_path), started_at=started, session_id=session_id,
+                        ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
+                        build=plan.build)
+    _write_state(state)
+    try:
+        _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
+    except BaseException:
+        _terminate_group(proc.pid, grace=2.0)
+        proc.wait(timeout=5)
+        _clear_state()
+        raise
+    return status()
+
+
+def _open_log(plan: LaunchPlan) -> tuple[Path, str, float]:
+    """A new log per run, opened by a header line that usage accounting reads to know the model."""
+    logs = config.paths().logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = logs / f"llama-server-{stamp}-{plan.port}.log"
+    session_id = uuid.uuid4().hex
+    header = request_log.format_header(model=plan.model, model_path=str(plan.model_path), port=plan.port,
+                                       started=datetime.fromtimestamp(started, timezone.utc),
+                                       session_id=session_id)
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(header)
+    return path, session_id, started
+
+
+def _server_env(binary: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # Official builds find their libraries through $ORIGIN; a system loader path set for another build
+    # must not shadow them.
+    lib_dir = str(binary.parent)
+    var = "DYLD_LIBRARY_PATH" if hardware.os_name() == "darwin" else "LD_LIBRARY_PATH"
+    env[var] = os.pathsep.join(filter(None, [lib_dir, env.get(var)]))
+    for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN"):
+        env.pop(secret, None)  # llama-server needs none of them
+    return env
+
+
+def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
+                  progress: ProgressCallback | None) -> None:
+    deadline = time.monotonic() + timeout
+    task = f"Loading {state.model}"
+    polls = 0
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _start_failure(state, proc.returncode)
+        if _health(state.base_url, timeout=1.0) == 200:
+            report(progress, task, 1, 1, unit="step")
+            return
+        polls += 1
+        report(progress, task, 0, None, unit="step")
+        time.sleep(0.1 if polls < 50 else 0.25)
+    raise ServerStartFailed(
+        f"llama-server did not become ready within {timeout:.0f} s.",
+        hint="A large model on a slow disk can take longer: raise health_timeout_s in the settings file.",
+        details=log_tail(Path(state.log_path)))
+
+
+def _start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
+    tail = log_tail(Path(state.log_path))
+    lowered = tail.lower()
+    for needle, kind, message, hint in _START_FAILURES:
+        if needle in lowered:
+            return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
+    return ServerStartFailed(f"llama-server exited during start with status {returncode}.",
+                             hint=f"Its log is {state.log_path}.", details=tail)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a server log, for error messages. Our own header line is left out."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(request_log.HEADER_PREFIX)]
+    return "\n".join(kept[-lines:])
+
+
+# ---- stop ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class StopResult:
+    stopped: bool
+    pid: int | None
+    model: str | None
+    forced: bool = False  # needed SIGKILL
+    message: str = ""
+    warning: str = ""
+
+
+def stop(*, grace: float | None = None) -> StopResult:
+    state = current_state()
+    if state is None:
+        return StopResult(stopped=False, pid=None, model=None, message="No server is running.")
+    proc = owned_process(state)
+    if proc is None:
+        _clear_state()
+        warning = _ingest_usage()
+        return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
+                          message=f"The server (pid {state.pid}) had already exited; cleared its state.")
+    grace = config.load_settings().stop_grace_s if grace is None else grace
+    forced = _terminate_group(state.pid, grace=grace)
+    _clear_state()
+    warning = _ingest_usage()
+    return StopResult(stopped=True, pid=state.pid, model=state.model, forced=forced, warning=warning,
+                      message=f"Stopped {state.model} (pid {state.pid}).")
+
+
+def _terminate_group(pid: int, *, grace: float) -> bool:
+    """SIGTERM the group, SIGTERM again (in-flight requests swallow the first), SIGKILL at the deadline.
+    Returns whether SIGKILL was needed. Only called for a pid verified to be our session leader."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return False
+    if pgid != pid:
+        raise Refused(f"Process {pid} is not the leader of its own process group; not signalling it.",
+                      hint="It was not started by this tool. Stop it yourself if you mean to.")
+    deadline = time.monotonic() + grace
+    _signal_group(pgid, signal.SIGTERM)
+    if _wait_gone(pid, min(1.0, grace)):
+        return False
+    _signal_group(pgid, signal.SIGTERM)
+    if _wait_gone(pid, max(0.0, deadline - time.monotonic())):
+        return False
+    _signal_group(pgid, signal.SIGKILL)
+    _wait_gone(pid, 5.0)
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    try:
+        proc = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    try:
+        proc.wait(timeout=timeout)  # reaps it when it is our child (the tray), waits otherwise
+        return True
+    except psutil.TimeoutExpired:
+        return proc.status() == psutil.STATUS_ZOMBIE if proc.is_running() else True
+
+
+def _ingest_usage() -> str:
+    """Account for finished requests. A failure here must not block a start or a stop: the logs stay on
+    disk and the next ingest picks them up. Returns a warning for the user, or ""."""
+    from . import usage
+    from .errors import LocalModelsError
+
+    try:
+        usage.ingest()
+    except LocalModelsError as exc:
+        return f"Usage was not recorded this time: {exc.message}"
+    return ""
+
+
+def require_running() -> ServerState:
+    state = current_state()
+    if state is None or owned_process(state) is None:
+        raise ServerNotRunning("No server is running.", hint="Start one with `aidevops-local serve`.")
+    return state
