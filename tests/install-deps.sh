@@ -25,6 +25,8 @@ PACKAGES=(
   shellcheck
   # A real clock jump for the tests that age models (libfaketime).
   faketime
+  # Building and checking the Linux bundle and AppDir (packaging/build.py).
+  squashfs-tools desktop-file-utils appstream binutils
 )
 
 missing=()

