@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -56,6 +57,11 @@ class Paths:
     @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def partial_dir(self) -> Path:
+        """Downloads in progress, named by their LFS sha256 so that a re-run finds and resumes them."""
+        return self.models_dir / ".partial"
 
     @property
     def database(self) -> Path:
@@ -108,6 +114,66 @@ def hf_endpoint() -> str:
     return env_str("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
 
 
+def hf_offline() -> bool:
+    """huggingface_hub reads HF_HUB_OFFLINE once at import; we read it per call so a running tray follows it."""
+    return env_bool("HF_HUB_OFFLINE") or env_bool("TRANSFORMERS_OFFLINE")
+
+
+def _xdg_cache() -> Path:
+    return Path(env_str("XDG_CACHE_HOME", str(Path.home() / ".cache"))).expanduser()
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face cache (`hf download`, llama.cpp's -hf on recent builds), as huggingface_hub finds it."""
+    explicit = env_str("HF_HUB_CACHE") or env_str("HUGGINGFACE_HUB_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    hf_home = env_str("HF_HOME")
+    return (Path(hf_home).expanduser() if hf_home else _xdg_cache() / "huggingface") / "hub"
+
+
+def llama_cache_dir() -> Path:
+    """Where llama.cpp's -hf/-mu downloads land when they do not use the Hugging Face cache."""
+    explicit = env_str("LLAMA_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    if platform.system() == "Darwin":
+        return Path.home() / "Library" / "Caches" / "llama.cpp"
+    return _xdg_cache() / "llama.cpp"
+
+
+def lmstudio_model_dirs() -> list[Path]:
+    """LM Studio's models folders: the current default and the one older versions used."""
+    return [Path.home() / ".lmstudio" / "models", _xdg_cache() / "lm-studio" / "models"]
+
+
+def hardware_profile() -> Path | None:
+    """A JSON file describing a machine, used instead of probing this one (to preview `recommend` for
+    another machine, and in tests)."""
+    value = env_str("AIDEVOPS_HARDWARE_PROFILE")
+    return Path(value).expanduser() if value else None
+
+
+def hf_token_from_env() -> str | None:
+    """A token in the environment wins over the keyring's (CI, one-off runs). Never logged."""
+    return env_str("HF_TOKEN") or env_str("HUGGING_FACE_HUB_TOKEN")
+
+
+def llama_arg_env() -> dict[str, str]:
+    """llama-server also reads its flags from LLAMA_ARG_* variables, which the server we start inherits."""
+    return {k: v for k, v in os.environ.items() if k.startswith("LLAMA_ARG_") and v}
+
+
+def xdg_config_home() -> Path:
+    """Where Linux desktops look for autostart entries (``$XDG_CONFIG_HOME/autostart``)."""
+    return Path(env_str("XDG_CONFIG_HOME", str(Path.home() / ".config"))).expanduser()
+
+
+def launch_agents_dir() -> Path:
+    """Where macOS looks for per-user LaunchAgents."""
+    return Path.home() / "Library" / "LaunchAgents"
+
+
 @dataclass
 class Settings:
     """User settings from config.toml. Zero means "choose from the machine"."""
@@ -122,6 +188,15 @@ class Settings:
     health_timeout_s: float = 120.0
     stop_grace_s: float = 10.0
     default_model: str = ""
+    stale_days: int = 30  # cleanup and the nudge: a model unused this long is stale
+    stale_nudge_gb: float = 5.0  # the nudge speaks when stale models take more than this (GiB)
+    # The tray's settings.
+    start_at_login: bool = False
+    keep_server_on_quit: bool = True  # quitting the tray leaves the server serving other tools
+    idle_unload_s: int = 0  # llama-server's --sleep-idle-seconds where the build has it; 0: never
+    auto_restart: bool = False  # restart a crashed server with backoff instead of offering to
+    # The server's API key: generated once, kept in the OS keyring, given to llama-server in its environment.
+    require_api_key: bool = False
 
     def to_toml(self) -> str:
         lines = ["# aidevops-local settings. Delete a line to get its default back."]

@@ -109,3 +109,23 @@ class DatabaseError(LocalModelsError):
 
 class Cancelled(LocalModelsError):
     exit_code = ExitCode.CANCELLED
+
+
+class AuthRequired(LocalModelsError, PermissionError):
+    """The Hub wants a token (private repo) or a better one."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class GatedRepo(AuthRequired):
+    """The repo's licence must be accepted on its model page before its files can be downloaded."""
+
+
+class ChoiceNeeded(LocalModelsError):
+    """More than one answer fits and none is the default: the caller asks the user, or names one."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, message: str, *, choices: list[str], hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.choices = choices

@@ -180,9 +180,10 @@ def read_header(path: Path, *, with_tensors: bool = True) -> GgufHeader:
         size = path.stat().st_size
         handle = path.open("rb")
     except FileNotFoundError:
-        raise ModelNotFound(f"Model file not found: {path}", hint="Check the path, or run `models` to list models.")
+        raise ModelNotFound(f"Model file not found: {path}",
+                            hint="Check the path, or run `models` to list models.") from None
     except IsADirectoryError:
-        raise CorruptModel(f"{path} is a folder, not a GGUF file.", hint="Name the .gguf file inside it.")
+        raise CorruptModel(f"{path} is a folder, not a GGUF file.", hint="Name the .gguf file inside it.") from None
     except OSError as exc:
         raise CorruptModel(f"Cannot read {path}: {exc.strerror}", hint="Check the file's permissions.") from exc
     with handle:
@@ -258,7 +259,8 @@ def cached_header(path: Path) -> GgufHeader:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ModelNotFound(f"Model file not found: {path}", hint="Check the path, or run `models` to list models.")
+        raise ModelNotFound(f"Model file not found: {path}",
+                            hint="Check the path, or run `models` to list models.") from None
     except OSError as exc:
         raise CorruptModel(f"Cannot read {path}: {exc.strerror}", hint="Check the file's permissions.") from exc
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)

@@ -1,0 +1,395 @@
+"""`pull`: download a GGUF model (or a split set) from the Hub into models/, resumable and verified.
+
+huggingface_hub 2.4.0 neither resumes across processes (each run writes a fresh randomly named
+.incomplete file) nor checks the sha256 of what it downloaded, so the transfer is ours, built from the hub's
+own pieces: `hf_hub_url` for the address, `get_hf_file_metadata` (a HEAD that also raises the hub's typed
+errors, gated repos included) for the commit and size, and the hub's HTTP session (its proxy, offline and
+header handling; Authorization is dropped on a redirect to another host) for a Range GET.
+
+- The partial file is models/.partial/<sha256>.part, keyed by the LFS hash, so any later run (after Ctrl-C,
+  a cancel, kill -9 or a dropped connection) continues from its last byte. A dropped connection is retried
+  within the run from where it stopped.
+- The hash is computed while downloading (the partial's existing bytes are hashed first on a resume) and
+  must equal the Hub's LFS sha256 (or, for a file kept in git, its blob id) before the file is moved into
+  place and recorded; on a mismatch the partial is deleted and nothing is recorded.
+- Names from the Hub that would escape models/ are refused; free disk is checked first.
+- A single file lands as models/<file>.gguf; a split set as models/<stem>/<parts> (llama-server's router
+  reads a folder of parts as one model).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config, hub, store
+from .errors import DiskFull, LocalModelsError, NetworkError, Refused, VerificationFailed
+from .library import LocalModel, model_name
+from .progress import ProgressCallback, check_cancelled, report
+
+CHUNK = 1 << 20
+DISK_MARGIN = 256 << 20  # left free after the download, for the system and the database
+MAX_STALLED_RETRIES = 5  # consecutive attempts that brought no new byte
+RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+REPORT_EVERY_S = 0.1
+STALE_PARTIAL_DAYS = 30  # a partial untouched this long (its file since replaced on the Hub, say) is dropped
+
+
+@dataclass(frozen=True)
+class PullResult:
+    model: LocalModel
+    repo: str
+    files: tuple[str, ...]  # paths in the repo
+    downloaded_bytes: int  # transferred in this run
+    resumed_bytes: int  # already on disk from an earlier run
+    seconds: float
+    already_present: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def rate_bps(self) -> float:
+        return self.downloaded_bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """("org/repo", "Q4_K_M") from "org/repo:Q4_K_M"; also takes hf.co/ and https://huggingface.co/ URLs."""
+    spec = spec.strip()
+    for prefix in ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/"):
+        spec = spec.removeprefix(prefix)
+    repo, _, quant = spec.partition(":")
+    repo = repo.strip("/")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        from .errors import ConfigError
+
+        raise ConfigError(f"{spec!r} is not a repository name.", hint="Write it as ORG/REPO or ORG/REPO:QUANT, "
+                                                                      "e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.")
+    return repo, quant or None
+
+
+def pull(repo: str, file: str | None = None, *, quant: str | None = None, revision: str | None = None,
+         progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
+         token: str | None = None) -> PullResult:
+    """Download ``repo``'s model (``file``, or ``quant``, or the default quant) into models/ and record it.
+
+    ``repo`` may carry the quant ("org/repo:Q5_K_M"). Raises ChoiceNeeded when no default quant exists and
+    several files do, GatedRepo/AuthRequired, NotFound, UnsafePath, DiskFull, VerificationFailed,
+    NetworkError, Cancelled."""
+    started = time.monotonic()
+    repo_id, spec_quant = parse_spec(repo)
+    hub.check_online()
+    token = token or hub.hub_token()
+    remove_partials(older_than_days=STALE_PARTIAL_DAYS)
+    listing = hub.repo_files(repo_id, revision=revision, token=token)
+    if file:  # a name the Hub lists but that would escape models/ is refused, not "not found"
+        for part in listing:
+            if file in (part.path, part.path.rsplit("/", 1)[-1]):
+                hub.safe_filename(part.path)
+        hub.safe_filename(file)
+    chosen = hub.choose_file(hub.group_models(listing), repo_id=repo_id, quant=quant or spec_quant, filename=file)
+    name, targets, existing = _place(chosen, repo_id)
+    if existing is not None:
+        return PullResult(existing, repo_id, tuple(p.path for p in chosen.parts), 0, 0,
+                          time.monotonic() - started, already_present=True)
+    partials = [_partial_path(part) for part in chosen.parts]
+    _check_disk(chosen, targets, partials)
+    downloaded = resumed = 0
+    task = f"Downloading {Path(chosen.filename).name}" + (f" ({len(chosen.parts)} parts)" if chosen.split else "")
+    done_before = 0
+    for part, target, partial in zip(chosen.parts, targets, partials, strict=True):
+        if target.exists():  # _place verified it: a pull that stopped before recording the model
+            done_before += part.size
+            continue
+        got, had = _download_part(repo_id, part, partial, revision=revision, token=token, progress=progress,
+                                  cancel=cancel, task=task, offset=done_before, total=chosen.size_bytes)
+        downloaded += got
+        resumed += had
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, target)
+        done_before += part.size
+    model = _record(name, repo_id, chosen, targets)
+    return PullResult(model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed,
+                      time.monotonic() - started)
+
+
+# ---- where things go --------------------------------------------------------------------------------------
+
+def _layout(name: str, chosen: hub.RemoteFile) -> list[Path]:
+    """models/<file> for a single file (models/<name>.gguf when the name had to change); a split set in its
+    own folder, models/<name>/<parts>."""
+    models_dir = config.paths().models_dir
+    names = [hub.safe_filename(p.path) for p in chosen.parts]
+    if chosen.split:
+        targets = [models_dir / name / n for n in names]
+    else:
+        targets = [models_dir / (names[0] if model_name(names[0]) == name else f"{name}.gguf")]
+    for target in targets:  # belt and braces: the resolved path must stay inside models/
+        if models_dir.resolve() not in target.resolve().parents:
+            hub.safe_filename("../" + target.name)
+    return targets
+
+
+def _place(chosen: hub.RemoteFile, repo_id: str) -> tuple[str, list[Path], LocalModel | None]:
+    """The model's name and files, and the model itself when it is already pulled. The file's own name
+    unless it is taken, by another repo's model of the same name or by a different file already there (never
+    overwritten): then "<name>-<org>", "<name>-<org>-2", ..."""
+    store.database()
+    inv = store.ModelInventory
+    base = model_name(chosen.parts[0].path)
+    org = repo_id.split("/")[0]
+    for candidate in [base, f"{base}-{org}"] + [f"{base}-{org}-{i}" for i in range(2, 100)]:
+        targets = _layout(candidate, chosen)
+        row = inv.get_or_none(inv.model == candidate)
+        if row is not None:
+            if row.sha256 != _sha_text(chosen):
+                continue
+            present = all(t.exists() and t.stat().st_size == p.size for t, p in zip(targets, chosen.parts, strict=True))
+            return candidate, targets, _local(row) if present else None
+        if any(t.exists() and not _is_this_file(t, p) for t, p in zip(targets, chosen.parts, strict=True)):
+            continue
+        return candidate, targets, None
+    raise Refused(f"Too many models are named {base}.", hint="Remove some with `aidevops-local models rm`.")
+
+
+def _is_this_file(path: Path, part: hub.RemotePart) -> bool:
+    """A file already at the target (a pull that stopped before recording it): ours only if it verifies."""
+    return path.stat().st_size == part.size and _verify_file(path, part)
+
+
+def _partial_path(part: hub.RemotePart) -> Path:
+    key = part.sha256 or f"git-{part.blob_id}"
+    return config.paths().partial_dir / f"{key}.part"
+
+
+def _sha_text(chosen: hub.RemoteFile) -> str:
+    return ",".join(p.sha256 or p.blob_id for p in chosen.parts)
+
+
+def _check_disk(chosen: hub.RemoteFile, targets: list[Path], partials: list[Path]) -> None:
+    needed = 0
+    for part, target, partial in zip(chosen.parts, targets, partials, strict=True):
+        if target.exists() and target.stat().st_size == part.size:
+            continue
+        needed += part.size - (partial.stat().st_size if partial.exists() else 0)
+    folder = config.paths().models_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_MARGIN > free:
+        raise DiskFull(f"{Path(chosen.filename).name} needs {needed / 2**30:.2f} GiB more, but only "
+                       f"{free / 2**30:.2f} GiB is free at {folder}.",
+                       hint="Free some space (`aidevops-local cleanup` lists unused models), or pick a smaller "
+                            "quant, then pull again: it resumes.")
+
+
+# ---- the transfer -----------------------------------------------------------------------------------------
+
+def _download_part(repo_id: str, part: hub.RemotePart, partial: Path, *, revision: str | None,
+                   token: str | None, progress, cancel, task: str, offset: int, total: int) -> tuple[int, int]:
+    """Fetch one file into ``partial`` (resuming what is there) and verify it. Returns (bytes transferred now,
+    bytes that were already there)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.utils import build_hf_headers
+
+    endpoint = config.hf_endpoint()
+    with hub.hub_errors(repo_id, part.path):
+        meta = get_hf_file_metadata(hf_hub_url(repo_id, part.path, revision=revision, endpoint=endpoint),
+                                    token=token, endpoint=endpoint, retry_on_errors=True)
+    # Pin the commit the HEAD saw, so every Range request of this run reads the same bytes.
+    url = hf_hub_url(repo_id, part.path, revision=meta.commit_hash or revision, endpoint=endpoint)
+    headers = build_hf_headers(token=token)
+    headers["Accept-Encoding"] = "identity"  # byte offsets must be the file's own
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial.with_suffix(".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise Refused(f"{Path(part.path).name} is already being downloaded by another aidevops-local.",
+                          hint="Wait for that download to finish (or stop it), then pull again.") from None
+        had = _drop_oversized(partial, part.size)
+        try:
+            got, digest = _transfer(url, headers, partial, part, repo_id=repo_id, progress=progress,
+                                    cancel=cancel, task=task, offset=offset, total=total)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(f"The disk filled up while downloading {Path(part.path).name}.",
+                           hint="Free some space, then pull again: it resumes from what was saved.") from None
+        _check_digest(digest, part, partial)
+    partial.with_suffix(".lock").unlink(missing_ok=True)
+    return got, had
+
+
+def _new_digest(part: hub.RemotePart):
+    if part.sha256:
+        return hashlib.sha256()
+    digest = hashlib.sha1()  # a file kept in git is checked against its blob id: sha1("blob <size>\0" + data)
+    digest.update(b"blob %d\0" % part.size)
+    return digest
+
+
+def _drop_oversized(partial: Path, size: int) -> int:
+    """Bytes an earlier run left. A partial longer than the file is from something else: start over."""
+    if not partial.exists():
+        return 0
+    if partial.stat().st_size > size:
+        partial.unlink()
+        return 0
+    return partial.stat().st_size
+
+
+def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, repo_id: str, progress, cancel,
+              task: str, offset: int, total: int):
+    """Range GETs until the partial holds the whole file; a dropped connection or a 5xx is retried from the
+    last byte written, with backoff, until MAX_STALLED_RETRIES attempts in a row bring nothing. Returns
+    (bytes transferred, the hash of the whole file)."""
+    import httpx2
+    from huggingface_hub.utils import get_session
+
+    digest = _new_digest(part)
+    with open(partial, "ab") as out:
+        _rehash(partial, digest, out.tell())
+        stalled = 0
+        transferred = 0
+        last_report = 0.0
+        while out.tell() < part.size:
+            check_cancelled(cancel)
+            start = out.tell()
+            try:
+                with get_session().stream("GET", url, headers={**headers, "Range": f"bytes={start}-"},
+                                          timeout=httpx2.Timeout(30.0, read=60.0)) as response:
+                    if response.status_code in RETRY_STATUSES:
+                        raise _Retry(f"the server answered {response.status_code}")
+                    if response.status_code >= 400:
+                        response.read()
+                        from huggingface_hub.utils import hf_raise_for_status
+
+                        with hub.hub_errors(repo_id, part.path):
+                            hf_raise_for_status(response)
+                    if response.status_code == 200 and start:  # the server ignored Range: start over
+                        out.seek(0)
+                        out.truncate()
+                        digest = _new_digest(part)
+                    for chunk in response.iter_bytes():  # as received: a drop loses nothing buffered
+                        out.write(chunk)
+                        digest.update(chunk)
+                        transferred += len(chunk)
+                        if out.tell() > part.size:
+                            out.close()
+                            partial.unlink(missing_ok=True)
+                            raise VerificationFailed(f"The Hub sent more bytes than {Path(part.path).name} has.",
+                                                     hint="Pull again to download it afresh.")
+                        now = time.monotonic()
+                        if now - last_report >= REPORT_EVERY_S:
+                            last_report = now
+                            report(progress, task, offset + out.tell(), total)
+                            check_cancelled(cancel)
+            except (_Retry, httpx2.TransportError) as exc:
+                out.flush()
+                stalled = 0 if out.tell() > start else stalled + 1
+                if stalled >= MAX_STALLED_RETRIES:
+                    raise NetworkError(f"The download of {Path(part.path).name} keeps failing: {exc}",
+                                       hint="Check the network and pull again: it resumes where it stopped.") from None
+                time.sleep(min(8.0, 0.5 * 2 ** stalled))
+                continue
+            out.flush()
+            if out.tell() == start:  # an empty answer is no progress either
+                stalled += 1
+                if stalled >= MAX_STALLED_RETRIES:
+                    raise NetworkError(f"The Hub sends no data for {Path(part.path).name}.",
+                                       hint="Try again later: the download resumes where it stopped.")
+        report(progress, task, offset + out.tell(), total)
+    return transferred, digest
+
+
+class _Retry(Exception):
+    pass
+
+
+def _rehash(partial: Path, digest, length: int) -> None:
+    with open(partial, "rb") as src:
+        remaining = length
+        while remaining > 0:
+            chunk = src.read(min(CHUNK * 8, remaining))
+            if not chunk:
+                break
+            digest.update(chunk)
+            remaining -= len(chunk)
+
+
+def _check_digest(digest, part: hub.RemotePart, partial: Path) -> None:
+    expected = part.sha256 or part.blob_id
+    if digest.hexdigest() != expected:
+        partial.unlink(missing_ok=True)
+        raise VerificationFailed(
+            f"{Path(part.path).name} does not match the Hub's checksum (expected {expected[:16]}…, got "
+            f"{digest.hexdigest()[:16]}…). It was deleted and not recorded.",
+            hint="The bytes were damaged on the way (a proxy or a bad mirror). Pull again to download it afresh.")
+
+
+def _verify_file(path: Path, part: hub.RemotePart) -> bool:
+    digest = _new_digest(part)
+    _rehash(path, digest, part.size)
+    return digest.hexdigest() == (part.sha256 or part.blob_id)
+
+
+# ---- the inventory ----------------------------------------------------------------------------------------
+
+def _record(name: str, repo_id: str, chosen: hub.RemoteFile, targets: list[Path]) -> LocalModel:
+    inv = store.ModelInventory
+    values = {"model": name, "path": str(targets[0]), "size_bytes": chosen.size_bytes, "repo": repo_id,
+              "quant": chosen.quant or None, "sha256": _sha_text(chosen), "files": [str(t) for t in targets],
+              "source": "pulled", "downloaded": store.format_timestamp(_now())}
+
+    def write():
+        row = inv.get_or_none(inv.model == name)
+        if row is None:
+            inv.insert(**values).execute()
+        else:  # a re-pull keeps the model's usage history
+            inv.update(**values).where(inv.model == name).execute()
+
+    store.write(write)
+    return _local(inv.get(inv.model == name))
+
+
+def _now():
+    from . import clock
+
+    return clock.now()
+
+
+def _local(row) -> LocalModel:
+    files = tuple(Path(f) for f in (row.files or [row.path]))
+    return LocalModel(name=row.model, path=Path(row.path), files=files, size_bytes=row.size_bytes or 0,
+                      quant=row.quant or "", repo=row.repo, source=row.source, where="models",
+                      last_used=row.last_used if isinstance(row.last_used, str) or row.last_used is None
+                      else store.format_timestamp(row.last_used),
+                      downloaded=row.downloaded if isinstance(row.downloaded, str) or row.downloaded is None
+                      else store.format_timestamp(row.downloaded),
+                      total_requests=row.total_requests or 0, sha256=row.sha256)
+
+
+def remove_partials(*, older_than_days: float = 0) -> int:
+    """Delete unfinished downloads (all, or those untouched for a while); returns bytes freed."""
+    folder = config.paths().partial_dir
+    freed = 0
+    cutoff = time.time() - older_than_days * 86400
+    leftovers = [*folder.glob("*.part"), *folder.glob("*.lock")] if folder.is_dir() else []
+    for path in leftovers:
+        try:
+            st = path.stat()
+            if st.st_mtime <= cutoff:
+                path.unlink()
+                freed += st.st_size
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise LocalModelsError(f"Cannot remove {path}: {exc.strerror}") from exc
+    return freed

@@ -1,0 +1,278 @@
+"""The Hugging Face Hub: search GGUF repos and list their files, through huggingface_hub's HfApi.
+
+Every call takes its endpoint from config (HF_ENDPOINT) at call time, honours offline mode before it
+touches the network, and turns the library's exceptions into ours: a gated repo says to accept the licence
+on the model page and set a token; a missing repo or file is NotFound; a dead network is NetworkError.
+huggingface_hub is imported inside the functions only: `status` and the server path never pay for it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import config
+from .errors import (
+    AuthRequired,
+    GatedRepo,
+    LocalModelsError,
+    ModelNotFound,
+    NetworkError,
+    NotFound,
+    UnsafePath,
+)
+from .gguf_meta import SPLIT_RE
+from .hardware import Hardware
+
+DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
+
+
+@dataclass(frozen=True)
+class RepoSummary:
+    repo_id: str
+    downloads: int = 0
+    likes: int = 0
+    last_modified: str = ""  # ISO date
+    gated: bool | str = False
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemotePart:
+    path: str  # path in the repo
+    size: int
+    sha256: str | None  # the LFS object's hash; None for a file kept in git itself
+    blob_id: str = ""  # git blob sha1: what a non-LFS file is checked against
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One model file in a repo, or a split set shown as one (named by its first part)."""
+
+    filename: str  # path in the repo of the (first) file
+    size_bytes: int  # all parts
+    quant: str
+    parts: tuple[RemotePart, ...] = field(default_factory=tuple)
+    fits: bool | None = None  # on the hardware given to list_files; None when not asked
+    needs_bytes: int | None = None  # predicted memory at the default context
+
+    @property
+    def split(self) -> bool:
+        return len(self.parts) > 1
+
+
+def _api(token: str | None = None):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=config.hf_endpoint(), token=token)
+
+
+def hub_token() -> str | None:
+    """The token to send: the environment's or the keyring's (core.secrets); None lets huggingface_hub find
+    its own (its token file). A keyring that cannot be read is no token, not an error."""
+    try:
+        from . import secrets
+
+        return secrets.hf_token()
+    except (LocalModelsError, ImportError, RuntimeError, OSError):
+        return config.hf_token_from_env()
+
+
+def check_online() -> None:
+    if config.hf_offline():
+        raise NetworkError("Offline mode is on (HF_HUB_OFFLINE), so the Hugging Face Hub is not contacted.",
+                           hint="Unset HF_HUB_OFFLINE to search and download; `models` lists what is on disk.")
+
+
+@contextmanager
+def hub_errors(repo_id: str = "", filename: str = ""):
+    """huggingface_hub's and the transport's exceptions, as ours."""
+    import httpx2
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    page = f"{config.hf_endpoint()}/{repo_id}" if repo_id else config.hf_endpoint()
+    try:
+        yield
+    except GatedRepoError as exc:
+        raise GatedRepo(f"{repo_id} is a gated model: its licence must be accepted before download.",
+                        hint=f"Open {page}, accept the licence with your account, then set a read token "
+                             "for that account (HF_TOKEN, or save it in the app's settings) and try again.",
+                        details=_server_message(exc)) from None
+    except RepositoryNotFoundError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", 0)
+        hint = ("If it is private, set a token that can read it (HF_TOKEN)." if status in (401, 403)
+                else "Check the name (org/repo), or find one with `aidevops-local search`.")
+        raise ModelNotFound(f"No repository {repo_id} on {config.hf_endpoint()} (or it is private).",
+                            hint=hint) from None
+    except RevisionNotFoundError:
+        raise NotFound(f"{repo_id} has no such revision.", hint="Leave out --revision to use main.") from None
+    except EntryNotFoundError:
+        raise NotFound(f"{repo_id} has no file {filename!r}.",
+                       hint=f"List its files with `aidevops-local search --repo {repo_id}`.") from None
+    except OfflineModeIsEnabled:
+        check_online()
+        raise NetworkError("Offline mode is on.", hint="Unset HF_HUB_OFFLINE.") from None
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", 0)
+        if status in (401, 403):
+            raise AuthRequired(f"The Hub refused access to {repo_id or 'the request'} ({status}).",
+                               hint="Set a valid token (HF_TOKEN) for an account that can read it.") from None
+        raise NetworkError(f"The Hugging Face Hub answered an error ({status or 'no status'}).",
+                           hint="Try again in a moment.", details=_server_message(exc)) from None
+    except (httpx2.TransportError, OSError) as exc:
+        if isinstance(exc, LocalModelsError):
+            raise
+        raise NetworkError(f"Cannot reach the Hugging Face Hub at {config.hf_endpoint()}: {exc}",
+                           hint="Check the network (and HF_ENDPOINT if you set one).") from None
+
+
+def _server_message(exc: Exception) -> str:
+    return str(getattr(exc, "server_message", "") or "")
+
+
+def search(query: str, *, limit: int = 20, token: str | None = None) -> list[RepoSummary]:
+    """GGUF repos matching ``query``, most downloaded first."""
+    check_online()
+    token = token or hub_token()
+    with hub_errors():
+        found = _api(token).list_models(search=query or None, filter="gguf", sort="downloads", limit=limit,
+                                        expand=["downloads", "likes", "lastModified", "gated", "tags"])
+        results = [RepoSummary(repo_id=m.id, downloads=m.downloads or 0, likes=m.likes or 0,
+                               last_modified=_date(m.last_modified), gated=m.gated or False,
+                               tags=tuple(m.tags or ())) for m in found]
+    return sorted(results, key=lambda r: r.downloads, reverse=True)
+
+
+def _date(value) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    return str(value or "")[:10]
+
+
+def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
+    check_online()
+    with hub_errors(repo_id):
+        m = _api(token or hub_token()).model_info(repo_id, expand=["downloads", "likes", "lastModified", "gated",
+                                                                  "tags"])
+    return RepoSummary(repo_id=m.id, downloads=m.downloads or 0, likes=m.likes or 0,
+                       last_modified=_date(m.last_modified), gated=m.gated or False, tags=tuple(m.tags or ()))
+
+
+def safe_filename(path_in_repo: str) -> str:
+    """The file's local name (its base name) if the Hub's path is one we may write; UnsafePath otherwise.
+    A hostile repo could name a file ``../../.bashrc`` or an absolute path."""
+    bad = (not path_in_repo or "\\" in path_in_repo or "\x00" in path_in_repo or path_in_repo.startswith("/")
+           or any(ord(c) < 32 for c in path_in_repo))
+    parts = path_in_repo.split("/")
+    if bad or any(p in ("", ".", "..") for p in parts) or posixpath.isabs(path_in_repo):
+        raise UnsafePath(f"The Hub names a file {path_in_repo!r}, which would be written outside the models folder.",
+                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+    return parts[-1]
+
+
+def repo_files(repo_id: str, *, revision: str | None = None, token: str | None = None) -> list[RemotePart]:
+    """Every file in the repo (recursively) with its size and LFS sha256."""
+    check_online()
+    from huggingface_hub.hf_api import RepoFile
+
+    with hub_errors(repo_id):
+        entries = _api(token or hub_token()).list_repo_tree(repo_id, recursive=True, revision=revision)
+        return [RemotePart(path=e.path, size=e.size or 0, sha256=e.lfs.sha256 if e.lfs else None,
+                           blob_id=e.blob_id or "")
+                for e in entries if isinstance(e, RepoFile)]
+
+
+def group_models(parts: list[RemotePart]) -> list[RemoteFile]:
+    """The repo's model files: single GGUFs, and each complete split set as one entry. Vision projectors
+    (mmproj) and names that would escape the models folder are left out."""
+    from .library import quant_from_name
+
+    singles, sets = [], {}
+    for part in parts:
+        base = part.path.rsplit("/", 1)[-1]
+        if not base.lower().endswith(".gguf") or base.lower().startswith("mmproj"):
+            continue
+        try:
+            safe_filename(part.path)
+        except UnsafePath:
+            continue
+        match = SPLIT_RE.match(base)
+        if match:
+            folder = part.path.rsplit("/", 1)[0] if "/" in part.path else ""
+            sets.setdefault((folder, match["stem"], match["count"]), []).append(part)
+        else:
+            singles.append(RemoteFile(filename=part.path, size_bytes=part.size,
+                                      quant=quant_from_name(part.path), parts=(part,)))
+    for (_folder, _stem, count), members in sets.items():
+        members.sort(key=lambda p: p.path)
+        if len(members) != int(count):
+            continue  # an incomplete set cannot be served
+        singles.append(RemoteFile(filename=members[0].path, size_bytes=sum(p.size for p in members),
+                                  quant=quant_from_name(members[0].path), parts=tuple(members)))
+    return sorted(singles, key=lambda f: (f.size_bytes, f.filename))
+
+
+def list_files(repo_id: str, *, hardware: Hardware | None = None, revision: str | None = None,
+               token: str | None = None) -> list[RemoteFile]:
+    """The repo's GGUF models (split sets as one), smallest first; with ``hardware``, each marked by
+    whether it fits there at the default context (estimated from its size: the header is not fetched)."""
+    files = group_models(repo_files(repo_id, revision=revision, token=token))
+    if hardware is None:
+        return files
+    from dataclasses import replace
+
+    from . import fit
+
+    marked = []
+    for f in files:
+        estimate = fit.estimate_memory(fit.guess_shape(size_bytes=f.size_bytes), hardware=hardware,
+                                       backend=hardware.best_backend,
+                                       gpu_layers=999 if hardware.best_backend != "cpu" else 0)
+        marked.append(replace(f, fits=estimate.fits, needs_bytes=estimate.total_bytes))
+    return marked
+
+
+def choose_file(files: list[RemoteFile], *, repo_id: str, quant: str | None = None,
+                filename: str | None = None) -> RemoteFile:
+    """The file ``pull`` takes: the one named, else the quant asked for, else Q4_K_M, Q5_K_M, Q8_0 in that
+    order, else the only one. ChoiceNeeded (listing the quants) when that leaves more than one."""
+    from .errors import ChoiceNeeded
+
+    if not files:
+        raise NotFound(f"{repo_id} has no GGUF model files.",
+                       hint="Pick a repo with GGUF files: `aidevops-local search NAME`.")
+    if filename:
+        for f in files:
+            if filename in (f.filename, f.filename.rsplit("/", 1)[-1]) or any(
+                    filename in (p.path, p.path.rsplit("/", 1)[-1]) for p in f.parts):
+                return f
+        raise NotFound(f"{repo_id} has no GGUF file {filename!r}.",
+                       hint="Files: " + ", ".join(f.filename for f in files[:12]))
+    wanted = [quant] if quant else list(DEFAULT_QUANTS)
+    for q in wanted:
+        matches = [f for f in files if f.quant.upper() == q.upper()]
+        if not matches and quant:
+            matches = [f for f in files if q.upper() in f.filename.upper()]
+        if len(matches) == 1 or (matches and not quant):
+            return min(matches, key=lambda f: f.size_bytes) if len(matches) > 1 else matches[0]
+        if len(matches) > 1:
+            raise ChoiceNeeded(f"{repo_id} has {len(matches)} files for {q}.",
+                               choices=[m.filename for m in matches],
+                               hint="Name one with --file.")
+    if quant:
+        raise NotFound(f"{repo_id} has no {quant} file.",
+                       hint="Quants there: " + ", ".join(sorted({f.quant or f.filename for f in files})))
+    if len(files) == 1:
+        return files[0]
+    raise ChoiceNeeded(f"{repo_id} has no {', '.join(DEFAULT_QUANTS)} file; pick one.",
+                       choices=[f.quant or f.filename for f in files],
+                       hint=f"Run again as `pull {repo_id}:QUANT` or with --file NAME.")

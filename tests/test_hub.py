@@ -1,0 +1,140 @@
+"""Search and file listing against a local Hub that speaks the real protocol to the real huggingface_hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aidevops_local.core import hardware, hub
+from aidevops_local.core.errors import ChoiceNeeded, GatedRepo, ModelNotFound, NetworkError, NotFound
+
+
+@pytest.fixture
+def hub_env(fake_hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    return fake_hub
+
+
+def _quants(*names: str, data: bytes = b"GGUF-not-really") -> dict:
+    return {name: data for name in names}
+
+
+def test_search_lists_gguf_repos_by_downloads(hub_env):
+    hub_env.add_repo("bartowski/Qwen-Coder-GGUF", _quants("a-Q4_K_M.gguf"), downloads=500, likes=9,
+                     last_modified="2026-03-04T05:06:07Z")
+    hub_env.add_repo("unsloth/Qwen-Chat-GGUF", _quants("b-Q4_K_M.gguf"), downloads=9000, gated="manual")
+    hub_env.add_repo("someone/qwen-safetensors", {"model.safetensors": b"x"}, downloads=10**6)
+    hub_env.add_repo("other/Llama-GGUF", _quants("c-Q4_K_M.gguf"), downloads=10**5)
+    found = hub.search("qwen")
+    assert [r.repo_id for r in found] == ["unsloth/Qwen-Chat-GGUF", "bartowski/Qwen-Coder-GGUF"]
+    chat, coder = found
+    assert chat.downloads == 9000 and chat.gated == "manual"
+    assert coder.likes == 9 and coder.last_modified == "2026-03-04"
+    assert all(r.path.startswith(("/api/models", "/api/whoami")) for r in hub_env.requests)
+    assert len(hub.search("qwen", limit=1)) == 1
+
+
+def test_list_files_groups_split_sets_and_marks_fit(hub_env, tiny_gguf, tiny_split_gguf):
+    files = {"tiny-Q8_0.gguf": tiny_gguf, "README.md": b"# tiny", "mmproj-model-f16.gguf": tiny_gguf,
+             "Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf": tiny_split_gguf[0],
+             "Q4_K_M/tiny-Q4_K_M-00002-of-00002.gguf": tiny_split_gguf[1],
+             "broken-Q2_K-00001-of-00003.gguf": tiny_gguf}  # an incomplete set: left out
+    hub_env.add_repo("org/tiny-GGUF", files)
+    listed = hub.list_files("org/tiny-GGUF", hardware=hardware.detect())
+    by_name = {f.filename: f for f in listed}
+    assert set(by_name) == {"tiny-Q8_0.gguf", "Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf"}
+    split = by_name["Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf"]
+    assert split.split and split.quant == "Q4_K_M"
+    assert split.size_bytes == sum(p.stat().st_size for p in tiny_split_gguf)
+    single = by_name["tiny-Q8_0.gguf"]
+    assert single.parts[0].sha256 and len(single.parts[0].sha256) == 64
+    assert single.fits is True and single.needs_bytes > 0
+    tiny_machine = hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 2, "ram_gb": 2.05,
+                                          "backends": ["cpu"]})
+    assert all(f.fits is False for f in hub.list_files("org/tiny-GGUF", hardware=tiny_machine))
+    assert all(f.fits is None for f in hub.list_files("org/tiny-GGUF"))
+
+
+def test_unsafe_names_are_not_listed(hub_env):
+    hub_env.add_repo("evil/repo-GGUF", _quants("../../evil-Q4_K_M.gguf", "good-Q4_K_M.gguf"))
+    assert [f.filename for f in hub.list_files("evil/repo-GGUF")] == ["good-Q4_K_M.gguf"]
+
+
+def test_missing_repo_is_model_not_found(hub_env):
+    with pytest.raises(ModelNotFound, match="No repository nobody/nothing"):
+        hub.list_files("nobody/nothing")
+
+
+def test_offline_mode_never_touches_the_network(hub_env, monkeypatch):
+    hub_env.add_repo("org/x-GGUF", _quants("x-Q4_K_M.gguf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NetworkError, match="Offline mode"):
+        hub.search("x")
+    with pytest.raises(NetworkError, match="Offline mode"):
+        hub.list_files("org/x-GGUF")
+    assert hub_env.requests == []
+
+
+@pytest.mark.slow  # huggingface_hub retries a refused connection with backoff for ~20 s before giving up
+def test_unreachable_hub_is_a_network_error(monkeypatch, free_port):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(NetworkError, match="Cannot reach"):
+        hub.search("anything")
+
+
+def test_gated_error_explains_the_licence(hub_env):
+    from aidevops_local.core import downloads
+
+    hub_env.add_repo("google/gated-GGUF", _quants("g-Q4_K_M.gguf"), gated="manual", allowed_tokens={"hf_ok"})
+    with pytest.raises(GatedRepo) as info:
+        downloads.pull("google/gated-GGUF")
+    assert "licence" in info.value.message or "licence" in info.value.hint
+    assert f"{hub_env.endpoint}/google/gated-GGUF" in info.value.hint
+    assert "token" in info.value.hint
+
+
+def _file(name: str, quant: str, size: int = 1) -> hub.RemoteFile:
+    return hub.RemoteFile(filename=name, size_bytes=size, quant=quant, parts=(hub.RemotePart(name, size, "0" * 64),))
+
+
+def test_default_quant_order():
+    q4, q5, q8 = _file("m-Q4_K_M.gguf", "Q4_K_M"), _file("m-Q5_K_M.gguf", "Q5_K_M"), _file("m-Q8_0.gguf", "Q8_0")
+    assert hub.choose_file([q8, q5, q4], repo_id="o/r") is q4
+    assert hub.choose_file([q8, q5], repo_id="o/r") is q5
+    assert hub.choose_file([q8], repo_id="o/r") is q8
+    assert hub.choose_file([q4, q8], repo_id="o/r", quant="q8_0") is q8
+    assert hub.choose_file([q4, q8], repo_id="o/r", filename="m-Q8_0.gguf") is q8
+    with pytest.raises(NotFound, match="no Q6_K"):
+        hub.choose_file([q4, q8], repo_id="o/r", quant="Q6_K")
+
+
+def test_no_default_quant_asks():
+    files = [_file("m-Q2_K.gguf", "Q2_K"), _file("m-Q6_K.gguf", "Q6_K")]
+    with pytest.raises(ChoiceNeeded) as info:
+        hub.choose_file(files, repo_id="o/r")
+    assert info.value.choices == ["Q2_K", "Q6_K"]
+    assert hub.choose_file(files[:1], repo_id="o/r").quant == "Q2_K"  # the only file needs no question
+
+
+def _cli(*args):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "aidevops_local", *args], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+def test_cli_search_and_repo_listing(hub_env, tiny_gguf):
+    hub_env.add_repo("org/tiny-GGUF", {"tiny-Q8_0.gguf": tiny_gguf}, downloads=42)
+    done = _cli("search", "tiny")
+    assert done.returncode == 0, done.stderr
+    assert "org/tiny-GGUF" in done.stdout and "42" in done.stdout
+    done = _cli("search", "tiny", "--json")
+    assert json.loads(done.stdout)[0]["repo_id"] == "org/tiny-GGUF"
+    done = _cli("search", "--repo", "org/tiny-GGUF")
+    assert done.returncode == 0, done.stderr
+    assert "tiny-Q8_0.gguf" in done.stdout and "Q8_0" in done.stdout and "yes" in done.stdout
+    done = _cli("search", "nothing-matches")
+    assert done.returncode == 5

@@ -1,0 +1,218 @@
+"""Models on disk: the inventory, files dropped into models/, the old helper's folder, and other tools'
+downloads (HF cache, llama.cpp cache, LM Studio) listed read-only; finding one by name; removing one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aidevops_local.core import config, library, store
+from aidevops_local.core.errors import ModelNotFound, Refused
+
+
+@pytest.fixture
+def homes(tmp_path, monkeypatch):
+    """Point every external location into the test's own folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("LLAMA_CACHE", str(tmp_path / "llama-cache"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return tmp_path
+
+
+def _hf_cache_model(root: Path, repo: str, filename: str, source: Path) -> Path:
+    """Lay a file out the way huggingface_hub does: a blob and a snapshot symlink to it."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    blob = folder / "blobs" / "0123abcd"
+    blob.parent.mkdir(parents=True)
+    shutil.copy(source, blob)
+    snap = folder / "snapshots" / "f00dfeed" / filename
+    snap.parent.mkdir(parents=True)
+    snap.symlink_to(os.path.relpath(blob, snap.parent))
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("f00dfeed")
+    return snap
+
+
+def _record(name: str, files: list[Path], *, source="pulled", repo="org/repo", last_used=None, requests=0):
+    store.database()
+    store.ModelInventory.insert(model=name, path=str(files[0]), size_bytes=sum(f.stat().st_size for f in files),
+                                repo=repo, quant="Q8_0", sha256="x", files=[str(f) for f in files],
+                                source=source, last_used=last_used,
+                                total_requests=requests).on_conflict_replace().execute()
+
+
+def test_lists_every_kind_of_model(homes, tiny_gguf, tiny_split_gguf):
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    pulled = p.models_dir / "tiny-pulled.Q8_0.gguf"
+    shutil.copy(tiny_gguf, pulled)
+    _record("tiny-pulled.Q8_0", [pulled], last_used="2026-01-02 03:04:05", requests=7)
+    dropped = p.models_dir / "dropped-in-Q4_K_M.gguf"
+    shutil.copy(tiny_gguf, dropped)
+    split_dir = p.models_dir / "tiny-split"
+    split_dir.mkdir()
+    for part in tiny_split_gguf:
+        shutil.copy(part, split_dir / part.name)
+    (p.models_dir / "mmproj-model-f16.gguf").write_bytes(b"GGUF")  # a vision projector, not a model
+    legacy = p.legacy_dir / "models" / "old-helper-Q5_K_M.gguf"
+    legacy.parent.mkdir(parents=True)
+    shutil.copy(tiny_gguf, legacy)
+    _hf_cache_model(homes / "hf-cache", "ggml-org/tiny-GGUF", "tiny-hf-Q8_0.gguf", tiny_gguf)
+    (homes / "llama-cache").mkdir()
+    shutil.copy(tiny_gguf, homes / "llama-cache" / "ggml-org_tiny-GGUF_tiny-llamacpp-Q6_K.gguf")
+    lms = homes / "home" / ".lmstudio" / "models" / "lmstudio-community" / "tiny-GGUF" / "tiny-lms-IQ4_XS.gguf"
+    lms.parent.mkdir(parents=True)
+    shutil.copy(tiny_gguf, lms)
+
+    found = {m.name: m for m in library.list_models()}
+    assert set(found) == {"tiny-pulled.Q8_0", "dropped-in-Q4_K_M", "tiny-random-llama-split", "old-helper-Q5_K_M",
+                          "tiny-hf-Q8_0", "ggml-org_tiny-GGUF_tiny-llamacpp-Q6_K", "tiny-lms-IQ4_XS"}
+    assert found["tiny-pulled.Q8_0"].source == "pulled" and not found["tiny-pulled.Q8_0"].read_only
+    assert found["tiny-pulled.Q8_0"].total_requests == 7
+    assert found["tiny-pulled.Q8_0"].last_used == "2026-01-02 03:04:05"
+    assert found["dropped-in-Q4_K_M"].source == "external" and found["dropped-in-Q4_K_M"].quant == "Q4_K_M"
+    split = found["tiny-random-llama-split"]
+    assert len(split.files) == 2 and split.size_bytes == sum(f.stat().st_size for f in tiny_split_gguf)
+    assert split.quant == "F32"  # not in the name: read from the header
+    assert found["old-helper-Q5_K_M"].source == "legacy" and found["old-helper-Q5_K_M"].where == "old helper"
+    hf = found["tiny-hf-Q8_0"]
+    assert (hf.source, hf.where, hf.repo, hf.quant) == ("external", "HF cache", "ggml-org/tiny-GGUF", "Q8_0")
+    assert hf.size_bytes == tiny_gguf.stat().st_size and hf.read_only
+    assert found["ggml-org_tiny-GGUF_tiny-llamacpp-Q6_K"].where == "llama.cpp cache"
+    assert found["tiny-lms-IQ4_XS"].where == "LM Studio"
+    assert found["tiny-lms-IQ4_XS"].repo == "lmstudio-community/tiny-GGUF"
+
+
+def test_same_file_name_in_two_places_gets_two_names(homes, tiny_gguf):
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    shutil.copy(tiny_gguf, p.models_dir / "tiny-Q8_0.gguf")
+    _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
+    names = sorted(m.name for m in library.list_models())
+    assert names == ["tiny-Q8_0", "tiny-Q8_0@hf"]
+
+
+def test_resolve_by_name_file_substring_and_path(homes, tiny_gguf):
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    for name in ("qwen-coder-7b-Q4_K_M.gguf", "qwen-chat-8b-Q4_K_M.gguf"):
+        shutil.copy(tiny_gguf, p.models_dir / name)
+    assert library.resolve_model("qwen-coder-7b-Q4_K_M").name == "qwen-coder-7b-Q4_K_M"
+    assert library.resolve_model("qwen-chat-8b-Q4_K_M.gguf").name == "qwen-chat-8b-Q4_K_M"
+    assert library.resolve_model("coder").name == "qwen-coder-7b-Q4_K_M"
+    with pytest.raises(ModelNotFound, match="matches 2 models"):
+        library.resolve_model("qwen")
+    with pytest.raises(ModelNotFound) as info:
+        library.resolve_model("qwen-coder-7b-Q5_K_M")
+    assert "qwen-coder-7b-Q4_K_M" in info.value.hint
+    outside = homes / "elsewhere" / "my-model.gguf"
+    outside.parent.mkdir()
+    shutil.copy(tiny_gguf, outside)
+    model = library.resolve_model(str(outside))
+    assert (model.path, model.source, model.where) == (outside, "external", "path")
+    with pytest.raises(ModelNotFound):
+        library.resolve_model(str(homes / "elsewhere" / "missing.gguf"))
+
+
+def test_resolve_none_picks_the_default_the_only_or_the_latest(homes, tiny_gguf):
+    with pytest.raises(ModelNotFound, match="no models"):
+        library.resolve_model(None)
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    a, b = p.models_dir / "a-Q8_0.gguf", p.models_dir / "b-Q8_0.gguf"
+    shutil.copy(tiny_gguf, a)
+    assert library.resolve_model(None).name == "a-Q8_0"  # the only one
+    shutil.copy(tiny_gguf, b)
+    _record("a-Q8_0", [a], last_used="2026-03-01 00:00:00")
+    _record("b-Q8_0", [b], last_used="2026-02-01 00:00:00")
+    assert library.resolve_model(None).name == "a-Q8_0"  # the most recently used
+    settings = config.Settings(default_model="b-Q8_0")
+    config.save_settings(settings)
+    assert library.resolve_model(None).name == "b-Q8_0"
+
+
+def test_inventory_rows_whose_files_are_gone_are_not_listed(homes, tiny_gguf, tmp_path):
+    gone = tmp_path / "gone.gguf"
+    shutil.copy(tiny_gguf, gone)
+    _record("gone", [gone])
+    gone.unlink()
+    assert library.list_models() == []
+
+
+def test_rm_deletes_a_pulled_model(homes, tiny_gguf):
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    path = p.models_dir / "mine-Q8_0.gguf"
+    shutil.copy(tiny_gguf, path)
+    _record("mine-Q8_0", [path])
+    freed = library.remove_model(library.resolve_model("mine-Q8_0"))
+    assert freed == tiny_gguf.stat().st_size and not path.exists()
+    assert store.ModelInventory.get_or_none(store.ModelInventory.model == "mine-Q8_0") is None
+
+
+def test_rm_of_another_tools_file_needs_confirmation(homes, tiny_gguf):
+    snap = _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
+    blob = snap.resolve()
+    model = library.resolve_model("tiny-Q8_0")
+    with pytest.raises(Refused, match="not downloaded by aidevops-local"):
+        library.remove_model(model)
+    assert snap.exists() and blob.exists()
+    library.remove_model(model, confirmed=True)
+    assert not snap.exists() and not blob.exists()  # the blob takes the space, so it goes too
+
+
+def _cli(*args):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "aidevops_local", *args], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+
+
+def test_cli_models_lists_an_hf_cache_model_read_only(homes, tiny_gguf):
+    _hf_cache_model(homes / "hf-cache", "ggml-org/tiny-GGUF", "tiny-hf-Q8_0.gguf", tiny_gguf)
+    done = _cli("models", "--json")
+    assert done.returncode == 0, done.stderr
+    (entry,) = json.loads(done.stdout)
+    assert entry["name"] == "tiny-hf-Q8_0" and entry["where"] == "HF cache" and entry["source"] == "external"
+    table = _cli("models")
+    assert "tiny-hf-Q8_0" in table.stdout and "read-only" in table.stdout
+
+
+def test_cli_models_rm_refuses_an_external_file_without_yes(homes, tiny_gguf):
+    snap = _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
+    done = _cli("models", "rm", "tiny-Q8_0")
+    assert done.returncode == 12 and "--yes" in done.stderr
+    assert snap.exists()
+    done = _cli("models", "rm", "tiny-Q8_0", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not snap.exists()
+
+
+def test_listing_is_fast_with_many_models(homes, tiny_gguf):
+    import time
+
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    for i in range(40):
+        os.link(tiny_gguf, p.models_dir / f"model-{i}-Q4_K_M.gguf")
+    library.list_models()
+    started = time.perf_counter()
+    assert len(library.list_models()) == 40
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_model_served_in_place_is_remembered(homes, tiny_gguf):
+    _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
+    model = library.resolve_model("tiny-Q8_0")
+    row = store.ModelInventory.get(store.ModelInventory.model == "tiny-Q8_0")
+    assert (row.source, row.repo, row.path) == ("external", "org/tiny", str(model.path))
+    (listed,) = library.list_models()
+    assert listed.name == "tiny-Q8_0" and listed.source == "external" and listed.where == "HF cache"
