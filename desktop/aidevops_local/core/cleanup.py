@@ -1,0 +1,200 @@
+"""Stale models: find them, size them, remove them on request, and nudge when they take too much disk.
+
+A model is stale when its last use (or, never used, its download) is older than the threshold. Removal takes a
+model's files (every part of a split set) and its inventory row together. Never removed: the model the server
+is serving, and files this tool did not download (source 'legacy' or 'external', or a 'pulled' file outside
+the models folder), unless the user names the model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from . import clock, store, usage
+from .config import load_settings, paths
+from .errors import ModelNotFound, Refused
+
+NUDGE_KEY = "last_nudge"
+NUDGE_EVERY = timedelta(days=1)
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class StaleModel:
+    model: str
+    files: list[str]  # on disk now
+    size_bytes: int  # all parts together
+    last_active: datetime | None  # last use, else download, else the newest file's mtime
+    idle_days: int | None
+    source: str
+    removable: bool
+    reason: str = ""  # why it is kept, when it is
+
+
+@dataclass(frozen=True)
+class CleanupPlan:
+    days: int
+    models: list[StaleModel]  # stale (or named) models, removable or not
+
+    @property
+    def removable(self) -> list[StaleModel]:
+        return [m for m in self.models if m.removable]
+
+    @property
+    def removable_bytes(self) -> int:
+        return sum(m.size_bytes for m in self.removable)
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    removed: list[StaleModel] = field(default_factory=list)
+    freed_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Nudge:
+    message: str
+    stale_models: int
+    stale_bytes: int
+    threshold_bytes: int
+
+
+def find_stale(*, days: int | None = None, names: list[str] | None = None) -> CleanupPlan:
+    """Models unused for `days` (default: the stale_days setting), oldest first; or exactly the named models,
+    whatever their age (naming one is the user's say-so to remove files we did not download)."""
+    days = load_settings().stale_days if days is None else days
+    usage.ingest()  # last_used must include what the server did since the last ingest
+    store.database()
+    now = clock.now()
+    served = _served()
+    inv = store.ModelInventory
+    if names:
+        rows = list(inv.select().where(inv.model.in_(names)))
+        missing = sorted(set(names) - {r.model for r in rows})
+        if missing:
+            raise ModelNotFound(f"Not in the inventory: {', '.join(missing)}",
+                                hint="`aidevops-local cleanup --dry-run` lists the models it knows.")
+        models = [_describe(r, now, served, named=True) for r in rows]
+        for model in models:
+            if not model.removable:
+                raise Refused(f"{model.model} is {model.reason}; it will not be removed.",
+                              hint="Stop the server first (`aidevops-local stop`).")
+        return CleanupPlan(days=days, models=models)
+    cutoff = now - timedelta(days=days)
+    models = [m for m in (_describe(r, now, served, named=False) for r in inv.select())
+              if m.last_active is None or m.last_active < cutoff]
+    models.sort(key=lambda m: m.last_active or datetime.min.replace(tzinfo=timezone.utc))
+    return CleanupPlan(days=days, models=models)
+
+
+def remove(*, plan: CleanupPlan) -> CleanupResult:
+    """Remove each removable model of the plan: its inventory row and its files in one transaction (a file
+    that cannot be deleted rolls the row back, so what is left stays listed)."""
+    served = _served()
+    removed = []
+    for model in plan.removable:
+        if _is_served(model.model, [Path(f) for f in model.files], served):
+            raise Refused(f"{model.model} is being served now; it was not removed.",
+                          hint="Stop the server first (`aidevops-local stop`).")
+        store.write(_remove_one, model)
+        removed.append(model)
+    return CleanupResult(removed=removed, freed_bytes=sum(m.size_bytes for m in removed))
+
+
+def _remove_one(model: StaleModel) -> None:
+    # Deleting a file is idempotent, so a transaction retried after a busy database does no harm.
+    store.ModelInventory.delete().where(store.ModelInventory.model == model.model).execute()
+    models_dir = paths().models_dir.resolve()
+    for name in model.files:
+        path = Path(name)
+        path.unlink(missing_ok=True)
+        _remove_empty_parents(path.parent, models_dir)
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    """Folders a pull made (models/<org>/<repo>/) go when empty; nothing at or above the models folder."""
+    folder = folder.resolve()
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def nudge() -> Nudge | None:
+    """One line when removable stale models take more than the stale_nudge_gb setting, at most once a day
+    (shared by the CLI and the tray through the database); None otherwise."""
+    settings = load_settings()
+    plan = find_stale(days=settings.stale_days)
+    threshold = int(settings.stale_nudge_gb * GIB)
+    total = plan.removable_bytes
+    if total <= threshold:
+        return None
+    now = clock.now()
+
+    def claim() -> bool:
+        last = store.parse_timestamp(store.get_state(NUDGE_KEY))
+        if last is not None and now - last < NUDGE_EVERY:
+            return False
+        store.set_state(NUDGE_KEY, store.format_timestamp(now))
+        return True
+
+    if not store.write(claim):
+        return None
+    count = len(plan.removable)
+    message = (f"{count} local model{'s' if count != 1 else ''} unused for {settings.stale_days}+ days "
+               f"take {total / GIB:.1f} GB: run `aidevops-local cleanup` to review and remove them.")
+    return Nudge(message=message, stale_models=count, stale_bytes=total, threshold_bytes=threshold)
+
+
+def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) -> StaleModel:
+    paths_ = row.file_paths()
+    present = [p for p in paths_ if p.is_file()]
+    size = sum(p.stat().st_size for p in present) if present else 0
+    last_active = row.last_used or row.downloaded
+    if last_active is None and present:
+        last_active = datetime.fromtimestamp(max(p.stat().st_mtime for p in present), timezone.utc)
+    idle = (now - last_active).days if last_active else None
+    reason = ""
+    if _is_served(row.model, paths_, served):
+        reason = "being served now"
+    elif not named and row.source != "pulled":
+        reason = f"not downloaded by aidevops-local ({row.source}); name it to remove it"
+    elif not named and not _inside(paths_, paths().models_dir):
+        reason = "outside the models folder; name it to remove it"
+    return StaleModel(model=row.model, files=[str(p) for p in present], size_bytes=size,
+                      last_active=last_active, idle_days=idle, source=row.source, removable=not reason,
+                      reason=reason)
+
+
+def _inside(files: list[Path], folder: Path) -> bool:
+    root = folder.resolve()
+    return bool(files) and all(root in p.resolve().parents for p in files)
+
+
+def _served() -> tuple[str, Path] | None:
+    """The model and file of the server we run, if it is alive."""
+    from . import server  # here: server imports usage, which this module imports
+
+    state = server.current_state()
+    if state is None or server.owned_process(state) is None:
+        return None
+    return state.model, Path(state.model_path)
+
+
+def _is_served(model: str, files: list[Path], served: tuple[str, Path] | None) -> bool:
+    if served is None:
+        return False
+    name, path = served
+    if model == name:
+        return True
+    try:
+        target = path.resolve()
+        return any(os.path.samefile(p, target) if p.exists() and target.exists() else p.resolve() == target
+                   for p in files)
+    except OSError:
+        return False

@@ -1,0 +1,182 @@
+"""Usage accounting under load, and what it costs the request path. Prints; asserts nothing.
+
+    python -m tests.benchmarks.bench_usage                  # both parts (about 2-3 minutes on 2 cores)
+    python -m tests.benchmarks.bench_usage --requests 200 --rounds 3
+
+1. Load: N requests (default 1000) to the real llama-server running the tiny real-format model, once with the
+   product's log flags and once at trace verbosity: mixed streaming (with include_usage) and not, 4 at a time
+   in 4 slots, short max_tokens, some prompts repeated so the prompt cache serves part of them; then one
+   ingest. Prints rows found / requests sent, whether the rows' tokens equal the usage the clients received
+   (as a multiset: a client cannot know its request's task id), the ingest time and the log bytes per
+   request.
+2. On/off: SmolLM2-135M served three times at once: without usage logging (no log flags, output discarded),
+   with it (the product's flags, a log file, an ingest every second as the tray's timer would run it), and
+   with it at trace verbosity. Requests go to them one at a time in ABC CBA order, each generating a fixed 96
+   tokens, in rounds of freshly started servers; prints the ratio of tokens/s, on over off, as the clients
+   measured it and as the servers did, and of tokens per CPU second of the server (which load from other
+   programs on the machine disturbs least).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tests.fixtures.prepare import prepare
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6, help="on/off: rounds of fresh servers")
+    parser.add_argument("--per-round", type=int, default=2, help="on/off: ABC CBA sweeps per round")
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-ratio", action="store_true")
+    args = parser.parse_args(argv)
+    fixtures = prepare()
+    from aidevops_local.core import usage
+
+    if not args.skip_load:
+        load_test(fixtures, requests=args.requests, concurrency=args.concurrency, log_args=None,
+                  label="the product's log flags")
+        load_test(fixtures, requests=args.requests, concurrency=args.concurrency,
+                  log_args=[*usage.BASE_LOG_ARGS, "--log-verbosity", "4"], label="trace verbosity (-lv 4)")
+    if not args.skip_ratio:
+        on_off_ratio(fixtures, rounds=args.rounds, per_round=args.per_round)
+    return 0
+
+
+def fresh_root() -> None:
+    """Each part gets its own root (logs and database), never the user's."""
+    os.environ["AIDEVOPS_HOME"] = tempfile.mkdtemp(prefix="bench-usage.")
+
+
+def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] | None, label: str) -> None:
+    from tests.usage_server import chat, client, logged_server
+
+    from aidevops_local.core import store, usage
+
+    fresh_root()
+    rng = random.Random(1338)
+    prompts = [f"note {i}: " + "lorem ipsum " * rng.randint(0, 12) for i in range(requests // 3)]
+    plan = [(rng.choice(prompts), rng.randint(1, 16), rng.random() < 0.5) for _ in range(requests)]
+    with logged_server(fixtures.llama_server_dir, fixtures.tiny_gguf, model="tiny", parallel=concurrency,
+                       ctx=1024 * concurrency, log_args=log_args) as srv:
+        startup_bytes = srv.log_path.stat().st_size
+        started = time.monotonic()
+        with client() as http, ThreadPoolExecutor(concurrency) as pool:
+            answers = list(pool.map(lambda p: chat(http, srv.url, p[0], max_tokens=p[1], stream=p[2]), plan))
+        elapsed = time.monotonic() - started
+    per_request_bytes = (srv.log_path.stat().st_size - startup_bytes) / requests
+    t0 = time.monotonic()
+    added = usage.ingest()
+    ingest_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    usage.ingest()
+    idle_ingest_ms = (time.monotonic() - t0) * 1e3
+    store.database()
+    rows = list(store.ModelUsage.select())
+    got = Counter((r.tokens_in, r.tokens_out, r.cache_tokens) for r in rows)
+    want = Counter((a.prompt_tokens, a.completion_tokens, a.cached_tokens) for a in answers)
+    matching = sum((got & want).values())
+    streamed = sum(1 for a in answers if a.stream)
+    cached = sum(1 for a in answers if a.cached_tokens)
+    print(f"load test, {label}: {requests} requests to llama-server b10068 + tiny model in {elapsed:.1f} s "
+          f"({streamed} streaming, {requests - streamed} not; {concurrency} at a time in {concurrency} "
+          f"slots; "
+          f"max_tokens 1-16; {cached} served partly from the prompt cache)")
+    print(f"  rows found / requests sent: {len(rows)}/{requests} = {len(rows) / requests:.3f} "
+          f"(ingest added {added})")
+    print(f"  rows whose tokens in/out/cached equal a client's usage: {matching}/{requests} "
+          f"-> {'all equal' if got == want and len(rows) == requests else 'MISMATCH'}")
+    print(f"  statuses: {dict(Counter(r.status for r in rows))}; distinct request keys: "
+          f"{len({r.request_key for r in rows})}")
+    print(f"  ingest: {ingest_s * 1e3:.0f} ms for the whole log "
+          f"({ingest_s / requests * 1e3:.2f} ms per request); "
+          f"again with nothing new: {idle_ingest_ms:.1f} ms; log: {per_request_bytes:.0f} bytes per request")
+
+
+METRICS = (("client tok/s", "wall clock at the client"), ("server tok/s", "llama-server's own timings"),
+           ("tok per CPU-s", "tokens per CPU second of the server process"))
+
+
+def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96) -> None:
+    import psutil
+    from tests.usage_server import chat, client, logged_server
+
+    from aidevops_local.core import usage
+
+    fresh_root()
+    prompt = "Write a short poem about the sea."
+    body = {"temperature": 0, "ignore_eos": True, "cache_prompt": False}
+    variants = {  # name -> logged_server arguments
+        "off": dict(model="off", log_args=[], log_path=Path(os.devnull), header=False),
+        "on": dict(model="on"),
+        "on, trace": dict(model="trace", log_args=[*usage.BASE_LOG_ARGS, "--log-verbosity", "4"]),
+    }
+    stop = threading.Event()
+
+    def ingest_every_second():
+        while not stop.wait(1.0):
+            usage.ingest()
+
+    ticker = threading.Thread(target=ingest_every_second, daemon=True)
+    ticker.start()
+    # Fresh processes every round, started in a rotating order: a process's own speed (memory placement)
+    # varies by a few percent, so it has to average out over rounds. Within a round, ABC CBA sweeps put the
+    # variants' requests side by side in time, so load from other programs falls on all of them alike.
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+    names = list(variants)
+    with client() as http:
+        for r in range(rounds):
+            order = names[r % len(names):] + names[:r % len(names)]
+            with contextlib.ExitStack() as stack:
+                servers = {name: stack.enter_context(logged_server(
+                    fixtures.llama_server_dir, fixtures.smollm2_gguf, **variants[name])) for name in order}
+                procs = {name: psutil.Process(srv.proc.pid) for name, srv in servers.items()}
+                for srv in servers.values():  # warm up
+                    chat(http, srv.url, prompt, max_tokens=8, **body)
+                for _ in range(per_round):
+                    for name in order + order[::-1]:
+                        cpu0, t0 = sum(procs[name].cpu_times()[:2]), time.perf_counter()
+                        response = http.post(f"{servers[name].url}/v1/chat/completions", json={
+                            "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                            **body})
+                        wall, cpu = time.perf_counter() - t0, sum(procs[name].cpu_times()[:2]) - cpu0
+                        data = response.json()
+                        n = data["usage"]["completion_tokens"]
+                        samples[name].append((n / wall, data["timings"]["predicted_per_second"], n / cpu))
+    stop.set()
+    ticker.join()
+    n = len(samples["off"])
+    print(f"tokens/s with usage logging on vs off (SmolLM2-135M Q4_1, 1 thread, {max_tokens} tokens per "
+          f"request, {n} requests per variant in {rounds} rounds of fresh servers, ABC CBA order, an ingest "
+          "every 1 s while they run); ratios are on/off over requests paired in time: median, mean +- s.e.")
+    off = samples["off"]
+    print("  off (no log flags, output discarded): " + ", ".join(
+        f"{statistics.fmean(v[k] for v in off):.1f} {label}" for k, (label, _) in enumerate(METRICS)))
+    for name in ("on", "on, trace"):
+        on = samples[name]
+        parts = []
+        for k, (label, _) in enumerate(METRICS):
+            ratios = [a[k] / b[k] for a, b in zip(on, off, strict=True)]
+            spread = statistics.stdev(ratios) / len(ratios) ** 0.5
+            mean = statistics.fmean(ratios)
+            parts.append(f"{label} {statistics.median(ratios):.3f}, {mean:.3f} +- {spread:.3f}")
+        print(f"  {name}: " + "; ".join(parts))
+    print("  (" + "; ".join(f"{label}: {what}" for label, what in METRICS) + ")")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
