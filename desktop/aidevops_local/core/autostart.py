@@ -1,0 +1,110 @@
+"""Start the tray at login: an XDG autostart entry on Linux, a LaunchAgent on macOS.
+
+Both are plain files in the user's own folders, so enabling needs no privileges and disabling is a delete.
+The entry runs the same command the user would: the ``aidevops-local-tray`` script when it is installed,
+else this Python with ``-m aidevops_local.tray``.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config, hardware
+
+LABEL = "com.aidevops.local-models.tray"  # the LaunchAgent's label
+DESKTOP_ID = "aidevops-local-tray"  # the autostart file's name, without .desktop
+# Characters that force quoting in a desktop entry's Exec key (Desktop Entry Specification, "The Exec key").
+_EXEC_RESERVED = set(" \t\n\"'\\><~|&;$*?#()`")
+
+
+@dataclass(frozen=True)
+class AutostartEntry:
+    path: Path
+    enabled: bool
+    command: tuple[str, ...]
+
+
+def launch_command() -> list[str]:
+    script = shutil.which("aidevops-local-tray")
+    if script:
+        return [script]
+    return [sys.executable, "-m", "aidevops_local.tray"]
+
+
+def entry_path() -> Path:
+    if hardware.os_name() == "darwin":
+        return config.launch_agents_dir() / f"{LABEL}.plist"
+    return config.xdg_config_home() / "autostart" / f"{DESKTOP_ID}.desktop"
+
+
+def status() -> AutostartEntry:
+    path = entry_path()
+    return AutostartEntry(path=path, enabled=path.is_file(), command=tuple(launch_command()))
+
+
+def enable(command: list[str] | None = None) -> AutostartEntry:
+    command = command or launch_command()
+    path = entry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = _plist(command) if path.suffix == ".plist" else _desktop_entry(command).encode("utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return AutostartEntry(path=path, enabled=True, command=tuple(command))
+
+
+def disable() -> AutostartEntry:
+    path = entry_path()
+    path.unlink(missing_ok=True)
+    return AutostartEntry(path=path, enabled=False, command=tuple(launch_command()))
+
+
+def set_enabled(enabled: bool) -> AutostartEntry:
+    return enable() if enabled else disable()
+
+
+def _exec_quote(arg: str) -> str:
+    arg = arg.replace("%", "%%")  # field codes
+    if arg and not _EXEC_RESERVED & set(arg):
+        return arg
+    quoted = '"' + "".join("\\" + c if c in '"`$\\' else c for c in arg) + '"'
+    # The key file's own string escaping is undone before the quoting rule, so backslashes double again.
+    return quoted.replace("\\", "\\\\")
+
+
+def _desktop_entry(command: list[str]) -> str:
+    return "\n".join(
+        [
+            "[Desktop Entry]",
+            "Type=Application",
+            "Name=aidevops Local Models",
+            "Comment=Local LLM server in the system tray",
+            "Exec=" + " ".join(_exec_quote(a) for a in command),
+            f"Icon={_icon_path()}",
+            "Terminal=false",
+            "Categories=Development;Utility;",
+            "X-GNOME-Autostart-enabled=true",
+            "",
+        ]
+    )
+
+
+def _icon_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "resources" / "app-icon.svg"
+
+
+def _plist(command: list[str]) -> bytes:
+    return plistlib.dumps(
+        {
+            "Label": LABEL,
+            "ProgramArguments": list(command),
+            "RunAtLoad": True,
+            "KeepAlive": False,
+            "ProcessType": "Interactive",
+            "LimitLoadToSessionType": "Aqua",  # the GUI login, not ssh sessions
+        }
+    )

@@ -1,0 +1,502 @@
+"""The tray application: one controller that owns the icon, the menu, the windows and the jobs.
+
+The controller holds the latest snapshot (see snapshot.py) and refreshes it on a timer through a worker;
+every piece of UI reads that snapshot. Server actions are core calls run as jobs; while one runs, a stop or
+restart it causes is not taken for a crash. A crash seen by the poller turns the icon to error, raises a
+notification with "Show log" and "Restart", and restarts with backoff when the setting asks for it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+import time
+from dataclasses import replace
+
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
+
+from ..core import config, router, server
+from . import dialogs, icons, menu, snapshot
+from .notifications import Action, Notice, Notifications
+from .workers import Job, Workers
+
+log = logging.getLogger(__name__)
+
+POLL_FAST_MS = 1000  # while something is starting or a job runs
+POLL_RUNNING_MS = 2000  # crash detection within a few seconds
+POLL_IDLE_MS = 5000
+HEALTH_EVERY_S = 30.0  # a healthy server's /health is probed this often; liveness every poll
+FULL_EVERY_S = 60.0  # models, stale list and runtime re-read this often (and on menu open, after jobs)
+NUDGE_EVERY_MS = 6 * 3600 * 1000  # cleanup decides whether a day has passed; this only asks
+RESTART_BACKOFF_S = (2, 5, 15, 60)
+RESTART_STABLE_S = 600.0  # running this long resets the backoff
+
+
+class TrayApp(QObject):
+    snapshot_changed = Signal(object)
+    icon_changed = Signal(str)  # the icon's state: stopped, starting, running, error
+
+    def __init__(
+        self,
+        *,
+        use_tray: bool | None = None,
+        native_notifications: bool = True,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.workers = Workers(self)
+        self.snapshot = snapshot.placeholder()
+        self.settings = config.Settings()
+        self.busy = ""
+        self.last_error = ""
+        self.icon_state = "stopped"
+        self.windows: dict[str, QWidget] = {}
+        self._server_job: Job | None = None
+        self._refreshing = False
+        self._pending_full = False
+        self._last_probe = 0.0
+        self._restarts = 0
+        self._running_since = 0.0
+        self._wizard_offered = False
+        self._quitting = False
+
+        self.menu = QMenu()
+        self.menu.setObjectName("tray_menu")
+        self.menu.aboutToShow.connect(self._menu_about_to_show)
+        available = QSystemTrayIcon.isSystemTrayAvailable() if use_tray is None else use_tray
+        self.tray: QSystemTrayIcon | None = None
+        if available:
+            self.tray = QSystemTrayIcon(self)
+            self.tray.setContextMenu(self.menu)
+            self.tray.activated.connect(self._tray_activated)
+        self.notifications = Notifications(self.tray, self, use_native=native_notifications)
+        self.notifications.action.connect(self._notification_action)
+
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self.refresh)
+        self.nudge_timer = QTimer(self)
+        self.nudge_timer.setInterval(NUDGE_EVERY_MS)
+        self.nudge_timer.timeout.connect(self.check_nudge)
+        self._set_icon("stopped")
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def quitting(self) -> bool:
+        return self._quitting
+
+    def start(self) -> None:
+        if self.tray is not None:
+            self.tray.show()
+        else:
+            self.show_control_window()
+        self.workers.submit(
+            lambda job: config.load_settings(),
+            name="settings",
+            on_done=self._settings_loaded,
+            on_error=lambda exc: self._error_dialog(exc),
+        )
+        self._pending_full = True  # right after the first, quick look at the server
+        self.refresh()
+        self.nudge_timer.start()
+        QTimer.singleShot(10_000, self.check_nudge)  # after start-up, not during it
+
+    def _settings_loaded(self, settings: config.Settings) -> None:
+        self.settings = settings
+
+    def shutdown(self, *, stop_server: bool) -> None:
+        """Leave: stop the server first if asked, cancel jobs (downloads resume next time), close up."""
+        self._quitting = True
+        self.timer.stop()
+        self.nudge_timer.stop()
+        self.workers.cancel_all()
+        if stop_server and self.snapshot.status.running:
+            self.busy = "Stopping the server…"
+            self.workers.submit(
+                lambda job: server.stop(),
+                name="stop",
+                on_done=lambda _r: self._finish_quit(),
+                on_error=lambda _e: self._finish_quit(),
+            )
+        else:
+            self._finish_quit()
+
+    def _finish_quit(self) -> None:
+        self.workers.wait(10)
+        self.notifications.close()
+        for window in list(self.windows.values()):
+            window.close()
+        if self.tray is not None:
+            self.tray.hide()
+        app = QGuiApplication.instance()
+        if app is not None:
+            app.quit()
+
+    # ---- refreshing ---------------------------------------------------------------------------------
+
+    def refresh(self, full: bool = False) -> None:
+        if self._refreshing:
+            self._pending_full |= full
+            return
+        self._refreshing = True
+        prev = self.snapshot
+        now = time.time()
+        full = full or (prev.full_at > 0 and now - prev.full_at > FULL_EVERY_S)
+        probe = full or prev.status.state != "running" or now - self._last_probe > HEALTH_EVERY_S
+        if probe:
+            self._last_probe = now
+        self.workers.submit(
+            lambda job: snapshot.collect(prev, full=full, probe_health=probe),
+            name="refresh",
+            on_done=self._apply_snapshot,
+            on_error=self._refresh_failed,
+        )
+
+    def _refresh_failed(self, exc: BaseException) -> None:
+        log.warning("refresh failed: %s", exc)
+        self._refreshing = False
+        self._schedule()
+
+    def _apply_snapshot(self, snap: snapshot.Snapshot) -> None:
+        self._refreshing = False
+        prev, self.snapshot = self.snapshot, snap
+        if prev.status.running and snap.status.state == "crashed" and self._server_job is None:
+            self._on_crash(snap)
+        if snap.status.state == "running" and prev.status.state != "running":
+            self._running_since = time.time()
+        if snap.status.state == "running" and time.time() - self._running_since > RESTART_STABLE_S:
+            self._restarts = 0
+        self._update_icon()
+        if snap.full_at != prev.full_at:
+            _return_freed_memory()
+        if self.menu.isVisible() and menu.state_line(prev) != menu.state_line(snap):
+            menu.build(self.menu, self)
+        self.snapshot_changed.emit(snap)
+        if not self._wizard_offered and snap.full_at > 0:
+            self._wizard_offered = True
+            if snapshot.wizard_needed(snap):
+                self.open_wizard()
+        if self._pending_full:
+            self._pending_full = False
+            self.refresh(full=True)
+        else:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._quitting:
+            return
+        state = self.snapshot.status.state
+        if self.busy or state == "starting":
+            interval = POLL_FAST_MS
+        elif state == "running":
+            interval = POLL_RUNNING_MS
+        else:
+            interval = POLL_IDLE_MS
+        self.timer.start(interval)
+
+    # ---- icon and menu ------------------------------------------------------------------------------
+
+    def _update_icon(self) -> None:
+        state = self.snapshot.state
+        if self.last_error and not self.snapshot.status.running:
+            state = "error"
+        if self._server_job is not None and state != "running":
+            state = "starting"
+        self._set_icon(state)
+
+    def _set_icon(self, state: str) -> None:
+        pressure = self.snapshot.pressure != "normal"
+        changed = state != self.icon_state
+        self.icon_state = state
+        if self.tray is not None:
+            self.tray.setIcon(icons.state_icon(state, pressure=pressure))
+            tip = [
+                menu.state_line(self.snapshot, self.busy, self.last_error),
+                *menu.memory_lines(self.snapshot),
+            ]
+            self.tray.setToolTip("\n".join(tip))
+        if changed:
+            self.icon_changed.emit(state)
+
+    def _menu_about_to_show(self) -> None:
+        menu.build(self.menu, self)
+        self.refresh(full=True)  # the next opening shows anything this one could not know yet
+
+    def _tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        # A left click has no meaning of its own on most desktops; show the same menu.
+        if reason == QSystemTrayIcon.ActivationReason.Trigger and self.tray is not None:
+            geometry = self.tray.geometry()
+            self.menu.popup(geometry.bottomLeft() if geometry.isValid() else self.menu.pos())
+
+    # ---- server actions -----------------------------------------------------------------------------
+
+    def _server_action(self, busy: str, fn, *, on_done=None, notify_failure: bool = True) -> None:
+        if self._server_job is not None:
+            return
+        self.busy = busy
+        self.last_error = ""
+        self._set_icon("starting")
+
+        def finished(result) -> None:
+            self._server_job = None
+            self.busy = ""
+            if on_done:
+                on_done(result)
+            self.refresh(full=True)
+
+        def failed(exc: BaseException) -> None:
+            self._server_job = None
+            self.busy = ""
+            message, hint, _ = dialogs.error_text(exc)
+            self.last_error = message
+            self._set_icon("error")
+            if notify_failure:
+                self.notifications.notify(
+                    Notice(
+                        "start_failed",
+                        "llama-server failed to start",
+                        f"{message}\n{hint}".strip(),
+                        (Action("show_log", "Show log"),),
+                        critical=True,
+                    )
+                )
+            else:
+                self._error_dialog(exc)
+            self.refresh(full=True)
+
+        def progress(p) -> None:
+            if p.total:
+                self.busy = f"{p.task} {100 * p.done // max(1, p.total)}%"
+            else:
+                self.busy = f"{p.task}…"
+
+        self._server_job = self.workers.submit(
+            fn,
+            name="server",
+            on_done=finished,
+            on_error=failed,
+            on_progress=progress,
+            on_cancelled=lambda: finished(None),
+        )
+
+    def start_server(self, model: str | None = None) -> None:
+        name = (
+            model
+            or self.settings.default_model
+            or (self.snapshot.served[0] if self.snapshot.served else None)
+        )
+        label = name or "the default model"
+        self._server_action(f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report))
+
+    def stop_server(self) -> None:
+        self._server_action("Stopping the server…", lambda job: server.stop(), notify_failure=False)
+
+    def switch_model(self, name: str) -> None:
+        entry = self.snapshot.model(name)
+        if name in self.snapshot.served and self.snapshot.status.running:
+            return
+        if (
+            entry is not None
+            and entry.fits is False
+            and not self._confirm(
+                "Model may not fit",
+                f"{name} needs about {menu.human_bytes(entry.needs_bytes)} and may not fit in memory. "
+                "Start it anyway?",
+            )
+        ):
+            return
+
+        def job_fn(job: Job):
+            status = router.switch_model(name, progress=job.report, cancel=job.cancel)
+            settings = config.load_settings()
+            if settings.default_model != name:  # Start serves the last model chosen
+                config.save_settings(replace(settings, default_model=name))
+            return status
+
+        self.settings = replace(self.settings, default_model=name)
+        self._server_action(f"Switching to {name}…", job_fn)
+
+    def open_chat(self) -> None:
+        s = self.snapshot.status
+        if s.running and s.port:
+            QDesktopServices.openUrl(QUrl(f"http://{s.host or '127.0.0.1'}:{s.port}/"))
+
+    def copy_endpoint(self) -> None:
+        endpoint = self.snapshot.status.endpoint
+        if endpoint:
+            QGuiApplication.clipboard().setText(endpoint)
+
+    def show_log(self) -> None:
+        snap = self.snapshot
+
+        def read(job: Job):
+            path = snapshot.log_path(snap)
+            return path, dialogs.read_log(path)
+
+        window = self._window("log", dialogs.LogWindow)
+        self.workers.submit(read, name="log", on_done=lambda r: window.set_text(*r))
+
+    # ---- crashes and notifications ------------------------------------------------------------------
+
+    def _on_crash(self, snap: snapshot.Snapshot) -> None:
+        log.warning("llama-server (pid %s) exited on its own", snap.status.pid)
+        auto = self.settings.auto_restart and self._restarts < len(RESTART_BACKOFF_S)
+        actions = (
+            (Action("show_log", "Show log"),)
+            if auto
+            else (Action("show_log", "Show log"), Action("restart", "Restart"))
+        )
+        body = f"{snap.status.model} on port {snap.status.port} exited."
+        if auto:
+            delay = RESTART_BACKOFF_S[self._restarts]
+            body += f" Restarting in {delay} s."
+            self._restarts += 1
+            QTimer.singleShot(delay * 1000, lambda m=snap.status.model: self._auto_restart(m))
+        self.notifications.notify(
+            Notice(
+                "crash",
+                "llama-server stopped unexpectedly",
+                body,
+                actions,
+                critical=True,
+                ref=snap.status.model or "",
+            )
+        )
+
+    def _auto_restart(self, model: str | None) -> None:
+        if self.snapshot.status.state in ("crashed", "stopped") and not self._quitting:
+            self.start_server(model)
+
+    def _notification_action(self, notice: Notice, action: str) -> None:
+        log.info("notification %s: %s", notice.kind, action)
+        if action == "show_log" or (notice.kind in ("crash", "start_failed") and action == "default"):
+            self.show_log()
+        elif action == "restart":
+            self.start_server(notice.ref or None)
+        elif action == "serve":
+            self.switch_model(notice.ref)
+        elif action == "review" or (notice.kind == "nudge" and action == "default"):
+            self.open_cleanup()
+
+    def check_nudge(self) -> None:
+        from ..core import cleanup
+
+        self.workers.submit(
+            lambda job: cleanup.nudge(),
+            name="nudge",
+            on_done=self._nudge_result,
+            on_error=lambda exc: log.warning("nudge: %s", exc),
+        )
+
+    def _nudge_result(self, nudge) -> None:
+        if not nudge:
+            return
+        n = nudge.stale_models
+        self.notifications.notify(
+            Notice(
+                "nudge",
+                "Unused local models",
+                f"{n} local model{'s' if n != 1 else ''} unused for a while take "
+                f"{menu.human_bytes(nudge.stale_bytes)}.",
+                (Action("review", "Review"), Action("later", "Later")),
+            )
+        )
+
+    # ---- windows ------------------------------------------------------------------------------------
+
+    def _window(self, key: str, factory):
+        window = self.windows.get(key)
+        if window is None:
+            window = factory()
+            self.windows[key] = window
+            window.destroyed.connect(lambda *_: self.windows.pop(key, None))
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
+    def _error_dialog(self, exc: BaseException) -> None:
+        dialogs.show_error(None, exc)
+
+    def _confirm(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(None, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def show_control_window(self) -> None:
+        from .control_window import ControlWindow
+
+        self._window("control", lambda: ControlWindow(self, no_tray=self.tray is None))
+
+    def open_download(self) -> None:
+        from .download_window import DownloadWindow
+
+        self._window("download", lambda: DownloadWindow(self))
+
+    def open_usage(self) -> None:
+        from .usage_window import UsageWindow
+
+        self._window("usage", lambda: UsageWindow(self))
+
+    def open_cleanup(self) -> None:
+        from .cleanup_window import CleanupWindow
+
+        self._window("cleanup", lambda: CleanupWindow(self))
+
+    def open_settings(self) -> None:
+        from .settings_window import SettingsWindow
+
+        self._window("settings", lambda: SettingsWindow(self))
+
+    def open_wizard(self) -> None:
+        from .wizard import Wizard
+
+        self._window("wizard", lambda: Wizard(self))
+
+    def handle_request(self, request: str) -> None:
+        """What a second launch asked for."""
+        if request == "wizard":
+            self.open_wizard()
+        else:
+            self.show_control_window()
+
+    # ---- quitting -----------------------------------------------------------------------------------
+
+    def quit(self) -> None:
+        if not self.snapshot.status.running:
+            self.shutdown(stop_server=False)
+            return
+        choice = self.ask_keep_server()
+        if choice is not None:
+            self.shutdown(stop_server=not choice)
+
+    def ask_keep_server(self) -> bool | None:
+        """True: leave the server running; False: stop it; None: do not quit."""
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Quit aidevops Local Models",
+            f"The server is running {self.snapshot.status.model}. Leave it running for other "
+            "tools after the tray quits?",
+        )
+        box.setObjectName("quit_dialog")
+        leave = box.addButton("Leave it running", QMessageBox.ButtonRole.AcceptRole)
+        stop = box.addButton("Stop the server", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(leave if self.settings.keep_server_on_quit else stop)
+        box.exec()
+        clicked = box.clickedButton()
+        return True if clicked is leave else False if clicked is stop else None
+
+
+def _return_freed_memory() -> None:
+    """A full refresh parses model headers and database rows; glibc keeps the freed heap mapped unless asked.
+    Handing it back keeps an idle tray's resident memory near its working set (a few ms, once a minute)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl): nothing to trim

@@ -1,0 +1,89 @@
+"""Error dialogs from core's typed errors (message + hint + details, the same strings the CLI prints), and the
+server log viewer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices, QFont
+from PySide6.QtWidgets import QDialogButtonBox, QMessageBox, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+
+from ..core.errors import LocalModelsError
+
+LOG_LINES = 400
+
+
+def error_text(exc: BaseException) -> tuple[str, str, str]:
+    """(message, hint, details) for any exception; unexpected ones say so and point at the log."""
+    if isinstance(exc, LocalModelsError):
+        return exc.message, exc.hint, exc.details
+    return (
+        f"Something went wrong: {type(exc).__name__}: {exc}",
+        "This is a bug; the tray's log has the details.",
+        "",
+    )
+
+
+def show_error(
+    parent: QWidget | None, exc: BaseException, title: str = "aidevops Local Models"
+) -> QMessageBox:
+    """Non-modal, so a failure never blocks the tray's event loop."""
+    message, hint, details = error_text(exc)
+    box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent)
+    box.setObjectName("error_dialog")
+    if hint:
+        box.setInformativeText(hint)
+    if details:
+        box.setDetailedText(details)
+    box.setModal(False)
+    box.show()
+    return box
+
+
+class LogWindow(QWidget):
+    """The last lines of the server's log; the text is read by a worker and handed in with ``set_text``."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("llama-server log")
+        self.resize(760, 420)
+        self.path: Path | None = None
+        self.view = QPlainTextEdit(readOnly=True)
+        self.view.setObjectName("log_text")
+        self.view.setFont(QFont("monospace"))
+        self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.open_button = QPushButton("Open file")
+        buttons.addButton(self.open_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.open_button.clicked.connect(self._open_file)
+        buttons.rejected.connect(self.close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.view)
+        layout.addWidget(buttons)
+
+    def set_text(self, path: Path | None, text: str) -> None:
+        self.path = path
+        self.setWindowTitle(f"llama-server log: {path}" if path else "llama-server log")
+        self.view.setPlainText(text or "(no log yet)")
+        self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
+        self.open_button.setEnabled(path is not None)
+
+    def _open_file(self) -> None:
+        if self.path:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.path)))
+
+
+def read_log(path: Path | None, lines: int = LOG_LINES) -> str:
+    """For a worker: the log's last lines."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        return f"(cannot read {path}: {exc.strerror})"
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,163 @@
+"""The tray menu, rebuilt from the cached snapshot each time it opens (so it is never stale and opens at once:
+building it touches no disk, network or process). The model submenu fills itself when it is opened.
+
+The text helpers here are shared with the no-tray window, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu
+
+from .snapshot import Snapshot
+
+
+class Controller(Protocol):
+    snapshot: Snapshot
+    busy: str  # what a running job is doing, "" when idle
+    last_error: str  # the last start/switch failure, until the next success
+
+    def start_server(self) -> None: ...
+    def stop_server(self) -> None: ...
+    def switch_model(self, name: str) -> None: ...
+    def open_chat(self) -> None: ...
+    def copy_endpoint(self) -> None: ...
+    def open_download(self) -> None: ...
+    def open_usage(self) -> None: ...
+    def open_cleanup(self) -> None: ...
+    def open_settings(self) -> None: ...
+    def open_wizard(self) -> None: ...
+    def show_log(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
+    s = snap.status
+    if not snap.loaded:
+        return "Checking the server…"
+    if s.state == "running":
+        model = snap.model(s.model or "")
+        names = ", ".join(snap.served) if snap.router_active and snap.served else (s.model or "?")
+        quant = f" ({model.quant})" if model and model.quant and not snap.router_active else ""
+        return f"Running: {names}{quant} on port {s.port}"
+    if s.state == "starting":
+        return f"Starting: {s.model} on port {s.port}…"
+    if s.state == "crashed":
+        return f"Error: {s.model} stopped unexpectedly"
+    if last_error:
+        return f"Error: {last_error}"
+    if busy:
+        return busy
+    if snap.full_at and not snap.runtime_installed:
+        return "Stopped: llama.cpp is not installed"
+    return "Stopped"
+
+
+def memory_lines(snap: Snapshot) -> list[str]:
+    s = snap.status
+    if not s.ram_total_bytes:
+        return []
+    used = s.ram_total_bytes - s.ram_available_bytes
+    lines = [f"RAM: {human_bytes(used)} of {human_bytes(s.ram_total_bytes)} ({s.ram_used_percent:.0f}%)"]
+    if s.running and s.rss_bytes:
+        lines.append(f"Server: {human_bytes(s.rss_bytes)}")
+    if s.running and s.gpu_memory_bytes is not None:
+        lines.append(f"GPU: {human_bytes(s.gpu_memory_bytes)}")
+    if snap.pressure != "normal":
+        lines.append(f"Memory pressure: {snap.pressure}")
+    return lines
+
+
+def model_label(entry, served: bool = False) -> str:
+    quant = f" · {entry.quant}" if entry.quant else ""
+    size = f" · {human_bytes(entry.size_bytes)}" if entry.size_bytes else ""
+    mark = ""
+    if entry.fits is False:
+        need = f", needs {human_bytes(entry.needs_bytes)}" if entry.needs_bytes else ""
+        mark = f"  ⚠ does not fit{need}"
+    return f"{entry.name}{quant}{size}{mark}"
+
+
+def _info(menu: QMenu, text: str) -> QAction:
+    action = menu.addAction(text)
+    action.setEnabled(False)
+    return action
+
+
+def build(menu: QMenu, ctl: Controller) -> None:
+    """Fill ``menu`` for the controller's current snapshot."""
+    snap = ctl.snapshot
+    menu.clear()
+    running = snap.status.running
+    _info(menu, state_line(snap, ctl.busy, ctl.last_error)).setObjectName("state")
+    if ctl.busy and (running or ctl.last_error):
+        _info(menu, ctl.busy).setObjectName("busy")
+    for line in memory_lines(snap):
+        _info(menu, line).setObjectName("memory")
+    menu.addSeparator()
+
+    if snap.status.state == "crashed" or (ctl.last_error and not running):
+        menu.addAction("Show log…", ctl.show_log).setObjectName("show_log")
+    if running:
+        menu.addAction("Stop server", ctl.stop_server).setObjectName("stop")
+    else:
+        start = menu.addAction(
+            "Restart server" if snap.status.state == "crashed" else "Start server", ctl.start_server
+        )
+        start.setObjectName("start")
+        start.setEnabled(snap.runtime_installed and bool(snap.models) and not ctl.busy)
+    switch = menu.addMenu("Switch model")
+    switch.menuAction().setObjectName("switch")
+    switch.setEnabled(bool(snap.models) and not ctl.busy)
+    switch.aboutToShow.connect(lambda: build_switch(switch, ctl))  # filled when opened: 100 models cost then
+
+    chat = menu.addAction("Open chat in browser", ctl.open_chat)
+    chat.setObjectName("chat")
+    chat.setEnabled(snap.status.state == "running")
+    copy = menu.addAction("Copy API endpoint", ctl.copy_endpoint)
+    copy.setObjectName("copy")
+    copy.setEnabled(running)
+    menu.addSeparator()
+
+    menu.addAction("Download a model…", ctl.open_download).setObjectName("download")
+    menu.addAction("Usage…", ctl.open_usage).setObjectName("usage")
+    if snap.stale and snap.stale.count:
+        n = snap.stale.count
+        menu.addAction(
+            f"Clean up {n} stale model{'s' if n != 1 else ''} ({human_bytes(snap.stale.size_bytes)})…",
+            ctl.open_cleanup,
+        ).setObjectName("cleanup")
+    menu.addAction("Settings…", ctl.open_settings).setObjectName("settings")
+    menu.addAction("Setup wizard…", ctl.open_wizard).setObjectName("wizard")
+    menu.addSeparator()
+    menu.addAction("Quit", ctl.quit).setObjectName("quit")
+
+
+def build_switch(submenu: QMenu, ctl: Controller) -> None:
+    snap = ctl.snapshot
+    submenu.clear()
+    if not snap.models:
+        _info(submenu, "No local models: Download a model…")
+        return
+    if snap.status.running and not snap.router_active:
+        _info(submenu, "Switching restarts the server")
+    served = set(snap.served)
+    for entry in snap.models:
+        action = submenu.addAction(model_label(entry))
+        action.setCheckable(True)
+        action.setChecked(entry.name in served)
+        action.setData(entry.name)
+        action.triggered.connect(lambda _checked=False, name=entry.name: ctl.switch_model(name))

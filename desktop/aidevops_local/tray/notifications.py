@@ -1,0 +1,186 @@
+"""Native notifications with action buttons.
+
+Backends behind one small base, chosen by priority (as vorta does): desktop-notifier, which speaks the
+freedesktop notification service on Linux (actions included) and the user notification centre on macOS
+(inside an app bundle), then Qt's own tray balloon, which has no buttons but can still be clicked.
+
+desktop-notifier is asyncio code. Rather than replacing Qt's event loop, it runs on a loop of its own in one
+daemon thread; its callbacks cross back to the GUI thread as a queued Qt signal. An idle asyncio loop sleeps
+in epoll, so the thread costs nothing between notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QSystemTrayIcon
+
+log = logging.getLogger(__name__)
+APP_NAME = "aidevops Local Models"
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str  # what the tray acts on: "review", "later", "show_log", "restart", "open_chat"
+    label: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str  # "crash", "start_failed", "download", "nudge": the tray routes actions by it
+    title: str
+    body: str
+    actions: tuple[Action, ...] = field(default_factory=tuple)
+    critical: bool = False
+    ref: str = ""  # what the notice is about (a model name), for the action handler
+
+
+class Backend(ABC):
+    name = "base"
+
+    @abstractmethod
+    def send(self, notice: Notice) -> None:
+        """Show the notice; never raises (a notification that cannot be shown is only logged)."""
+
+    def close(self) -> None:
+        pass
+
+
+class Router(QObject):
+    """Carries "this action of this notice was chosen" to the GUI thread."""
+
+    action = Signal(object, str)  # the Notice, the action id ("default" for a click on the body)
+    sent = Signal(str, str)  # backend name, title: for tests and the log
+    unavailable = Signal(object)  # a Notice the backend could not deliver: the next backend gets it
+
+
+class DesktopNotifierBackend(Backend):
+    name = "desktop-notifier"
+
+    def __init__(self, router: Router):
+        self.router = router
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._notifier = None
+        self._thread = threading.Thread(target=self._run, name="notifications", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        from desktop_notifier import DesktopNotifier, Icon
+
+        from .icons import app_icon_path
+
+        self._notifier = DesktopNotifier(app_name=APP_NAME, app_icon=Icon(path=app_icon_path()))
+        self._ready.set()
+        self._loop.run_forever()
+
+    @staticmethod
+    def usable() -> bool:
+        from desktop_notifier.main import get_backend_class
+
+        return get_backend_class().__name__ != "DummyNotificationCenter"
+
+    def send(self, notice: Notice) -> None:
+        asyncio.run_coroutine_threadsafe(self._send(notice), self._loop)
+
+    async def _send(self, notice: Notice) -> None:
+        from desktop_notifier import Button, Urgency
+
+        emit = self.router.action.emit
+        try:
+            await self._notifier.get_capabilities()  # fails fast when no notification service answers
+            buttons = [
+                Button(title=a.label, identifier=a.id, on_pressed=lambda a=a: emit(notice, a.id))
+                for a in notice.actions
+            ]
+            await self._notifier.send(
+                title=notice.title,
+                message=notice.body,
+                buttons=buttons,
+                urgency=Urgency.Critical if notice.critical else Urgency.Normal,
+                on_clicked=lambda: emit(notice, "default"),
+            )
+        except Exception as exc:
+            log.warning("Notification service unavailable (%s); falling back", type(exc).__name__)
+            self.router.unavailable.emit(notice)
+            return
+        self.router.sent.emit(self.name, notice.title)
+
+    def close(self) -> None:
+        if self._loop.is_running():
+            try:  # let notifications already on their way reach the daemon
+                asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result(3)
+            except Exception:
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(2)
+
+    async def _drain(self) -> None:
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+
+
+class BalloonBackend(Backend):
+    """Qt's tray message: drawn by the tray host (or Qt itself under XEmbed). One click = the first action."""
+
+    name = "balloon"
+
+    def __init__(self, router: Router, tray: QSystemTrayIcon | None):
+        self.router = router
+        self.tray = tray
+        self._last: Notice | None = None
+        if tray is not None:
+            tray.messageClicked.connect(self._clicked)
+
+    def send(self, notice: Notice) -> None:
+        if self.tray is None or not self.tray.isVisible():
+            log.info("No way to show a notification: %s", notice.title)
+            return
+        self._last = notice
+        icon = (
+            QSystemTrayIcon.MessageIcon.Critical
+            if notice.critical
+            else QSystemTrayIcon.MessageIcon.Information
+        )
+        hint = f"\n(click: {notice.actions[0].label})" if notice.actions else ""
+        self.tray.showMessage(notice.title, notice.body + hint, icon, 10_000)
+        self.router.sent.emit(self.name, notice.title)
+
+    def _clicked(self) -> None:
+        if self._last is not None:
+            first = self._last.actions[0].id if self._last.actions else "default"
+            self.router.action.emit(self._last, first)
+
+
+class Notifications(QObject):
+    """The tray's one way to notify. ``action`` fires on the GUI thread with (Notice, action id)."""
+
+    action = Signal(object, str)
+    sent = Signal(str, str)
+
+    def __init__(
+        self, tray: QSystemTrayIcon | None = None, parent: QObject | None = None, use_native: bool = True
+    ):
+        super().__init__(parent)
+        self.router = Router(self)
+        self.router.action.connect(self.action)
+        self.router.sent.connect(self.sent)
+        self.fallback = BalloonBackend(self.router, tray)
+        self.router.unavailable.connect(self.fallback.send)
+        self.backend: Backend = self.fallback
+        if use_native and DesktopNotifierBackend.usable():
+            self.backend = DesktopNotifierBackend(self.router)
+
+    def notify(self, notice: Notice) -> None:
+        self.backend.send(notice)
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,222 @@
+"""What the tray shows, gathered in one worker call: the menu, the icon and the windows read this snapshot and
+never touch the disk, the network or a process themselves.
+
+A quick refresh (every few seconds) asks only the server; a full one (on menu open, after a job, every
+minute) also lists models with their fit, stale models and what the runtime supports. Qt-free, so the
+benchmarks and tests can call it directly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..core import config, hardware, router, server
+from ..core.errors import LocalModelsError
+
+log = logging.getLogger(__name__)
+PRESSURE_WARN_PERCENT = 90.0
+PRESSURE_CRITICAL_PERCENT = 95.0
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: str
+    quant: str = ""
+    size_bytes: int = 0
+    fits: bool | None = None  # None: not known
+    needs_bytes: int | None = None  # predicted memory when served
+
+
+@dataclass(frozen=True)
+class StaleSummary:
+    count: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    status: server.ServerStatus
+    models: tuple[ModelEntry, ...] = ()
+    runtime_installed: bool = False
+    runtime_label: str = ""  # "b5432 (vulkan)"
+    router: router.RouterSupport = field(default_factory=router.RouterSupport)
+    router_active: bool = False  # the running server is a router: switching is a load request
+    served: tuple[str, ...] = ()  # the model(s) being served
+    stale: StaleSummary | None = None
+    pressure: str = "normal"  # "normal", "warning", "critical"
+    problems: tuple[str, ...] = ()  # parts that could not be read, for the log
+    taken_at: float = 0.0
+    full_at: float = 0.0  # when the models, stale list and runtime were last read (0: not yet)
+    loaded: bool = True  # False only for the placeholder before the first refresh
+
+    @property
+    def state(self) -> str:
+        """The icon's state: running, starting, stopped or error."""
+        return {"crashed": "error"}.get(self.status.state, self.status.state)
+
+    def model(self, name: str) -> ModelEntry | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def placeholder() -> Snapshot:
+    """What the tray shows for the few hundred milliseconds before the first refresh lands."""
+    return Snapshot(
+        status=server.ServerStatus(state="stopped", running=False, message="Checking…"), loaded=False
+    )
+
+
+def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health: bool = True) -> Snapshot:
+    status = server.status(probe_health=probe_health)
+    now = time.time()
+    base = previous if previous is not None and previous.loaded else None
+    problems: list[str] = []
+    if full:
+        parts = _full_parts(problems)
+        snap = Snapshot(status=status, taken_at=now, full_at=now, problems=tuple(problems), **parts)
+    elif base is None:
+        # The very first look: the server only, so the icon shows its state at once; a full refresh follows.
+        snap = Snapshot(status=status, taken_at=now)
+    else:
+        snap = replace(base, status=status, taken_at=now, problems=())
+    if not full and not probe_health and previous is not None and previous.status.pid == status.pid:
+        served, router_active = previous.served, previous.router_active  # liveness poll: no HTTP at all
+    else:
+        served, router_active = _served(status, snap.router)
+    pressure = memory_pressure(status)
+    return replace(snap, served=served, router_active=router_active, pressure=pressure)
+
+
+def _full_parts(problems: list[str]) -> dict:
+    from ..core import runtime
+
+    parts: dict = {}
+    try:
+        installed = runtime.installed_runtime()
+        binary = runtime.find_llama_server() if installed else None
+    except LocalModelsError as exc:
+        installed, binary = None, None
+        problems.append(exc.message)
+    parts["runtime_installed"] = binary is not None
+    if installed is not None:
+        parts["runtime_label"] = f"{installed.tag or installed.version} ({installed.backend})"
+    if binary is not None:
+        parts["router"] = router.support(binary)
+    parts["models"] = tuple(_models(problems))
+    parts["stale"] = _stale(problems)
+    return parts
+
+
+def _models(problems: list[str]) -> list[ModelEntry]:
+    from ..core import library
+
+    try:
+        found = library.list_models()
+    except LocalModelsError as exc:
+        problems.append(exc.message)
+        return []
+    fits = _fit_marks(found, problems)
+    return [
+        ModelEntry(
+            name=m.name,
+            path=str(m.path),
+            quant=m.quant or "",
+            size_bytes=m.size_bytes or 0,
+            fits=fits.get(m.name, (None, None))[0],
+            needs_bytes=fits.get(m.name, (None, None))[1],
+        )
+        for m in found
+    ]
+
+
+def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int | None]]:
+    """Whether each model fits this machine (fit's listing sense: against total memory, all layers on the
+    best GPU backend where there is one)."""
+    from ..core import fit
+
+    hw = hardware.detect()
+    marks: dict[str, tuple[bool | None, int | None]] = {}
+    for model in found:
+        try:
+            estimate = fit.estimate_memory(
+                model.path, hardware=hw, backend=hw.best_backend, gpu_layers=10_000
+            )
+        except (LocalModelsError, OSError, ValueError) as exc:
+            problems.append(f"{model.name}: {exc}")
+            continue
+        marks[model.name] = (estimate.fits, estimate.total_bytes)
+    return marks
+
+
+def _stale(problems: list[str]) -> StaleSummary | None:
+    from ..core import cleanup
+
+    try:
+        plan = cleanup.find_stale()
+    except LocalModelsError as exc:
+        problems.append(exc.message)
+        return None
+    if not plan.removable:
+        return None
+    return StaleSummary(count=len(plan.removable), size_bytes=plan.removable_bytes)
+
+
+def _served(status: server.ServerStatus, support: router.RouterSupport) -> tuple[tuple[str, ...], bool]:
+    if not status.running or not status.port:
+        return (), False
+    if support.router:
+        host = f"[{status.host}]" if status.host and ":" in status.host else status.host
+        from ..core import api_key
+
+        headers = api_key.headers(required=status.api_key_required)
+        loaded = router.models(f"http://{host}:{status.port}", timeout=0.5, headers=headers)
+        if loaded is not None:
+            return tuple(m.id for m in loaded if m.state == "loaded"), True
+    return ((status.model,) if status.model else ()), False
+
+
+def memory_pressure(status: server.ServerStatus) -> str:
+    level = _macos_pressure_level() if sys.platform == "darwin" else None
+    if level is not None:
+        return {1: "normal", 2: "warning", 4: "critical"}.get(level, "normal")
+    if status.ram_used_percent >= PRESSURE_CRITICAL_PERCENT:
+        return "critical"
+    if status.ram_used_percent >= PRESSURE_WARN_PERCENT:
+        return "warning"
+    return "normal"
+
+
+def _macos_pressure_level() -> int | None:
+    """kern.memorystatus_vm_pressure_level: 1 normal, 2 warning, 4 critical (what Activity Monitor shows)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        value = ctypes.c_int(0)
+        size = ctypes.c_size_t(ctypes.sizeof(value))
+        if (
+            libc.sysctlbyname(
+                b"kern.memorystatus_vm_pressure_level", ctypes.byref(value), ctypes.byref(size), None, 0
+            )
+            != 0
+        ):
+            return None
+        return value.value
+    except (OSError, AttributeError):
+        return None
+
+
+def wizard_needed(snap: Snapshot) -> bool:
+    """The first launch with no runtime or no model opens the wizard."""
+    return snap.full_at > 0 and (not snap.runtime_installed or not snap.models)
+
+
+def log_path(snap: Snapshot) -> Path | None:
+    if snap.status.log_path:
+        return Path(snap.status.log_path)
+    latest = sorted(config.paths().logs_dir.glob("llama-server-*.log"), key=lambda p: p.stat().st_mtime)
+    return latest[-1] if latest else None

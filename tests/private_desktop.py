@@ -1,0 +1,45 @@
+"""The tray tests' private desktop session (tests/tray/desktop.py: its own D-Bus session bus, gnome-keyring
+unlocked on it, Xvfb with trayer as the tray host) as a module-scoped fixture for tests outside tests/tray/.
+Import the fixture by name: ``from tests.private_desktop import private_desktop  # noqa: F401``.
+
+Only the bus address goes into this process's environment (keyring then finds the real Secret Service);
+a test that needs the display sets DISPLAY itself from ``private_desktop.display``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keyring
+import pytest
+
+from tests.tray.desktop import Desktop, missing_tools, start_desktop, stop_desktop
+
+
+@pytest.fixture(scope="module")
+def private_desktop(tmp_path_factory) -> Desktop:
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"desktop tools missing ({', '.join(missing)}): run tests/install-deps.sh")
+    desktop = start_desktop(tmp_path_factory.mktemp("desktop"))
+    saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+    os.environ["DBUS_SESSION_BUS_ADDRESS"] = desktop.bus
+    _choose_keyring()  # now that a Secret Service is on the bus
+    try:
+        yield desktop
+    finally:
+        if saved is None:
+            os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        else:
+            os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
+        _choose_keyring()
+        stop_desktop(desktop)
+
+
+def _choose_keyring() -> None:
+    """The backend keyring would choose for the bus in the environment now: the Secret Service when there is a
+    bus, else none. Set explicitly: keyring's own choice is remembered from its first look (a once-cache) and
+    would chain any backend class a test module defined."""
+    from keyring.backends import SecretService, fail
+
+    keyring.set_keyring(SecretService.Keyring() if os.environ.get("DBUS_SESSION_BUS_ADDRESS") else fail.Keyring())

@@ -1,0 +1,179 @@
+"""The tray controller with the real llama-server: state from the poller, a crash seen within seconds with a
+notification in the real daemon, start/stop/switch as jobs, failures as an error state, quitting."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import time
+
+import pytest
+from PySide6.QtWidgets import QMenu
+
+from aidevops_local.core import config, server
+from aidevops_local.tray import app as tray_app
+from aidevops_local.tray import menu
+from aidevops_local.tray.app import TrayApp
+
+
+@pytest.fixture
+def tray(qtbot, monkeypatch):
+    monkeypatch.setattr(tray_app, "NUDGE_EVERY_MS", 10**9)
+    made = []
+
+    def make(**kw) -> TrayApp:
+        t = TrayApp(**{"use_tray": False, **kw})
+        t._wizard_offered = True  # these tests are not about the first-run wizard
+        made.append(t)
+        t.start()
+        qtbot.waitUntil(lambda: t.snapshot.full_at > 0, timeout=10_000)
+        return t
+
+    yield make
+    for t in made:
+        t._quitting = True
+        t.timer.stop()
+        t.workers.cancel_all()
+        t.workers.wait(10)
+        t.notifications.close()
+        for window in list(t.windows.values()):
+            window.close()
+
+
+def state_line(t: TrayApp) -> str:
+    return menu.state_line(t.snapshot, t.busy, t.last_error)
+
+
+def test_running_server_is_seen_with_its_model(tray, served, qtbot):
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
+    assert re.fullmatch(rf"Running: tiny-a( \(\w+\))? on port {served.port}", state_line(t))
+    assert [m.name for m in t.snapshot.models] == ["tiny-a", "tiny-b"]
+    assert t.snapshot.served == ("tiny-a",)
+
+
+def test_server_killed_from_outside_turns_the_icon_to_error_and_notifies(tray, served, qtbot, desktop):
+    t = tray(native_notifications=True)
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
+    killed = time.monotonic()
+    os.killpg(served.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
+    assert time.monotonic() - killed < 5
+    assert state_line(t) == "Error: tiny-a stopped unexpectedly"
+    call = desktop.wait_notification("llama-server stopped unexpectedly")
+    assert call.actions == {"default": "", "show_log": "Show log", "restart": "Restart"}
+    assert "tiny-a" in call.body
+
+    desktop.choose_action("llama-server stopped unexpectedly", "Show log")
+    qtbot.waitUntil(lambda: "log" in t.windows and t.windows["log"].path is not None, timeout=10_000)
+    assert "llama" in t.windows["log"].view.toPlainText().lower()  # the server's own log lines
+
+
+def test_restart_offered_after_a_crash_brings_it_back(tray, served, qtbot):
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
+    os.killpg(served.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
+    m = QMenu()
+    menu.build(m, t)
+    restart = next(a for a in m.actions() if a.objectName() == "start")
+    assert restart.text() == "Restart server"
+    restart.trigger()
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
+    assert server.status().model == "tiny-a"
+
+
+def test_automatic_restart_with_backoff_when_the_setting_asks(tray, served, qtbot, monkeypatch):
+    monkeypatch.setattr(tray_app, "RESTART_BACKOFF_S", (1, 2))
+    config.save_settings(config.Settings(**{**config.load_settings().__dict__, "auto_restart": True}))
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running" and t.settings.auto_restart, timeout=10_000)
+    first_pid = served.pid
+    os.killpg(first_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
+    qtbot.waitUntil(
+        lambda: t.snapshot.status.state == "running" and t.snapshot.status.pid != first_pid, timeout=30_000
+    )
+
+
+def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models, qtbot):
+    t = tray()
+    assert t.snapshot.status.state == "stopped"
+    t.start_server("tiny-a")
+    assert t.icon_state == "starting"
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
+    t.switch_model("tiny-b")  # this build's server was started without router mode: a restart
+    qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-b" and t.icon_state == "running", timeout=30_000)
+    assert config.load_settings().default_model == "tiny-b"  # Start serves the last model chosen
+    t.stop_server()
+    qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
+    assert server.status().state == "stopped"
+
+
+def test_menu_opens_at_once_while_the_server_is_loading(
+    tray, system_runtime, local_models, qtbot, monkeypatch
+):
+    real_wait = server._wait_healthy
+
+    def slow_wait(*args, **kw):
+        time.sleep(1.0)  # a big model loading
+        return real_wait(*args, **kw)
+
+    monkeypatch.setattr(server, "_wait_healthy", slow_wait)
+    t = tray()
+    t.start_server("tiny-a")
+    m = QMenu()
+    begun = time.perf_counter()
+    menu.build(m, t)
+    assert time.perf_counter() - begun < 0.05
+    assert m.actions()[0].text() == "Starting tiny-a…"
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
+    t.stop_server()
+    qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
+
+
+def test_start_failure_is_an_error_state_with_a_notification(
+    tray, system_runtime, local_models, qtbot, desktop
+):
+    t = tray(native_notifications=True)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", system_runtime.port))
+        holder.listen()
+        t.start_server("tiny-a")
+        qtbot.waitUntil(lambda: t.icon_state == "error", timeout=30_000)
+    assert "already in use" in state_line(t)
+    call = desktop.wait_notification("llama-server failed to start")
+    assert "show_log" in call.actions and str(system_runtime.port) in call.body
+
+
+def test_quit_can_leave_the_server_running_or_stop_it(tray, served, qtbot, monkeypatch):
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
+    monkeypatch.setattr(t, "ask_keep_server", lambda: None)
+    monkeypatch.setattr(t, "_finish_quit", lambda: setattr(t, "finished", True))
+    t.quit()  # cancelled: nothing happens
+    assert not t.quitting
+    monkeypatch.setattr(t, "ask_keep_server", lambda: True)
+    t.quit()
+    qtbot.waitUntil(lambda: getattr(t, "finished", False), timeout=10_000)
+    assert server.status().state == "running"
+    t.finished = False
+    t._quitting = False
+    t.shutdown(stop_server=True)
+    qtbot.waitUntil(lambda: getattr(t, "finished", False), timeout=30_000)
+    assert server.status().state == "stopped"
+
+
+def test_without_a_tray_the_window_has_the_same_controls(tray, served, qtbot):
+    t = tray(use_tray=None)  # offscreen has no tray: the real detection path
+    assert t.tray is None
+    window = t.windows["control"]
+    assert window.isVisible()
+    assert "AppIndicator" in window.findChild(type(window.state), "no_tray_banner").text()
+    qtbot.waitUntil(lambda: window.state.text().startswith("Running: tiny-a"), timeout=10_000)
+    assert window.start_stop.text() == "Stop server"
+    assert [window.models.itemData(i) for i in range(window.models.count())] == ["tiny-a", "tiny-b"]
+    assert window.models.currentData() == "tiny-a"
+    assert window.buttons["chat"].isEnabled()

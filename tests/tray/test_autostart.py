@@ -1,0 +1,84 @@
+"""Start at login: an XDG autostart entry on Linux, a LaunchAgent plist on macOS; on, off, and toggled from
+the Settings window."""
+
+from __future__ import annotations
+
+import configparser
+import plistlib
+import shlex
+
+import pytest
+
+from aidevops_local.core import autostart, config
+
+
+@pytest.fixture
+def xdg_config(tmp_path, monkeypatch):
+    folder = tmp_path / "xdg-config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    monkeypatch.setattr(autostart.hardware, "os_name", lambda: "linux")
+    return folder
+
+
+def read_desktop_entry(path):
+    parser = configparser.RawConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(path)
+    return parser["Desktop Entry"]
+
+
+def test_linux_entry_under_xdg_config_home(xdg_config):
+    entry = autostart.enable(["/opt/my apps/aidevops-local-tray", "--flag"])
+    assert entry.path == xdg_config / "autostart" / "aidevops-local-tray.desktop"
+    assert autostart.status().enabled
+    fields = read_desktop_entry(entry.path)
+    assert fields["Type"] == "Application"
+    assert shlex.split(fields["Exec"]) == ["/opt/my apps/aidevops-local-tray", "--flag"]
+    assert fields["X-GNOME-Autostart-enabled"] == "true"
+    autostart.disable()
+    assert not entry.path.exists() and not autostart.status().enabled
+
+
+def test_exec_escapes_reserved_characters(xdg_config):
+    entry = autostart.enable(["/x/it's$HOME", "50%"])
+    exec_line = read_desktop_entry(entry.path)["Exec"]
+    assert exec_line == '"/x/it\'s\\\\$HOME" 50%%'
+
+
+def test_default_command_runs_this_install(xdg_config):
+    command = autostart.launch_command()
+    assert command[-1].endswith("aidevops-local-tray") or command[-2:] == ["-m", "aidevops_local.tray"]
+
+
+def test_macos_launch_agent(tmp_path, monkeypatch):
+    monkeypatch.setattr(autostart.hardware, "os_name", lambda: "darwin")
+    monkeypatch.setattr(config, "launch_agents_dir", lambda: tmp_path / "LaunchAgents")
+    entry = autostart.enable(["/Applications/aidevops.app/Contents/MacOS/aidevops-local-tray"])
+    assert entry.path == tmp_path / "LaunchAgents" / f"{autostart.LABEL}.plist"
+    plist = plistlib.loads(entry.path.read_bytes())
+    assert plist["Label"] == autostart.LABEL and plist["RunAtLoad"] is True
+    assert plist["ProgramArguments"] == ["/Applications/aidevops.app/Contents/MacOS/aidevops-local-tray"]
+    assert plist["LimitLoadToSessionType"] == "Aqua"
+    autostart.disable()
+    assert not entry.path.exists()
+
+
+def test_settings_window_toggles_start_at_login(qtbot, xdg_config):
+    from aidevops_local.tray.app import TrayApp
+    from aidevops_local.tray.settings_window import SettingsWindow
+
+    app = TrayApp(use_tray=False, native_notifications=False)
+    window = SettingsWindow(app)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.save_button.isEnabled(), timeout=10_000)
+    assert not window.login.isChecked()
+    window.login.setChecked(True)
+    window.port.setValue(8099)
+    window.save()
+    qtbot.waitUntil(lambda: window.status.text().startswith("Saved"), timeout=10_000)
+    assert autostart.status().enabled
+    settings = config.load_settings()
+    assert settings.start_at_login and settings.port == 8099
+    window.login.setChecked(False)
+    window.save()
+    qtbot.waitUntil(lambda: not autostart.status().enabled, timeout=10_000)

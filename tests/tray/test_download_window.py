@@ -1,0 +1,45 @@
+"""Download a model from the tray: search a (local) Hub, files marked by fit, download with progress, and the
+"Download finished" notification whose action serves the model."""
+
+from __future__ import annotations
+
+import pytest
+import shiboken6
+
+from aidevops_local.tray.app import TrayApp
+
+
+@pytest.fixture
+def app(qtbot):
+    t = TrayApp(use_tray=False, native_notifications=True)
+    yield t
+    t.workers.cancel_all()
+    t.workers.wait(30)
+    t.notifications.close()
+    for window in list(t.windows.values()):
+        if shiboken6.isValid(window):
+            window.close()
+
+
+def test_search_pick_download_and_notify(qtbot, app, fake_hub, tiny_gguf, smollm2_gguf, monkeypatch, desktop):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    fake_hub.add_repo("org/tiny-GGUF", files={"tiny.F32.gguf": tiny_gguf}, downloads=10)
+    fake_hub.add_repo(
+        "org/SmolLM2-GGUF", files={"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2_gguf}, downloads=99
+    )
+    app.open_download()
+    window = app.windows["download"]
+    window.query.setText("GGUF")
+    window.search()
+    qtbot.waitUntil(lambda: window.repos.topLevelItemCount() == 2, timeout=15_000)
+    assert window.repos.topLevelItem(0).text(0) == "org/SmolLM2-GGUF"  # most downloaded first
+    window.repos.setCurrentItem(window.repos.topLevelItem(1))
+    qtbot.waitUntil(lambda: window.files.topLevelItemCount() == 1, timeout=15_000)
+    item = window.files.topLevelItem(0)
+    assert item.text(0) == "tiny.F32.gguf" and item.text(3) == "yes"  # fits this machine
+    window.files.setCurrentItem(item)
+    assert window.download_button.isEnabled()
+    window.download()
+    qtbot.waitUntil(lambda: window.note.text().startswith("Downloaded"), timeout=30_000)
+    call = desktop.wait_notification("Download finished")
+    assert call.actions["serve"] == "Serve it now"

@@ -1,0 +1,125 @@
+"""Router mode, against the real llama-server: what the build supports (read from --help, cached), and a
+switch that is a load request to the running router rather than a restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from aidevops_local.core import build_features, router
+
+
+@pytest.fixture
+def llama_server(llama_server_dir):
+    return llama_server_dir / "llama-server"
+
+
+@pytest.fixture
+def router_server(llama_server, tiny_gguf, tmp_path, free_port):
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("alpha", "beta"):
+        shutil.copy(tiny_gguf, models / f"{name}.gguf")
+    port = free_port()
+    argv = [
+        str(llama_server),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        "1",
+        "-c",
+        "512",
+        *router.router_args(models, models_max=1),
+    ]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "router.log", "wb"), start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield base, models
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+
+
+def test_support_of_the_real_build(llama_server, isolated_home):
+    assert router.support(llama_server) == router.RouterSupport(router=True, presets=True, models_max=True,
+                                                                sleep_idle=True)
+
+
+def test_old_build_without_router_mode():
+    old = build_features.parse_help("--model FNAME\n--port N\n")
+    assert router.from_features(old) == router.RouterSupport()
+
+
+def test_load_and_switch_on_a_running_router(router_server):
+    base, models = router_server
+    available = router.models(base)
+    assert {m.id for m in available} == {"alpha", "beta"} and all(m.state == "unloaded" for m in available)
+    beta = router.router_id(available, "whatever", models / "beta.gguf")  # found by path
+    assert beta == "beta"
+    router.load(base, "alpha", timeout=30)
+    assert router.loaded(base) == ["alpha"]
+    router.load(base, "beta", timeout=30)  # --models-max 1: loading beta unloads alpha, no restart
+    assert router.loaded(base) == ["beta"]
+    router.unload(base, "beta")
+    deadline = time.monotonic() + 10
+    while router.loaded(base) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert router.loaded(base) == []
+
+
+def test_unknown_model_is_not_found(router_server):
+    base, _ = router_server
+    from aidevops_local.core.errors import ModelNotFound
+
+    with pytest.raises(ModelNotFound):
+        router.load(base, "nope", timeout=5)
+
+
+def test_a_plain_server_is_not_a_router(llama_server, tiny_gguf, free_port, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(llama_server),
+            "-m",
+            str(tiny_gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-t",
+            "1",
+            "-c",
+            "512",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert router.models(base) is None
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
