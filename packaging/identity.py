@@ -2,7 +2,8 @@
 metainfo and the macOS Info.plist all read these. The version is not here: it comes from the installed
 package's metadata (pyproject.toml), the same place `aidevops-local --version` reads it from."""
 
-APP_ID = "com.aidevops.LocalModels"  # reverse-DNS: macOS bundle identifier, desktop file, AppStream id, icon
+from aidevops_local import APP_ID  # noqa: F401 - reverse-DNS id: bundle identifier, desktop file, icon
+
 NAME = "aidevops Local Models"  # what a person sees: menu entries, Finder, the About box
 EXE = "aidevops-local"  # the executable inside every bundle, the one-folder bundle's folder name
 DIST_NAME = "aidevops-local"  # the Python distribution whose metadata holds the version

@@ -2,6 +2,10 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+# Reverse-DNS identity: macOS bundle identifier, the .desktop file's name (Wayland app id, notifications),
+# the AppStream id and the icon name. The bundles and the tray read it from here.
+APP_ID = "com.aidevops.LocalModels"
+
 try:
     __version__ = version("aidevops-local")
 except PackageNotFoundError:  # running from a source tree that was never installed

@@ -82,3 +82,17 @@ def test_settings_window_toggles_start_at_login(qtbot, xdg_config):
     window.login.setChecked(False)
     window.save()
     qtbot.waitUntil(lambda: not autostart.status().enabled, timeout=10_000)
+
+
+def test_inside_an_appimage_the_entry_starts_the_image_itself(monkeypatch, tmp_path):
+    image = tmp_path / "aidevops-local.AppImage"
+    monkeypatch.setenv("APPIMAGE", str(image))
+    assert autostart.launch_command() == [str(image)]
+
+
+def test_a_frozen_bundle_starts_its_own_executable_with_tray(monkeypatch):
+    monkeypatch.delenv("APPIMAGE", raising=False)
+    monkeypatch.setattr(autostart.sys, "frozen", True, raising=False)
+    monkeypatch.setattr(autostart.sys, "executable", "/opt/aidevops-local/aidevops-local")
+    assert autostart.launch_command() == ["/opt/aidevops-local/aidevops-local", "tray"]
+    assert autostart._icon_path() == "com.aidevops.LocalModels"

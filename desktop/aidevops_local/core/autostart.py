@@ -1,8 +1,9 @@
 """Start the tray at login: an XDG autostart entry on Linux, a LaunchAgent on macOS.
 
 Both are plain files in the user's own folders, so enabling needs no privileges and disabling is a delete.
-The entry runs the same command the user would: the ``aidevops-local-tray`` script when it is installed,
-else this Python with ``-m aidevops_local.tray``.
+The entry runs the same command the user would: the AppImage itself, or the frozen bundle's executable with
+``tray``, or the ``aidevops-local-tray`` script when it is installed, else this Python with
+``-m aidevops_local.tray``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import APP_ID
 from . import config, hardware
 
 LABEL = "com.aidevops.local-models.tray"  # the LaunchAgent's label
@@ -29,6 +31,11 @@ class AutostartEntry:
 
 
 def launch_command() -> list[str]:
+    appimage = config.appimage_path()
+    if appimage:  # sys.executable lives on the AppImage's temporary mount: start the image itself
+        return [str(appimage)]
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "tray"]
     script = shutil.which("aidevops-local-tray")
     if script:
         return [script]
@@ -93,7 +100,9 @@ def _desktop_entry(command: list[str]) -> str:
     )
 
 
-def _icon_path() -> Path:
+def _icon_path() -> Path | str:
+    if getattr(sys, "frozen", False):
+        return APP_ID  # a bundle's files may sit on a temporary mount; the icon theme knows the name
     return Path(__file__).resolve().parent.parent / "resources" / "app-icon.svg"
 
 

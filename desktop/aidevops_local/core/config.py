@@ -169,6 +169,12 @@ def xdg_config_home() -> Path:
     return Path(env_str("XDG_CONFIG_HOME", str(Path.home() / ".config"))).expanduser()
 
 
+def appimage_path() -> Path | None:
+    """The AppImage file we run from, as its runtime announces it; None outside an AppImage."""
+    value = env_str("APPIMAGE")
+    return Path(value) if value else None
+
+
 def launch_agents_dir() -> Path:
     """Where macOS looks for per-user LaunchAgents."""
     return Path.home() / "Library" / "LaunchAgents"

@@ -17,6 +17,7 @@ from PySide6.QtCore import QSocketNotifier
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from .. import APP_ID
 from ..core import config
 from . import icons
 from .app import TrayApp
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication(sys.argv[:1])
     app.setApplicationName("aidevops-local-tray")
     app.setApplicationDisplayName("aidevops Local Models")
-    app.setDesktopFileName("aidevops-local-tray")
+    app.setDesktopFileName(APP_ID)  # matches the bundles' .desktop file
     app.setQuitOnLastWindowClosed(False)  # closing a window leaves the tray running
     app.setWindowIcon(QIcon(str(icons.app_icon_path())))
     if ask_running_instance("wizard" if args.wizard else "show"):
