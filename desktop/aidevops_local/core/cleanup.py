@@ -138,7 +138,9 @@ def nudge() -> Nudge | None:
 
     def claim() -> bool:
         last = store.parse_timestamp(store.get_state(NUDGE_KEY))
-        if last is not None and now - last < NUDGE_EVERY:
+        # A last nudge in the future was stamped by a clock that ran ahead since put right: it does not
+        # count, or the nudge would stay silent for as long as the clock had been ahead.
+        if last is not None and timedelta(0) <= now - last < NUDGE_EVERY:
             return False
         store.set_state(NUDGE_KEY, store.format_timestamp(now))
         return True

@@ -13,6 +13,7 @@ second, short lock that readers such as ``find_llama_server`` also take, so they
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -185,6 +186,20 @@ def _activate(p: Paths, build_dir: Path, work: Path) -> None:
 
 
 @contextmanager
+def _disk_full_is_ours(what: str) -> Iterator[None]:
+    """ENOSPC from a step with no handling of its own (the manifest, a work folder) as DiskFull: the disk can
+    fill at any moment, not only while downloading or unpacking."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or isinstance(exc, DiskFull):
+            raise
+        raise DiskFull(f"The disk filled up while {what}.",
+                       hint="Free some disk space and run the command again; the active build was not "
+                            "changed.") from exc
+
+
+@contextmanager
 def _install_session(p: Paths) -> Iterator[Path]:
     """The install lock, a clean work folder under the root, and the leftovers of killed runs removed."""
     with _locked(p.app_dir / "install.lock", wait=False):
@@ -292,7 +307,7 @@ def _install_selection(release: releases.Release, selection: releases.Selection,
                        progress: ProgressCallback | None, cancel: threading.Event | None,
                        insecure_skip_checksum: bool) -> InstalledRuntime:
     p = config.paths()
-    with _install_session(p) as work:
+    with _disk_full_is_ours(f"installing llama.cpp {release.tag}"), _install_session(p) as work:
         assets = (selection.asset, *selection.companions)
         _check_free_space(work, sum(asset.size for asset in assets))
         trees: list[Path] = []
@@ -337,7 +352,7 @@ def use_system(*, path: Path | None = None) -> InstalledRuntime:
         raise RuntimeNotInstalled(f"{server} is not a file.", hint=f"Name the {SERVER} program itself.")
     version = check_server_runs(server)
     p = config.paths()
-    with _install_session(p) as work:
+    with _disk_full_is_ours(f"recording {server}"), _install_session(p) as work:
         staging = work / "staging"
         staging.mkdir()
         build = _build_from_version(version)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,13 +28,14 @@ import peewee
 
 from . import clock
 from .config import paths
-from .errors import DatabaseError, NotFound, Refused
+from .errors import DatabaseError, DiskFull, NotFound, Refused
 from .migrations import import_legacy_usage_db, migrate
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 10.0
 WRITE_DEADLINE_S = 60.0
+_FULL_BELOW = 1 << 20  # free bytes under which SQLite's "disk I/O error" means the disk is full
 SOURCES = ("pulled", "legacy", "external")  # who put a model's files on disk; cleanup removes only "pulled"
 
 
@@ -160,6 +162,8 @@ class _Database(peewee.SqliteDatabase):
         except peewee.DatabaseError as exc:
             if _is_corruption(exc):
                 raise _corrupt_error(Path(self.database), exc) from exc
+            if _is_disk_full(Path(self.database), exc):
+                raise _disk_full_error(Path(self.database)) from exc
             raise
 
 
@@ -207,6 +211,8 @@ def _open(path: Path) -> _Database:
             db.close()
         if _is_corruption(exc):
             raise _corrupt_error(path, exc) from exc
+        if _is_disk_full(path, exc):
+            raise _disk_full_error(path) from exc
         raise DatabaseError(f"Cannot open the usage database {path}: {exc}",
                             hint="Check that the file and its folder are readable and writable.") from exc
     except BaseException:
@@ -219,6 +225,25 @@ def _open(path: Path) -> _Database:
 def _is_corruption(exc: BaseException) -> bool:
     text = str(exc).lower()
     return any(word in text for word in ("malformed", "not a database", "file is encrypted", "corrupt"))
+
+
+def _is_disk_full(path: Path, exc: BaseException) -> bool:
+    """SQLITE_FULL says so; a full disk met while growing the WAL index (-shm) reads as a plain I/O error,
+    told apart by the space left."""
+    text = str(exc).lower()
+    if "disk is full" in text:
+        return True
+    if "disk i/o error" not in text:
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < _FULL_BELOW
+    except OSError:
+        return False
+
+
+def _disk_full_error(path: Path) -> DiskFull:
+    return DiskFull(f"The disk holding the usage database {path} is full.",
+                    hint="Free some disk space and run the command again; nothing recorded so far was lost.")
 
 
 def _corrupt_error(path: Path, exc: BaseException) -> DatabaseError:
@@ -235,15 +260,19 @@ def _is_busy(exc: BaseException) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _retry_busy(fn: Callable[[], T], deadline_s: float = WRITE_DEADLINE_S) -> T:
+def _retry_busy(fn: Callable[[], T], deadline_s: float | None = None) -> T:
     """SQLite's own busy timeout covers most waits; this covers the rest (a lock held past it, or a
-    snapshot that went stale), with jittered backoff so two writers do not retry in step."""
+    snapshot that went stale), with jittered backoff so two writers do not retry in step. The deadline
+    (WRITE_DEADLINE_S) is read at each call, like BUSY_TIMEOUT_S at each open."""
+    deadline_s = WRITE_DEADLINE_S if deadline_s is None else deadline_s
     start = time.monotonic()
     delay = 0.02
     while True:
         try:
             return fn()
         except (peewee.OperationalError, sqlite3.OperationalError) as exc:
+            if _is_disk_full(paths().database, exc):
+                raise _disk_full_error(paths().database) from exc
             if not _is_busy(exc):
                 raise
             if time.monotonic() - start > deadline_s:
@@ -261,8 +290,20 @@ def write(fn: Callable[..., T], /, *args, **kwargs) -> T:
     db = database()
 
     def attempt() -> T:
-        with db.atomic("IMMEDIATE"):
-            return fn(*args, **kwargs)
+        try:
+            with db.atomic("IMMEDIATE"):
+                return fn(*args, **kwargs)
+        except peewee.OperationalError as exc:
+            # SQLite ends the transaction itself on some errors (a full disk at COMMIT or mid-statement);
+            # peewee's rollback then fails with "no transaction is active", which would hide the reason.
+            if "no transaction is active" not in str(exc):
+                raise
+            cause = exc.__context__
+            while cause is not None and "no transaction is active" in str(cause):
+                cause = cause.__context__  # peewee re-raises the driver's error: one more link
+            if cause is None:
+                raise
+            raise cause from cause.__cause__
 
     return _retry_busy(attempt)
 
