@@ -28,12 +28,14 @@ def private_desktop(tmp_path_factory) -> Desktop:
     try:
         yield desktop
     finally:
-        if saved is None:
-            os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
-        else:
-            os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
-        _choose_keyring()
-        stop_desktop(desktop)
+        try:
+            if saved is None:
+                os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
+            else:
+                os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
+            _choose_keyring()
+        finally:
+            stop_desktop(desktop)  # whatever happened above: never leave the daemons running
 
 
 def _choose_keyring() -> None:

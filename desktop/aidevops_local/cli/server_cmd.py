@@ -1,10 +1,11 @@
-"""serve, stop, status."""
+"""serve, stop, status, api-key."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from ..core import server
+from ..core import api_key, config, server
 from ..core.errors import ExitCode
 from . import render
 
@@ -23,6 +24,14 @@ STATUS_EXAMPLES = """examples:
   aidevops-local status --json                 # for model routing: endpoint, model, health
 
 exit status: 0 when the server is running and healthy; 3 otherwise (stopped, still starting, or crashed)."""
+
+API_KEY_EXAMPLES = """examples:
+  aidevops-local api-key                       # is a key required, and where is it kept
+  aidevops-local api-key --show                # print the key, for a client's Authorization: Bearer header
+  aidevops-local api-key --rotate              # replace it (restart the server to use the new one)
+
+The key is used when the settings file has `require_api_key = true`; `serve` then generates it once,
+keeps it in the OS keyring, and gives it to llama-server in its environment (never on its command line)."""
 
 
 def register(subparsers) -> None:
@@ -52,11 +61,22 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_status)
 
+    p = subparsers.add_parser("api-key", help="the server's API key: where it is kept; show or rotate it",
+                              description="Report whether the server requires an API key and where the key is "
+                                          "kept. Only --show prints the key itself.",
+                              epilog=API_KEY_EXAMPLES, formatter_class=raw)
+    p.add_argument("--show", action="store_true", help="print the key (creating it if the setting is on)")
+    p.add_argument("--rotate", action="store_true", help="replace the key with a new one")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (the key only with --show)")
+    p.set_defaults(func=cmd_api_key)
+
 
 def cmd_serve(args) -> int:
     if args.host and not server.is_loopback(args.host):
-        render.warn(f"Binding to {args.host}: anyone who can reach this machine can use the model. "
-                    "Use 127.0.0.1 unless you mean to share it.")
+        unguarded = "" if config.load_settings().require_api_key else (
+            " Without an API key anyone can; set `require_api_key = true` in the settings file.")
+        render.warn(f"Binding to {args.host}: anyone who can reach this machine can reach the model."
+                    f"{unguarded} Use 127.0.0.1 unless you mean to share it.")
     with render.progress_bar(quiet=args.json) as progress:
         result = server.serve(args.model, port=args.port, ctx=args.ctx, host=args.host, threads=args.threads,
                               progress=progress)
@@ -64,6 +84,8 @@ def cmd_serve(args) -> int:
         render.as_json(result)
     else:
         render.info(f"Serving {result.model} (pid {result.pid}, context {result.ctx_size}).")
+        if result.api_key_required:
+            render.info("Clients must send the API key: `aidevops-local api-key --show` prints it.")
         print(result.endpoint)
     return ExitCode.OK
 
@@ -99,9 +121,40 @@ def _print_status(s: server.ServerStatus) -> None:
         if s.gpu_memory_bytes is not None:
             rows += [["GPU memory", render.human_bytes(s.gpu_memory_bytes)]]
         rows += [["uptime", render.human_duration(s.uptime_s)], ["context", s.ctx_size], ["build", s.build or "-"]]
+        rows += [["API key", "required (`aidevops-local api-key --show`)" if s.api_key_required else "none"]]
     rows += [["system RAM", ram]]
     if s.log_path:
         rows += [["log", s.log_path]]
     render.key_values(rows)
     if s.message:
         render.warn(s.message)
+
+
+def cmd_api_key(args) -> int:
+    if args.rotate:
+        key = api_key.rotate()
+        state = server.current_state()
+        if state is not None and server.owned_process(state) is not None and state.api_key_required:
+            render.warn("The running server still takes the old key until it is restarted: "
+                        "`aidevops-local stop` then `aidevops-local serve`.")
+    else:
+        key = api_key.ensure() if args.show else None
+    info = api_key.info()
+    if args.json:
+        render.as_json({**dataclasses.asdict(info), **({"key": key} if args.show else {})})
+        return ExitCode.OK
+    if args.show:
+        render.info(f"The API key, kept in {info.where} ({info.backend}):")
+        print(key)  # alone on stdout, so that KEY=$(aidevops-local api-key --show) works
+        return ExitCode.OK
+    render.key_values([
+        ["required", "yes (require_api_key = true)" if info.required else
+         f"no (set `require_api_key = true` in {config.paths().config_file} to require one)"],
+        ["stored", "yes" if info.stored else "no (made the first time it is needed)"],
+        ["kept in", f"{info.where} ({info.backend})"],
+    ])
+    if not info.keyring_usable:
+        render.warn(f"{info.reason} {info.hint}")
+    if args.rotate:
+        render.info("A new key was stored. `aidevops-local api-key --show` prints it.")
+    return ExitCode.OK

@@ -9,11 +9,17 @@ Start = spawn in a new session (its own process group, detached from the termina
 to a per-run log file, then poll /health until 200, the child exits, or a deadline passes. Stop = SIGTERM to
 the group, a second SIGTERM (llama-server ignores the first while a request is in flight), SIGKILL after
 the grace period.
+
+Security: the server binds 127.0.0.1 unless asked otherwise; where the build has it, CORS reflects only
+localhost origins (so a web page from elsewhere cannot read its answers); with the require_api_key setting
+the key comes from the keyring and reaches llama-server only through its environment (LLAMA_API_KEY), and
+the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environment.
 """
 
 from __future__ import annotations
 
 import errno
+import http.client
 import ipaddress
 import json
 import os
@@ -23,13 +29,13 @@ import subprocess
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import httpx
 import psutil
 
-from . import config, hardware, request_log
+from . import api_key, build_features, config, hardware, request_log
 from .errors import CorruptModel, PortInUse, Refused, ServerNotRunning, ServerStartFailed
 from .progress import ProgressCallback, report
 
@@ -39,8 +45,8 @@ _START_FAILURES = (
     ("couldn't bind", PortInUse, "The port is already in use by another program.",
      "Stop that program, or choose another port with --port."),
     ("failed to load model", CorruptModel, "llama-server could not load the model.",
-     "The file may be damaged or of an architecture this llama.cpp build does not know: "
-     "pull it again, or run `update` for a newer runtime."),
+     ("The file may be damaged or of an architecture this llama.cpp build does not know: "
+      "pull it again, or run `update` for a newer runtime.")),
     ("unknown model architecture", CorruptModel, "This llama.cpp build does not support the model's architecture.",
      "Run `update` to get a newer llama.cpp build."),
     ("out of memory", ServerStartFailed, "The model does not fit in memory.",
@@ -68,6 +74,7 @@ class ServerState:
     parallel: int = 0
     gpu_layers: int = 0
     build: str = ""
+    api_key_required: bool = False  # clients must send the keyring's key (never stored here)
 
     @property
     def base_url(self) -> str:
@@ -95,6 +102,7 @@ class ServerStatus:
     ram_total_bytes: int = 0
     ram_available_bytes: int = 0
     ram_used_percent: float = 0.0
+    api_key_required: bool = False  # clients send `Authorization: Bearer <key>` (see `api-key --show`)
     message: str = ""
 
 
@@ -146,14 +154,15 @@ def owned_process(state: ServerState) -> psutil.Process | None:
 def status(*, probe_health: bool = True) -> ServerStatus:
     """Cheap: one state-file read, a few /proc reads and (optionally) one local HTTP request."""
     mem = hardware.memory()
-    base = dict(ram_total_bytes=mem.total, ram_available_bytes=mem.available,
-                ram_used_percent=round(mem.percent_used, 1))
+    base = {"ram_total_bytes": mem.total, "ram_available_bytes": mem.available,
+            "ram_used_percent": round(mem.percent_used, 1)}
     state = current_state()
     if state is None:
         return ServerStatus(state="stopped", running=False, **base)
     described = dict(pid=state.pid, host=state.host, port=state.port, model=state.model,
                      model_path=state.model_path, build=state.build, ctx_size=state.ctx_size,
-                     log_path=state.log_path, started_at=_iso(state.started_at), **base)
+                     log_path=state.log_path, started_at=_iso(state.started_at),
+                     api_key_required=state.api_key_required, **base)
     proc = owned_process(state)
     if proc is None:
         return ServerStatus(state="crashed", running=False, **described,
@@ -172,10 +181,17 @@ def status(*, probe_health: bool = True) -> ServerStatus:
 
 
 def _health(base_url: str, timeout: float = 0.5) -> int | None:
+    """GET /health on our own loopback server. http.client rather than httpx: no TLS context to build (70 ms
+    per httpx call) and no proxy from the environment, so polling it is nearly free."""
+    url = urlsplit(base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:
-        return httpx.get(f"{base_url}/health", timeout=timeout).status_code
-    except httpx.HTTPError:
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
         return None
+    finally:
+        conn.close()
 
 
 def _gpu_memory(pid: int) -> int | None:
@@ -190,7 +206,7 @@ def _gpu_memory(pid: int) -> int | None:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 # ---- start --------------------------------------------------------------------------------------------------
@@ -207,6 +223,11 @@ class LaunchPlan:
     parallel: int
     gpu_layers: int
     build: str
+    api_key_required: bool = False
+
+
+# Secrets of the tool that llama-server never needs: they are taken out of its environment.
+_TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
 
 
 def is_loopback(host: str) -> bool:
@@ -242,6 +263,7 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     binary = runtime.find_llama_server()
     installed = runtime.installed_runtime()
     local = library.resolve_model(model or None)
+    _check_model_intact(local)
     header = _validate_model(local.path)
     hw = hardware.detect()
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
@@ -255,10 +277,52 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
             "--jinja", "--threads", str(threads or settings.threads or hw.physical_cores),
             "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
             "--n-gpu-layers", str(gpu_layers), "--alias", local.name]
-    argv += _log_args(binary) + list(settings.extra_server_args)
+    features = build_features.features(binary)
+    if settings.require_api_key and not features.api_key_env:
+        raise Refused("require_api_key is on, but this llama-server build does not read an API key from its "
+                      "environment (LLAMA_API_KEY), and the key is never put on its command line.",
+                      hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
+    argv += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+    argv += _log_args(binary, argv + list(settings.extra_server_args)) + list(settings.extra_server_args)
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
                       ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers,
-                      build=installed.build if installed else "")
+                      build=installed.build if installed else "", api_key_required=settings.require_api_key)
+
+
+def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list[str]:
+    """Only localhost origins may read answers in a browser. Builds without the flag allow every origin, and
+    one the user chose (extra_server_args, LLAMA_ARG_CORS_ORIGINS) is theirs to keep."""
+    chosen = "--cors-origins" in extra or "LLAMA_ARG_CORS_ORIGINS" in config.llama_arg_env()
+    if not features.cors_localhost or chosen:
+        return []
+    return ["--cors-origins", "localhost"]
+
+
+def _idle_args(features: build_features.BuildFeatures, idle_unload_s: int) -> list[str]:
+    """The idle-unload setting, where the build can sleep (it frees the model's memory until a request)."""
+    if idle_unload_s > 0 and features.sleep_idle:
+        return ["--sleep-idle-seconds", str(int(idle_unload_s))]
+    return []
+
+
+def _check_model_intact(local) -> None:
+    """Cheap checks (a stat per file) that keep an unverified file from being served: an unfinished
+    download, or a pulled file whose size changed since its hash was checked. `doctor --hashes` re-hashes."""
+    partial = config.paths().partial_dir.resolve()
+    if any(partial in f.resolve().parents for f in local.files):
+        raise Refused(f"{local.path} is an unfinished download; it has not been verified.",
+                      hint="Pull the model again to finish and verify it, then serve it by name.")
+    if local.source != "pulled" or not local.size_bytes:
+        return
+    try:
+        actual = sum(f.stat().st_size for f in local.files)
+    except OSError:
+        return  # a missing file is reported by the loader's own check just after
+    if actual != local.size_bytes:
+        again = f"`aidevops-local pull {local.repo}`" if local.repo else "`aidevops-local pull`"
+        raise CorruptModel(f"{local.name} has changed on disk since it was pulled and verified "
+                           f"({actual} bytes, {local.size_bytes} recorded).",
+                           hint=f"Pull it again with {again}; `aidevops-local doctor --hashes` checks every model.")
 
 
 def _validate_model(path: Path):
@@ -267,11 +331,12 @@ def _validate_model(path: Path):
     return validate_gguf(path)
 
 
-def _log_args(binary: Path) -> list[str]:
-    """The flags that make llama-server log what usage accounting reads."""
+def _log_args(binary: Path, server_args: list[str]) -> list[str]:
+    """The flags that make llama-server log what usage accounting reads. Given the rest of argv, usage asks
+    for trace verbosity (4-9 times the log volume) only where speculative decoding may be on."""
     from . import usage
 
-    return usage.llama_server_log_args(server_binary=binary)
+    return usage.llama_server_log_args(server_binary=binary, server_args=server_args)
 
 
 def serve(model: str | None = None, *, port: int | None = None, ctx: int | None = None, host: str | None = None,
@@ -286,9 +351,10 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
     settings = config.load_settings()
     plan = plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
     check_port_free(plan.host, plan.port)
+    key = api_key.ensure() if plan.api_key_required else None  # before anything starts: refusal leaves nothing
     _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
     log_path, session_id, started = _open_log(plan)
-    env = _server_env(plan.binary)
+    env = _server_env(plan.binary, key=key)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
@@ -296,7 +362,7 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
-                        build=plan.build)
+                        build=plan.build, api_key_required=plan.api_key_required)
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
@@ -313,43 +379,47 @@ def _open_log(plan: LaunchPlan) -> tuple[Path, str, float]:
     logs = config.paths().logs_dir
     logs.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    stamp = datetime.fromtimestamp(started, timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%d-%H%M%S")
     path = logs / f"llama-server-{stamp}-{plan.port}.log"
     session_id = uuid.uuid4().hex
     header = request_log.format_header(model=plan.model, model_path=str(plan.model_path), port=plan.port,
-                                       started=datetime.fromtimestamp(started, timezone.utc),
+                                       started=datetime.fromtimestamp(started, UTC),
                                        session_id=session_id)
     with open(path, "a", encoding="utf-8") as log:
         log.write(header)
     return path, session_id, started
 
 
-def _server_env(binary: Path) -> dict[str, str]:
+def _server_env(binary: Path, *, key: str | None = None) -> dict[str, str]:
+    """The server's environment: ours, less the tool's secrets, plus the API key when one is required."""
     env = dict(os.environ)
     # Official builds find their libraries through $ORIGIN; a system loader path set for another build
     # must not shadow them.
     lib_dir = str(binary.parent)
     var = "DYLD_LIBRARY_PATH" if hardware.os_name() == "darwin" else "LD_LIBRARY_PATH"
     env[var] = os.pathsep.join(filter(None, [lib_dir, env.get(var)]))
-    for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN"):
+    for secret in _TOOL_SECRETS:
         env.pop(secret, None)  # llama-server needs none of them
+    if key:
+        env[api_key.ENV_VAR] = key
     return env
 
 
 def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
                   progress: ProgressCallback | None) -> None:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     task = f"Loading {state.model}"
-    polls = 0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise _start_failure(state, proc.returncode)
         if _health(state.base_url, timeout=1.0) == 200:
             report(progress, task, 1, 1, unit="step")
             return
-        polls += 1
         report(progress, task, 0, None, unit="step")
-        time.sleep(0.1 if polls < 50 else 0.25)
+        waited = time.monotonic() - started
+        # Small models are ready in well under a second: poll closely at first (a poll costs ~1 ms).
+        time.sleep(0.02 if waited < 3 else 0.1 if waited < 15 else 0.25)
     raise ServerStartFailed(
         f"llama-server did not become ready within {timeout:.0f} s.",
         hint="A large model on a slow disk can take longer: raise health_timeout_s in the settings file.",

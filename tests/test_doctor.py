@@ -1,0 +1,199 @@
+"""`doctor` against real breakage: a runtime whose libraries are gone, model files deleted, resized and
+altered, a damaged database file, a port held by another process, and a desktop with and without a tray
+host (Xvfb with trayer, a StatusNotifierWatcher on a private bus)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backends import fail
+
+from aidevops_local.cli.main import main as cli
+from aidevops_local.core import config, doctor, downloads, runtime, server, store
+from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
+
+
+def save(**changes) -> None:
+    base = {"threads": 1, "ctx_size": 2048, "parallel": 1, "stop_grace_s": 5.0}
+    config.save_settings(config.Settings(**{**base, **changes}))
+
+
+@pytest.fixture
+def system_runtime(llama_server_dir, monkeypatch):
+    monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
+    runtime.use_system()
+    save()
+
+
+@pytest.fixture
+def only_backend():
+    saved = keyring.get_keyring()
+    yield keyring.set_keyring
+    keyring.set_keyring(saved)
+
+
+def check(name: str, *, hashes: bool = False) -> doctor.Check:
+    found = [c for c in doctor.run(hashes=hashes).checks if c.name == name]
+    assert found, f"no {name!r} check"
+    return found[0]
+
+
+def doctor_json(capsys, *args: str) -> tuple[int, dict[str, dict]]:
+    capsys.readouterr()
+    code = cli(["doctor", "--json", *args])
+    report = json.loads(capsys.readouterr().out)
+    return code, {c["name"]: c for c in report["checks"]}
+
+
+def test_a_working_setup_passes(private_desktop, system_runtime, monkeypatch, capsys):  # noqa: F811
+    monkeypatch.setenv("DISPLAY", private_desktop.display)
+    code, checks = doctor_json(capsys)
+    assert code == 0, [c for c in checks.values() if c["status"] != "ok"]
+    assert {name: c["status"] for name, c in checks.items()} == {
+        "runtime": "ok", "previous runtime": "ok", "server security": "ok", "database": "ok", "models": "ok",
+        "keyring": "ok", "port": "ok", "tray host": "ok", "disk": "ok"}
+    assert "version: 1 (571d0d5)" in checks["runtime"]["summary"]
+    assert "--cors-origins localhost" in checks["server security"]["summary"]
+    assert "SecretService" in checks["keyring"]["summary"]
+    assert "XEmbed" in checks["tray host"]["summary"]
+    assert cli(["doctor"]) == 0
+    assert "no problems" in capsys.readouterr().out
+
+
+def test_nothing_installed_fails_and_says_to_install(capsys):
+    code, checks = doctor_json(capsys)
+    assert code == 1
+    assert checks["runtime"]["status"] == "fail" and "aidevops-local install" in checks["runtime"]["fix"]
+    assert "server security" not in checks  # nothing to ask without a build
+
+
+def test_a_runtime_that_no_longer_runs(system_runtime, llama_server_dir, tmp_path, capsys):
+    broken = tmp_path / "build"
+    shutil.copytree(llama_server_dir, broken, symlinks=True)
+    runtime.use_system(path=broken / "llama-server")  # works now; the one on PATH becomes the previous build
+    for lib in broken.glob("lib*.so*"):
+        lib.unlink()  # what a half-deleted install or a distribution upgrade leaves
+    code, checks = doctor_json(capsys)
+    assert code == 1
+    failed = checks["runtime"]
+    assert failed["status"] == "fail" and "does not run" in failed["summary"]
+    assert any("shared libraries" in line for line in failed["details"]), failed["details"]
+    assert "install --force" in failed["fix"] and "update --rollback" in failed["fix"]
+    assert checks["previous runtime"]["status"] == "ok" and "rollback" in checks["previous runtime"]["summary"]
+    capsys.readouterr()
+    assert cli(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "fail  runtime" in out and "fix:" in out
+
+
+def test_model_files_missing_resized_and_altered(fake_hub, tiny_gguf, monkeypatch, capsys):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    names = ["gone-Q8_0.gguf", "grown-Q8_0.gguf", "flipped-Q8_0.gguf", "fine-Q8_0.gguf"]
+    fake_hub.add_repo("org/tiny-GGUF", dict.fromkeys(names, tiny_gguf))
+    paths = {name: downloads.pull("org/tiny-GGUF", name).model.path for name in names}
+    assert check("models", hashes=True).status == "ok"
+
+    paths["gone-Q8_0.gguf"].unlink()
+    with open(paths["grown-Q8_0.gguf"], "ab") as f:
+        f.write(b"\0" * 100)
+    with open(paths["flipped-Q8_0.gguf"], "r+b") as f:  # same size: only a hash tells
+        f.seek(1000)
+        byte = f.read(1)
+        f.seek(1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+    quick = check("models")
+    assert quick.status == "fail" and "hashes not checked" not in quick.summary
+    assert any(d.startswith("gone-Q8_0: file missing") for d in quick.details)
+    assert any(d.startswith("grown-Q8_0:") and "recorded" in d for d in quick.details)
+    assert not any("flipped" in d for d in quick.details) and len(quick.details) == 2
+
+    code, checks = doctor_json(capsys, "--hashes")
+    assert code == 1
+    details = checks["models"]["details"]
+    assert "flipped-Q8_0: flipped-Q8_0.gguf does not match its recorded hash" in details and len(details) == 3
+    assert not any("fine" in d for d in details)
+    assert "pull" in checks["models"]["fix"]
+
+
+def test_a_damaged_database(capsys):
+    db = config.paths().database
+    db.parent.mkdir(parents=True)
+    db.write_bytes(os.urandom(8192))
+    code, checks = doctor_json(capsys)
+    assert code == 1
+    assert checks["database"]["status"] == "fail" and "--reset-db" in checks["database"]["fix"]
+    assert checks["models"]["status"] == "warn" and "not checked" in checks["models"]["summary"]
+
+
+def test_a_database_with_migrations_pending():
+    db = config.paths().database
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as conn:  # the seed's schema, as the framework's earlier helper left it
+        conn.execute("CREATE TABLE model_usage (id INTEGER PRIMARY KEY, model TEXT, tokens_in INTEGER)")
+    found = check("database")
+    assert found.status == "warn" and "m001_seed_tables" in found.summary
+    store.close()
+
+
+def test_the_port_held_by_another_program_then_by_our_server(system_runtime, tiny_gguf, free_port):
+    port = free_port()
+    save(port=port)
+    holder = subprocess.Popen([sys.executable, "-c", f"""
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); print("ready", flush=True); time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        taken = check("port")
+        assert taken.status == "fail" and "another program" in taken.summary
+        assert f"pid {holder.pid}" in taken.summary  # we started it, so we may see it
+        assert f"port = {port + 1}" in taken.fix
+    finally:
+        holder.kill()
+        holder.wait()
+    status = server.serve(str(tiny_gguf))
+    try:
+        ours = check("port")
+        assert ours.status == "ok" and f"our server (pid {status.pid})" in ours.summary
+    finally:
+        server.stop(grace=2)
+
+
+def test_tray_host_absent_then_a_status_notifier_watcher(private_desktop, monkeypatch):  # noqa: F811
+    monkeypatch.delenv("DISPLAY", raising=False)
+    missing = check("tray host")
+    assert missing.status == "warn" and "gnome-shell-extension-appindicator" in missing.fix
+    watcher = subprocess.Popen([sys.executable, "-m", "tests.tray.sni_watcher"], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
+    try:
+        assert watcher.stdout.readline().strip() == "ready"
+        found = check("tray host")
+        assert found.status == "ok" and "StatusNotifierWatcher" in found.summary
+    finally:
+        watcher.kill()
+        watcher.wait()
+
+
+def test_keyring_unusable_warns_and_fails_when_the_api_key_needs_it(only_backend):
+    only_backend(fail.Keyring())
+    assert check("keyring").status == "warn"
+    save(require_api_key=True)
+    refused = check("keyring")
+    assert refused.status == "fail" and "API key" in refused.summary and refused.fix
+
+
+def test_a_key_on_the_command_line_and_a_public_host_are_flagged(system_runtime):
+    save(extra_server_args=["--api-key", "visible-to-everyone"], host="0.0.0.0")  # nothing is started
+    found = check("server security")
+    assert found.status == "fail"
+    assert "process list" in found.summary and "0.0.0.0" in found.summary
+    assert "visible-to-everyone" not in found.summary + found.fix
