@@ -24,7 +24,7 @@ def private_desktop(tmp_path_factory) -> Desktop:
     desktop = start_desktop(tmp_path_factory.mktemp("desktop"))
     saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = desktop.bus
-    _choose_keyring()  # now that a Secret Service is on the bus
+    choose_keyring()  # now that a Secret Service is on the bus
     try:
         yield desktop
     finally:
@@ -33,12 +33,12 @@ def private_desktop(tmp_path_factory) -> Desktop:
                 os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
             else:
                 os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
-            _choose_keyring()
+            choose_keyring()
         finally:
             stop_desktop(desktop)  # whatever happened above: never leave the daemons running
 
 
-def _choose_keyring() -> None:
+def choose_keyring() -> None:
     """The backend keyring would choose for the bus in the environment now: the Secret Service when there is a
     bus, else none. Set explicitly: keyring's own choice is remembered from its first look (a once-cache) and
     would chain any backend class a test module defined."""

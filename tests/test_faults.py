@@ -666,11 +666,6 @@ def test_disk_filling_up_as_a_pull_finishes_is_disk_full_and_the_next_pull_recor
     assert [r.model for r in store.ModelInventory.select()] == ["tiny-Q8_0"]
 
 
-@pytest.mark.xfail(strict=True, raises=OSError,
-                   reason="core/server.py (another engineer's): serve() writes the log header in _open_log "
-                          "without turning ENOSPC into DiskFull; a fresh CLI meets the full disk first in "
-                          "the database (exit 10), but a long-lived process such as the tray gets a raw "
-                          "OSError")
 def test_serve_from_a_process_that_has_the_database_open_on_a_full_disk(llama_server_dir, tiny_gguf,
                                                                        tmpfs_home, free_port):
     disk = tmpfs_home(20)
@@ -921,9 +916,6 @@ def test_clock_jumps_usage_timestamps_and_uptime(system_runtime, tiny_gguf, free
 
 @needs_faketime
 @pytest.mark.real_server
-@pytest.mark.xfail(strict=True, reason="core/server.py (another engineer's): status() measures uptime from "
-                                       "state.started_at, the clock of the process that ran `serve`; started "
-                                       "while the clock ran ahead, it reads 0 s until that moment comes")
 def test_uptime_of_a_server_started_while_the_clock_ran_ahead(system_runtime, tiny_gguf, free_port, procs):
     as_json(procs.run("serve", str(tiny_gguf), "--port", str(free_port()), "--json", shift="+1 day"))
     time.sleep(1.5)

@@ -47,9 +47,10 @@ def desktop(tmp_path_factory) -> Desktop:
     desktop = start_desktop(tmp_path_factory.mktemp("desktop"))
     saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = desktop.bus
-    import keyring.core
+    # keyring remembers its first look at the backends (maybe before any bus existed): choose again.
+    from tests.private_desktop import choose_keyring
 
-    keyring.core.init_backend()  # choose again now that a Secret Service is on the bus
+    choose_keyring()
     yield desktop
     if saved is None:
         os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)

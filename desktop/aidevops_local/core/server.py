@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from . import api_key, build_features, config, hardware, request_log
-from .errors import CorruptModel, PortInUse, Refused, ServerNotRunning, ServerStartFailed
+from .errors import CorruptModel, DiskFull, PortInUse, Refused, ServerNotRunning, ServerStartFailed
 from .progress import ProgressCallback, report
 
 LOG_TAIL_LINES = 12
@@ -161,7 +161,7 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         return ServerStatus(state="stopped", running=False, **base)
     described = dict(pid=state.pid, host=state.host, port=state.port, model=state.model,
                      model_path=state.model_path, build=state.build, ctx_size=state.ctx_size,
-                     log_path=state.log_path, started_at=_iso(state.started_at),
+                     log_path=state.log_path, started_at=_iso(state.create_time),
                      api_key_required=state.api_key_required, **base)
     proc = owned_process(state)
     if proc is None:
@@ -176,8 +176,9 @@ def status(*, probe_health: bool = True) -> ServerStatus:
     healthy = _health(state.base_url) == 200 if probe_health else True
     return ServerStatus(state="running" if healthy else "starting", running=True, **described,
                         endpoint=f"{state.base_url}/v1", rss_bytes=rss,
-                        gpu_memory_bytes=_gpu_memory(state.pid),
-                        uptime_s=round(max(0.0, time.time() - state.started_at), 1))
+                        gpu_memory_bytes=_gpu_memory(state.pid) if state.gpu_layers else None,
+                        # The kernel's start time, not the clock of whichever process ran serve.
+                        uptime_s=round(max(0.0, time.time() - state.create_time), 1))
 
 
 def _health(base_url: str, timeout: float = 0.5) -> int | None:
@@ -385,8 +386,14 @@ def _open_log(plan: LaunchPlan) -> tuple[Path, str, float]:
     header = request_log.format_header(model=plan.model, model_path=str(plan.model_path), port=plan.port,
                                        started=datetime.fromtimestamp(started, UTC),
                                        session_id=session_id)
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(header)
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(header)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"The disk filled up while starting the server (its log {path}).",
+                           hint="Free some disk space and run the command again.") from exc
+        raise
     return path, session_id, started
 
 
@@ -432,6 +439,11 @@ def _start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
     for needle, kind, message, hint in _START_FAILURES:
         if needle in lowered:
             return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
+    try:  # llama-server can exit before its log line is flushed: ask the port itself
+        check_port_free(state.host, state.port)
+    except PortInUse as taken:
+        taken.details = tail
+        return taken
     return ServerStartFailed(f"llama-server exited during start with status {returncode}.",
                              hint=f"Its log is {state.log_path}.", details=tail)
 

@@ -11,10 +11,8 @@ by the tray on a timer; with nothing new it costs one directory listing, a stat 
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import peewee
 
-from . import clock, prices, store
+from . import build_features, clock, prices, store
 from .config import llama_arg_env, paths
 from .errors import ConfigError
 from .request_log import LogReader, Request, parse_header
@@ -53,11 +51,7 @@ def llama_server_log_args(*, server_binary: Path | None = None,
     args = list(BASE_LOG_ARGS)
     if server_args is not None and not _may_speculate(server_args):
         return args
-    try:
-        st = binary.stat()
-    except OSError:
-        return args
-    if _help_has_trace_level(str(binary), st.st_size, st.st_mtime):
+    if build_features.features(binary).trace_verbosity:
         args += ["--log-verbosity", "4"]
     return args
 
@@ -68,17 +62,6 @@ def _may_speculate(server_args: Sequence[str]) -> bool:
     names = [n.replace("_", "-") for n in names]
     words = ("draft", "spec", "models-dir", "models-preset")
     return "-md" in names or any(word in name for name in names for word in words)
-
-
-@functools.lru_cache(maxsize=8)
-def _help_has_trace_level(binary: str, size: int, mtime: float) -> bool:
-    """Size and mtime are part of the cache key so an updated binary is asked again (~25 ms)."""
-    try:
-        done = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=15,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return re.search(r"^\s*-\s*4:\s*trace\b", done.stdout + done.stderr, re.MULTILINE) is not None
 
 
 # ---- ingestion -------------------------------------------------------------------------------------------
