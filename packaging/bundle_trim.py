@@ -122,7 +122,8 @@ def strip_system_libraries(bundle: Path) -> int:
         return 0
     internal = Path(bundle) / "_internal"
     files = [p for p in internal.glob("lib*.so*") if p.is_file() and not p.is_symlink()]
-    files += sorted((internal / f"python{sys.version_info.major}.{sys.version_info.minor}" / "lib-dynload").glob("*.so"))
+    dynload = internal / f"python{sys.version_info.major}.{sys.version_info.minor}" / "lib-dynload"
+    files += sorted(dynload.glob("*.so"))
     before = sum(p.stat().st_size for p in files)
     subprocess.run(["strip", "--strip-unneeded", *map(str, files)], check=True)
     return before - sum(p.stat().st_size for p in files)

@@ -9,7 +9,7 @@ import pty
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,7 @@ needs_faketime = pytest.mark.skipif(FAKETIME is None, reason="faketime (libfaket
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def add_model(name: str, files: list[Path], *, source: str = "pulled", downloaded: datetime | None = None,

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
@@ -18,8 +17,7 @@ import pytest
 
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core import config, runtime, server
-from aidevops_local.core.errors import (CorruptModel, ModelNotFound, PortInUse, RuntimeNotInstalled,
-                                        ServerStartFailed)
+from aidevops_local.core.errors import CorruptModel, ModelNotFound, PortInUse, RuntimeNotInstalled, ServerStartFailed
 
 
 @pytest.fixture

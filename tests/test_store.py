@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -124,7 +124,7 @@ def test_timestamps_are_stored_as_sqlite_utc_text():
     store.ModelUsage.create(model="m", timestamp=when)
     store.ModelInventory.create(model="m", path="/m.gguf", last_used=when, source="pulled")
     assert plain("SELECT timestamp FROM model_usage") == [("2026-03-01 12:30:05",)]
-    utc = timezone.utc
+    utc = UTC
     assert store.ModelInventory.get_by_id("m").last_used == datetime(2026, 3, 1, 12, 30, 5, tzinfo=utc)
     # The framework's own plain-sqlite3 queries keep working on our rows.
     stale = "SELECT model FROM model_inventory WHERE last_used < datetime('now', '-30 days')"
@@ -133,7 +133,7 @@ def test_timestamps_are_stored_as_sqlite_utc_text():
           "VALUES ('seed-style', 1, 2, 3)")
     row = store.ModelUsage.get(store.ModelUsage.model == "seed-style")
     assert (row.tokens_in, row.status, row.request_key) == (1, "ok", None)
-    assert abs(row.timestamp - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert abs(row.timestamp - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 # ---- databases that already exist -------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_seed_schema_database_is_adopted_without_losing_a_row():
     inv = store.ModelInventory.get_by_id("qwen")
     assert (inv.path, inv.size_bytes, inv.source, inv.total_requests) == (
         "/models/qwen.gguf", 4000000000, "legacy", 5)
-    assert inv.downloaded == datetime(2025, 12, 1, 9, tzinfo=timezone.utc)
+    assert inv.downloaded == datetime(2025, 12, 1, 9, tzinfo=UTC)
 
 
 def test_shell_helper_database_is_adopted_with_its_columns_mapped():
@@ -193,7 +193,7 @@ def test_shell_helper_database_is_adopted_with_its_columns_mapped():
     inv = store.ModelInventory.get_by_id("llama")
     assert (inv.path, inv.repo, inv.quant, inv.total_requests, inv.source) == (
         "/old/llama.gguf", "org/llama-GGUF", "Q4_K_M", 42, "legacy")
-    assert inv.downloaded == datetime(2025, 12, 31, 22, tzinfo=timezone.utc)
+    assert inv.downloaded == datetime(2025, 12, 31, 22, tzinfo=UTC)
     # A column we do not know is somebody's data: it stays.
     assert columns("model_inventory")[:len(INVENTORY_COLUMNS)] == INVENTORY_COLUMNS
     assert plain("SELECT notes FROM model_inventory") == [("my note",)]

@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -96,7 +96,7 @@ def test_rows_equal_the_usage_clients_received(llama_server_dir, smollm2_gguf, l
     (default verbosity here) give no per-task prompt line, so the prompt count comes from the release line;
     at trace verbosity it is read directly. Both must be exact."""
     answers: list[Answer] = []
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     with logged_server(llama_server_dir, smollm2_gguf, model="smollm2", parallel=2, log_args=log_args) as srv:
         with http_client() as client:
             for stream in (False, True):
@@ -124,7 +124,7 @@ def test_rows_equal_the_usage_clients_received(llama_server_dir, smollm2_gguf, l
     assert {r.model for r in found} == {"smollm2"} and {r.status for r in found} == {"ok"}
     assert {r.session_id for r in found} == {srv.session_id}
     assert len({r.request_key for r in found}) == len(found)
-    after = datetime.now(timezone.utc) + timedelta(seconds=2)
+    after = datetime.now(UTC) + timedelta(seconds=2)
     assert all(before <= r.timestamp <= after for r in found)
     assert all(r.duration_ms > 0 for r in found)
     assert usage.ingest() == 0
@@ -396,7 +396,7 @@ def test_usage_report_and_cli(captured_log, capsys):
     install_log(log)
     install_log(log, "llama-server-20261101-100000-1.log").write_text(
         format_header(model="older-model", model_path=header["model_path"], port=1, session_id="older",
-                      started=datetime.now(timezone.utc) - timedelta(days=10)) + text.split("\n", 1)[1])
+                      started=datetime.now(UTC) - timedelta(days=10)) + text.split("\n", 1)[1])
     tokens_in = sum(a.prompt_tokens for a in answers)
     tokens_out = sum(a.completion_tokens for a in answers)
 
@@ -454,7 +454,7 @@ def test_nothing_new_writes_nothing(captured_log):
 # ---- the reader on its own ---------------------------------------------------------------------------------
 
 HEADER = format_header(model="m", model_path="/m.gguf", port=1, session_id="s",
-                       started=datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc))
+                       started=datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
 
 
 def read(text: str) -> list:
@@ -468,7 +468,7 @@ def test_older_builds_multiline_timings_and_n_past():
     text = HEADER + textwrap.dedent("""\
         0.01.000.000 I slot launch_slot_: id  0 | task 7 | processing task
         0.01.000.100 I slot update_slots: id  0 | task 7 | new prompt, n_keep = 0, n_prompt_tokens = 31
-        0.01.500.000 I slot print_timing: id  0 | task 7 | 
+        0.01.500.000 I slot print_timing: id  0 | task 7 |
         prompt eval time =     113.13 ms /     1 tokens (  113.13 ms per token,     8.84 tokens per second)
                eval time =      52.01 ms /     8 tokens (    6.50 ms per token,   153.83 tokens per second)
               total time =     165.14 ms /     9 tokens
@@ -476,7 +476,7 @@ def test_older_builds_multiline_timings_and_n_past():
         """)
     [request] = read(text)
     assert (request.tokens_in, request.tokens_out, request.cache_tokens) == (31, 8, 30)
-    assert request.key == "s:7" and request.finished == datetime(2026, 11, 25, 10, 0, 1, 500100, timezone.utc)
+    assert request.key == "s:7" and request.finished == datetime(2026, 11, 25, 10, 0, 1, 500100, UTC)
 
 
 def test_failed_task_colours_and_a_new_header():

@@ -11,7 +11,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -38,7 +38,7 @@ def logged_server(server_dir: Path, model_path: Path, *, model: str | None = Non
     log, as a restart without a new header would."""
     port = port or free_port()
     binary = Path(server_dir) / "llama-server"
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     session_id = uuid.uuid4().hex
     model = model or Path(model_path).stem
     if log_path is None:

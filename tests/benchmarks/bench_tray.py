@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from tests.fixtures.prepare import free_port, prepare
 from tests.tray.desktop import missing_tools, start_desktop, stop_desktop
 

@@ -134,7 +134,7 @@ def _fmt(value: float | None, unit: str = "") -> str:
 def _print_table(results, *, total: float, load, logs: Path, full: bool) -> None:
     rows = [("figure", "value", "baseline", "ratio", "goal", "met")]
     notes = []
-    for bench, figures, _ in results:
+    for _bench, figures, _ in results:
         for f in figures:
             met = "MISSING" if f.value is None else {True: "yes", False: "NO", None: "-"}[f.ok]
             rows.append((f.name, _fmt(f.value, f.unit) if f.value is not None else "missing",

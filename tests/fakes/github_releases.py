@@ -19,13 +19,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, http_date
 
-_BASE_TIME = datetime(2025, 6, 1, tzinfo=timezone.utc).timestamp()
+_BASE_TIME = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 _HASH_LOCK = threading.Lock()
 
@@ -68,7 +68,7 @@ def _ts(value: str | datetime | float | None) -> float | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 

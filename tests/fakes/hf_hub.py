@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -64,7 +64,7 @@ LFS_SUFFIXES = (
     ".7z",
 )
 LFS_MIN_SIZE = 10 * 1024 * 1024
-_BASE_TIME = datetime(2025, 1, 1, tzinfo=timezone.utc).timestamp()
+_BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 
 _DIGEST_CACHE: dict[tuple[str, int, int], tuple[str, str]] = {}
 _GGUF_CACHE: dict[tuple[str, int, int], dict | None] = {}
@@ -105,7 +105,7 @@ def _ts(value: str | datetime | float | None, default: float) -> float:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
 
 

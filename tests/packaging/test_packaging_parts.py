@@ -154,7 +154,8 @@ def test_runtime_plus_squashfs_assembly(build_module, monkeypatch, tmp_path):
     out = build.build_appimage(appdir)
     data = out.read_bytes()
     assert data[:4096] == runtime.read_bytes() and data[4096:4100] == b"hsqs"
-    listing = subprocess.run(["unsquashfs", "-o", "4096", "-l", str(out)], capture_output=True, text=True, check=False).stdout
+    listing = subprocess.run(["unsquashfs", "-o", "4096", "-l", str(out)], capture_output=True, text=True,
+                             check=False).stdout
     assert "squashfs-root/AppRun" in listing
 
 

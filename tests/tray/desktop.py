@@ -307,7 +307,7 @@ def start_desktop(root: Path) -> Desktop:
 
 
 def stop_desktop(desktop: Desktop) -> None:
-    for name, proc in reversed(list(desktop.procs.items())):
+    for proc in reversed(list(desktop.procs.values())):
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)

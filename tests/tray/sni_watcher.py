@@ -21,17 +21,17 @@ class Watcher(ServiceInterface):
         self.items: list[str] = []
 
     @method()
-    def RegisterStatusNotifierItem(self, service: "s"):  # noqa: F821 - dbus-fast reads the annotation
+    def RegisterStatusNotifierItem(self, service: s):  # noqa: F821 - dbus-fast reads the annotation
         print(f"item {service}", flush=True)
         self.items.append(service)
         self.StatusNotifierItemRegistered(service)
 
     @method()
-    def RegisterStatusNotifierHost(self, service: "s"):  # noqa: F821
+    def RegisterStatusNotifierHost(self, service: s):  # noqa: F821
         pass
 
     @signal()
-    def StatusNotifierItemRegistered(self, service: "s") -> "s":  # noqa: F821
+    def StatusNotifierItemRegistered(self, service: s) -> s:  # noqa: F821
         return service
 
     @dbus_property(access=PropertyAccess.READ)
@@ -39,11 +39,11 @@ class Watcher(ServiceInterface):
         return self.items
 
     @dbus_property(access=PropertyAccess.READ)
-    def IsStatusNotifierHostRegistered(self) -> "b":  # noqa: F821
+    def IsStatusNotifierHostRegistered(self) -> b:  # noqa: F821
         return True
 
     @dbus_property(access=PropertyAccess.READ)
-    def ProtocolVersion(self) -> "i":  # noqa: F821
+    def ProtocolVersion(self) -> i:  # noqa: F821
         return 0
 
 

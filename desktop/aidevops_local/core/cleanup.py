@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import clock, store, usage
@@ -86,7 +86,7 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
     cutoff = now - timedelta(days=days)
     models = [m for m in (_describe(r, now, served, named=False) for r in inv.select())
               if m.last_active is None or m.last_active < cutoff]
-    models.sort(key=lambda m: m.last_active or datetime.min.replace(tzinfo=timezone.utc))
+    models.sort(key=lambda m: m.last_active or datetime.min.replace(tzinfo=UTC))
     return CleanupPlan(days=days, models=models)
 
 
@@ -159,7 +159,7 @@ def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) 
     size = sum(p.stat().st_size for p in present) if present else 0
     last_active = row.last_used or row.downloaded
     if last_active is None and present:
-        last_active = datetime.fromtimestamp(max(p.stat().st_mtime for p in present), timezone.utc)
+        last_active = datetime.fromtimestamp(max(p.stat().st_mtime for p in present), UTC)
     idle = (now - last_active).days if last_active else None
     reason = ""
     if _is_served(row.model, paths_, served):

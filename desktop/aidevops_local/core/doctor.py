@@ -1,9 +1,10 @@
 """`doctor`: check what the tool depends on and say what to fix.
 
-Each check only looks (opening the database applies its pending migrations, as every command does): the runtime (installed, runs, a previous build kept), what the build
-does for security, the models' files (present, their recorded size, and with ``hashes`` their sha256), the
-usage database (readable, undamaged, migrated), the keyring, the port, the tray host and the free disk. A
-check that cannot finish says so as its own result instead of stopping the others.
+Each check only looks (opening the database applies its pending migrations, as every command does): the
+runtime (installed, runs, a previous build kept), what the build does for security, the models' files
+(present, their recorded size, and with ``hashes`` their sha256), the usage database (readable, undamaged,
+migrated), the keyring, the port, the tray host and the free disk. A check that cannot finish says so as its
+own result instead of stopping the others.
 """
 
 from __future__ import annotations

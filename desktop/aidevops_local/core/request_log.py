@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 HEADER_PREFIX = "# aidevops-local "
 
@@ -57,7 +57,7 @@ _RESTART_BACKSTEP_S = 1.0
 def format_header(*, model: str, model_path: str, port: int, started: datetime, session_id: str) -> str:
     """The first line of a server log (with its newline)."""
     data = {"model": model, "model_path": model_path, "port": port,
-            "started": started.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+            "started": started.astimezone(UTC).isoformat(timespec="milliseconds"),
             "session_id": session_id}
     return HEADER_PREFIX + json.dumps(data) + "\n"
 
@@ -233,7 +233,7 @@ class LogReader:
         try:
             started = datetime.fromisoformat(self.header["started"])
         except (KeyError, TypeError, ValueError):
-            started = datetime.now(timezone.utc)
+            started = datetime.now(UTC)
         if started.tzinfo is None:
-            started = started.replace(tzinfo=timezone.utc)
-        return started.astimezone(timezone.utc) + timedelta(seconds=self.epoch_offset_s + (seconds or 0.0))
+            started = started.replace(tzinfo=UTC)
+        return started.astimezone(UTC) + timedelta(seconds=self.epoch_offset_s + (seconds or 0.0))

@@ -19,9 +19,10 @@ import shutil
 import sqlite3
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 from urllib.parse import quote
 
 import peewee
@@ -52,7 +53,7 @@ def parse_timestamp(text: str | None) -> datetime | None:
         value = datetime.fromisoformat(str(text).strip())
     except ValueError:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class TimestampField(peewee.TextField):

@@ -47,7 +47,7 @@ class Backend(ABC):
     def send(self, notice: Notice) -> None:
         """Show the notice; never raises (a notification that cannot be shown is only logged)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing to release
         pass
 
 
