@@ -3,10 +3,14 @@ needs must not pull in the Hub client (it costs time on every call)."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-CORE_MODULES = ["config", "errors", "progress", "hardware", "gguf_meta", "server"]
+import aidevops_local.core
+
+CORE_MODULES = sorted(p.stem for p in Path(aidevops_local.core.__file__).parent.glob("*.py")
+                      if p.stem != "__init__")
 
 
 @pytest.mark.parametrize("module", CORE_MODULES)
