@@ -256,3 +256,14 @@ def test_log_tail_leaves_out_our_header(tmp_path):
 
 def test_loopback_addresses():
     assert not server.is_loopback("0.0.0.0") and server.is_loopback("127.0.0.1") and server.is_loopback("::1")
+
+
+def test_prompt_cache_is_capped_at_what_the_plan_leaves_spare(system_runtime, tiny_gguf, port):
+    plan = server.plan_launch(str(tiny_gguf), port=port)
+    cap = plan.argv[plan.argv.index("--cache-ram") + 1]
+    assert 0 <= int(cap) <= 8192
+
+    settings = config.load_settings()
+    settings.extra_server_args = ["--cache-ram", "64"]
+    plan = server.plan_launch(str(tiny_gguf), port=port, settings=settings)
+    assert plan.argv.count("--cache-ram") == 1 and plan.argv[-1] == "64"

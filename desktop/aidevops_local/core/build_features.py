@@ -41,6 +41,7 @@ class BuildFeatures:
     list_devices: bool = False  # --list-devices
     no_webui: bool = False  # --no-webui
     metrics: bool = False  # --metrics
+    cache_ram: bool = False  # --cache-ram: a cap on the prompt cache (8 GiB by default)
 
 
 # Each feature: a pattern that must match somewhere in the help text.
@@ -57,6 +58,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "list_devices": re.compile(r"--list-devices\b"),
     "no_webui": re.compile(r"--no-webui\b"),
     "metrics": re.compile(r"--metrics\b"),
+    "cache_ram": re.compile(r"--cache-ram\b"),
 }
 
 _memo: dict[tuple[str, int, int], BuildFeatures] = {}

@@ -284,6 +284,7 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
                       "environment (LLAMA_API_KEY), and the key is never put on its command line.",
                       hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
     argv += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+    argv += _cache_args(features, settings.extra_server_args, plan.cache_ram_mib)
     argv += _log_args(binary, argv + list(settings.extra_server_args)) + list(settings.extra_server_args)
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
                       ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers,
@@ -297,6 +298,14 @@ def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list
     if not features.cors_localhost or chosen:
         return []
     return ["--cors-origins", "localhost"]
+
+
+def _cache_args(features: build_features.BuildFeatures, extra: list[str], cache_ram_mib: int) -> list[str]:
+    """The prompt cache grows to 8 GiB by default, which the fit plan never counted: cap it at what the plan
+    leaves spare (0 turns it off), unless the user set it."""
+    if not features.cache_ram or {"--cache-ram", "-cram"} & set(extra):
+        return []
+    return ["--cache-ram", str(max(0, cache_ram_mib))]
 
 
 def _idle_args(features: build_features.BuildFeatures, idle_unload_s: int) -> list[str]:
