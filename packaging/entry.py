@@ -62,7 +62,7 @@ def bundle_info() -> dict:
         "packages": {
             "keyring": _module_version("keyring", "keyring.backends.SecretService"),
             "huggingface_hub": _module_version("huggingface_hub", "huggingface_hub.file_download"),
-            "gguf": _module_version("gguf", "gguf"),
+            "gguf_meta": _module_version("aidevops-local", "aidevops_local.core.gguf_meta"),
             "httpx": _module_version("httpx", "httpx"),
             "PySide6": _module_version("PySide6-Essentials", "PySide6.QtWidgets"),
             "numpy": _module_version("numpy", "numpy"),
