@@ -177,3 +177,15 @@ def test_without_a_tray_the_window_has_the_same_controls(tray, served, qtbot):
     assert [window.models.itemData(i) for i in range(window.models.count())] == ["tiny-a", "tiny-b"]
     assert window.models.currentData() == "tiny-a"
     assert window.buttons["chat"].isEnabled()
+
+
+def test_tray_without_a_display_says_so_instead_of_aborting(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "aidevops_local", "tray"], capture_output=True, text=True,
+                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert "no display" in done.stderr and "aidevops-local install" in done.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -167,6 +168,14 @@ def llama_arg_env() -> dict[str, str]:
 def xdg_config_home() -> Path:
     """Where Linux desktops look for autostart entries (``$XDG_CONFIG_HOME/autostart``)."""
     return Path(env_str("XDG_CONFIG_HOME", str(Path.home() / ".config"))).expanduser()
+
+
+def graphical_session() -> bool:
+    """Whether a GUI can open here: always on macOS; on Linux an X or Wayland display (or a Qt platform the
+    user chose, such as offscreen)."""
+    if sys.platform == "darwin":
+        return True
+    return any(env_str(name) for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
 def appimage_path() -> Path | None:

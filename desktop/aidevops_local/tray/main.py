@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         help="print 'ready <seconds>' once the icon shows its first state (benchmarks, tests)",
     )
     args = parser.parse_args(argv)
+    if not config.graphical_session():
+        # Without this, Qt aborts the process with a plugin error that says nothing useful.
+        print("error: the tray needs a desktop session, and this one has no display (DISPLAY and "
+              "WAYLAND_DISPLAY are unset).\nhint: run it from your desktop, or use the commands instead: "
+              "aidevops-local install, recommend, pull, serve.", file=sys.stderr)
+        return 1
 
     app = QApplication(sys.argv[:1])
     app.setApplicationName("aidevops-local-tray")
