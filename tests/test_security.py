@@ -32,7 +32,7 @@ import pytest
 from keyring.backends import fail
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import api_key, build_features, config, downloads, runtime, secrets, server
+from aidevops_local.core import api_key, build_features, config, downloads, launch, runtime, secrets, server
 from aidevops_local.core.errors import CorruptModel, ExitCode, Refused
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
 
@@ -143,13 +143,13 @@ def test_cors_reflects_only_localhost_origins(running):
 
 def test_a_cors_choice_of_the_user_is_kept(system_runtime, tiny_gguf, port):
     save(extra_server_args=["--cors-origins", "https://app.example"])
-    argv = server.plan_launch(str(tiny_gguf), port=port).argv
+    argv = launch.plan_launch(str(tiny_gguf), port=port).argv
     assert argv.count("--cors-origins") == 1 and argv[argv.index("--cors-origins") + 1] == "https://app.example"
 
 
 def test_no_cors_flag_for_a_build_that_lacks_it(system_runtime, tiny_gguf, port, monkeypatch):
     monkeypatch.setattr(build_features, "features", lambda binary: build_features.BuildFeatures(help_ran=True))
-    assert "--cors-origins" not in server.plan_launch(str(tiny_gguf), port=port).argv
+    assert "--cors-origins" not in launch.plan_launch(str(tiny_gguf), port=port).argv
 
 
 # ---- the API key ----------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def test_a_build_that_cannot_take_the_key_from_its_environment_is_refused(system
                         lambda binary: build_features.BuildFeatures(help_ran=True, api_key=True))
     save(require_api_key=True)
     with pytest.raises(Refused, match="LLAMA_API_KEY") as err:
-        server.plan_launch(str(tiny_gguf), port=port)
+        launch.plan_launch(str(tiny_gguf), port=port)
     assert "require_api_key = false" in err.value.hint
 
 

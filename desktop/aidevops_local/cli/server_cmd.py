@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..core import api_key, config, server
+from ..core import api_key, config, launch, server
 from ..core.errors import ExitCode
 from . import render
 
@@ -72,7 +72,7 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
-    if args.host and not server.is_loopback(args.host):
+    if args.host and not launch.is_loopback(args.host):
         unguarded = "" if config.load_settings().require_api_key else (
             " Without an API key anyone can; set `require_api_key = true` in the settings file.")
         render.warn(f"Binding to {args.host}: anyone who can reach this machine can reach the model."

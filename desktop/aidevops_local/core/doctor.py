@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import psutil
 
-from . import build_features, config, hardware, migrations, runtime, secrets, server
+from . import build_features, config, hardware, launch, migrations, runtime, secrets, server
 from .errors import LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
 from .progress import ProgressCallback, report
 
@@ -144,7 +144,7 @@ def check_server_security(settings: config.Settings) -> Check | None:
         notes.append("extra_server_args holds --api-key: every user of this machine can read it in the "
                      "process list")
         fixes.append("Remove it from extra_server_args and set `require_api_key = true` instead.")
-    if not server.is_loopback(settings.host):
+    if not launch.is_loopback(settings.host):
         status = FAIL if not settings.require_api_key else WARN
         notes.append(f"the server binds {settings.host}: other machines can reach it"
                      + ("" if settings.require_api_key else ", with no API key"))
@@ -293,7 +293,7 @@ def check_port(settings: config.Settings) -> Check:
     if ours and state.port == port:
         return Check("port", OK, f"{host}:{port} is held by our server (pid {state.pid})")
     try:
-        server.check_port_free(host, port)
+        launch.check_port_free(host, port)
     except PortInUse:
         holder = _listener(port)
         return Check("port", FAIL, f"{host}:{port} is held by another program{f': {holder}' if holder else ''}",

@@ -5,8 +5,8 @@ with each model's load state, and accept ``POST /models/load`` and ``/models/unl
 server is a router, switching model is a load request to it; otherwise it is a stop and a start. What a build
 supports comes from build_features (its ``--help``, read once and cached).
 
-To start in router mode, server.plan_launch passes :func:`router_args` in place of ``--model`` where
-:func:`support` says the build has it.
+Starting in router mode is not wired yet: launch.plan_launch always passes ``--model``, so today a server we
+start is a single-model one and switching restarts it; :func:`router_args` is what it would pass instead.
 """
 
 from __future__ import annotations

@@ -1,0 +1,150 @@
+"""What a server start will be, decided (and refused) before any process exists: the model and its checks,
+the memory plan, the port, and llama-server's argv. server.serve runs the plan.
+
+Security lives here too: 127.0.0.1 unless asked; CORS limited to localhost origins where the build has the
+flag; an API key only where the build can take it from its environment (it never goes on the command line).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import api_key, build_features, config, hardware
+from .errors import CorruptModel, PortInUse, Refused, ServerStartFailed
+
+
+@dataclass
+class LaunchPlan:
+    model: str
+    model_path: Path
+    binary: Path
+    argv: list[str]
+    host: str
+    port: int
+    ctx_size: int
+    parallel: int
+    gpu_layers: int
+    build: str
+    api_key_required: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like llama-server: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"Port {port} on {host} is already in use by another program.",
+                                hint=f"Stop that program, or serve on another port: serve --port {port + 1}") from exc
+            raise ServerStartFailed(f"Cannot listen on {host}:{port}: {exc.strerror}",
+                                    hint="Check the host address in your settings.") from exc
+
+
+def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int | None = None,
+                host: str | None = None, threads: int | None = None,
+                settings: config.Settings | None = None) -> LaunchPlan:
+    """Everything about a start that can be decided (and refused) before a process exists."""
+    from . import fit, library, runtime  # imported here: status must not pay for them
+
+    settings = settings or config.load_settings()
+    binary = runtime.find_llama_server()
+    installed = runtime.installed_runtime()
+    local = library.resolve_model(model or None)
+    _check_model_intact(local)
+    header = _validate_model(local.path)
+    hw = hardware.detect()
+    # A system llama-server's backend is unknown: assume it was built for this machine's best one.
+    backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
+    plan = fit.plan_server(header=header, hardware=hw, ctx=ctx or settings.ctx_size or None,
+                           parallel=settings.parallel or None, backend=backend)
+    gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else plan.gpu_layers
+    host = host or settings.host
+    port = port or settings.port
+    argv = [str(binary), "--model", str(local.path), "--host", host, "--port", str(port),
+            "--jinja", "--threads", str(threads or settings.threads or hw.physical_cores),
+            "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
+            "--n-gpu-layers", str(gpu_layers), "--alias", local.name]
+    features = build_features.features(binary)
+    if settings.require_api_key and not features.api_key_env:
+        raise Refused("require_api_key is on, but this llama-server build does not read an API key from its "
+                      "environment (LLAMA_API_KEY), and the key is never put on its command line.",
+                      hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
+    argv += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+    argv += _cache_args(features, settings.extra_server_args, plan.cache_ram_mib)
+    argv += _log_args(binary, argv + list(settings.extra_server_args)) + list(settings.extra_server_args)
+    return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
+                      ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers,
+                      build=installed.build if installed else "", api_key_required=settings.require_api_key)
+
+
+def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list[str]:
+    """Only localhost origins may read answers in a browser. Builds without the flag allow every origin, and
+    one the user chose (extra_server_args, LLAMA_ARG_CORS_ORIGINS) is theirs to keep."""
+    chosen = "--cors-origins" in extra or "LLAMA_ARG_CORS_ORIGINS" in config.llama_arg_env()
+    if not features.cors_localhost or chosen:
+        return []
+    return ["--cors-origins", "localhost"]
+
+
+def _cache_args(features: build_features.BuildFeatures, extra: list[str], cache_ram_mib: int) -> list[str]:
+    """The prompt cache grows to 8 GiB by default, which the fit plan never counted: cap it at what the plan
+    leaves spare (0 turns it off), unless the user set it."""
+    if not features.cache_ram or {"--cache-ram", "-cram"} & set(extra):
+        return []
+    return ["--cache-ram", str(max(0, cache_ram_mib))]
+
+
+def _idle_args(features: build_features.BuildFeatures, idle_unload_s: int) -> list[str]:
+    """The idle-unload setting, where the build can sleep (it frees the model's memory until a request)."""
+    if idle_unload_s > 0 and features.sleep_idle:
+        return ["--sleep-idle-seconds", str(int(idle_unload_s))]
+    return []
+
+
+def _check_model_intact(local) -> None:
+    """Cheap checks (a stat per file) that keep an unverified file from being served: an unfinished
+    download, or a pulled file whose size changed since its hash was checked. `doctor --hashes` re-hashes."""
+    partial = config.paths().partial_dir.resolve()
+    if any(partial in f.resolve().parents for f in local.files):
+        raise Refused(f"{local.path} is an unfinished download; it has not been verified.",
+                      hint="Pull the model again to finish and verify it, then serve it by name.")
+    if local.source != "pulled" or not local.size_bytes:
+        return
+    try:
+        actual = sum(f.stat().st_size for f in local.files)
+    except OSError:
+        return  # a missing file is reported by the loader's own check just after
+    if actual != local.size_bytes:
+        again = f"`aidevops-local pull {local.repo}`" if local.repo else "`aidevops-local pull`"
+        raise CorruptModel(f"{local.name} has changed on disk since it was pulled and verified "
+                           f"({actual} bytes, {local.size_bytes} recorded).",
+                           hint=f"Pull it again with {again}; `aidevops-local doctor --hashes` checks every model.")
+
+
+def _validate_model(path: Path):
+    from .gguf_meta import validate_gguf
+
+    return validate_gguf(path)
+
+
+def _log_args(binary: Path, server_args: list[str]) -> list[str]:
+    """The flags that make llama-server log what usage accounting reads. Given the rest of argv, usage asks
+    for trace verbosity (4-9 times the log volume) only where speculative decoding may be on."""
+    from . import usage
+
+    return usage.llama_server_log_args(server_binary=binary, server_args=server_args)
