@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.serving import serving_settings
+
 pytest_plugins = ["tests.fixtures.plugin"]
 
 
@@ -21,3 +23,17 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("AIDEVOPS_LLAMA_RELEASES_URL", raising=False)
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     return root
+
+
+@pytest.fixture
+def system_runtime(llama_server_dir):
+    """The real llama-server adopted as a system binary (cheap); the install path has its own tests."""
+    from aidevops_local.core import runtime
+
+    runtime.use_system(path=llama_server_dir / "llama-server")
+    serving_settings()
+
+
+@pytest.fixture
+def port(free_port) -> int:
+    return free_port()

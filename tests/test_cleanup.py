@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import cleanup, config, runtime, server, store
+from aidevops_local.core import cleanup, config, server, store
 from aidevops_local.core.config import paths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,14 +100,6 @@ def test_last_use_counts_before_the_download_date(tiny_gguf):
     add_model("never-used", [pulled_copy(tiny_gguf, "never-used")], downloaded=now() - timedelta(days=40))
     assert [m.model for m in cleanup.find_stale(days=30).models] == ["never-used"]
     assert [m.model for m in cleanup.find_stale(days=3).models] == ["never-used", "used-lately"]
-
-
-@pytest.fixture
-def system_runtime(llama_server_dir, monkeypatch):
-    """The real llama-server adopted as the runtime, as test_server.py does."""
-    monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
-    runtime.use_system()
-    config.save_settings(config.Settings(threads=1, ctx_size=1024, parallel=1, stop_grace_s=5.0))
 
 
 def test_cleanup_never_removes_the_served_model(system_runtime, tiny_gguf, free_port, capsys):

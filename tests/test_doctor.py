@@ -19,18 +19,7 @@ from keyring.backends import fail
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core import config, doctor, downloads, runtime, server, store
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
-
-
-def save(**changes) -> None:
-    base = {"threads": 1, "ctx_size": 2048, "parallel": 1, "stop_grace_s": 5.0}
-    config.save_settings(config.Settings(**{**base, **changes}))
-
-
-@pytest.fixture
-def system_runtime(llama_server_dir, monkeypatch):
-    monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
-    runtime.use_system()
-    save()
+from tests.serving import serving_settings
 
 
 @pytest.fixture
@@ -146,7 +135,7 @@ def test_a_database_with_migrations_pending():
 
 def test_the_port_held_by_another_program_then_by_our_server(system_runtime, tiny_gguf, free_port):
     port = free_port()
-    save(port=port)
+    serving_settings(port=port)
     holder = subprocess.Popen([sys.executable, "-c", f"""
 import socket, time
 s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); print("ready", flush=True); time.sleep(60)
@@ -186,13 +175,13 @@ def test_tray_host_absent_then_a_status_notifier_watcher(private_desktop, monkey
 def test_keyring_unusable_warns_and_fails_when_the_api_key_needs_it(only_backend):
     only_backend(fail.Keyring())
     assert check("keyring").status == "warn"
-    save(require_api_key=True)
+    serving_settings(require_api_key=True)
     refused = check("keyring")
     assert refused.status == "fail" and "API key" in refused.summary and refused.fix
 
 
 def test_a_key_on_the_command_line_and_a_public_host_are_flagged(system_runtime):
-    save(extra_server_args=["--api-key", "visible-to-everyone"], host="0.0.0.0")  # nothing is started
+    serving_settings(extra_server_args=["--api-key", "visible-to-everyone"], host="0.0.0.0")  # nothing is started
     found = check("server security")
     assert found.status == "fail"
     assert "process list" in found.summary and "0.0.0.0" in found.summary

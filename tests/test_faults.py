@@ -42,6 +42,7 @@ from aidevops_local.core import config, downloads, runtime, server, store
 from aidevops_local.core.errors import DiskFull, ExitCode
 from aidevops_local.core.library import model_name
 from tests.fixtures.prepare import sha256_file
+from tests.serving import serving_settings
 from tests.usage_server import Answer, chat, logged_server
 from tests.usage_server import client as http_client
 
@@ -265,17 +266,6 @@ def publish(gh, release_archive, tag: str) -> tuple[str, int]:
 def hub_env(fake_hub, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
     return fake_hub
-
-
-def serving_settings(**extra) -> None:
-    config.save_settings(config.Settings(threads=1, ctx_size=1024, parallel=1, stop_grace_s=5.0, **extra))
-
-
-@pytest.fixture
-def system_runtime(llama_server_dir):
-    """The real llama-server adopted as the runtime (cheap); the install path has its own tests here."""
-    runtime.use_system(path=llama_server_dir / "llama-server")
-    serving_settings()
 
 
 @pytest.fixture

@@ -32,31 +32,14 @@ import pytest
 from keyring.backends import fail
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import api_key, build_features, config, downloads, launch, runtime, secrets, server
+from aidevops_local.core import api_key, build_features, config, downloads, launch, secrets, server
 from aidevops_local.core.errors import CorruptModel, ExitCode, Refused
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
+from tests.serving import serving_settings
 
 CLI = [sys.executable, "-m", "aidevops_local"]
 HF_SECRET = "hf_securitytestAbCdEf0123456789"
 GH_SECRET = "ghp_securitytestAbCdEf0123456789"
-
-
-@pytest.fixture
-def port(free_port) -> int:
-    return free_port()
-
-
-def save(**changes) -> None:
-    base = {"threads": 1, "ctx_size": 2048, "parallel": 1, "stop_grace_s": 5.0}
-    config.save_settings(config.Settings(**{**base, **changes}))
-
-
-@pytest.fixture
-def system_runtime(llama_server_dir, monkeypatch):
-    """The real llama-server adopted as a system binary (the install path is tested in test_runtime.py)."""
-    monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
-    runtime.use_system()
-    save()
 
 
 @pytest.fixture
@@ -142,7 +125,7 @@ def test_cors_reflects_only_localhost_origins(running):
 
 
 def test_a_cors_choice_of_the_user_is_kept(system_runtime, tiny_gguf, port):
-    save(extra_server_args=["--cors-origins", "https://app.example"])
+    serving_settings(extra_server_args=["--cors-origins", "https://app.example"])
     argv = launch.plan_launch(str(tiny_gguf), port=port).argv
     assert argv.count("--cors-origins") == 1 and argv[argv.index("--cors-origins") + 1] == "https://app.example"
 
@@ -170,7 +153,7 @@ def test_api_key_off_leaves_no_key_and_no_tool_secret_in_the_server(system_runti
 def test_api_key_is_generated_kept_in_the_keyring_and_enforced(private_desktop, system_runtime, tiny_gguf, port,  # noqa: F811
                                                                isolated_home):
     secrets.forget(secrets.API_KEY)
-    save(require_api_key=True)
+    serving_settings(require_api_key=True)
     env = dict(os.environ, HF_TOKEN=HF_SECRET, GITHUB_TOKEN=GH_SECRET)
     base = f"http://127.0.0.1:{port}"
 
@@ -233,7 +216,7 @@ def test_api_key_is_generated_kept_in_the_keyring_and_enforced(private_desktop, 
 
 def test_serve_refuses_when_no_keyring_can_keep_the_key(system_runtime, tiny_gguf, port, only_backend, capsys):
     only_backend(fail.Keyring())
-    save(require_api_key=True)
+    serving_settings(require_api_key=True)
     with pytest.raises(Refused) as err:
         server.serve(str(tiny_gguf), port=port)
     assert "require_api_key = false" in err.value.hint and str(config.paths().config_file) in err.value.hint
@@ -264,7 +247,7 @@ def test_a_keyring_that_raises_is_refused_with_the_way_out(only_backend):
     with pytest.raises(Refused) as err:
         api_key.ensure()  # `api-key --show` with the setting off: no setting to turn off is offered
     assert "KeyringLocked" in err.value.message and "require_api_key" not in err.value.hint
-    save(require_api_key=True)
+    serving_settings(require_api_key=True)
     with pytest.raises(Refused) as err:
         api_key.ensure()
     assert "KeyringLocked" in err.value.message and "require_api_key = false" in err.value.hint
@@ -275,7 +258,7 @@ def test_a_build_that_cannot_take_the_key_from_its_environment_is_refused(system
                                                                            monkeypatch):
     monkeypatch.setattr(build_features, "features",
                         lambda binary: build_features.BuildFeatures(help_ran=True, api_key=True))
-    save(require_api_key=True)
+    serving_settings(require_api_key=True)
     with pytest.raises(Refused, match="LLAMA_API_KEY") as err:
         launch.plan_launch(str(tiny_gguf), port=port)
     assert "require_api_key = false" in err.value.hint

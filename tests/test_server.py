@@ -16,21 +16,8 @@ import psutil
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, launch, runtime, server
+from aidevops_local.core import config, launch, server
 from aidevops_local.core.errors import CorruptModel, ModelNotFound, PortInUse, RuntimeNotInstalled, ServerStartFailed
-
-
-@pytest.fixture
-def port(free_port) -> int:
-    return free_port()
-
-
-@pytest.fixture
-def system_runtime(llama_server_dir, monkeypatch):
-    """The real llama-server adopted as a system binary (cheap); the install path is tested elsewhere."""
-    monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
-    runtime.use_system()
-    config.save_settings(config.Settings(threads=1, ctx_size=2048, parallel=1, stop_grace_s=5.0))
 
 
 @pytest.fixture

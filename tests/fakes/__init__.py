@@ -17,6 +17,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -246,6 +247,19 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
+def timestamp(value: str | datetime | float | None) -> float | None:
+    """A test's way of giving a time (ISO string, datetime or epoch seconds) as epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
 def http_date(ts: float | None = None) -> str:
     return formatdate(ts, usegmt=True)
 
@@ -394,8 +408,8 @@ class FakeHTTPServer:
             self.requests.clear()
             self.bytes_served.clear()
 
-    def handle(self, req: Request) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def handle(self, req: Request) -> None:  # pragma: no cover - each fake server defines its routes here
+        raise NotImplementedError(f"{type(self).__name__} must define handle()")
 
 
 class FaultTable:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, http_date
+from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, http_date, timestamp
 
 _BASE_TIME = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
@@ -58,18 +58,6 @@ def _content_type(name: str) -> str:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def _ts(value: str | datetime | float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
 
 
 @dataclass
@@ -167,7 +155,7 @@ class FakeReleases(FakeHTTPServer):
         with self._lock:
             if any(r.tag == tag for r in self._releases):
                 raise ValueError(f"release {tag} already exists")
-            ts = _ts(published_at)
+            ts = timestamp(published_at)
             if ts is None:
                 ts = max((r.published_at for r in self._releases), default=_BASE_TIME) + 3600
             rel = _Release(

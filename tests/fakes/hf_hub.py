@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote
 
-from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, iso8601, link_header, paginate
+from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, iso8601, link_header, paginate, timestamp
 
 # Extensions stored in Git LFS by the Hub's default .gitattributes (the part that matters here).
 LFS_SUFFIXES = (
@@ -95,18 +95,6 @@ def _digests(source: Path | bytes) -> tuple[str, str]:
     with _CACHE_LOCK:
         _DIGEST_CACHE[key] = out
     return out
-
-
-def _ts(value: str | datetime | float | None, default: float) -> float:
-    if value is None:
-        return default
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
 
 
 @dataclass
@@ -244,7 +232,7 @@ class FakeHub(FakeHTTPServer):
         if repo_id.count("/") != 1:
             raise ValueError("repo_id must be 'org/name'")
         n = next(self._seq)
-        created = _ts(created_at, _BASE_TIME + n * 86400)
+        created = timestamp(created_at) or _BASE_TIME + n * 86400
         if tags is None:
             tags = ["gguf"] if any(p.endswith(".gguf") for p in files) else []
         repo = HubRepo(
@@ -256,7 +244,7 @@ class FakeHub(FakeHTTPServer):
             downloads,
             likes,
             created,
-            _ts(last_modified, created),
+            timestamp(last_modified) or created,
             list(tags),
             pipeline_tag,
             library_name,

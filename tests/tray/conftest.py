@@ -129,13 +129,12 @@ def start_tray(tray_env, tmp_path):
 
 
 @pytest.fixture
-def system_runtime(llama_server_dir, monkeypatch, free_port):
-    """The real llama-server adopted as a system binary (cheap), on a port of this test's own."""
-    from aidevops_local.core import config, runtime
+def system_runtime(system_runtime, free_port):
+    """The root fixture's runtime and settings, on a port of this test's own; returns the settings."""
+    from aidevops_local.core import config
 
-    monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
-    runtime.use_system()
-    settings = config.Settings(threads=1, ctx_size=2048, parallel=1, stop_grace_s=5.0, port=free_port())
+    settings = config.load_settings()
+    settings.port = free_port()
     config.save_settings(settings)
     return settings
 

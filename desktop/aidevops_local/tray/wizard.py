@@ -178,11 +178,12 @@ class TaskPage(QWizardPage):
     def isComplete(self) -> bool:
         return self.done
 
+    # Each step page overrides these two: what its worker does, and what the page shows when it is done.
     def work(self, job):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define work()")
 
     def succeeded(self, result) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define succeeded()")
 
     def run(self) -> None:
         if self.job is not None:
