@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.serving import with_model
+
 CLI = [sys.executable, "-m", "aidevops_local"]
 
 
@@ -37,8 +39,8 @@ def test_install_serve_chat_status_stop(fake_releases, release_archive, tiny_ggu
     assert endpoint == f"http://127.0.0.1:{port}/v1"
     pid = json.loads((isolated_home / "local-models" / "server.json").read_text())["pid"]
     try:
-        reply = httpx.post(f"{endpoint}/chat/completions", timeout=60,
-                           json={"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}).json()
+        body = with_model({"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}, endpoint)
+        reply = httpx.post(f"{endpoint}/chat/completions", timeout=60, json=body).json()
         assert reply["usage"]["completion_tokens"] > 0
 
         done = run("status", "--json", env=env)

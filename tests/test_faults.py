@@ -42,7 +42,7 @@ from aidevops_local.core import config, downloads, runtime, server, store
 from aidevops_local.core.errors import DiskFull, ExitCode
 from aidevops_local.core.library import model_name
 from tests.fixtures.prepare import sha256_file
-from tests.serving import serving_settings
+from tests.serving import serving_settings, with_model
 from tests.usage_server import Answer, chat, logged_server
 from tests.usage_server import client as http_client
 
@@ -691,7 +691,8 @@ def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, 
     finished_long: list[int] = []
 
     def long_request(i: int) -> None:
-        body = {"messages": [{"role": "user", "content": f"long {i}"}], "max_tokens": 4000, "stream": True}
+        body = with_model({"messages": [{"role": "user", "content": f"long {i}"}], "max_tokens": 4000,
+                           "stream": True}, url)
         chunks = 0
         try:
             with http_client(60) as c, c.stream("POST", f"{url}/v1/chat/completions", json=body) as response:

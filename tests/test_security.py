@@ -35,7 +35,7 @@ from aidevops_local.cli.main import main as cli
 from aidevops_local.core import api_key, build_features, config, downloads, launch, secrets, server
 from aidevops_local.core.errors import CorruptModel, ExitCode, Refused
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
-from tests.serving import serving_settings
+from tests.serving import serving_settings, with_model
 
 CLI = [sys.executable, "-m", "aidevops_local"]
 HF_SECRET = "hf_securitytestAbCdEf0123456789"
@@ -63,8 +63,8 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def chat(base_url: str, headers: dict | None = None) -> httpx.Response:
-    return httpx.post(f"{base_url}/v1/chat/completions", headers=headers or {}, timeout=60,
-                      json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+    body = with_model({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}, base_url, headers)
+    return httpx.post(f"{base_url}/v1/chat/completions", headers=headers or {}, timeout=60, json=body)
 
 
 def our_llama_servers() -> list[psutil.Process]:
@@ -186,8 +186,11 @@ def test_api_key_is_generated_kept_in_the_keyring_and_enforced(private_desktop, 
         assert HF_SECRET not in str(llama.environ()) and GH_SECRET not in str(llama.environ())
         assert key not in " ".join(llama.cmdline())
         # No other process of the tool (this test's own included) carries the key, in argv or environment.
+        # (A router's model instances are the server too: they answer on a port of their own, with the key.)
+        server_tree = {pid} | {child.pid for child in llama.children(recursive=True)}
+        assert all(psutil.Process(p).environ().get("LLAMA_API_KEY") == key for p in server_tree)
         for proc in psutil.process_iter(["pid", "cmdline"]):
-            if proc.pid == pid:
+            if proc.pid in server_tree:
                 continue
             try:
                 assert key not in " ".join(proc.info["cmdline"] or []), proc

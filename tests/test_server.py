@@ -18,6 +18,7 @@ import pytest
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core import config, launch, server
 from aidevops_local.core.errors import CorruptModel, ModelNotFound, PortInUse, RuntimeNotInstalled, ServerStartFailed
+from tests.serving import with_model
 
 
 @pytest.fixture
@@ -28,8 +29,8 @@ def running(system_runtime, tiny_gguf, port):
 
 
 def chat(endpoint: str, text: str = "Say hi", max_tokens: int = 8) -> dict:
-    response = httpx.post(f"{endpoint}/chat/completions", timeout=60,
-                          json={"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens})
+    body = with_model({"messages": [{"role": "user", "content": text}], "max_tokens": max_tokens}, endpoint)
+    response = httpx.post(f"{endpoint}/chat/completions", timeout=60, json=body)
     response.raise_for_status()
     return response.json()
 
@@ -255,11 +256,19 @@ def test_loopback_addresses():
 
 
 def test_prompt_cache_is_capped_at_what_the_plan_leaves_spare(system_runtime, tiny_gguf, port):
-    plan = launch.plan_launch(str(tiny_gguf), port=port)
-    cap = plan.argv[plan.argv.index("--cache-ram") + 1]
-    assert 0 <= int(cap) <= 8192
+    import re
+
+    plan = launch.plan_launch(str(tiny_gguf), port=port)  # a router: each model's cap is in its section
+    caps = re.findall(r"^cache-ram = (\d+)$", plan.preset, re.MULTILINE)
+    assert plan.router and caps and all(0 <= int(cap) <= 8192 for cap in caps)
 
     settings = config.load_settings()
-    settings.extra_server_args = ["--cache-ram", "64"]
+    settings.router_mode = False
     plan = launch.plan_launch(str(tiny_gguf), port=port, settings=settings)
-    assert plan.argv.count("--cache-ram") == 1 and plan.argv[-1] == "64"
+    cap = plan.argv[plan.argv.index("--cache-ram") + 1]
+    assert not plan.router and 0 <= int(cap) <= 8192
+
+    for router_mode in (True, False):
+        settings.router_mode, settings.extra_server_args = router_mode, ["--cache-ram", "64"]
+        plan = launch.plan_launch(str(tiny_gguf), port=port, settings=settings)
+        assert plan.argv.count("--cache-ram") == 1 and plan.argv[-1] == "64" and "cache-ram" not in plan.preset

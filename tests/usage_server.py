@@ -20,6 +20,7 @@ from aidevops_local.core import usage
 from aidevops_local.core.config import paths
 from aidevops_local.core.request_log import format_header
 from tests.fixtures.prepare import RunningServer, free_port, stop_process, wait_healthy
+from tests.serving import with_model
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Answer:
 def chat(client: httpx.Client, url: str, content: str, *, max_tokens: int = 16, stream: bool = False,
          **extra) -> Answer:
     """One chat completion; streaming asks for the usage chunk (stream_options.include_usage)."""
-    body = {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}
+    body = with_model({"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}, url)
     if not stream:
         response = client.post(f"{url}/v1/chat/completions", json=body)
         response.raise_for_status()
@@ -119,7 +120,8 @@ def _answer(used: dict, timings: dict | None, finish: str | None, stream: bool) 
 
 def start_stream(client: httpx.Client, url: str, content: str, *, max_tokens: int, chunks: int) -> int:
     """Start a streaming request and walk away after `chunks` chunks (a client that cancels)."""
-    body = {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "stream": True}
+    body = with_model({"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
+                       "stream": True}, url)
     seen = 0
     with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         for line in response.iter_lines():

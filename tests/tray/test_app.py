@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 from PySide6.QtWidgets import QMenu
@@ -104,9 +105,22 @@ def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models,
     t.start_server("tiny-a")
     assert t.icon_state == "starting"
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
-    t.switch_model("tiny-b")  # this build's server was started without router mode: a restart
+    assert t.snapshot.router_active  # this build has router mode: switching is a load request, not a restart
+    pid = t.snapshot.status.pid
+    t.switch_model("tiny-b")
     qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-b" and t.icon_state == "running", timeout=30_000)
+    assert t.snapshot.status.pid == pid and t.snapshot.served == ("tiny-b",)
     assert config.load_settings().default_model == "tiny-b"  # Start serves the last model chosen
+
+    config.save_settings(replace(config.load_settings(), router_mode=False))  # one model per server
+    t.stop_server()
+    qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
+    t.start_server()
+    qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-b" and t.icon_state == "running", timeout=30_000)
+    pid = t.snapshot.status.pid
+    t.switch_model("tiny-a")  # without router mode: a restart
+    qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-a" and t.icon_state == "running", timeout=30_000)
+    assert t.snapshot.status.pid != pid and not t.snapshot.router_active
     t.stop_server()
     qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
     assert server.status().state == "stopped"

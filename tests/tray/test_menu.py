@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from PySide6.QtWidgets import QMenu
@@ -161,11 +161,15 @@ def test_switch_submenu_checks_the_served_model_and_marks_what_does_not_fit(qapp
 
 def test_router_mode_switch_is_not_a_restart(qapp):
     snap = running(router_active=True, router=RouterSupport(router=True))
+    offered = [m.name for m in MODELS[:-1]]  # the last one was pulled after the router started
+    snap = replace(snap, status=replace(snap.status, router=True, models=offered))
     m, _ = built(snap)
     switch = items(m)["switch"].menu()
     switch.aboutToShow.emit()
     assert "Switching restarts the server" not in texts(switch)
-    assert items(m)["state"].text() == "Running: smollm2-135m on port 8080"
+    labels = [a.text() for a in switch.actions() if a.data()]
+    assert [label.endswith("(restarts the server)") for label in labels] == [False] * len(offered) + [True]
+    assert items(m)["state"].text() == "Running: smollm2-135m (Q4_1) on port 8080"
 
 
 def test_cleanup_line_only_when_there_are_stale_models(qapp):

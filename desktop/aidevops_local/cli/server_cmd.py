@@ -121,6 +121,8 @@ def _print_status(s: server.ServerStatus) -> None:
         if s.gpu_memory_bytes is not None:
             rows += [["GPU memory", render.human_bytes(s.gpu_memory_bytes)]]
         rows += [["uptime", render.human_duration(s.uptime_s)], ["context", s.ctx_size], ["build", s.build or "-"]]
+        if s.router:
+            rows += [["can switch to", ", ".join(m for m in s.models or [] if m != s.model) or "-"]]
         rows += [["API key", "required (`aidevops-local api-key --show`)" if s.api_key_required else "none"]]
     rows += [["system RAM", ram]]
     if s.log_path:

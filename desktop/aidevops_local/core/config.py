@@ -77,6 +77,11 @@ class Paths:
         return self.app_dir / "server.json"
 
     @property
+    def router_presets(self) -> Path:
+        """The models a router-mode server offers, with their plans (rewritten at each start)."""
+        return self.app_dir / "router-models.ini"
+
+    @property
     def logs_dir(self) -> Path:
         return self.app_dir / "logs"
 
@@ -210,6 +215,9 @@ class Settings:
     keep_server_on_quit: bool = True  # quitting the tray leaves the server serving other tools
     idle_unload_s: int = 0  # llama-server's --sleep-idle-seconds where the build has it; 0: never
     auto_restart: bool = False  # restart a crashed server with backoff instead of offering to
+    # Router mode where the build has it: switching model is a load request, and a request names its model
+    # (llama-server then answers 400 to a request without a known model name). False: one model per server.
+    router_mode: bool = True
     # The server's API key: generated once, kept in the OS keyring, given to llama-server in its environment.
     require_api_key: bool = False
 

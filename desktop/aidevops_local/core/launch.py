@@ -1,6 +1,12 @@
 """What a server start will be, decided (and refused) before any process exists: the model and its checks,
 the memory plan, the port, and llama-server's argv. server.serve runs the plan.
 
+Where the build has router mode (and the router_mode setting is on), the server is a router: argv carries
+``--models-preset`` with an INI file that lists every local model with its own memory plan (context, slots,
+GPU layers, prompt cache), ``--models-max 1`` (the plans assume one model in memory), and the chosen model
+marked to load at start. Switching is then a load request (router.py); llama-server spawns each model as a
+child on 127.0.0.1 and loads a listed model on request by its name. Older builds get ``--model``.
+
 Security lives here too: 127.0.0.1 unless asked; CORS limited to localhost origins where the build has the
 flag; an API key only where the build can take it from its environment (it never goes on the command line).
 """
@@ -14,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import api_key, build_features, config, hardware
-from .errors import CorruptModel, PortInUse, Refused, ServerStartFailed
+from .errors import CorruptModel, LocalModelsError, PortInUse, Refused, ServerStartFailed
 
 
 @dataclass
@@ -30,6 +36,10 @@ class LaunchPlan:
     gpu_layers: int
     build: str
     api_key_required: bool = False
+    router: bool = False  # a router over `preset`: the models it can load, each with its plan
+    preset: str = ""  # the --models-preset file's text, written to preset_path by server.serve
+    preset_path: Path | None = None
+    router_models: tuple[str, ...] = ()  # the names the router offers (the INI's sections)
 
 
 def is_loopback(host: str) -> bool:
@@ -59,37 +69,104 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
                 host: str | None = None, threads: int | None = None,
                 settings: config.Settings | None = None) -> LaunchPlan:
     """Everything about a start that can be decided (and refused) before a process exists."""
-    from . import fit, library, runtime  # imported here: status must not pay for them
+    from . import library, runtime  # imported here: status must not pay for them
 
     settings = settings or config.load_settings()
     binary = runtime.find_llama_server()
     installed = runtime.installed_runtime()
     local = library.resolve_model(model or None)
-    _check_model_intact(local)
-    header = _validate_model(local.path)
     hw = hardware.detect()
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
     backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
-    plan = fit.plan_server(header=header, hardware=hw, ctx=ctx or settings.ctx_size or None,
-                           parallel=settings.parallel or None, backend=backend)
-    gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else plan.gpu_layers
+    features = build_features.features(binary)
+    planner = _ModelPlanner(hw, backend, features, settings, ctx)
+    chosen = planner.plan(local)  # the chosen model's checks raise; the others are skipped (router_models)
     host = host or settings.host
     port = port or settings.port
-    argv = [str(binary), "--model", str(local.path), "--host", host, "--port", str(port),
-            "--jinja", "--threads", str(threads or settings.threads or hw.physical_cores),
-            "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
-            "--n-gpu-layers", str(gpu_layers), "--alias", local.name]
-    features = build_features.features(binary)
     if settings.require_api_key and not features.api_key_env:
         raise Refused("require_api_key is on, but this llama-server build does not read an API key from its "
                       "environment (LLAMA_API_KEY), and the key is never put on its command line.",
                       hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
-    argv += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
-    argv += _cache_args(features, settings.extra_server_args, plan.cache_ram_mib)
-    argv += _log_args(binary, argv + list(settings.extra_server_args)) + list(settings.extra_server_args)
+    common = ["--host", host, "--port", str(port), "--jinja",
+              "--threads", str(threads or settings.threads or hw.physical_cores)]
+    common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+    extra = list(settings.extra_server_args)
+    use_router = (settings.router_mode and features.router and features.models_preset and features.models_max
+                  and _ini_safe(local.name, str(local.path)))
+    if use_router:
+        sections = {local.name: chosen.args + ["--load-on-startup", "true"]}
+        for other in library.list_models():
+            if other.name not in sections and _ini_safe(other.name, str(other.path)):
+                try:
+                    sections[other.name] = planner.plan(other).args
+                except (LocalModelsError, OSError, ValueError):
+                    continue  # unfinished, changed or unreadable: not offered; serving it by name says why
+        per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
+        preset, preset_path = _preset_ini(sections), config.paths().router_presets
+        argv = [str(binary), "--models-preset", str(preset_path), "--models-max", "1", *common]
+    else:
+        per_model = chosen.args + ["--alias", local.name]
+        argv = [str(binary), *per_model, *common]
+        preset, preset_path = "", None
+    argv += _log_args(binary, per_model + common + extra) + extra
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
-                      ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers,
-                      build=installed.build if installed else "", api_key_required=settings.require_api_key)
+                      ctx_size=chosen.ctx_size, parallel=chosen.parallel, gpu_layers=chosen.gpu_layers,
+                      build=installed.build if installed else "", api_key_required=settings.require_api_key,
+                      router=bool(use_router), preset=preset, preset_path=preset_path,
+                      router_models=tuple(_preset_names(preset)) if use_router else ())
+
+
+@dataclass
+class _ModelArgs:
+    args: list[str]  # --model and its plan, as flags
+    ctx_size: int
+    parallel: int
+    gpu_layers: int
+
+
+class _ModelPlanner:
+    """Checks one model and plans its start: the same for the chosen model and every model a router lists."""
+
+    def __init__(self, hw, backend: str, features: build_features.BuildFeatures, settings: config.Settings,
+                 ctx: int | None):
+        self.hw, self.backend, self.features, self.settings, self.ctx = hw, backend, features, settings, ctx
+
+    def plan(self, local) -> _ModelArgs:
+        from . import fit
+
+        _check_model_intact(local)
+        header = _validate_model(local.path)
+        settings = self.settings
+        plan = fit.plan_server(header=header, hardware=self.hw, ctx=self.ctx or settings.ctx_size or None,
+                               parallel=settings.parallel or None, backend=self.backend)
+        gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else plan.gpu_layers
+        args = ["--model", str(local.path), "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
+                "--n-gpu-layers", str(gpu_layers)]
+        args += _cache_args(self.features, settings.extra_server_args, plan.cache_ram_mib)
+        return _ModelArgs(args=args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers)
+
+
+_INI_UNSAFE = set("[]\r\n;#=")
+
+
+def _ini_safe(name: str, path: str) -> bool:
+    """A name that can be an INI section and a path that can be a value, read back unchanged."""
+    return (bool(name) and name == name.strip() and not _INI_UNSAFE & set(name)
+            and "\n" not in path and "\r" not in path and path == path.strip())
+
+
+def _preset_ini(sections: dict[str, list[str]]) -> str:
+    """llama-server's --models-preset file: a section per model, each flag's long name as a key."""
+    lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", "version = 1", ""]
+    for name, args in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{flag.lstrip('-')} = {value}" for flag, value in zip(args[::2], args[1::2])]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _preset_names(preset: str) -> list[str]:
+    return [line[1:-1] for line in preset.splitlines() if line.startswith("[") and line.endswith("]")]
 
 
 def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list[str]:

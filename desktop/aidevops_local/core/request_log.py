@@ -25,6 +25,18 @@ task, id_task = N`), failed (`task id = N, error: ...`), or a prompt-only task s
 got no usage for those; without the prompt line only the slot's total is known, and it is counted as input.
 A task whose process died before its release line never finished and yields nothing.
 
+In router mode (server.py passes ``--models-preset``) one log holds the router's own lines and, prefixed with
+``[<port>] ``, those of each model instance it spawns; the router names each one first:
+
+    srv          load: spawning server instance with name=<model> on port <port>
+    srv          load: spawning server instance with args:
+    srv          load:   --model
+    srv          load:   /path/to/model.gguf
+
+Each instance's lines go to a reader of their own, whose run is that spawn (so its tasks, numbered from 0
+again, get keys of their own) and whose model is the spawned one; its timestamps count from its own start,
+which is the spawn line's time in the router's clock.
+
 The reader's state is a small JSON-able dict, stored with the byte offset it belongs to, so reading can stop
 after any complete line and go on later, in another process, without losing or doubling a request.
 """
@@ -50,6 +62,10 @@ _EVAL = re.compile(r"^\s*eval time =\s*([\d.]+) ms /\s*(\d+) tokens")
 _RELEASE = re.compile(r"stop processing: (?:n_tokens|n_past) = (\d+), truncated = (\d+)")
 _SHIFT = re.compile(r"context shift, .*\bn_discard = (\d+)")
 _TIMESTAMP = re.compile(_PREFIX)
+_INSTANCE_LINE = re.compile(r"^\[(?P<port>\d+)\] (?P<line>.*)$")
+_SPAWN = re.compile(_PREFIX + r"srv +load: spawning server instance with name=(?P<name>.+) on port (?P<port>\d+)\s*$")
+_SPAWN_ARG = re.compile(_PREFIX + r"srv +load: {3}(?P<arg>\S.*?)\s*$")
+_INSTANCE_EXIT = re.compile(_PREFIX + r"srv +[^:]+: instance name=(?P<name>.+) exited with status")
 # A restarted process writes timestamps from zero again; this much backwards means a new process.
 _RESTART_BACKSTEP_S = 1.0
 
@@ -113,10 +129,19 @@ class LogReader:
         self.pending: dict[str, dict] = state.get("pending", {})  # task id -> what its lines said so far
         # Older builds print the timings as unprefixed lines after a bare print_timing prefix.
         self.timing_task: str | None = state.get("timing_task")
+        # Router mode: a reader per spawned instance (by port), how many were spawned, and the port whose
+        # argument lines are being listed (with the argument before, to find --model's value).
+        self.instances = {port: LogReader(sub) for port, sub in state.get("instances", {}).items()}
+        self.spawns: int = state.get("spawns", 0)
+        self.spawn_args: list = state.get("spawn_args") or []  # [port, previous argument]
 
     def state(self) -> dict:
-        return {"header": self.header, "epoch": self.epoch, "epoch_offset_s": self.epoch_offset_s,
-                "last_s": self.last_s, "pending": self.pending, "timing_task": self.timing_task}
+        state = {"header": self.header, "epoch": self.epoch, "epoch_offset_s": self.epoch_offset_s,
+                 "last_s": self.last_s, "pending": self.pending, "timing_task": self.timing_task}
+        if self.spawns:
+            state.update(instances={port: r.state() for port, r in self.instances.items()}, spawns=self.spawns,
+                         spawn_args=self.spawn_args)
+        return state
 
     def feed(self, line: str) -> Request | None:
         line = _ANSI.sub("", line.rstrip("\r\n"))
@@ -126,6 +151,9 @@ class LogReader:
                 # A new run: tasks left open by the previous process never finished.
                 self._load({"header": header})
             return None
+        if (instance := _INSTANCE_LINE.match(line)) is not None:
+            reader = self.instances.get(instance.group("port"))
+            return reader.feed(instance.group("line")) if reader is not None else None
         match = _SLOT.match(line)
         if match is None:
             self._other(line)
@@ -162,7 +190,9 @@ class LogReader:
 
     def _other(self, line: str) -> None:
         # A task cancelled or refused before it reached a slot used nothing: only tasks in a slot are marked.
-        if (found := _CANCEL.match(line) or _ERROR.match(line)) is not None:
+        if (found := _SPAWN.match(line) or _SPAWN_ARG.match(line) or _INSTANCE_EXIT.match(line)) is not None:
+            self._router(found, self._clock(found.group("ts")))
+        elif (found := _CANCEL.match(line) or _ERROR.match(line)) is not None:
             self._clock(found.group("ts"))
             entry = self.pending.get(found.group("task"))
             if entry is not None:
@@ -174,6 +204,27 @@ class LogReader:
         else:
             found = _TIMESTAMP.match(line)
             self._clock(found.group("ts") if found else None)
+
+    def _router(self, found: re.Match, now_s: float | None) -> None:
+        """A router line about its instances: one spawned (a new run, charged to its model), one of its
+        arguments (--model's value is the model's path), or one exited (its unfinished tasks never finish)."""
+        names = found.groupdict()
+        if "arg" in names:
+            if self.spawn_args and (reader := self.instances.get(self.spawn_args[0])) is not None:
+                if self.spawn_args[1] in ("--model", "-m") and reader.header is not None:
+                    reader.header["model_path"] = names["arg"]
+                self.spawn_args[1] = names["arg"]
+        elif "port" in names:
+            if self.header is None:
+                return  # not a log of ours
+            self.spawns += 1
+            header = {"model": names["name"], "model_path": "", "session_id": f"{self.header['session_id']}/"
+                      f"{self.spawns}", "started": self._wall(now_s).isoformat(timespec="microseconds")}
+            self.instances[names["port"]] = LogReader({"header": header})
+            self.spawn_args = [names["port"], ""]
+        else:
+            for port in [p for p, r in self.instances.items() if r.header and r.header["model"] == names["name"]]:
+                del self.instances[port]
 
     def _timing(self, task: str, slot: int | None, msg: str) -> bool:
         for pattern, key in ((_PROMPT_EVAL, "pp"), (_EVAL, "tg")):

@@ -1,12 +1,11 @@
 """llama-server's router mode: one server process that loads and unloads models on request.
 
 Newer llama.cpp builds take ``--models-dir``/``--models-preset`` and ``--models-max``, answer ``GET /models``
-with each model's load state, and accept ``POST /models/load`` and ``/models/unload``. Where the running
-server is a router, switching model is a load request to it; otherwise it is a stop and a start. What a build
-supports comes from build_features (its ``--help``, read once and cached).
-
-Starting in router mode is not wired yet: launch.plan_launch always passes ``--model``, so today a server we
-start is a single-model one and switching restarts it; :func:`router_args` is what it would pass instead.
+with each model's load state, and accept ``POST /models/load`` and ``/models/unload``. What a build supports
+comes from build_features (its ``--help``, read once and cached). launch.plan_launch starts a router where
+the build has it (over a preset file listing every local model with its own plan); then switching model is
+a load request to it. With an older build, or a model the running router does not list (pulled after it
+started), switching is a stop and a start.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from . import build_features
+from . import build_features, local_http
 from .errors import LocalModelsError, ModelNotFound, ServerNotRunning
 from .progress import ProgressCallback, check_cancelled, report
 
@@ -34,8 +33,11 @@ class RouterSupport:
 @dataclass(frozen=True)
 class RouterModel:
     id: str
-    state: str  # "loaded", "loading", "unloaded", "failed" (what the router reports)
-    path: str = ""  # the --model it runs, when the router says
+    state: str  # "loaded", "loading", "unloaded" (what the router reports)
+    path: str = ""  # the --model it runs
+    ctx_size: int | None = None  # its --ctx-size (its own plan's)
+    failed: bool = False  # its last load failed (the router keeps the exit status until the next load)
+    exit_code: int | None = None
 
 
 def support(binary: Path) -> RouterSupport:
@@ -62,27 +64,29 @@ def models(
     base_url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None
 ) -> list[RouterModel] | None:
     """The router's models and their states; None when the server is not a router (or does not answer).
-    ``headers``: the API key's, when the server requires one (api_key.headers)."""
-    try:
-        response = httpx.get(f"{base_url}/models", timeout=timeout, headers=headers)
-        data = response.json().get("data", []) if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return None
+    ``headers``: the API key's, when the server requires one (api_key.headers). An entry with no model file
+    (a preset file also yields one named after the router's own arguments) is left out: it cannot load."""
+    body = local_http.get_json(base_url, "/models", timeout=timeout, headers=headers)
+    data = body.get("data") if isinstance(body, dict) else None
     if not data or not all(isinstance(m, dict) and isinstance(m.get("status"), dict) for m in data):
         return None
-    return [
-        RouterModel(
-            id=str(m.get("id")),
-            state=str(m["status"].get("value", "")),
-            path=_model_arg(m["status"].get("args") or []),
-        )
-        for m in data
-    ]
+    found = []
+    for m in data:
+        status = m["status"]
+        args = status.get("args") or []
+        path = _arg(args, "--model", "-m")
+        if path:
+            code = status.get("exit_code")
+            ctx = _arg(args, "--ctx-size", "-c")
+            found.append(RouterModel(id=str(m.get("id")), state=str(status.get("value", "")), path=path,
+                                     ctx_size=int(ctx) if ctx.isdigit() else None, failed=bool(status.get("failed")),
+                                     exit_code=code if isinstance(code, int) else None))
+    return found
 
 
-def _model_arg(args: list) -> str:
+def _arg(args: list, *names: str) -> str:
     for flag, value in zip(args, args[1:]):
-        if flag in ("--model", "-m"):
+        if flag in names:
             return str(value)
     return ""
 
@@ -115,27 +119,38 @@ def load(
     cancel: threading.Event | None = None,
     headers: dict[str, str] | None = None,
 ) -> None:
-    """Ask the router to load a model and wait until it reports it loaded."""
+    """Ask the router to load a model and wait until it reports it loaded. The router resets a model's
+    state when the request arrives, so "unloaded" afterwards means this load failed (or was undone)."""
+    task = f"Loading {model_id}"
+    if _state(base_url, model_id, headers) == ("loaded", False):
+        report(progress, task, 1, 1, unit="step")
+        return
     _post(base_url, "load", model_id, headers)
     deadline = time.monotonic() + timeout
-    task = f"Loading {model_id}"
     while time.monotonic() < deadline:
         check_cancelled(cancel)
-        state = next((m.state for m in models(base_url, headers=headers) or [] if m.id == model_id), "")
+        state, failed = _state(base_url, model_id, headers)
         if state == "loaded":
             report(progress, task, 1, 1, unit="step")
             return
-        if state == "failed":
+        if state == "unloaded":
             raise LocalModelsError(
-                f"llama-server could not load {model_id}.",
-                hint="See the server log (Show log) for the reason.",
+                f"llama-server could not load {model_id}." if failed
+                else f"{model_id} was unloaded before it finished loading (another load took its place).",
+                hint="See the server log (Show log, or the log path in `aidevops-local status`) for the reason."
+                if failed else "Try again.",
             )
         report(progress, task, 0, None, unit="step")
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise LocalModelsError(
         f"{model_id} did not finish loading within {timeout:.0f} s.",
         hint="A large model on a slow disk takes longer; try again.",
     )
+
+
+def _state(base_url: str, model_id: str, headers: dict[str, str] | None) -> tuple[str, bool]:
+    found = next((m for m in models(base_url, headers=headers) or [] if m.id == model_id), None)
+    return (found.state, found.failed) if found else ("", False)
 
 
 def unload(base_url: str, model_id: str, *, headers: dict[str, str] | None = None) -> None:
@@ -151,6 +166,8 @@ def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | Non
         raise ServerNotRunning(
             f"The server at {base_url} did not answer: {type(exc).__name__}", hint="Start it again."
         ) from None
+    if verb == "load" and response.status_code == 400 and "already" in response.text:
+        return  # loaded (or loading) since we looked: the wait that follows sees it
     if response.status_code == 404:
         raise ModelNotFound(
             f"The running server does not offer {model_id}.", hint="It lists the models in its models folder."
@@ -164,25 +181,43 @@ def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | Non
 def switch_model(
     name: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
 ):
-    """Serve ``name`` instead of what runs now: a load request to a running router, else stop and start.
+    """Serve ``name`` instead of what runs now: a load request to a running router that lists it, else a stop
+    and a start. A load that fails puts the previous model back (best effort) and raises with the log's tail.
     Returns the server's status afterwards."""
     from . import api_key, library, server
 
     state = server.current_state()
     if state is not None and server.owned_process(state) is not None:
         headers = api_key.headers(required=state.api_key_required)
-        available = models(state.base_url, headers=headers)
-        if available is not None:
-            local = library.resolve_model(name)
-            load(
-                state.base_url,
-                router_id(available, name, local.path),
-                progress=progress,
-                cancel=cancel,
-                headers=headers,
-            )
+        available = models(state.base_url, headers=headers) if state.router else None
+        local = library.resolve_model(name)
+        target = _offered(available or [], local.name, local.path)
+        if target is not None:
+            before = [m.id for m in available or [] if m.state == "loaded" and m.id != target]
+            try:
+                load(state.base_url, target, progress=progress, cancel=cancel, headers=headers)
+            except LocalModelsError as exc:
+                exc.details = exc.details or server.log_tail(Path(state.log_path))
+                _put_back(state.base_url, before, headers)
+                raise
+            server.note_loaded(target, next(m.path for m in available if m.id == target))
             return server.status()
         report(progress, f"Stopping {state.model}", 0, None, unit="step")
         server.stop()
     check_cancelled(cancel)
     return server.serve(name, progress=progress)
+
+
+def _offered(available: list[RouterModel], name: str, path: Path) -> str | None:
+    try:
+        return router_id(available, name, path)
+    except ModelNotFound:
+        return None  # not a router, or pulled after it started: a restart lists it
+
+
+def _put_back(base_url: str, previous: list[str], headers: dict[str, str] | None) -> None:
+    for model_id in previous[:1]:
+        try:
+            load(base_url, model_id, headers=headers)
+        except LocalModelsError:
+            pass  # the server stays up with nothing loaded; the original error is the one to report

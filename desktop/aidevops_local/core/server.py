@@ -19,7 +19,6 @@ the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environmen
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import os
 import signal
@@ -29,11 +28,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 
-from . import api_key, config, hardware, launch, request_log
+from . import api_key, config, hardware, launch, local_http, request_log
 from .errors import CorruptModel, DiskFull, PortInUse, Refused, ServerNotRunning, ServerStartFailed
 from .progress import ProgressCallback, report
 
@@ -73,6 +71,7 @@ class ServerState:
     gpu_layers: int = 0
     build: str = ""
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
+    router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
 
     @property
     def base_url(self) -> str:
@@ -101,6 +100,8 @@ class ServerStatus:
     ram_available_bytes: int = 0
     ram_used_percent: float = 0.0
     api_key_required: bool = False  # clients send `Authorization: Bearer <key>` (see `api-key --show`)
+    router: bool = False  # requests name their model; `models` lists the ones this server can load
+    models: list[str] | None = None
     message: str = ""
 
 
@@ -120,11 +121,29 @@ def current_state() -> ServerState | None:
 
 
 def _write_state(state: ServerState) -> None:
-    path = config.paths().state_file
+    _write_atomically(config.paths().state_file, json.dumps(asdict(state), indent=2))
+
+
+def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"The disk is full: could not write {path}.",
+                           hint="Free some disk space and run the command again.") from exc
+        raise
     os.replace(tmp, path)
+
+
+def note_loaded(model: str, model_path: str) -> None:
+    """A router switched to ``model``: the state file names it, so a crash report or a restart means it."""
+    state = current_state()
+    if state is not None:
+        state.model, state.model_path = model, model_path
+        _write_state(state)
 
 
 def _clear_state() -> None:
@@ -167,41 +186,77 @@ def status(*, probe_health: bool = True) -> ServerStatus:
                             message=f"llama-server (pid {state.pid}) is no longer running; "
                                     f"its log is {state.log_path}")
     try:
-        rss = proc.memory_info().rss
+        rss = _tree_rss(proc)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
     healthy = _health(state.base_url) == 200 if probe_health else True
-    return ServerStatus(state="running" if healthy else "starting", running=True, **described,
+    current = "running" if healthy else "starting"
+    message = ""
+    if state.router:
+        described["router"] = True
+        if healthy and probe_health:
+            current, message = _router_view(state, described)
+    return ServerStatus(state=current, running=True, **described, message=message,
                         endpoint=f"{state.base_url}/v1", rss_bytes=rss,
-                        gpu_memory_bytes=_gpu_memory(state.pid) if state.gpu_layers else None,
+                        gpu_memory_bytes=_gpu_memory(_tree_pids(proc)) if state.gpu_layers else None,
                         # The kernel's start time, not the clock of whichever process ran serve.
                         uptime_s=round(max(0.0, time.time() - state.create_time), 1))
 
 
-def _health(base_url: str, timeout: float = 0.5) -> int | None:
-    """GET /health on our own loopback server. http.client rather than httpx: no TLS context to build (70 ms
-    per httpx call) and no proxy from the environment, so polling it is nearly free."""
-    url = urlsplit(base_url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
+    """A router's model is whichever it has loaded (a request naming another one switches it), so ask it.
+    Fills in model, model_path and models; returns the state and a message."""
+    from . import router
+
+    available = router.models(state.base_url, headers=api_key.headers(required=state.api_key_required))
+    if available is None:
+        return "running", ""
+    described["models"] = [m.id for m in available]
+    for wanted in ("loaded", "loading"):
+        found = next((m for m in available if m.state == wanted), None)
+        if found is not None:
+            described.update(model=found.id, model_path=found.path, ctx_size=found.ctx_size or state.ctx_size)
+            return ("running" if wanted == "loaded" else "starting"), ""
+    failed = next((m for m in available if m.failed and m.id == state.model), None)
+    described.update(model=None, model_path=None)
+    if failed is not None:
+        return "running", (f"{failed.id} stopped (exit status {failed.exit_code}); no model is loaded. "
+                           f"Its log is {state.log_path}")
+    return "running", "No model is loaded; a request that names one loads it."
+
+
+def _tree_pids(proc: psutil.Process) -> list[int]:
     try:
-        conn.request("GET", "/health")
-        return conn.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return None
-    finally:
-        conn.close()
+        return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc.pid]
 
 
-def _gpu_memory(pid: int) -> int | None:
-    """NVIDIA only, where nvidia-smi exists: the server's own VRAM use."""
+def _tree_rss(proc: psutil.Process) -> int:
+    """The server's memory: its own and, in router mode, that of the model instances it spawned."""
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass  # exited between the listing and the read
+    return total
+
+
+def _health(base_url: str, timeout: float = 0.5) -> int | None:
+    answer = local_http.get(base_url, "/health", timeout=timeout)
+    return answer[0] if answer else None
+
+
+def _gpu_memory(pids: list[int]) -> int | None:
+    """NVIDIA only, where nvidia-smi exists: the server's own VRAM use (its processes' together)."""
     out = hardware._run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
                         timeout=0.5)
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0] == str(pid) and parts[1].isdigit():
-            return int(parts[1]) << 20
-    return None
+    ours = {str(pid) for pid in pids}
+    used = [int(parts[1]) << 20 for line in out.splitlines()
+            if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in ours and parts[1].isdigit()]
+    return sum(used) if used else None
 
 
 def _iso(epoch: float) -> str:
@@ -228,6 +283,8 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
     launch.check_port_free(plan.host, plan.port)
     key = api_key.ensure() if plan.api_key_required else None  # before anything starts: refusal leaves nothing
     _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
+    if plan.preset_path is not None:
+        _write_atomically(plan.preset_path, plan.preset)
     log_path, session_id, started = _open_log(plan)
     env = _server_env(plan.binary, key=key)
     with open(log_path, "ab") as log:
@@ -237,7 +294,7 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
-                        build=plan.build, api_key_required=plan.api_key_required)
+                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router)
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
@@ -294,7 +351,7 @@ def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise _start_failure(state, proc.returncode)
-        if _health(state.base_url, timeout=1.0) == 200:
+        if _health(state.base_url, timeout=1.0) == 200 and _model_ready(state):
             report(progress, task, 1, 1, unit="step")
             return
         report(progress, task, 0, None, unit="step")
@@ -307,14 +364,31 @@ def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
         details=log_tail(Path(state.log_path)))
 
 
-def _start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
+def _model_ready(state: ServerState) -> bool:
+    """A router answers /health before its model is loaded: it is ready once the model it was asked to load
+    at start is. A model that failed to load fails the start, like a single-model server that exits."""
+    if not state.router:
+        return True
+    from . import router
+
+    available = router.models(state.base_url, timeout=1.0,
+                              headers=api_key.headers(required=state.api_key_required)) or []
+    found = next((m for m in available if m.id == state.model), None)
+    if found is not None and found.state == "unloaded" and found.failed:
+        raise _start_failure(state, found.exit_code if found.exit_code is not None else -1, router_alive=True)
+    return found is not None and found.state == "loaded"
+
+
+def _start_failure(state: ServerState, returncode: int, *, router_alive: bool = False) -> ServerStartFailed:
+    """Why a start failed, from the log: the server exited, or (router_alive) its model's instance did."""
     tail = log_tail(Path(state.log_path))
     lowered = tail.lower()
     for needle, kind, message, hint in _START_FAILURES:
         if needle in lowered:
             return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
     try:  # llama-server can exit before its log line is flushed: ask the port itself
-        launch.check_port_free(state.host, state.port)
+        if not router_alive:  # a live router holds the port itself
+            launch.check_port_free(state.host, state.port)
     except PortInUse as taken:
         taken.details = tail
         return taken
@@ -367,7 +441,8 @@ def stop(*, grace: float | None = None) -> StopResult:
 
 def _terminate_group(pid: int, *, grace: float) -> bool:
     """SIGTERM the group, SIGTERM again (in-flight requests swallow the first), SIGKILL at the deadline.
-    Returns whether SIGKILL was needed. Only called for a pid verified to be our session leader."""
+    Done when every process of the group is gone: a router's model instances too. Returns whether SIGKILL
+    was needed. Only called for a pid verified to be our session leader."""
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
@@ -375,16 +450,34 @@ def _terminate_group(pid: int, *, grace: float) -> bool:
     if pgid != pid:
         raise Refused(f"Process {pid} is not the leader of its own process group; not signalling it.",
                       hint="It was not started by this tool. Stop it yourself if you mean to.")
+    members = _group_members(pid)
     deadline = time.monotonic() + grace
     _signal_group(pgid, signal.SIGTERM)
-    if _wait_gone(pid, min(1.0, grace)):
+    if _wait_gone(members, min(1.0, grace)):
         return False
     _signal_group(pgid, signal.SIGTERM)
-    if _wait_gone(pid, max(0.0, deadline - time.monotonic())):
+    if _wait_gone(members, max(0.0, deadline - time.monotonic())):
         return False
     _signal_group(pgid, signal.SIGKILL)
-    _wait_gone(pid, 5.0)
+    _wait_gone(members, 5.0)
     return True
+
+
+def _group_members(pid: int) -> list[psutil.Process]:
+    """The leader and its descendants in its process group (a router's instances), looked up before any
+    signal, while the tree is still whole."""
+    try:
+        leader = psutil.Process(pid)
+        found = [leader]
+        for child in leader.children(recursive=True):
+            try:
+                if os.getpgid(child.pid) == pid:
+                    found.append(child)
+            except ProcessLookupError:
+                continue
+        return found
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -394,16 +487,21 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    try:
-        proc = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return True
-    try:
-        proc.wait(timeout=timeout)  # reaps it when it is our child (the tray), waits otherwise
-        return True
-    except psutil.TimeoutExpired:
-        return proc.status() == psutil.STATUS_ZOMBIE if proc.is_running() else True
+def _wait_gone(members: list[psutil.Process], timeout: float) -> bool:
+    """Wait (reaping our own children) until each process is gone or a zombie of someone else's."""
+    deadline = time.monotonic() + timeout
+    for proc in members:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except psutil.TimeoutExpired:
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                continue
+        except psutil.NoSuchProcess:
+            continue
+    return True
 
 
 def _ingest_usage() -> str:

@@ -50,9 +50,8 @@ def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
         return "Checking the server…"
     if s.state == "running":
         model = snap.model(s.model or "")
-        names = ", ".join(snap.served) if snap.router_active and snap.served else (s.model or "?")
-        quant = f" ({model.quant})" if model and model.quant and not snap.router_active else ""
-        return f"Running: {names}{quant} on port {s.port}"
+        quant = f" ({model.quant})" if model and model.quant else ""
+        return f"Running: {s.model or 'no model loaded'}{quant} on port {s.port}"
     if s.state == "starting":
         return f"Starting: {s.model} on port {s.port}…"
     if s.state == "crashed":
@@ -81,13 +80,15 @@ def memory_lines(snap: Snapshot) -> list[str]:
     return lines
 
 
-def model_label(entry, served: bool = False) -> str:
+def model_label(entry, restarts: bool = False) -> str:
     quant = f" · {entry.quant}" if entry.quant else ""
     size = f" · {human_bytes(entry.size_bytes)}" if entry.size_bytes else ""
     mark = ""
     if entry.fits is False:
         need = f", needs {human_bytes(entry.needs_bytes)}" if entry.needs_bytes else ""
         mark = f"  ⚠ does not fit{need}"
+    if restarts:
+        mark += "  (restarts the server)"
     return f"{entry.name}{quant}{size}{mark}"
 
 
@@ -155,8 +156,10 @@ def build_switch(submenu: QMenu, ctl: Controller) -> None:
     if snap.status.running and not snap.router_active:
         _info(submenu, "Switching restarts the server")
     served = set(snap.served)
+    # A router switches to what it lists; a model pulled after it started takes a restart.
+    offered = set(snap.status.models or []) if snap.router_active else None
     for entry in snap.models:
-        action = submenu.addAction(model_label(entry))
+        action = submenu.addAction(model_label(entry, restarts=offered is not None and entry.name not in offered))
         action.setCheckable(True)
         action.setChecked(entry.name in served)
         action.setData(entry.name)

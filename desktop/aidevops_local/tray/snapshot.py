@@ -88,7 +88,7 @@ def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health
     if not full and not probe_health and previous is not None and previous.status.pid == status.pid:
         served, router_active = previous.served, previous.router_active  # liveness poll: no HTTP at all
     else:
-        served, router_active = _served(status, snap.router)
+        served, router_active = _served(status)
     pressure = memory_pressure(status)
     return replace(snap, served=served, router_active=router_active, pressure=pressure)
 
@@ -167,18 +167,11 @@ def _stale(problems: list[str]) -> StaleSummary | None:
     return StaleSummary(count=len(plan.removable), size_bytes=plan.removable_bytes)
 
 
-def _served(status: server.ServerStatus, support: router.RouterSupport) -> tuple[tuple[str, ...], bool]:
+def _served(status: server.ServerStatus) -> tuple[tuple[str, ...], bool]:
+    """What is served, and whether switching is a load request: status already asked a router."""
     if not status.running or not status.port:
         return (), False
-    if support.router:
-        host = f"[{status.host}]" if status.host and ":" in status.host else status.host
-        from ..core import api_key
-
-        headers = api_key.headers(required=status.api_key_required)
-        loaded = router.models(f"http://{host}:{status.port}", timeout=0.5, headers=headers)
-        if loaded is not None:
-            return tuple(m.id for m in loaded if m.state == "loaded"), True
-    return ((status.model,) if status.model else ()), False
+    return ((status.model,) if status.model else ()), status.router
 
 
 def memory_pressure(status: server.ServerStatus) -> str:

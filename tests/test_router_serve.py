@@ -1,0 +1,188 @@
+"""serve in router mode, against the real llama-server: one process that offers every local model with its
+own plan, switches by a load request, and whose per-model usage is read out of one log."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from datetime import UTC, datetime
+
+import httpx
+import psutil
+import pytest
+
+from aidevops_local.core import config, router, server, usage
+from aidevops_local.core.errors import CorruptModel, LocalModelsError
+from aidevops_local.core.request_log import LogReader, format_header
+from tests.serving import serving_settings
+
+
+@pytest.fixture
+def models_dir(isolated_home, tiny_gguf):
+    """alpha and beta: two copies of the tiny model in the models folder."""
+    folder = isolated_home / "models"
+    folder.mkdir(exist_ok=True)
+    for name in ("alpha", "beta"):
+        shutil.copy(tiny_gguf, folder / f"{name}.gguf")
+    return folder
+
+
+@pytest.fixture
+def router_running(system_runtime, models_dir, port):
+    status = server.serve("alpha", port=port)
+    yield status
+    server.stop(grace=2)
+
+
+def chat(endpoint: str, model: str | None, max_tokens: int = 4) -> httpx.Response:
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": max_tokens}
+    if model is not None:
+        body["model"] = model
+    return httpx.post(f"{endpoint}/chat/completions", json=body, timeout=60)
+
+
+def test_serve_starts_a_router_that_offers_every_local_model(router_running, models_dir):
+    assert router_running.state == "running" and router_running.router
+    assert router_running.model == "alpha" and router_running.model_path == str(models_dir / "alpha.gguf")
+    assert set(router_running.models) == {"alpha", "beta"}
+    preset = config.paths().router_presets.read_text()
+    # Each model has its own plan; only the chosen one loads at start.
+    assert preset.count("ctx-size = ") == 2 and preset.count("load-on-startup = true") == 1
+    assert "[alpha]\nmodel = " in preset
+    state = server.current_state()
+    assert state.router and "--models-max" in psutil.Process(state.pid).cmdline()
+
+    reply = chat(router_running.endpoint, "alpha")
+    assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] == 4
+    # A router needs the model's name; what to send is in status (and `status --json`).
+    missing = chat(router_running.endpoint, None)
+    assert missing.status_code == 400 and "model" in missing.json()["error"]["message"]
+
+
+def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_model(router_running):
+    pid = router_running.pid
+    asked = {"alpha": [], "beta": []}
+    asked["alpha"].append(chat(router_running.endpoint, "alpha", 3).json()["usage"])
+
+    status = router.switch_model("beta")
+    assert status.pid == pid and status.model == "beta" and status.state == "running"
+    assert server.current_state().model == "beta"  # a crash report or a restart now means beta
+    assert router.loaded(status.endpoint.removesuffix("/v1")) == ["beta"]  # --models-max 1
+    for tokens in (2, 5):
+        asked["beta"].append(chat(status.endpoint, "beta", tokens).json()["usage"])
+    # A request naming another model switches the router too; status follows it.
+    asked["alpha"].append(chat(status.endpoint, "alpha", 6).json()["usage"])
+    assert server.status().model == "alpha"
+
+    server.stop(grace=2)
+    rows = {}
+    for row in usage.store.ModelUsage.select().order_by(usage.store.ModelUsage.timestamp):
+        rows.setdefault(row.model, []).append((row.tokens_in, row.tokens_out))
+    assert rows == {name: [(u["prompt_tokens"], u["completion_tokens"]) for u in got]
+                    for name, got in asked.items()}
+
+
+def test_a_failed_switch_puts_the_previous_model_back(router_running, models_dir, corrupt_ggufs):
+    # beta passed the checks at start and is damaged afterwards: the router's instance fails to load it.
+    shutil.copy(corrupt_ggufs["random_header"], models_dir / "beta.gguf")
+    with pytest.raises(LocalModelsError) as err:
+        router.switch_model("beta")
+    assert "could not load beta" in err.value.message and "beta.gguf" in err.value.details
+    status = server.status()
+    assert status.pid == router_running.pid and status.model == "alpha" and status.state == "running"
+    assert chat(status.endpoint, "alpha").status_code == 200
+
+
+def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, models_dir, tiny_gguf):
+    shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
+    status = router.switch_model("gamma")
+    assert status.pid != router_running.pid and status.model == "gamma"
+    assert set(status.models) == {"alpha", "beta", "gamma"}
+
+
+def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(system_runtime, models_dir,
+                                                                         corrupt_ggufs, port):
+    shutil.copy(corrupt_ggufs["truncated"], models_dir / "broken.gguf")
+    status = server.serve("alpha", port=port)
+    try:
+        assert status.model == "alpha" and set(status.models) == {"alpha", "beta"}
+    finally:
+        server.stop(grace=2)
+
+
+def test_a_model_that_fails_to_load_at_start_fails_the_start_and_leaves_nothing(system_runtime, models_dir,
+                                                                              port, monkeypatch):
+    # The checks pass (they read the header) but the load fails: the file changes between plan and start.
+    from aidevops_local.core import launch
+
+    planned = launch.plan_launch
+
+    def damage_after_planning(*args, **kwargs):
+        plan = planned(*args, **kwargs)
+        (models_dir / "alpha.gguf").write_bytes(b"GGUF" + b"\xff" * 64)
+        return plan
+
+    monkeypatch.setattr(launch, "plan_launch", damage_after_planning)
+    with pytest.raises(CorruptModel) as err:
+        server.serve("alpha", port=port)
+    assert "could not load the model" in err.value.message and "alpha.gguf" in err.value.details
+    assert server.current_state() is None
+    assert not [p for p in psutil.Process().children(recursive=True) if p.name() == "llama-server"]
+
+
+def test_router_mode_off_serves_one_model_that_answers_any_request(system_runtime, models_dir, port):
+    serving_settings(router_mode=False)
+    status = server.serve("alpha", port=port)
+    try:
+        assert not status.router and status.models is None and status.model == "alpha"
+        assert "--model" in psutil.Process(status.pid).cmdline()
+        assert chat(status.endpoint, None).status_code == 200
+    finally:
+        server.stop(grace=2)
+
+
+# ---- the log of a router, read on its own ---------------------------------------------------------------------
+
+ROUTER_LOG = format_header(model="alpha", model_path="/m/alpha.gguf", port=8080, session_id="s",
+                           started=datetime(2026, 11, 25, 10, 0, tzinfo=UTC)) + textwrap.dedent("""\
+    0.00.011.285 I srv  llama_server: listening on http://127.0.0.1:8080
+    0.00.037.430 I srv          load: spawning server instance with name=alpha on port 51035
+    0.00.037.492 I srv          load: spawning server instance with args:
+    0.00.037.506 I srv          load:   /opt/llama/llama-server
+    0.00.037.621 I srv          load:   --model
+    0.00.037.634 I srv          load:   /m/alpha.gguf
+    [51035] cmd_child_to_router:state:{"state":"loading","payload":{"value":0.0}}
+    [51035] 0.03.014.893 I slot launch_slot_: id  3 | task 0 | processing task, is_child = 0
+    [51035] 0.03.017.050 I slot print_timing: id  3 | task 0 | prompt eval time =       1.00 ms /    20 tokens
+    [51035] 0.03.017.109 I slot print_timing: id  3 | task 0 |        eval time =       1.03 ms /     5 tokens
+    0.03.056.386 I srv  proxy_reques: proxying request to model beta on port 36875
+    [51035] 0.03.019.935 I slot      release: id  3 | task 0 | stop processing: n_tokens = 24, truncated = 0
+    0.03.074.148 I srv        unload: stopping model instance name=alpha
+    0.03.078.371 I srv    operator(): instance name=alpha exited with status 0
+    0.03.078.446 I srv          load: spawning server instance with name=beta on port 36875
+    0.03.078.490 I srv          load: spawning server instance with args:
+    0.03.078.654 I srv          load:   --model
+    0.03.078.670 I srv          load:   /m/beta.gguf
+    [36875] 0.00.535.948 I slot print_timing: id  3 | task 0 | prompt eval time =     160.17 ms /    31 tokens
+    [36875] 0.00.536.017 I slot print_timing: id  3 | task 0 |        eval time =      42.51 ms /     5 tokens
+    [36875] 0.00.536.553 I slot      release: id  3 | task 0 | stop processing: n_tokens = 35, truncated = 0
+    [51035] 0.09.000.000 I slot      release: id  0 | task 9 | stop processing: n_tokens = 9, truncated = 0
+    """)
+
+
+def test_router_log_charges_each_instance_to_its_model_at_its_time():
+    import json
+
+    lines = ROUTER_LOG.splitlines()
+    for cut in range(len(lines) + 1):  # the reader's state survives a stop after any line
+        reader = LogReader()
+        got = [r for line in lines[:cut] if (r := reader.feed(line))]
+        reader = LogReader(json.loads(json.dumps(reader.state())))
+        got += [r for line in lines[cut:] if (r := reader.feed(line))]
+        # The second task 0 is beta's own (a new instance); the exited instance's later line counts nothing.
+        assert [(r.key, r.model, r.model_path, r.tokens_in, r.tokens_out) for r in got] == [
+            ("s/1:0", "alpha", "/m/alpha.gguf", 20, 5), ("s/2:0", "beta", "/m/beta.gguf", 31, 5)]
+        alpha, beta = got
+        # An instance's clock starts at its spawn line: 37.43 ms + 3.019935 s, and 3.078446 s + 0.536553 s.
+        assert alpha.finished == datetime(2026, 11, 25, 10, 0, 3, 57365, UTC)
+        assert beta.finished == datetime(2026, 11, 25, 10, 0, 3, 614999, UTC)
