@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from . import build_features, local_http
 from .errors import LocalModelsError, ModelNotFound, ServerNotRunning
 from .progress import ProgressCallback, check_cancelled, report
@@ -158,6 +156,8 @@ def unload(base_url: str, model_id: str, *, headers: dict[str, str] | None = Non
 
 
 def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | None) -> None:
+    import httpx  # here: status reads a router through local_http and must not pay for httpx
+
     try:
         response = httpx.post(
             f"{base_url}/models/{verb}", json={"model": model_id}, timeout=10, headers=headers
