@@ -3,6 +3,7 @@ own plan, switches by a load request, and whose per-model usage is read out of o
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from datetime import UTC, datetime
@@ -139,6 +140,20 @@ def test_router_mode_off_serves_one_model_that_answers_any_request(system_runtim
         assert chat(status.endpoint, None).status_code == 200
     finally:
         server.stop(grace=2)
+
+
+def test_a_start_context_is_for_the_chosen_model_and_odd_names_stay_out_of_the_preset(system_runtime, models_dir,
+                                                                                      tiny_gguf, port):
+    from aidevops_local.core import launch
+
+    shutil.copy(tiny_gguf, models_dir / "odd[name].gguf")  # cannot be an INI section
+    plan = launch.plan_launch("alpha", port=port, ctx=1024)
+    assert plan.router and plan.ctx_size == 1024
+    sections = dict(re.findall(r"^\[(.+)\]\n(?:.*\n)*?ctx-size = (\d+)$", plan.preset, re.MULTILINE))
+    assert sections == {"alpha": "1024", "beta": "2048"}  # beta: the setting (serving_settings' ctx_size)
+    # A model whose name cannot be a section is served on its own, by a single-model server.
+    plan = launch.plan_launch("odd[name]", port=port)
+    assert not plan.router and plan.preset == "" and "--model" in plan.argv
 
 
 # ---- the log of a router, read on its own ---------------------------------------------------------------------

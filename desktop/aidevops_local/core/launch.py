@@ -39,7 +39,6 @@ class LaunchPlan:
     router: bool = False  # a router over `preset`: the models it can load, each with its plan
     preset: str = ""  # the --models-preset file's text, written to preset_path by server.serve
     preset_path: Path | None = None
-    router_models: tuple[str, ...] = ()  # the names the router offers (the INI's sections)
 
 
 def is_loopback(host: str) -> bool:
@@ -79,8 +78,8 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
     backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
     features = build_features.features(binary)
-    planner = _ModelPlanner(hw, backend, features, settings, ctx)
-    chosen = planner.plan(local)  # the chosen model's checks raise; the others are skipped (router_models)
+    planner = _ModelPlanner(hw, backend, features, settings)
+    chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
     host = host or settings.host
     port = port or settings.port
     if settings.require_api_key and not features.api_key_env:
@@ -94,15 +93,8 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     use_router = (settings.router_mode and features.router and features.models_preset and features.models_max
                   and _ini_safe(local.name, str(local.path)))
     if use_router:
-        sections = {local.name: chosen.args + ["--load-on-startup", "true"]}
-        for other in library.list_models():
-            if other.name not in sections and _ini_safe(other.name, str(other.path)):
-                try:
-                    sections[other.name] = planner.plan(other).args
-                except (LocalModelsError, OSError, ValueError):
-                    continue  # unfinished, changed or unreadable: not offered; serving it by name says why
         per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
-        preset, preset_path = _preset_ini(sections), config.paths().router_presets
+        preset, preset_path = _preset_ini(_router_sections(local, chosen, planner)), config.paths().router_presets
         argv = [str(binary), "--models-preset", str(preset_path), "--models-max", "1", *common]
     else:
         per_model = chosen.args + ["--alias", local.name]
@@ -112,8 +104,7 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
                       ctx_size=chosen.ctx_size, parallel=chosen.parallel, gpu_layers=chosen.gpu_layers,
                       build=installed.build if installed else "", api_key_required=settings.require_api_key,
-                      router=bool(use_router), preset=preset, preset_path=preset_path,
-                      router_models=tuple(_preset_names(preset)) if use_router else ())
+                      router=bool(use_router), preset=preset, preset_path=preset_path)
 
 
 @dataclass
@@ -127,23 +118,37 @@ class _ModelArgs:
 class _ModelPlanner:
     """Checks one model and plans its start: the same for the chosen model and every model a router lists."""
 
-    def __init__(self, hw, backend: str, features: build_features.BuildFeatures, settings: config.Settings,
-                 ctx: int | None):
-        self.hw, self.backend, self.features, self.settings, self.ctx = hw, backend, features, settings, ctx
+    def __init__(self, hw, backend: str, features: build_features.BuildFeatures, settings: config.Settings):
+        self.hw, self.backend, self.features, self.settings = hw, backend, features, settings
 
-    def plan(self, local) -> _ModelArgs:
+    def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
+        """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
         from . import fit
 
         _check_model_intact(local)
         header = _validate_model(local.path)
         settings = self.settings
-        plan = fit.plan_server(header=header, hardware=self.hw, ctx=self.ctx or settings.ctx_size or None,
+        plan = fit.plan_server(header=header, hardware=self.hw, ctx=ctx or settings.ctx_size or None,
                                parallel=settings.parallel or None, backend=self.backend)
         gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else plan.gpu_layers
         args = ["--model", str(local.path), "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
                 "--n-gpu-layers", str(gpu_layers)]
         args += _cache_args(self.features, settings.extra_server_args, plan.cache_ram_mib)
         return _ModelArgs(args=args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers)
+
+
+def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -> dict[str, list[str]]:
+    """Every local model a router can offer, each with its own plan; the chosen one loads at start."""
+    from . import library
+
+    sections = {chosen_model.name: chosen.args + ["--load-on-startup", "true"]}
+    for other in library.list_models():
+        if other.name not in sections and _ini_safe(other.name, str(other.path)):
+            try:
+                sections[other.name] = planner.plan(other).args
+            except (LocalModelsError, OSError, ValueError):
+                continue  # unfinished, changed or unreadable: not offered; serving it by name says why
+    return sections
 
 
 _INI_UNSAFE = set("[]\r\n;#=")
@@ -163,10 +168,6 @@ def _preset_ini(sections: dict[str, list[str]]) -> str:
         lines += [f"{flag.lstrip('-')} = {value}" for flag, value in zip(args[::2], args[1::2])]
         lines.append("")
     return "\n".join(lines)
-
-
-def _preset_names(preset: str) -> list[str]:
-    return [line[1:-1] for line in preset.splitlines() if line.startswith("[") and line.endswith("]")]
 
 
 def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list[str]:
