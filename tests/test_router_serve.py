@@ -94,6 +94,18 @@ def test_a_failed_switch_puts_the_previous_model_back(router_running, models_dir
     assert chat(status.endpoint, "alpha").status_code == 200
 
 
+def test_a_crashed_model_instance_is_reported_and_a_switch_loads_it_again(router_running):
+    [instance] = psutil.Process(router_running.pid).children()
+    instance.kill()
+    instance.wait(10)
+    for probe in (False, True):  # the tray's cheap liveness poll sees it as well as a full status
+        status = server.status(probe_health=probe)
+        assert (status.state, status.running, status.model) == ("crashed", True, "alpha"), probe
+        assert "stopped unexpectedly" in status.message
+    status = router.switch_model("alpha")
+    assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
+
+
 def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, models_dir, tiny_gguf):
     shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
     status = router.switch_model("gamma")

@@ -10,6 +10,7 @@ import socket
 import time
 from dataclasses import replace
 
+import psutil
 import pytest
 from PySide6.QtWidgets import QMenu
 
@@ -70,6 +71,20 @@ def test_server_killed_from_outside_turns_the_icon_to_error_and_notifies(tray, s
     desktop.choose_action("llama-server stopped unexpectedly", "Show log")
     qtbot.waitUntil(lambda: "log" in t.windows and t.windows["log"].path is not None, timeout=10_000)
     assert "llama" in t.windows["log"].view.toPlainText().lower()  # the server's own log lines
+
+
+def test_a_model_crash_under_a_running_router_is_an_error_and_restart_loads_it_again(tray, served, qtbot, desktop):
+    t = tray(native_notifications=True)
+    qtbot.waitUntil(lambda: t.icon_state == "running" and t.snapshot.router_active, timeout=10_000)
+    [instance] = psutil.Process(served.pid).children()  # the model's process: what an OOM kill would pick
+    instance.kill()
+    qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)  # seen by the liveness poll, no HTTP
+    assert state_line(t) == "Error: tiny-a stopped unexpectedly"
+    call = desktop.wait_notification("llama-server stopped unexpectedly")
+    assert "tiny-a" in call.body and call.actions["restart"] == "Restart"
+    desktop.choose_action("llama-server stopped unexpectedly", "Restart")
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
+    assert t.snapshot.status.pid == served.pid and t.snapshot.status.model == "tiny-a"  # the same router
 
 
 def test_restart_offered_after_a_crash_brings_it_back(tray, served, qtbot):

@@ -29,7 +29,7 @@ class FakeController:
     calls: list = field(default_factory=list)
 
     def __getattr__(self, name):
-        if name.startswith(("start_", "stop_", "open_", "copy_", "show_", "quit", "switch_")):
+        if name.startswith(("start_", "stop_", "restart_", "open_", "copy_", "show_", "quit", "switch_")):
             return lambda *args: self.calls.append((name, *args))
         raise AttributeError(name)
 

@@ -82,7 +82,7 @@ class ServerState:
 @dataclass
 class ServerStatus:
     state: str  # "running", "starting", "stopped", "crashed"
-    running: bool
+    running: bool  # a server process of ours is up (a router whose model crashed is "crashed" and running)
     pid: int | None = None
     endpoint: str | None = None  # OpenAI-compatible base URL (…/v1)
     host: str | None = None
@@ -195,7 +195,8 @@ def status(*, probe_health: bool = True) -> ServerStatus:
     message = ""
     if state.router:
         described["router"] = True
-        if healthy and probe_health:
+        # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
+        if healthy and (probe_health or not _has_children(proc)):
             current, message = _router_view(state, described)
     return ServerStatus(state=current, running=True, **described, message=message,
                         endpoint=f"{state.base_url}/v1", rss_bytes=rss,
@@ -219,11 +220,32 @@ def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
             described.update(model=found.id, model_path=found.path, ctx_size=found.ctx_size or state.ctx_size)
             return ("running" if wanted == "loaded" else "starting"), ""
     failed = next((m for m in available if m.failed and m.id == state.model), None)
+    if failed is not None:  # the router runs on, but the model it served exited on its own
+        described.update(model=failed.id, model_path=failed.path)
+        return "crashed", (f"{failed.id} stopped unexpectedly (exit status {failed.exit_code}); the server "
+                           f"still runs and loads it again on request. Its log is {state.log_path}")
     described.update(model=None, model_path=None)
-    if failed is not None:
-        return "running", (f"{failed.id} stopped (exit status {failed.exit_code}); no model is loaded. "
-                           f"Its log is {state.log_path}")
     return "running", "No model is loaded; a request that names one loads it."
+
+
+def _has_children(proc: psutil.Process) -> bool:
+    """Whether a router has a model instance running. Linux lists each thread's children in /proc (about
+    0.1 ms, where psutil scans every process); elsewhere psutil."""
+    try:
+        tasks = os.listdir(f"/proc/{proc.pid}/task")
+    except OSError:
+        try:
+            return bool(proc.children())
+        except psutil.Error:
+            return False
+    for task in tasks:
+        try:
+            with open(f"/proc/{proc.pid}/task/{task}/children", encoding="ascii") as f:
+                if f.read().strip():
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _tree_pids(proc: psutil.Process) -> list[int]:

@@ -164,7 +164,8 @@ class TrayApp(QObject):
     def _apply_snapshot(self, snap: snapshot.Snapshot) -> None:
         self._refreshing = False
         prev, self.snapshot = self.snapshot, snap
-        if prev.status.running and snap.status.state == "crashed" and self._server_job is None:
+        if (prev.status.running and prev.status.state != "crashed" and snap.status.state == "crashed"
+                and self._server_job is None):
             self._on_crash(snap)
         if snap.status.state == "running" and prev.status.state != "running":
             self._running_since = time.time()
@@ -369,14 +370,22 @@ class TrayApp(QObject):
 
     def _auto_restart(self, model: str | None) -> None:
         if self.snapshot.status.state in ("crashed", "stopped") and not self._quitting:
-            self.start_server(model)
+            self.restart_server(model)
+
+    def restart_server(self, model: str | None = None) -> None:
+        """After a crash: a start, or, where a router outlived its model's instance, a load request."""
+        name = model or self.snapshot.status.model
+        if self.snapshot.status.running and name:
+            self.switch_model(name)
+        else:
+            self.start_server(name)
 
     def _notification_action(self, notice: Notice, action: str) -> None:
         log.info("notification %s: %s", notice.kind, action)
         if action == "show_log" or (notice.kind in ("crash", "start_failed") and action == "default"):
             self.show_log()
         elif action == "restart":
-            self.start_server(notice.ref or None)
+            self.restart_server(notice.ref or None)
         elif action == "serve":
             self.switch_model(notice.ref)
         elif action == "review" or (notice.kind == "nudge" and action == "default"):

@@ -20,6 +20,7 @@ class Controller(Protocol):
     last_error: str  # the last start/switch failure, until the next success
 
     def start_server(self) -> None: ...
+    def restart_server(self) -> None: ...
     def stop_server(self) -> None: ...
     def switch_model(self, name: str) -> None: ...
     def open_chat(self) -> None: ...
@@ -112,14 +113,14 @@ def build(menu: QMenu, ctl: Controller) -> None:
 
     if snap.status.state == "crashed" or (ctl.last_error and not running):
         menu.addAction("Show log…", ctl.show_log).setObjectName("show_log")
-    if running:
-        menu.addAction("Stop server", ctl.stop_server).setObjectName("stop")
-    else:
-        start = menu.addAction(
-            "Restart server" if snap.status.state == "crashed" else "Start server", ctl.start_server
-        )
+    crashed = snap.status.state == "crashed"  # a router whose model crashed still runs: Restart and Stop
+    if crashed or not running:
+        start = menu.addAction("Restart server" if crashed else "Start server",
+                               ctl.restart_server if crashed else ctl.start_server)
         start.setObjectName("start")
         start.setEnabled(snap.runtime_installed and bool(snap.models) and not ctl.busy)
+    if running:
+        menu.addAction("Stop server", ctl.stop_server).setObjectName("stop")
     switch = menu.addMenu("Switch model")
     switch.menuAction().setObjectName("switch")
     switch.setEnabled(bool(snap.models) and not ctl.busy)

@@ -85,8 +85,9 @@ def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health
         snap = Snapshot(status=status, taken_at=now)
     else:
         snap = replace(base, status=status, taken_at=now, problems=())
-    if not full and not probe_health and previous is not None and previous.status.pid == status.pid:
-        served, router_active = previous.served, previous.router_active  # liveness poll: no HTTP at all
+    unchanged = previous is not None and (previous.status.pid, previous.status.state) == (status.pid, status.state)
+    if not full and not probe_health and unchanged:
+        served, router_active = previous.served, previous.router_active  # a liveness poll: the router unasked
     else:
         served, router_active = _served(status)
     pressure = memory_pressure(status)
@@ -171,7 +172,8 @@ def _served(status: server.ServerStatus) -> tuple[tuple[str, ...], bool]:
     """What is served, and whether switching is a load request: status already asked a router."""
     if not status.running or not status.port:
         return (), False
-    return ((status.model,) if status.model else ()), status.router
+    serving = status.model and status.state != "crashed"  # a router can outlive its model's crash
+    return ((status.model,) if serving else ()), status.router
 
 
 def memory_pressure(status: server.ServerStatus) -> str:
