@@ -14,6 +14,9 @@ Each is printed beside fit.estimate_memory's prediction (resident_at_load and ra
 the goal is every prediction within 10%. Then, per term, what llama.cpp's own log says it allocated
 (`model buffer size`, `CPU_REPACK`, `KV buffer size`, `compute buffer size`, `output buffer size`) beside
 the estimate's term, so a miss can be traced to the term that caused it.
+
+``run(quick)`` (for tests/benchmarks/run.py) measures the same way with the defaults, every model and context
+in quick and full runs alike, prints the same tables and returns one figure per model: its worst prediction.
 """
 
 from __future__ import annotations
@@ -25,16 +28,41 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
+from tests.benchmarks.figures import Figure, ratio_figure
 from tests.fixtures.prepare import prepare
 
 from aidevops_local.core import fit, gguf_meta
 
 MIB = 1 << 20
 CONTEXTS = {"tiny": (2048, 8192), "smollm2": (2048, 4096, 8192), "gemma3": (2048, 8192, 32768)}
+THREADS = 2
+GOAL_PCT = 10.0  # every prediction within 10% of the measured RSS
+
+
+@dataclass(frozen=True)
+class Case:
+    """One model at one context: the estimate beside what llama-server used."""
+
+    model: str
+    ctx: int
+    parallel: int
+    est: fit.MemoryEstimate
+    rss_load: int  # bytes, after /health and one short request
+    rss_busy: int  # bytes, after a request that fills a 512-token batch
+    log: dict[str, float]  # MiB per term, from llama.cpp's own log
+
+    @property
+    def err_load(self) -> float:
+        return 100 * (self.est.resident_at_load - self.rss_load) / self.rss_load
+
+    @property
+    def err_busy(self) -> float:
+        return 100 * (self.est.ram_bytes - self.rss_busy) / self.rss_busy
 
 
 def _free_port() -> int:
@@ -99,45 +127,67 @@ def measure(binary: Path, model: Path, ctx: int, parallel: int, threads: int) ->
     return {"rss_load": rss_load, "rss_busy": rss_busy, "log": _log_terms(text)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--models", nargs="*", default=list(CONTEXTS), choices=list(CONTEXTS))
-    args = parser.parse_args(argv)
+def run(quick: bool = True) -> list[Figure]:
+    """One figure per model: its worst prediction, at load or busy, over its contexts (quick and full alike:
+    every model and context takes about a minute)."""
+    build, cases = measure_all(list(CONTEXTS), threads=THREADS)
+    report(cases, build=build, threads=THREADS)
+    figures = []
+    for model in dict.fromkeys(c.model for c in cases):
+        mine = [c for c in cases if c.model == model]
+        checks = [(abs(c.err_load), c.est.resident_at_load, c.rss_load, c.ctx, "load") for c in mine]
+        checks += [(abs(c.err_busy), c.est.ram_bytes, c.rss_busy, c.ctx, "busy") for c in mine]
+        err, predicted, measured, ctx, which = max(checks)
+        contexts = "/".join(str(c.ctx) for c in mine)
+        figures.append(ratio_figure(f"fit: {model} memory, worst of -c {contexts}", predicted / MIB, measured / MIB,
+                                    unit="MiB", goal=f"within {GOAL_PCT:.0f}%", ok=err <= GOAL_PCT,
+                                    note=f"predicted vs measured RSS; worst case -c {ctx} {which} ({err:.1f}% off)"))
+    return figures
+
+
+def measure_all(models: list[str], *, threads: int) -> tuple[int, list[Case]]:
+    """Every context of each model, measured; with the llama-server build they ran on."""
     fx = prepare()
     paths = {"tiny": fx.tiny_gguf, "smollm2": fx.smollm2_gguf, "gemma3": fx.gemma3_gguf}
-    rows, terms = [], []
-    worst = 0.0
-    for name in args.models:
+    cases = []
+    for name in models:
         header = gguf_meta.read_model(paths[name])
         for ctx in CONTEXTS[name]:
             parallel = fit._auto_parallel(ctx)
             est = fit.estimate_memory(header, ctx=ctx, parallel=parallel)
-            got = measure(fx.llama_server, paths[name], ctx, parallel, args.threads)
-            err_load = 100 * (est.resident_at_load - got["rss_load"]) / got["rss_load"]
-            err_busy = 100 * (est.ram_bytes - got["rss_busy"]) / got["rss_busy"]
-            worst = max(worst, abs(err_load), abs(err_busy))
-            rows.append((name, ctx, parallel, est.resident_at_load / MIB, got["rss_load"] / MIB, err_load,
-                         est.ram_bytes / MIB, got["rss_busy"] / MIB, err_busy))
-            log = got["log"]
-            terms.append((name, ctx, (est.weights_ram / MIB, log["model"]), (est.repack_ram / MIB, log["repack"]),
-                          (est.kv_ram / MIB, log["kv"]), (est.compute_ram / MIB, log["compute"]),
-                          (est.output_ram / MIB, log["output"]), est.overhead_ram / MIB))
+            got = measure(fx.llama_server, paths[name], ctx, parallel, threads)
+            cases.append(Case(name, ctx, parallel, est, got["rss_load"], got["rss_busy"], got["log"]))
             print(f"  measured {name} at -c {ctx} -np {parallel}", file=sys.stderr, flush=True)
+    return fx.llama_build, cases
 
-    print(f"\nllama-server {fx.llama_build}, -t {args.threads}; RSS in MiB (predicted vs measured, error %)")
+
+def report(cases: list[Case], *, build: int, threads: int) -> None:
+    print(f"\nllama-server {build}, -t {threads}; RSS in MiB (predicted vs measured, error %)")
     print(f"{'model':8} {'ctx':>6} {'np':>3} | {'load pred':>9} {'meas':>7} {'err%':>6} | "
           f"{'busy pred':>9} {'meas':>7} {'err%':>6}")
-    for r in rows:
-        print(f"{r[0]:8} {r[1]:>6} {r[2]:>3} | {r[3]:9.1f} {r[4]:7.1f} {r[5]:+6.1f} | {r[6]:9.1f} {r[7]:7.1f} "
-              f"{r[8]:+6.1f}")
+    for c in cases:
+        print(f"{c.model:8} {c.ctx:>6} {c.parallel:>3} | {c.est.resident_at_load / MIB:9.1f} {c.rss_load / MIB:7.1f} "
+              f"{c.err_load:+6.1f} | {c.est.ram_bytes / MIB:9.1f} {c.rss_busy / MIB:7.1f} {c.err_busy:+6.1f}")
     print("\nper term, MiB: estimate / llama.cpp's log (overhead is the estimate's process + tokenizer share)")
     print(f"{'model':8} {'ctx':>6} | {'weights':>15} {'repack':>13} {'kv':>15} {'compute':>13} {'output':>11} "
           f"{'overhead':>8}")
-    for name, ctx, w, rp, kv, cb, out, ovh in terms:
-        print(f"{name:8} {ctx:>6} | {w[0]:7.2f}/{w[1]:<7.2f} {rp[0]:6.2f}/{rp[1]:<6.2f} {kv[0]:7.2f}/{kv[1]:<7.2f} "
-              f"{cb[0]:6.2f}/{cb[1]:<6.2f} {out[0]:5.2f}/{out[1]:<5.2f} {ovh:8.1f}")
-    print(f"\nworst error: {worst:.1f}% (goal: within 10%)")
+    for c in cases:
+        est, log = c.est, c.log
+        print(f"{c.model:8} {c.ctx:>6} | {est.weights_ram / MIB:7.2f}/{log['model']:<7.2f} "
+              f"{est.repack_ram / MIB:6.2f}/{log['repack']:<6.2f} {est.kv_ram / MIB:7.2f}/{log['kv']:<7.2f} "
+              f"{est.compute_ram / MIB:6.2f}/{log['compute']:<6.2f} {est.output_ram / MIB:5.2f}/{log['output']:<5.2f} "
+              f"{est.overhead_ram / MIB:8.1f}")
+    worst = max((max(abs(c.err_load), abs(c.err_busy)) for c in cases), default=0.0)
+    print(f"\nworst error: {worst:.1f}% (goal: within {GOAL_PCT:.0f}%)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument("--models", nargs="*", default=list(CONTEXTS), choices=list(CONTEXTS))
+    args = parser.parse_args(argv)
+    build, cases = measure_all(args.models, threads=args.threads)
+    report(cases, build=build, threads=args.threads)
     return 0
 
 

@@ -1,5 +1,4 @@
-"""`pull` against `hf download` (huggingface_hub's own CLI), and what a resume re-transfers. Prints; asserts
-nothing.
+"""`pull` against `hf download` (huggingface_hub's own CLI), and what a resume re-transfers. Asserts nothing.
 
     python -m tests.benchmarks.bench_pull            # about 30 s on 2 cores
     python -m tests.benchmarks.bench_pull --model smollm2
@@ -12,6 +11,8 @@ serving the same real GGUF file, one run each, each into an empty folder:
 2. Resume: each command is killed with SIGKILL once about half of the file has arrived (the Hub throttled
    so that the kill lands there), then run again; the Hub's per-file byte counter says how many bytes the
    second run transferred. `pull` should send only the rest; `hf download` starts again from byte 0.
+
+``run(quick)`` returns the figures for tests/benchmarks/run.py (Gemma 3 either way); ``main`` prints the numbers.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from tests.benchmarks.figures import Figure, ratio_figure
 from tests.fakes.hf_hub import FakeHub
 from tests.fixtures.prepare import prepare
 
@@ -80,15 +83,20 @@ def _kill_at_half(cmd: list[str], env: dict, hub: FakeHub, filename: str, size: 
     return _settled(hub, filename) - start
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["gemma3", "smollm2"], default="gemma3")
-    args = parser.parse_args(argv)
-    fx = prepare()
-    source = fx.gemma3_gguf if args.model == "gemma3" else fx.smollm2_gguf
-    size = source.stat().st_size
-    filename = source.name
-    mb = size / 1e6
+@dataclass(frozen=True)
+class Result:
+    filename: str
+    size: int  # bytes
+    hf_s: float  # wall time of `hf download` into an empty folder
+    pull_s: float  # wall time of `pull` into an empty root (includes the sha256 check)
+    resume: dict[str, tuple[int, int]]  # "pull", "hf download": (bytes sent before SIGKILL, bytes the re-run sent)
+
+    def mb_per_s(self, seconds: float) -> float:
+        return self.size / 1e6 / seconds
+
+
+def measure(source: Path) -> Result:
+    size, filename = source.stat().st_size, source.name
     with FakeHub() as hub, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         hub.add_repo(REPO, {filename: source})
@@ -97,10 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         # 1. throughput, one run each, cold output folders (the Hub's hashes are computed at add_repo).
         t_hf = _timed(_hf_cmd(filename, tmp / "hf-out"), _env(hub, tmp / "a"))
         t_pull = _timed(_pull_cmd(), _env(hub, tmp / "b"))
-        print(f"\nfile: {filename}, {mb:.0f} MB, local fake Hub on 127.0.0.1 (plain HTTP)")
-        print(f"hf download : {t_hf:6.2f} s  {mb / t_hf:7.1f} MB/s")
-        print(f"pull        : {t_pull:6.2f} s  {mb / t_pull:7.1f} MB/s  (includes the sha256 check)")
-        print(f"throughput ratio pull / hf download: {t_hf / t_pull:.2f}")
 
         # 2. resume after kill -9 at about half way.
         hub.throttle(max(1, size // 4), REPO, filename)  # ~4 s for the whole file: the kill lands mid-way
@@ -114,11 +118,48 @@ def main(argv: list[str] | None = None) -> int:
         before = hub.served(REPO, filename)
         _timed(_hf_cmd(filename, tmp / "hf-resume"), env_hf)
         again_hf = _settled(hub, filename) - before
-        print(f"\nresume after SIGKILL (file {size:,} bytes):")
-        for label, first, again in (("pull", first_pull, again_pull), ("hf download", first_hf, again_hf)):
-            print(f"{label:12}: killed after {first:,} bytes sent ({100 * first / size:.0f}%); the re-run "
-                  f"transferred {again:,} bytes ({100 * again / size:.0f}% of the file, "
-                  f"{100 * (first + again - size) / size:+.1f}% more than the file in all)")
+    return Result(filename, size, t_hf, t_pull, {"pull": (first_pull, again_pull), "hf download": (first_hf, again_hf)})
+
+
+def report(r: Result) -> None:
+    print(f"\nfile: {r.filename}, {r.size / 1e6:.0f} MB, local fake Hub on 127.0.0.1 (plain HTTP)")
+    print(f"hf download : {r.hf_s:6.2f} s  {r.mb_per_s(r.hf_s):7.1f} MB/s")
+    print(f"pull        : {r.pull_s:6.2f} s  {r.mb_per_s(r.pull_s):7.1f} MB/s  (includes the sha256 check)")
+    print(f"throughput ratio pull / hf download: {r.hf_s / r.pull_s:.2f}")
+    print(f"\nresume after SIGKILL (file {r.size:,} bytes):")
+    for label, (first, again) in r.resume.items():
+        print(f"{label:12}: killed after {first:,} bytes sent ({100 * first / r.size:.0f}%); the re-run "
+              f"transferred {again:,} bytes ({100 * again / r.size:.0f}% of the file, "
+              f"{100 * (first + again - r.size) / r.size:+.1f}% more than the file in all)")
+
+
+def figures(r: Result) -> list[Figure]:
+    (killed_pull, again_pull), (killed_hf, again_hf) = r.resume["pull"], r.resume["hf download"]
+    return [
+        ratio_figure("pull: throughput vs hf download", r.mb_per_s(r.pull_s), r.mb_per_s(r.hf_s), unit="MB/s",
+                     goal="not set (issue 3: report)", ok=None,
+                     note=f"{r.filename}, {r.size / 1e6:.0f} MB from the local fake Hub; pull includes its sha256 "
+                          "check"),
+        ratio_figure("pull: bytes re-sent after kill -9 at half way", again_pull / 1e6, again_hf / 1e6, unit="MB",
+                     goal="only the rest (< hf)", ok=again_pull < again_hf,
+                     note=f"killed after {100 * killed_pull / r.size:.0f}% (pull) and "
+                          f"{100 * killed_hf / r.size:.0f}% (hf); hf download starts over"),
+    ]
+
+
+def run(quick: bool = True) -> list[Figure]:
+    """Gemma 3 270M (a 253 MB file, about 30 s) either way: one run each is the benchmark's only length."""
+    result = measure(prepare().gemma3_gguf)
+    report(result)  # into the benchmark's log: the times and percentages the figures leave out
+    return figures(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["gemma3", "smollm2"], default="gemma3")
+    args = parser.parse_args(argv)
+    fx = prepare()
+    report(measure(fx.gemma3_gguf if args.model == "gemma3" else fx.smollm2_gguf))
     return 0
 
 

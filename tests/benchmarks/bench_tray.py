@@ -1,4 +1,4 @@
-"""The tray's costs, measured with the real parts. Prints; asserts nothing.
+"""The tray's costs, measured with the real parts. ``run()`` returns them as figures; the CLI prints them.
 
     python -m tests.benchmarks.bench_tray                       # about 1.5 minutes on 2 cores
     python -m tests.benchmarks.bench_tray --idle-seconds 10     # a shorter idle window
@@ -24,25 +24,126 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from tests.benchmarks.figures import Figure, missing
 from tests.fixtures.prepare import free_port, prepare
 from tests.tray.desktop import missing_tools, start_desktop, stop_desktop
+
+IDLE_SECONDS = 60.0  # the idle-CPU goal's own window
+MODELS = 100
+STARTS = 3
+MENU_BUILDS = 20  # in-process menu builds, median
+CLICKS = 5  # real right-clicks, median
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    reported: list[float]  # s from process creation to "ready", the tray's own report, one per start
+    seen: list[float]  # s until its icon was found in trayer's panel, polled from outside
+
+    @property
+    def reported_s(self) -> float:
+        return statistics.median(self.reported)
+
+    @property
+    def seen_s(self) -> float:
+        return statistics.median(self.seen)
+
+
+@dataclass(frozen=True)
+class Idle:
+    rss_mib: float
+    uss_mib: float  # memory unique to the process
+    wall_s: float  # the idle window
+    cpu_s: float  # user + system CPU the tray used in it
+
+    @property
+    def cpu_percent(self) -> float:  # of one core
+        return 100 * self.cpu_s / self.wall_s
+
+
+@dataclass(frozen=True)
+class MenuOpen:
+    models: int
+    build_ms: float  # median, GUI thread
+    submenu_ms: float  # median, GUI thread
+    refresh_ms: float  # the worker's full refresh that reads the models
+
+
+@dataclass(frozen=True)
+class Results:
+    cold: ColdStart
+    idle: Idle
+    menu: MenuOpen
+    click_ms: float  # right-click to the menu window mapped, median
+
+
+def run(quick: bool = True) -> list[Figure]:
+    """Quick and full are the same: the idle window is the goal's own."""
+    absent = missing_tools()
+    if absent:
+        return [missing("bench_tray", f"missing {', '.join(absent)}: run tests/install-deps.sh")]
+    return figures(measure(idle_seconds=IDLE_SECONDS, n_models=MODELS, starts=STARTS))
+
+
+def figures(r: Results) -> list[Figure]:
+    rss_bytes = r.idle.rss_mib * 2**20
+    click = f"; a real right-click to menu shown {r.click_ms:.0f} ms"
+    return [
+        Figure("tray: cold start to icon shown", r.cold.reported_s, "s", goal="< 1 s", ok=r.cold.reported_s < 1.0,
+               note=f"the tray's own report, median of {len(r.cold.reported)}; "
+                    f"seen in trayer's panel after {r.cold.seen_s:.3f} s"),
+        Figure("tray: idle resident memory", r.idle.rss_mib, "MiB", goal="< 100 MiB", ok=r.idle.rss_mib < 100,
+               note=f"RSS; {r.idle.uss_mib:.1f} MiB unique to the process; the issue says 100 MB, and "
+                    f"{rss_bytes / 1e6:.1f} MB is {'under' if rss_bytes < 100e6 else 'over'} that"),
+        Figure("tray: idle CPU, server running", r.idle.cpu_percent, "%", goal="< 0.5 %",
+               ok=r.idle.cpu_percent < 0.5, note=f"over {r.idle.wall_s:.0f} s"),
+        Figure(f"tray: menu open with {r.menu.models} models", r.menu.build_ms + r.menu.submenu_ms, "ms", goal="",
+               note=f"menu build {r.menu.build_ms:.2f} ms + model submenu {r.menu.submenu_ms:.2f} ms on the GUI "
+                    f"thread; the worker's refresh {r.menu.refresh_ms:.0f} ms" + click),
+    ]
+
+
+def report(r: Results) -> list[str]:
+    """What the CLI prints: a line per measurement."""
+    return [
+        f"cold start to icon shown: {r.cold.reported_s:.3f} s (tray's own report, median of {len(r.cold.reported)}: "
+        f"{', '.join(f'{s:.3f}' for s in r.cold.reported)}); icon seen in trayer's panel after "
+        f"{r.cold.seen_s:.3f} s (polled from outside)",
+        f"idle resident memory: {r.idle.rss_mib:.1f} MiB RSS ({r.idle.uss_mib:.1f} MiB unique to the process)",
+        f"idle CPU over {r.idle.wall_s:.0f} s with the server running: {r.idle.cpu_percent:.3f} % of one core "
+        f"({r.idle.cpu_s * 1000:.0f} ms CPU)",
+        f"menu open with {r.menu.models} local models: build {r.menu.build_ms:.2f} ms, "
+        f"model submenu {r.menu.submenu_ms:.2f} ms (GUI thread, median of {MENU_BUILDS}); "
+        f"full refresh reading them {r.menu.refresh_ms:.0f} ms (worker thread)",
+        f"right-click to menu window mapped on the display: {r.click_ms:.0f} ms "
+        f"(median of {CLICKS}, includes xdotool's own start-up)",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--models", type=int, default=100)
-    parser.add_argument("--starts", type=int, default=3)
+    parser.add_argument("--idle-seconds", type=float, default=IDLE_SECONDS)
+    parser.add_argument("--models", type=int, default=MODELS)
+    parser.add_argument("--starts", type=int, default=STARTS)
     args = parser.parse_args(argv)
-    missing = missing_tools()
-    if missing:
-        print(f"bench_tray: missing {', '.join(missing)}: run tests/install-deps.sh", file=sys.stderr)
+    absent = missing_tools()
+    if absent:
+        print(f"bench_tray: missing {', '.join(absent)}: run tests/install-deps.sh", file=sys.stderr)
         return 1
+    results = measure(idle_seconds=args.idle_seconds, n_models=args.models, starts=args.starts)
+    for line in report(results):
+        print(line)
+    return 0
+
+
+def measure(*, idle_seconds: float, n_models: int, starts: int) -> Results:
+    """Everything, under a fresh AIDEVOPS_HOME with n_models local models, a private desktop and the server up."""
     work = Path(tempfile.mkdtemp(prefix="bench-tray-"))
     root = work / "aidevops"
     root.mkdir()
@@ -57,36 +158,50 @@ def main(argv: list[str] | None = None) -> int:
     config.save_settings(config.Settings(threads=1, ctx_size=2048, parallel=1, port=free_port()))
     models = root / "models"
     models.mkdir()
-    names = [f"tiny-{i:03d}" for i in range(args.models)]
+    names = [f"tiny-{i:03d}" for i in range(n_models)]
     for name in names:
         os.link(fixtures.tiny_gguf, models / f"{name}.gguf")  # hard links: 100 models, one file's space
     desktop = start_desktop(work / "desktop")
     try:
         status = server.serve(names[0])
-        print(f"server: {status.model} pid {status.pid}, {args.models} local models")
+        print(f"server: {status.model} pid {status.pid}, {n_models} local models", flush=True)
         env = dict(desktop.env, AIDEVOPS_HOME=str(root), PATH=os.environ["PATH"], PYTHONUNBUFFERED="1")
         env.pop("QT_QPA_PLATFORM", None)
-        cold_start(desktop, env, args.starts)
-        idle(desktop, env, args.idle_seconds)
-        menu_open(desktop, env, args.models)
+        return Results(
+            cold=cold_start(desktop, env, starts),
+            idle=idle(env, idle_seconds),
+            menu=menu_open(n_models),
+            click_ms=right_click(desktop, env),
+        )
     finally:
         server.stop(grace=2)
         stop_desktop(desktop)
-    return 0
 
 
-def launch(env: dict) -> tuple[subprocess.Popen, float]:
-    proc = subprocess.Popen(
+# ---- the tray as a process ------------------------------------------------------------------------------------
+
+def spawn(env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-m", "aidevops_local.tray", "--report-ready"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+
+
+def ready_after(proc: subprocess.Popen) -> float:
+    """Seconds from the process's creation to its first state on the icon, as the tray reports it."""
     line = proc.stdout.readline()
     if not line.startswith("ready "):
         raise RuntimeError(f"the tray did not start: {line!r}")
-    return proc, float(line.split()[1])
+    return float(line.split()[1])
+
+
+def launch(env: dict) -> subprocess.Popen:
+    proc = spawn(env)
+    ready_after(proc)
+    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -94,11 +209,15 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(15)
 
 
+def tray_windows(desktop) -> set[str]:
+    """The ids of the tray's visible windows: its icon, and its menu while open."""
+    found = desktop.run(["xdotool", "search", "--onlyvisible", "--class", "aidevops-local-tray"])
+    return set(found.stdout.split())
+
+
 def icon_in_panel(desktop) -> bool:
     px, py, pw, ph = desktop.tray_panel()
-    for wid in desktop.run(
-        ["xdotool", "search", "--onlyvisible", "--class", "aidevops-local-tray"]
-    ).stdout.split():
+    for wid in tray_windows(desktop):
         out = desktop.run(["xdotool", "getwindowgeometry", wid]).stdout
         pos = re.search(r"Position: (-?\d+),(-?\d+)", out)
         if pos and px <= int(pos.group(1)) < px + pw and py <= int(pos.group(2)) < py + ph:
@@ -106,34 +225,29 @@ def icon_in_panel(desktop) -> bool:
     return False
 
 
-def cold_start(desktop, env: dict, starts: int) -> None:
+# ---- 1. cold start ----------------------------------------------------------------------------------------------
+
+def cold_start(desktop, env: dict, starts: int) -> ColdStart:
     reported, seen = [], []
     for _ in range(starts):
         begun = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "aidevops_local.tray", "--report-ready"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        while not icon_in_panel(desktop):
-            if time.monotonic() - begun > 30:
-                raise RuntimeError("the icon never appeared in the tray")
-            time.sleep(0.01)
-        seen.append(time.monotonic() - begun)
-        reported.append(float(proc.stdout.readline().split()[1]))
-        stop(proc)
-    print(
-        f"cold start to icon shown: {statistics.median(reported):.3f} s "
-        f"(tray's own report, median of {starts}: "
-        f"{', '.join(f'{r:.3f}' for r in reported)}); icon seen in trayer's panel after "
-        f"{statistics.median(seen):.3f} s (polled from outside)"
-    )
+        proc = spawn(env)
+        try:
+            while not icon_in_panel(desktop):
+                if time.monotonic() - begun > 30:
+                    raise RuntimeError("the icon never appeared in the tray")
+                time.sleep(0.01)
+            seen.append(time.monotonic() - begun)
+            reported.append(ready_after(proc))
+        finally:
+            stop(proc)
+    return ColdStart(reported=reported, seen=seen)
 
 
-def idle(desktop, env: dict, seconds: float) -> None:
-    proc, _ = launch(env)
+# ---- 2. and 3. idle memory and CPU --------------------------------------------------------------------------
+
+def idle(env: dict, seconds: float) -> Idle:
+    proc = launch(env)
     try:
         tray = psutil.Process(proc.pid)
         time.sleep(5)  # the first full refresh and the imports it triggers are over
@@ -142,20 +256,16 @@ def idle(desktop, env: dict, seconds: float) -> None:
         before, t0 = tray.cpu_times(), time.monotonic()
         time.sleep(seconds)
         after, t1 = tray.cpu_times(), time.monotonic()
-        used = (after.user - before.user) + (after.system - before.system)
-        print(
-            f"idle resident memory: {rss / 2**20:.1f} MiB RSS ({uss / 2**20:.1f} MiB unique to the process)"
-        )
-        print(
-            f"idle CPU over {seconds:.0f} s with the server running: "
-            f"{100 * used / (t1 - t0):.3f} % of one core "
-            f"({used * 1000:.0f} ms CPU)"
-        )
     finally:
         stop(proc)
+    used = (after.user - before.user) + (after.system - before.system)
+    return Idle(rss_mib=rss / 2**20, uss_mib=uss / 2**20, wall_s=t1 - t0, cpu_s=used)
 
 
-def menu_open(desktop, env: dict, n_models: int) -> None:
+# ---- 4. menu open -----------------------------------------------------------------------------------------------
+
+def menu_open(n_models: int) -> MenuOpen:
+    """In this process, from the cached snapshot: what the GUI thread pays, and the worker's refresh."""
     from PySide6.QtWidgets import QApplication, QMenu
 
     from aidevops_local.tray import menu, snapshot
@@ -168,7 +278,7 @@ def menu_open(desktop, env: dict, n_models: int) -> None:
     tray = TrayApp(use_tray=False, native_notifications=False)
     tray.snapshot = snap
     builds, submenus = [], []
-    for _ in range(20):
+    for _ in range(MENU_BUILDS):
         m = QMenu()
         t0 = time.perf_counter()
         menu.build(m, tray)
@@ -180,42 +290,30 @@ def menu_open(desktop, env: dict, n_models: int) -> None:
         m.deleteLater()
         app.processEvents()
     assert len(snap.models) == n_models, f"expected {n_models} models, the snapshot has {len(snap.models)}"
-    print(
-        f"menu open with {n_models} local models: build {1000 * statistics.median(builds):.2f} ms, "
-        f"model submenu {1000 * statistics.median(submenus):.2f} ms (GUI thread, median of 20); "
-        f"full refresh reading them {1000 * collect_s:.0f} ms (worker thread)"
-    )
+    return MenuOpen(models=n_models, build_ms=1000 * statistics.median(builds),
+                    submenu_ms=1000 * statistics.median(submenus), refresh_ms=1000 * collect_s)
 
-    proc, _ = launch(env)
+
+def right_click(desktop, env: dict) -> float:
+    """Milliseconds from a right-click on the icon to the menu window mapped (a click that shows nothing
+    counts its 5 s wait), median of CLICKS."""
+    proc = launch(env)
     try:
         time.sleep(3)
         px, py, pw, ph = desktop.tray_panel()
-        click = []
-        for _ in range(5):
-            before = set(
-                desktop.run(
-                    ["xdotool", "search", "--onlyvisible", "--class", "aidevops-local-tray"]
-                ).stdout.split()
-            )
+        clicks = []
+        for _ in range(CLICKS):
+            before = tray_windows(desktop)
             t0 = time.monotonic()
             desktop.run(["xdotool", "mousemove", str(px + pw - 12), str(py + ph // 2), "click", "3"])
-            while True:
-                now = set(
-                    desktop.run(
-                        ["xdotool", "search", "--onlyvisible", "--class", "aidevops-local-tray"]
-                    ).stdout.split()
-                )
-                if now - before or time.monotonic() - t0 > 5:
-                    break
-            click.append(time.monotonic() - t0)
+            while not (tray_windows(desktop) - before) and time.monotonic() - t0 <= 5:
+                pass
+            clicks.append(time.monotonic() - t0)
             desktop.run(["xdotool", "key", "Escape"])
             time.sleep(0.5)
-        print(
-            f"right-click to menu window mapped on the display: {1000 * statistics.median(click):.0f} ms "
-            f"(median of 5, includes xdotool's own start-up)"
-        )
     finally:
         stop(proc)
+    return 1000 * statistics.median(clicks)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@
    tokens, in rounds of freshly started servers; prints the ratio of tokens/s, on over off, as the clients
    measured it and as the servers did, and of tokens per CPU second of the server (which load from other
    programs on the machine disturbs least).
+
+``run(quick)`` (for tests/benchmarks/run.py) runs both parts, quick as ``--requests 500 --rounds 4
+--per-round 2`` and full with the defaults, prints the same report and returns its figures: rows per request
+for each load test, and the clients' tokens/s with logging on (and on at trace verbosity) against off.
 """
 
 from __future__ import annotations
@@ -29,32 +33,79 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from tests.benchmarks.figures import Figure, ratio_figure
 from tests.fixtures.prepare import prepare
 
+REQUESTS, CONCURRENCY, ROUNDS, PER_ROUND = 1000, 4, 6, 2  # the full run's settings, and the CLI's defaults
+ON_OFF_GOAL = 0.99  # tokens/s with the product's logging, over without it
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=6, help="on/off: rounds of fresh servers")
-    parser.add_argument("--per-round", type=int, default=2, help="on/off: ABC CBA sweeps per round")
-    parser.add_argument("--skip-load", action="store_true")
-    parser.add_argument("--skip-ratio", action="store_true")
-    args = parser.parse_args(argv)
+
+@dataclass(frozen=True)
+class Load:
+    """One load test: usage rows found against requests sent."""
+
+    label: str
+    requests: int
+    rows: int
+    all_equal: bool  # one row per request, and the rows' tokens equal the clients' usage (as a multiset)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """on/off over requests paired in time."""
+
+    median: float
+    mean: float
+    se: float  # standard error of the mean
+
+
+@dataclass(frozen=True)
+class OnOff:
+    off_client_tps: float  # mean client tokens/s without logging
+    client: dict[str, Ratio]  # "on", "on, trace" -> client tokens/s over off
+
+
+def run(quick: bool = True) -> list[Figure]:
+    loads, on_off = measure(requests=500 if quick else REQUESTS, concurrency=CONCURRENCY,
+                            rounds=4 if quick else ROUNDS, per_round=PER_ROUND)
+    figures = [ratio_figure(f"usage: rows / requests ({load.label})", load.rows, load.requests, unit="rows",
+                            goal="= 1.000, tokens equal", ok=load.rows == load.requests and load.all_equal,
+                            note=f"{load.requests} requests under load; rows' tokens {_verdict(load)}")
+               for load in loads]
+    baseline = on_off.off_client_tps
+    for name, goal in (("on", f">= {ON_OFF_GOAL}"), ("on, trace", "")):
+        ratio = on_off.client[name]
+        figures.append(Figure(name=f"usage: tokens/s, logging {name} vs off (client)", value=ratio.median * baseline,
+                              unit="tok/s", baseline=baseline, ratio=ratio.median, goal=goal,
+                              ok=ratio.median >= ON_OFF_GOAL if goal else None,
+                              note=f"value: the off mean times the ratio; ratio: median of requests paired in time "
+                                   f"(mean {ratio.mean:.3f} +- {ratio.se:.3f})"
+                                   + ("" if goal else "; trace is used only with speculative decoding")))
+    return figures
+
+
+def measure(*, requests: int, concurrency: int, rounds: int, per_round: int, load: bool = True,
+            ratio: bool = True) -> tuple[list[Load], OnOff | None]:
+    """Both parts (or the ones asked for), each printing its report; their numbers."""
     fixtures = prepare()
     from aidevops_local.core import usage
 
-    if not args.skip_load:
-        load_test(fixtures, requests=args.requests, concurrency=args.concurrency, log_args=None,
-                  label="the product's log flags")
-        load_test(fixtures, requests=args.requests, concurrency=args.concurrency,
-                  log_args=[*usage.BASE_LOG_ARGS, "--log-verbosity", "4"], label="trace verbosity (-lv 4)")
-    if not args.skip_ratio:
-        on_off_ratio(fixtures, rounds=args.rounds, per_round=args.per_round)
-    return 0
+    loads = []
+    if load:
+        loads.append(load_test(fixtures, requests=requests, concurrency=concurrency, log_args=None,
+                               label="the product's log flags"))
+        loads.append(load_test(fixtures, requests=requests, concurrency=concurrency,
+                               log_args=[*usage.BASE_LOG_ARGS, "--log-verbosity", "4"],
+                               label="trace verbosity (-lv 4)"))
+    on_off = on_off_ratio(fixtures, rounds=rounds, per_round=per_round) if ratio else None
+    return loads, on_off
+
+
+def _verdict(load: Load) -> str:
+    return "all equal" if load.all_equal else "MISMATCH"
 
 
 def fresh_root() -> None:
@@ -62,7 +113,7 @@ def fresh_root() -> None:
     os.environ["AIDEVOPS_HOME"] = tempfile.mkdtemp(prefix="bench-usage.")
 
 
-def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] | None, label: str) -> None:
+def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] | None, label: str) -> Load:
     from tests.usage_server import chat, client, logged_server
 
     from aidevops_local.core import store, usage
@@ -92,6 +143,7 @@ def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] 
     matching = sum((got & want).values())
     streamed = sum(1 for a in answers if a.stream)
     cached = sum(1 for a in answers if a.cached_tokens)
+    result = Load(label=label, requests=requests, rows=len(rows), all_equal=got == want and len(rows) == requests)
     print(f"load test, {label}: {requests} requests to llama-server b10068 + tiny model in {elapsed:.1f} s "
           f"({streamed} streaming, {requests - streamed} not; {concurrency} at a time in {concurrency} "
           f"slots; "
@@ -99,19 +151,20 @@ def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] 
     print(f"  rows found / requests sent: {len(rows)}/{requests} = {len(rows) / requests:.3f} "
           f"(ingest added {added})")
     print(f"  rows whose tokens in/out/cached equal a client's usage: {matching}/{requests} "
-          f"-> {'all equal' if got == want and len(rows) == requests else 'MISMATCH'}")
+          f"-> {_verdict(result)}")
     print(f"  statuses: {dict(Counter(r.status for r in rows))}; distinct request keys: "
           f"{len({r.request_key for r in rows})}")
     print(f"  ingest: {ingest_s * 1e3:.0f} ms for the whole log "
           f"({ingest_s / requests * 1e3:.2f} ms per request); "
           f"again with nothing new: {idle_ingest_ms:.1f} ms; log: {per_request_bytes:.0f} bytes per request")
+    return result
 
 
 METRICS = (("client tok/s", "wall clock at the client"), ("server tok/s", "llama-server's own timings"),
            ("tok per CPU-s", "tokens per CPU second of the server process"))
 
 
-def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96) -> None:
+def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96) -> OnOff:
     import psutil
     from tests.usage_server import chat, client, logged_server
 
@@ -166,16 +219,36 @@ def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96)
     off = samples["off"]
     print("  off (no log flags, output discarded): " + ", ".join(
         f"{statistics.fmean(v[k] for v in off):.1f} {label}" for k, (label, _) in enumerate(METRICS)))
+    client = {}
     for name in ("on", "on, trace"):
-        on = samples[name]
-        parts = []
-        for k, (label, _) in enumerate(METRICS):
-            ratios = [a[k] / b[k] for a, b in zip(on, off, strict=True)]
-            spread = statistics.stdev(ratios) / len(ratios) ** 0.5
-            mean = statistics.fmean(ratios)
-            parts.append(f"{label} {statistics.median(ratios):.3f}, {mean:.3f} +- {spread:.3f}")
-        print(f"  {name}: " + "; ".join(parts))
+        ratios = [_paired(samples[name], off, k) for k in range(len(METRICS))]
+        client[name] = ratios[0]  # METRICS[0]: client tok/s
+        print(f"  {name}: " + "; ".join(f"{label} {r.median:.3f}, {r.mean:.3f} +- {r.se:.3f}"
+                                        for (label, _), r in zip(METRICS, ratios)))
     print("  (" + "; ".join(f"{label}: {what}" for label, what in METRICS) + ")")
+    return OnOff(off_client_tps=statistics.fmean(v[0] for v in off), client=client)
+
+
+def _paired(on: list[tuple[float, ...]], off: list[tuple[float, ...]], k: int) -> Ratio:
+    """Metric k, on over off, request by request (they were side by side in time)."""
+    ratios = [a[k] / b[k] for a, b in zip(on, off, strict=True)]
+    return Ratio(median=statistics.median(ratios), mean=statistics.fmean(ratios),
+                 se=statistics.stdev(ratios) / len(ratios) ** 0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=REQUESTS)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="on/off: rounds of fresh servers")
+    parser.add_argument("--per-round", type=int, default=PER_ROUND, help="on/off: ABC CBA sweeps per round")
+    parser.add_argument("--skip-load", action="store_true")
+    parser.add_argument("--skip-ratio", action="store_true")
+    args = parser.parse_args(argv)
+    measure(requests=args.requests, concurrency=args.concurrency, rounds=args.rounds, per_round=args.per_round,
+            load=not args.skip_load, ratio=not args.skip_ratio)
+    return 0
 
 
 if __name__ == "__main__":
