@@ -196,11 +196,11 @@ def status(*, probe_health: bool = True) -> ServerStatus:
     if state.router:
         described["router"] = True
         # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
-        if healthy and (probe_health or not _has_children(proc)):
+        if healthy and (probe_health or not _child_pids(proc)):
             current, message = _router_view(state, described)
     return ServerStatus(state=current, running=True, **described, message=message,
                         endpoint=f"{state.base_url}/v1", rss_bytes=rss,
-                        gpu_memory_bytes=_gpu_memory(_tree_pids(proc)) if state.gpu_layers else None,
+                        gpu_memory_bytes=_gpu_memory([proc.pid, *_child_pids(proc)]) if state.gpu_layers else None,
                         # The kernel's start time, not the clock of whichever process ran serve.
                         uptime_s=round(max(0.0, time.time() - state.create_time), 1))
 
@@ -228,39 +228,37 @@ def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
     return "running", "No model is loaded; a request that names one loads it."
 
 
-def _has_children(proc: psutil.Process) -> bool:
-    """Whether a router has a model instance running. Linux lists each thread's children in /proc (about
-    0.1 ms, where psutil scans every process); elsewhere psutil."""
+def _child_pids(proc: psutil.Process) -> list[int]:
+    """A router's model instances: its children. Linux lists each thread's children in /proc (about 0.1 ms,
+    where psutil scans every process, and status runs on every poll); elsewhere, or without that file
+    (a kernel built without CONFIG_PROC_CHILDREN), psutil."""
+    pids: list[int] = []
+    listed = False
     try:
         tasks = os.listdir(f"/proc/{proc.pid}/task")
     except OSError:
-        try:
-            return bool(proc.children())
-        except psutil.Error:
-            return False
+        tasks = []
     for task in tasks:
         try:
             with open(f"/proc/{proc.pid}/task/{task}/children", encoding="ascii") as f:
-                if f.read().strip():
-                    return True
-        except OSError:
+                pids += [int(pid) for pid in f.read().split()]
+            listed = True
+        except (OSError, ValueError):
             continue
-    return False
-
-
-def _tree_pids(proc: psutil.Process) -> list[int]:
+    if listed:
+        return pids
     try:
-        return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
+        return [child.pid for child in proc.children()]
     except psutil.Error:
-        return [proc.pid]
+        return []
 
 
 def _tree_rss(proc: psutil.Process) -> int:
     """The server's memory: its own and, in router mode, that of the model instances it spawned."""
     total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
+    for pid in _child_pids(proc):
         try:
-            total += child.memory_info().rss
+            total += psutil.Process(pid).memory_info().rss
         except psutil.Error:
             pass  # exited between the listing and the read
     return total
