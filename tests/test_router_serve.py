@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 
+from aidevops_local.cli.main import main as cli
 from aidevops_local.core import config, router, server, usage
 from aidevops_local.core.errors import CorruptModel, LocalModelsError
 from aidevops_local.core.request_log import LogReader, format_header
@@ -102,8 +103,16 @@ def test_a_crashed_model_instance_is_reported_and_a_switch_loads_it_again(router
         status = server.status(probe_health=probe)
         assert (status.state, status.running, status.model) == ("crashed", True, "alpha"), probe
         assert "stopped unexpectedly" in status.message
+    assert cli(["status", "--json"]) == 3  # not usable: routing goes elsewhere until it is loaded again
     status = router.switch_model("alpha")
     assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
+    assert cli(["status", "--json"]) == 0
+
+
+def test_status_exits_0_while_a_model_loads(monkeypatch, capsys):
+    loading = server.ServerStatus(state="starting", running=True, pid=1, model="alpha")
+    monkeypatch.setattr(server, "status", lambda **_: loading)
+    assert cli(["status", "--json"]) == 0 and '"starting"' in capsys.readouterr().out
 
 
 def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, models_dir, tiny_gguf):

@@ -107,7 +107,8 @@ def cmd_status(args) -> int:
         render.as_json(result)
     else:
         _print_status(result)
-    return ExitCode.OK if result.state == "running" else ExitCode.NOT_RUNNING
+    # 0 while the server is up, model loading included ("starting"); 3 when stopped or crashed.
+    return ExitCode.OK if result.state in ("running", "starting") else ExitCode.NOT_RUNNING
 
 
 def _print_status(s: server.ServerStatus) -> None:
