@@ -37,7 +37,10 @@ def router_server(llama_server, tiny_gguf, tmp_path, free_port):
         "1",
         "-c",
         "512",
-        *router.router_args(models, models_max=1),
+        "--models-dir",
+        str(models),
+        "--models-max",
+        "1",
     ]
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "router.log", "wb"), start_new_session=True

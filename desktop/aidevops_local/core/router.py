@@ -47,14 +47,6 @@ def from_features(found: build_features.BuildFeatures) -> RouterSupport:
                          sleep_idle=found.sleep_idle)
 
 
-def router_args(models_dir: Path, *, models_max: int = 1, preset: Path | None = None) -> list[str]:
-    """The flags that start llama-server as a router over ``models_dir`` (in place of --model)."""
-    args = ["--models-dir", str(models_dir), "--models-max", str(models_max)]
-    if preset is not None:
-        args += ["--models-preset", str(preset)]
-    return args
-
-
 # ---- talking to a running router ---------------------------------------------------------------------------
 
 
@@ -104,7 +96,7 @@ def router_id(available: list[RouterModel], name: str, path: Path | None = None)
             return m.id
     raise ModelNotFound(
         f"The running server does not offer {name}.",
-        hint="It lists the models in its models folder; pull the model there, or restart the server.",
+        hint="It offers the models that were on disk when it started; restart it to offer newer ones.",
     )
 
 
@@ -170,7 +162,7 @@ def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | Non
         return  # loaded (or loading) since we looked: the wait that follows sees it
     if response.status_code == 404:
         raise ModelNotFound(
-            f"The running server does not offer {model_id}.", hint="It lists the models in its models folder."
+            f"The running server does not offer {model_id}.", hint="`aidevops-local status` lists the models it offers."
         )
     if response.status_code >= 400:
         raise LocalModelsError(
@@ -193,7 +185,7 @@ def switch_model(
         local = library.resolve_model(name)
         target = _offered(available or [], local.name, local.path)
         if target is not None:
-            before = [m.id for m in available or [] if m.state == "loaded" and m.id != target]
+            before = next((m.id for m in available or [] if m.state == "loaded" and m.id != target), None)
             try:
                 load(state.base_url, target, progress=progress, cancel=cancel, headers=headers)
             except LocalModelsError as exc:
@@ -215,9 +207,10 @@ def _offered(available: list[RouterModel], name: str, path: Path) -> str | None:
         return None  # not a router, or pulled after it started: a restart lists it
 
 
-def _put_back(base_url: str, previous: list[str], headers: dict[str, str] | None) -> None:
-    for model_id in previous[:1]:
-        try:
-            load(base_url, model_id, headers=headers)
-        except LocalModelsError:
-            pass  # the server stays up with nothing loaded; the original error is the one to report
+def _put_back(base_url: str, previous: str | None, headers: dict[str, str] | None) -> None:
+    if previous is None:
+        return
+    try:
+        load(base_url, previous, headers=headers)
+    except LocalModelsError:
+        pass  # the server stays up with nothing loaded; the original error is the one to report
