@@ -151,13 +151,11 @@ def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -
     return sections
 
 
-_INI_UNSAFE = set("[]\r\n;#=")
-
-
 def _ini_safe(name: str, path: str) -> bool:
-    """A name that can be an INI section and a path that can be a value, read back unchanged."""
-    return (bool(name) and name == name.strip() and not _INI_UNSAFE & set(name)
-            and "\n" not in path and "\r" not in path and path == path.strip())
+    """A name that can be an INI section and a path that can be a value, read back unchanged (no line breaks,
+    no comment characters, no edge spaces)."""
+    return (bool(name) and name == name.strip() and not set("[]\r\n;#=") & set(name)
+            and path == path.strip() and not set("\r\n;#") & set(path))
 
 
 def _preset_ini(sections: dict[str, list[str]]) -> str:
