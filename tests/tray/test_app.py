@@ -82,8 +82,14 @@ def test_a_model_crash_under_a_running_router_is_an_error_and_restart_loads_it_a
     assert state_line(t) == "Error: tiny-a stopped unexpectedly"
     call = desktop.wait_notification("llama-server stopped unexpectedly")
     assert "tiny-a" in call.body and call.actions["restart"] == "Restart"
-    desktop.choose_action("llama-server stopped unexpectedly", "Restart")
-    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
+    m = QMenu()
+    menu.build(m, t)
+    restart = next(a for a in m.actions() if a.objectName() == "start")
+    assert restart.text() == "Restart server" and restart.isEnabled()
+    assert "stop" in [a.objectName() for a in m.actions()]  # the router itself still runs
+    restart.trigger()
+    qtbot.waitUntil(lambda: t.icon_state == "running" or bool(t.last_error), timeout=30_000)
+    assert t.last_error == "" and t.icon_state == "running"
     assert t.snapshot.status.pid == served.pid and t.snapshot.status.model == "tiny-a"  # the same router
 
 
