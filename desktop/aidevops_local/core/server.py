@@ -185,8 +185,9 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) is no longer running; "
                                     f"its log is {state.log_path}")
+    children = _child_pids(proc)  # a router's model instances
     try:
-        rss = _tree_rss(proc)
+        rss = _tree_rss(proc, children)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
@@ -196,11 +197,11 @@ def status(*, probe_health: bool = True) -> ServerStatus:
     if state.router:
         described["router"] = True
         # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
-        if healthy and (probe_health or not _child_pids(proc)):
+        if healthy and (probe_health or not children):
             current, message = _router_view(state, described)
     return ServerStatus(state=current, running=True, **described, message=message,
                         endpoint=f"{state.base_url}/v1", rss_bytes=rss,
-                        gpu_memory_bytes=_gpu_memory([proc.pid, *_child_pids(proc)]) if state.gpu_layers else None,
+                        gpu_memory_bytes=_gpu_memory([proc.pid, *children]) if state.gpu_layers else None,
                         # The kernel's start time, not the clock of whichever process ran serve.
                         uptime_s=round(max(0.0, time.time() - state.create_time), 1))
 
@@ -253,10 +254,10 @@ def _child_pids(proc: psutil.Process) -> list[int]:
         return []
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def _tree_rss(proc: psutil.Process, children: list[int]) -> int:
     """The server's memory: its own and, in router mode, that of the model instances it spawned."""
     total = proc.memory_info().rss
-    for pid in _child_pids(proc):
+    for pid in children:
         try:
             total += psutil.Process(pid).memory_info().rss
         except psutil.Error:
