@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import textwrap
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -150,6 +151,25 @@ def test_a_model_that_fails_to_load_at_start_fails_the_start_and_leaves_nothing(
     assert "could not load the model" in err.value.message and "alpha.gguf" in err.value.details
     assert server.current_state() is None
     assert not [p for p in psutil.Process().children(recursive=True) if p.name() == "llama-server"]
+
+
+def test_idle_unload_reaches_the_model_instance_and_a_request_wakes_it(system_runtime, models_dir, port):
+    serving_settings(idle_unload_s=1)
+    status = server.serve("alpha", port=port)
+    try:
+        [instance] = psutil.Process(status.pid).children()
+        argv = instance.cmdline()
+        assert argv[argv.index("--sleep-idle-seconds") + 1] == "1"  # the router passes its flags on
+        deadline = time.monotonic() + 20
+        while "Asleep" not in server.status().message and time.monotonic() < deadline:
+            time.sleep(0.2)  # idle for a second: the model's memory is freed until a request
+        asleep = server.status()
+        assert (asleep.state, asleep.model) == ("running", "alpha") and "Asleep" in asleep.message
+        assert router.switch_model("alpha").pid == status.pid  # asleep is still served: nothing to load
+        assert chat(status.endpoint, "alpha").status_code == 200  # a request wakes it
+        assert (server.status().state, server.status().model) == ("running", "alpha")
+    finally:
+        server.stop(grace=2)
 
 
 def test_router_mode_off_serves_one_model_that_answers_any_request(system_runtime, models_dir, port):

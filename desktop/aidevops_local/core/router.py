@@ -31,11 +31,16 @@ class RouterSupport:
 @dataclass(frozen=True)
 class RouterModel:
     id: str
-    state: str  # "loaded", "loading", "unloaded" (what the router reports)
+    state: str  # "loaded", "sleeping" (idle unload: the next request wakes it), "loading", "unloaded"
     path: str = ""  # the --model it runs
     ctx_size: int | None = None  # its --ctx-size (its own plan's)
     failed: bool = False  # its last load failed (the router keeps the exit status until the next load)
     exit_code: int | None = None
+
+    @property
+    def serving(self) -> bool:
+        """Loaded, awake or asleep: requests naming it are answered without a load."""
+        return self.state in ("loaded", "sleeping")
 
 
 def support(binary: Path) -> RouterSupport:
@@ -82,7 +87,7 @@ def _arg(args: list, *names: str) -> str:
 
 
 def loaded(base_url: str, *, headers: dict[str, str] | None = None) -> list[str]:
-    return [m.id for m in models(base_url, headers=headers) or [] if m.state == "loaded"]
+    return [m.id for m in models(base_url, headers=headers) or [] if m.serving]
 
 
 def router_id(available: list[RouterModel], name: str, path: Path | None = None) -> str:
@@ -112,18 +117,19 @@ def load(
     """Ask the router to load a model and wait until it reports it loaded. The router resets a model's
     state when the request arrives, so "unloaded" afterwards means this load failed (or was undone)."""
     task = f"Loading {model_id}"
-    if _state(base_url, model_id, headers) == ("loaded", False):
+    if (found := _find(base_url, model_id, headers)) is not None and found.serving:
         report(progress, task, 1, 1, unit="step")
         return
     _post(base_url, "load", model_id, headers)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         check_cancelled(cancel)
-        state, failed = _state(base_url, model_id, headers)
-        if state == "loaded":
+        found = _find(base_url, model_id, headers)
+        if found is not None and found.serving:
             report(progress, task, 1, 1, unit="step")
             return
-        if state == "unloaded":
+        failed = found is not None and found.failed
+        if found is not None and found.state == "unloaded":
             raise LocalModelsError(
                 f"llama-server could not load {model_id}." if failed
                 else f"{model_id} was unloaded before it finished loading (another load took its place).",
@@ -138,9 +144,8 @@ def load(
     )
 
 
-def _state(base_url: str, model_id: str, headers: dict[str, str] | None) -> tuple[str, bool]:
-    found = next((m for m in models(base_url, headers=headers) or [] if m.id == model_id), None)
-    return (found.state, found.failed) if found else ("", False)
+def _find(base_url: str, model_id: str, headers: dict[str, str] | None) -> RouterModel | None:
+    return next((m for m in models(base_url, headers=headers) or [] if m.id == model_id), None)
 
 
 def unload(base_url: str, model_id: str, *, headers: dict[str, str] | None = None) -> None:
@@ -185,7 +190,7 @@ def switch_model(
         local = library.resolve_model(name)
         target = _offered(available or [], local.name, local.path)
         if target is not None:
-            before = next((m.id for m in available or [] if m.state == "loaded" and m.id != target), None)
+            before = next((m.id for m in available or [] if m.serving and m.id != target), None)
             try:
                 load(state.base_url, target, progress=progress, cancel=cancel, headers=headers)
             except LocalModelsError as exc:

@@ -215,11 +215,12 @@ def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
     if available is None:
         return "running", ""
     described["models"] = [m.id for m in available]
-    for wanted in ("loaded", "loading"):
-        found = next((m for m in available if m.state == wanted), None)
+    for ready in (True, False):  # what it serves, else what it is loading
+        found = next((m for m in available if (m.serving if ready else m.state == "loading")), None)
         if found is not None:
             described.update(model=found.id, model_path=found.path, ctx_size=found.ctx_size or state.ctx_size)
-            return ("running" if wanted == "loaded" else "starting"), ""
+            asleep = "Asleep after idling (its memory is freed); the next request wakes it."
+            return ("running" if ready else "starting"), (asleep if found.state == "sleeping" else "")
     failed = next((m for m in available if m.failed and m.id == state.model), None)
     if failed is not None:  # the router runs on, but the model it served exited on its own
         described.update(model=failed.id, model_path=failed.path)
@@ -397,7 +398,7 @@ def _model_ready(state: ServerState) -> bool:
     found = next((m for m in available if m.id == state.model), None)
     if found is not None and found.state == "unloaded" and found.failed:
         raise _start_failure(state, found.exit_code if found.exit_code is not None else -1, router_alive=True)
-    return found is not None and found.state == "loaded"
+    return found is not None and found.serving
 
 
 def _start_failure(state: ServerState, returncode: int, *, router_alive: bool = False) -> ServerStartFailed:
