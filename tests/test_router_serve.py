@@ -161,13 +161,14 @@ def test_idle_unload_reaches_the_model_instance_and_a_request_wakes_it(system_ru
         argv = instance.cmdline()
         assert argv[argv.index("--sleep-idle-seconds") + 1] == "1"  # the router passes its flags on
         deadline = time.monotonic() + 20
-        while "Asleep" not in server.status().message and time.monotonic() < deadline:
+        while not server.status().asleep and time.monotonic() < deadline:
             time.sleep(0.2)  # idle for a second: the model's memory is freed until a request
         asleep = server.status()
-        assert (asleep.state, asleep.model) == ("running", "alpha") and "Asleep" in asleep.message
+        assert (asleep.state, asleep.model, asleep.asleep) == ("running", "alpha", True)
         assert router.switch_model("alpha").pid == status.pid  # asleep is still served: nothing to load
         assert chat(status.endpoint, "alpha").status_code == 200  # a request wakes it
-        assert (server.status().state, server.status().model) == ("running", "alpha")
+        awake = server.status()
+        assert (awake.state, awake.model, awake.asleep) == ("running", "alpha", False)
     finally:
         server.stop(grace=2)
 

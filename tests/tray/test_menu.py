@@ -170,6 +170,8 @@ def test_router_mode_switch_is_not_a_restart(qapp):
     labels = [a.text() for a in switch.actions() if a.data()]
     assert [label.endswith("(restarts the server)") for label in labels] == [False] * len(offered) + [True]
     assert items(m)["state"].text() == "Running: smollm2-135m (Q4_1) on port 8080"
+    m, _ = built(replace(snap, status=replace(snap.status, asleep=True)))
+    assert items(m)["state"].text() == "Running: smollm2-135m (Q4_1) on port 8080, asleep"
 
 
 def test_cleanup_line_only_when_there_are_stale_models(qapp):

@@ -121,6 +121,8 @@ def _print_status(s: server.ServerStatus) -> None:
         rows += [["server memory", render.human_bytes(s.rss_bytes)]]
         if s.gpu_memory_bytes is not None:
             rows += [["GPU memory", render.human_bytes(s.gpu_memory_bytes)]]
+        if s.asleep:
+            rows += [["model state", "asleep after idling (memory freed); the next request wakes it"]]
         rows += [["uptime", render.human_duration(s.uptime_s)], ["context", s.ctx_size], ["build", s.build or "-"]]
         if s.router:
             rows += [["can switch to", ", ".join(m for m in s.models or [] if m != s.model) or "-"]]

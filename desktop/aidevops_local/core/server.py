@@ -102,6 +102,7 @@ class ServerStatus:
     api_key_required: bool = False  # clients send `Authorization: Bearer <key>` (see `api-key --show`)
     router: bool = False  # requests name their model; `models` lists the ones this server can load
     models: list[str] | None = None
+    asleep: bool = False  # idle unload freed the model's memory; the next request wakes it
     message: str = ""
 
 
@@ -218,9 +219,9 @@ def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
     for ready in (True, False):  # what it serves, else what it is loading
         found = next((m for m in available if (m.serving if ready else m.state == "loading")), None)
         if found is not None:
-            described.update(model=found.id, model_path=found.path, ctx_size=found.ctx_size or state.ctx_size)
-            asleep = "Asleep after idling (its memory is freed); the next request wakes it."
-            return ("running" if ready else "starting"), (asleep if found.state == "sleeping" else "")
+            described.update(model=found.id, model_path=found.path, ctx_size=found.ctx_size or state.ctx_size,
+                             asleep=found.state == "sleeping")
+            return ("running" if ready else "starting"), ""
     failed = next((m for m in available if m.failed and m.id == state.model), None)
     if failed is not None:  # the router runs on, but the model it served exited on its own
         described.update(model=failed.id, model_path=failed.path)

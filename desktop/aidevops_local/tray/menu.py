@@ -52,7 +52,8 @@ def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
     if s.state == "running":
         model = snap.model(s.model or "")
         quant = f" ({model.quant})" if model and model.quant else ""
-        return f"Running: {s.model or 'no model loaded'}{quant} on port {s.port}"
+        asleep = ", asleep" if s.asleep else ""  # idle unload: the next request wakes it
+        return f"Running: {s.model or 'no model loaded'}{quant} on port {s.port}{asleep}"
     if s.state == "starting":
         return f"Starting: {s.model} on port {s.port}…"
     if s.state == "crashed":
