@@ -3,6 +3,7 @@ switch that is a load request to the running router rather than a restart."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,42 +21,36 @@ def llama_server(llama_server_dir):
     return llama_server_dir / "llama-server"
 
 
+@contextlib.contextmanager
+def running_llama_server(llama_server, port: int, *args: str, log=subprocess.DEVNULL):
+    """The real llama-server on 127.0.0.1 with one thread and a small context, healthy, until the block ends."""
+    argv = [str(llama_server), "--host", "127.0.0.1", "--port", str(port), "-t", "1", "-c", "512", *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
 @pytest.fixture
 def router_server(llama_server, tiny_gguf, tmp_path, free_port):
     models = tmp_path / "models"
     models.mkdir()
     for name in ("alpha", "beta"):
         shutil.copy(tiny_gguf, models / f"{name}.gguf")
-    port = free_port()
-    argv = [
-        str(llama_server),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-t",
-        "1",
-        "-c",
-        "512",
-        "--models-dir",
-        str(models),
-        "--models-max",
-        "1",
-    ]
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "router.log", "wb"), start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield base, models
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
+    with open(tmp_path / "router.log", "wb") as log, running_llama_server(
+        llama_server, free_port(), "--models-dir", str(models), "--models-max", "1", log=log
+    ) as base:
+        yield base, models
 
 
 def test_support_of_the_real_build(llama_server, isolated_home):
@@ -93,36 +88,6 @@ def test_unknown_model_is_not_found(router_server):
         router.load(base, "nope", timeout=5)
 
 
-def test_a_plain_server_is_not_a_router(llama_server, tiny_gguf, free_port, tmp_path):
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(llama_server),
-            "-m",
-            str(tiny_gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-t",
-            "1",
-            "-c",
-            "512",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+def test_a_plain_server_is_not_a_router(llama_server, tiny_gguf, free_port):
+    with running_llama_server(llama_server, free_port(), "-m", str(tiny_gguf)) as base:
         assert router.models(base) is None
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
