@@ -8,7 +8,9 @@ a test that needs the display sets DISPLAY itself from ``private_desktop.display
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import keyring
 import pytest
@@ -16,12 +18,15 @@ import pytest
 from tests.tray.desktop import Desktop, missing_tools, start_desktop, stop_desktop
 
 
-@pytest.fixture(scope="module")
-def private_desktop(tmp_path_factory) -> Desktop:
+@contextlib.contextmanager
+def desktop_session(folder) -> Iterator[Desktop]:
+    """The private desktop, its bus in this process's environment and keyring on its Secret Service, until the
+    block ends; then the bus address as it was and the daemons stopped, whatever happened. Skips the test when
+    the desktop tools are missing."""
     missing = missing_tools()
     if missing:
         pytest.skip(f"desktop tools missing ({', '.join(missing)}): run tests/install-deps.sh")
-    desktop = start_desktop(tmp_path_factory.mktemp("desktop"))
+    desktop = start_desktop(folder)
     saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     os.environ["DBUS_SESSION_BUS_ADDRESS"] = desktop.bus
     choose_keyring()  # now that a Secret Service is on the bus
@@ -36,6 +41,12 @@ def private_desktop(tmp_path_factory) -> Desktop:
             choose_keyring()
         finally:
             stop_desktop(desktop)  # whatever happened above: never leave the daemons running
+
+
+@pytest.fixture(scope="module")
+def private_desktop(tmp_path_factory) -> Iterator[Desktop]:
+    with desktop_session(tmp_path_factory.mktemp("desktop")) as desktop:
+        yield desktop
 
 
 def choose_keyring() -> None:

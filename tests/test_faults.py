@@ -43,7 +43,7 @@ from aidevops_local.core.errors import DiskFull, ExitCode
 from aidevops_local.core.library import model_name
 from tests.fixtures.prepare import sha256_file
 from tests.serving import serving_settings, with_model
-from tests.usage_server import Answer, chat, logged_server
+from tests.usage_server import Answer, chat, logged_server, rows, triples
 from tests.usage_server import client as http_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -202,17 +202,6 @@ def assert_runs(server_path: Path) -> None:
     done = subprocess.run([str(server_path), "--version"], capture_output=True, text=True, timeout=30,
                           check=False)
     assert done.returncode == 0 and VERSION_LINE in done.stderr, done.stderr
-
-
-def rows() -> list[store.ModelUsage]:
-    store.database()
-    return list(store.ModelUsage.select().order_by(store.ModelUsage.id))
-
-
-def triples(items) -> Counter:
-    """(tokens in, tokens out) per request as a multiset."""
-    return Counter((i.tokens_in, i.tokens_out) if isinstance(i, store.ModelUsage) else i.tokens
-                   for i in items)
 
 
 def plain(sql: str, params=()) -> list[tuple]:

@@ -24,22 +24,11 @@ from aidevops_local.cli.main import main as cli
 from aidevops_local.core import config, prices, runtime, server, store, usage
 from aidevops_local.core.config import paths
 from aidevops_local.core.request_log import LogReader, format_header, parse_header
-from tests.usage_server import Answer, chat, logged_server, start_stream
+from tests.usage_server import Answer, chat, logged_server, rows, start_stream, triples
 from tests.usage_server import client as http_client
 
 pytestmark = pytest.mark.real_server
 REPO = Path(__file__).resolve().parents[1]
-
-
-def rows() -> list[store.ModelUsage]:
-    store.database()
-    return list(store.ModelUsage.select().order_by(store.ModelUsage.id))
-
-
-def triples(items) -> Counter:
-    """(tokens in, tokens out) per request, as a multiset: which row is which request does not matter."""
-    return Counter((i.tokens_in, i.tokens_out) if isinstance(i, store.ModelUsage) else i.tokens
-                   for i in items)
 
 
 def run_python(code: str, *, env_extra: dict | None = None,

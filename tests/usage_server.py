@@ -9,6 +9,7 @@ import contextlib
 import json
 import subprocess
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from aidevops_local.core import usage
+from aidevops_local.core import store, usage
 from aidevops_local.core.config import paths
 from aidevops_local.core.request_log import format_header
 from tests.fixtures.prepare import RunningServer, free_port, stop_process, wait_healthy
@@ -130,3 +131,15 @@ def start_stream(client: httpx.Client, url: str, content: str, *, max_tokens: in
                 if seen >= chunks:
                     break
     return seen
+
+
+def rows() -> list[store.ModelUsage]:
+    """Every usage row, in the order written."""
+    store.database()
+    return list(store.ModelUsage.select().order_by(store.ModelUsage.id))
+
+
+def triples(items) -> Counter:
+    """(tokens in, tokens out) per request, as a multiset: which row is which request does not matter."""
+    return Counter((i.tokens_in, i.tokens_out) if isinstance(i, store.ModelUsage) else i.tokens
+                   for i in items)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tray.desktop import ARTIFACTS, Desktop, missing_tools, start_desktop, stop_desktop  # noqa: F401
+from tests.tray.desktop import ARTIFACTS, Desktop  # noqa: F401 - ARTIFACTS: test_display imports it from here
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
@@ -41,22 +41,11 @@ _make_qapplication()
 
 @pytest.fixture(scope="session")
 def desktop(tmp_path_factory) -> Desktop:
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"desktop tools missing ({', '.join(missing)}): run tests/install-deps.sh")
-    desktop = start_desktop(tmp_path_factory.mktemp("desktop"))
-    saved = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
-    os.environ["DBUS_SESSION_BUS_ADDRESS"] = desktop.bus
-    # keyring remembers its first look at the backends (maybe before any bus existed): choose again.
-    from tests.private_desktop import choose_keyring
+    """One private desktop for every tray test (tests/private_desktop.py)."""
+    from tests.private_desktop import desktop_session
 
-    choose_keyring()
-    yield desktop
-    if saved is None:
-        os.environ.pop("DBUS_SESSION_BUS_ADDRESS", None)
-    else:
-        os.environ["DBUS_SESSION_BUS_ADDRESS"] = saved
-    stop_desktop(desktop)
+    with desktop_session(tmp_path_factory.mktemp("desktop")) as desktop:
+        yield desktop
 
 
 @pytest.fixture(autouse=True)
