@@ -48,6 +48,30 @@ def desktop(tmp_path_factory) -> Desktop:
         yield desktop
 
 
+def dispose(t) -> None:
+    """What a test's TrayApp leaves: its poll timer, its workers, its notifications and its windows."""
+    import shiboken6
+
+    t._quitting = True
+    t.timer.stop()
+    t.workers.cancel_all()
+    t.workers.wait(30)
+    t.notifications.close()
+    for window in list(t.windows.values()):
+        if shiboken6.isValid(window):
+            window.close()
+
+
+@pytest.fixture
+def app(qtbot):
+    """A TrayApp with no tray icon, not started: for the tests of its windows."""
+    from aidevops_local.tray.app import TrayApp
+
+    t = TrayApp(use_tray=False, native_notifications=True)
+    yield t
+    dispose(t)
+
+
 @pytest.fixture(autouse=True)
 def _desktop_session(desktop):
     """Every tray test runs inside the private desktop session."""

@@ -18,6 +18,7 @@ from aidevops_local.core import config, server
 from aidevops_local.tray import app as tray_app
 from aidevops_local.tray import menu
 from aidevops_local.tray.app import TrayApp
+from tests.tray.conftest import dispose
 
 
 @pytest.fixture
@@ -35,13 +36,7 @@ def tray(qtbot, monkeypatch):
 
     yield make
     for t in made:
-        t._quitting = True
-        t.timer.stop()
-        t.workers.cancel_all()
-        t.workers.wait(10)
-        t.notifications.close()
-        for window in list(t.windows.values()):
-            window.close()
+        dispose(t)
 
 
 def state_line(t: TrayApp) -> str:

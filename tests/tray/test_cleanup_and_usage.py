@@ -8,11 +8,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-import shiboken6
 
 from aidevops_local.core import clock, config, store, usage
 from aidevops_local.tray import snapshot
-from aidevops_local.tray.app import TrayApp
 
 
 @pytest.fixture
@@ -36,18 +34,6 @@ def stale_models(isolated_home, tiny_gguf):
         )
         paths[name] = path
     return paths
-
-
-@pytest.fixture
-def app(qtbot):
-    t = TrayApp(use_tray=False, native_notifications=True)
-    yield t
-    t.workers.cancel_all()
-    t.workers.wait(30)
-    t.notifications.close()
-    for window in list(t.windows.values()):
-        if shiboken6.isValid(window):
-            window.close()
 
 
 def test_stale_models_show_in_the_snapshot_and_the_window_removes_them(qtbot, app, stale_models):

@@ -3,23 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-import shiboken6
-
-from aidevops_local.tray.app import TrayApp
-
-
-@pytest.fixture
-def app(qtbot):
-    t = TrayApp(use_tray=False, native_notifications=True)
-    yield t
-    t.workers.cancel_all()
-    t.workers.wait(30)
-    t.notifications.close()
-    for window in list(t.windows.values()):
-        if shiboken6.isValid(window):
-            window.close()
-
 
 def test_search_pick_download_and_notify(qtbot, app, fake_hub, tiny_gguf, smollm2_gguf, monkeypatch, desktop):
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)

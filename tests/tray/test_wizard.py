@@ -8,12 +8,12 @@ import importlib.util
 
 import keyring
 import pytest
-import shiboken6
 
 from aidevops_local.core import secrets, server
 from aidevops_local.tray import wizard as wizard_mod
 from aidevops_local.tray.app import TrayApp
 from aidevops_local.tray.wizard import Pick, Wizard
+from tests.tray.conftest import dispose
 
 TAG = "b10068"
 ASSET = f"llama-{TAG}-bin-ubuntu-x64.tar.gz"
@@ -23,11 +23,7 @@ ASSET = f"llama-{TAG}-bin-ubuntu-x64.tar.gz"
 def app(qtbot):
     t = TrayApp(use_tray=False, native_notifications=False)
     yield t
-    for window in t.windows.values():
-        if shiboken6.isValid(window):
-            window.close()
-    t.workers.cancel_all()
-    t.workers.wait(30)
+    dispose(t)
 
 
 def open_wizard(qtbot, app) -> Wizard:
