@@ -71,14 +71,15 @@ def test_settings_window_toggles_start_at_login(qtbot, xdg_config):
     window = SettingsWindow(app)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.save_button.isEnabled(), timeout=10_000)
-    assert not window.login.isChecked()
+    assert not window.login.isChecked() and window.router.isChecked()
     window.login.setChecked(True)
     window.port.setValue(8099)
+    window.router.setChecked(False)  # one model per server
     window.save()
     qtbot.waitUntil(lambda: window.status.text().startswith("Saved"), timeout=10_000)
     assert autostart.status().enabled
     settings = config.load_settings()
-    assert settings.start_at_login and settings.port == 8099
+    assert settings.start_at_login and settings.port == 8099 and not settings.router_mode
     window.login.setChecked(False)
     window.save()
     qtbot.waitUntil(lambda: not autostart.status().enabled, timeout=10_000)

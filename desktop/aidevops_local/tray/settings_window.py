@@ -73,11 +73,14 @@ class SettingsWindow(QWidget):
             specialValueText="never",
         )
         self.idle_label = QLabel("Unload the model when idle for")
+        self.router = QCheckBox("Switch models without a restart (requests must name their model)",
+                                objectName="router_mode")
         server_box = QGroupBox("Server")
         form = QFormLayout(server_box)
         form.addRow("Port", self.port)
         form.addRow("Context size", self.ctx)
         form.addRow(self.idle_label, self.idle)
+        form.addRow(self.router)
         form.addRow(self.keep)
         form.addRow(self.restart)
         form.addRow(self.login)
@@ -129,6 +132,14 @@ class SettingsWindow(QWidget):
         self.keep.setChecked(settings.keep_server_on_quit)
         self.restart.setChecked(settings.auto_restart)
         self.idle.setValue(settings.idle_unload_s)
+        self.router.setChecked(settings.router_mode)
+        support = self.app.snapshot.router
+        router_ok = support.router and support.presets and support.models_max
+        self.router.setEnabled(router_ok)
+        self.router.setToolTip(
+            "One server offers every local model and loads the one a request names."
+            if router_ok else "The installed llama.cpp build has no router mode: switching restarts the server."
+        )
         idle_ok = self.app.snapshot.router.sleep_idle
         self.idle.setEnabled(idle_ok)
         self.idle.setToolTip("" if idle_ok else "The installed llama.cpp build has no --sleep-idle-seconds.")
@@ -172,6 +183,7 @@ class SettingsWindow(QWidget):
             keep_server_on_quit=self.keep.isChecked(),
             auto_restart=self.restart.isChecked(),
             idle_unload_s=self.idle.value(),
+            router_mode=self.router.isChecked(),
         )
         self.save_button.setEnabled(False)
         self.app.workers.submit(
@@ -183,7 +195,7 @@ class SettingsWindow(QWidget):
         self.app.settings = settings
         self.save_button.setEnabled(True)
         note = (
-            " The port and context size apply at the next start." if self.app.snapshot.status.running else ""
+            " The server settings apply at its next start." if self.app.snapshot.status.running else ""
         )
         self.status.setText("Saved." + note)
 
