@@ -8,6 +8,7 @@ import dataclasses
 from ..core import api_key, config, launch, server
 from ..core.errors import ExitCode
 from . import render
+from .arg_types import float_between, int_between
 
 SERVE_EXAMPLES = """examples:
   aidevops-local serve                         # the default (or only) model
@@ -40,9 +41,11 @@ def register(subparsers) -> None:
                               description="Start llama-server in the background with sensible flags and wait "
                                           "until it is healthy.", epilog=SERVE_EXAMPLES, formatter_class=raw)
     p.add_argument("model", nargs="?", help="a .gguf path or the name of a local model (see `models`)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8080, or the settings file's)")
-    p.add_argument("--ctx", type=int, help="context size in tokens (default: the largest that fits)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    p.add_argument("--port", type=int_between(*config.PORT_RANGE),
+                   help="port to listen on (default 8080, or the settings file's)")
+    p.add_argument("--ctx", type=int_between(*config.CTX_RANGE),
+                   help="context size in tokens (default: the largest that fits)")
+    p.add_argument("--threads", type=int_between(*config.THREADS_RANGE), help="CPU threads (default: physical cores)")
     p.add_argument("--host", help="address to bind; anything but 127.0.0.1 exposes the model to the network")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_serve)
@@ -50,7 +53,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("stop", help="stop the server this tool started",
                               description="Stop the llama-server this tool started (never any other).",
                               epilog=STOP_EXAMPLES, formatter_class=raw)
-    p.add_argument("--grace", type=float, help="seconds to wait before SIGKILL (default 10)")
+    p.add_argument("--grace", type=float_between(*config.GRACE_RANGE_S),
+                   help="seconds to wait before SIGKILL (default 10)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_stop)
 
