@@ -53,3 +53,12 @@ def period(longest_days: int) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def host_address(text: str) -> str:
+    """An IP address or a host name, as the settings file's `host` must be."""
+    from ..core import config
+
+    if not config.is_valid_host(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address or a host name, such as 127.0.0.1")
+    return text

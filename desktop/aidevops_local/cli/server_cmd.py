@@ -8,7 +8,7 @@ import dataclasses
 from ..core import api_key, config, launch, server
 from ..core.errors import ExitCode
 from . import render
-from .arg_types import float_between, int_between
+from .arg_types import float_between, host_address, int_between
 
 SERVE_EXAMPLES = """examples:
   aidevops-local serve                         # the default (or only) model
@@ -46,7 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--ctx", type=int_between(*config.CTX_RANGE),
                    help="context size in tokens (default: the largest that fits)")
     p.add_argument("--threads", type=int_between(*config.THREADS_RANGE), help="CPU threads (default: physical cores)")
-    p.add_argument("--host", help="address to bind; anything but 127.0.0.1 exposes the model to the network")
+    p.add_argument("--host", type=host_address,
+                   help="address to bind; anything but 127.0.0.1 exposes the model to the network")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_serve)
 
@@ -76,10 +77,12 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
-    if args.host and not launch.is_loopback(args.host):
-        unguarded = "" if config.load_settings().require_api_key else (
+    settings = config.load_settings()
+    host = args.host or settings.host  # the settings file's host is warned about like --host
+    if not launch.is_loopback(host):
+        unguarded = "" if settings.require_api_key else (
             " Without an API key anyone can; set `require_api_key = true` in the settings file.")
-        render.warn(f"Binding to {args.host}: anyone who can reach this machine can reach the model."
+        render.warn(f"Binding to {host}: anyone who can reach this machine can reach the model."
                     f"{unguarded} Use 127.0.0.1 unless you mean to share it.")
     with render.progress_bar(quiet=args.json) as progress:
         result = server.serve(args.model, port=args.port, ctx=args.ctx, host=args.host, threads=args.threads,
@@ -122,6 +125,7 @@ def _print_status(s: server.ServerStatus) -> None:
     if s.state != "stopped":
         rows += [["model", s.model], ["endpoint", s.endpoint or f"http://{s.host}:{s.port}/v1"], ["pid", s.pid]]
     if s.running:
+        rows += [["listening on", ", ".join(s.listening or []) or "-"]]
         rows += [["server memory", render.human_bytes(s.rss_bytes)]]
         if s.gpu_memory_bytes is not None:
             rows += [["GPU memory", render.human_bytes(s.gpu_memory_bytes)]]

@@ -277,7 +277,7 @@ def check_settings(settings: Settings, where: Path | str) -> None:
         texts = value if isinstance(value, list) else [value] if isinstance(value, str) else []
         for text in texts:
             _check_text(f.name, text, where)
-    if not _valid_host(settings.host):
+    if not is_valid_host(settings.host):
         raise ConfigError(f"Setting 'host' in {where} is not an IP address or a host name: {settings.host!r}",
                           hint='Use `host = "127.0.0.1"` unless you mean to share the server.')
     for arg in settings.extra_server_args:
@@ -316,7 +316,7 @@ def _check_text(name: str, text, where: Path | str) -> None:
                           hint="Remove it.")
 
 
-def _valid_host(host: str) -> bool:
+def is_valid_host(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
         return True
