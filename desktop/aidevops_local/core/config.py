@@ -309,11 +309,10 @@ def _check_text(name: str, text, where: Path | str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError(f"Setting {name!r} holds text that is not valid Unicode: {text!r}",
+        raise ConfigError(f"Setting {name!r} for {where} holds text that is not valid Unicode.",
                           hint="Type it again.") from None
     if "\0" in text:  # no file name or program argument can hold a NUL
-        raise ConfigError(f"Setting {name!r} in {where} holds a NUL character: {text!r}",
-                          hint="Remove it.")
+        raise ConfigError(f"Setting {name!r} in {where} holds a NUL character.", hint="Remove it.")
 
 
 def is_valid_host(host: str) -> bool:

@@ -156,8 +156,8 @@ def check_server_security(settings: config.Settings) -> Check | None:
         exposed = [str(a) for a in addresses if not a.loopback]
         where = ", ".join(map(str, addresses)) or "nothing yet"
         notes.append(f"the running server (pid {state.pid}) listens on {where}")
-        if exposed and launch.is_loopback(settings.host):  # reachable from elsewhere, though not asked to be
-            status = FAIL if not state.api_key_required else WARN
+        if exposed and launch.is_loopback(state.host):  # reachable from elsewhere, though not told to be
+            status = FAIL if not state.api_key_required or status == FAIL else WARN
             notes[-1] += ": other machines can reach it"
             fixes.append("Stop it (`aidevops-local stop`) and serve again: it binds only the `host` setting.")
     if found.cors_localhost:
