@@ -326,3 +326,15 @@ def test_a_public_host_in_the_settings_warns_like_the_flag(tiny_gguf, capsys):
     assert cli(["serve", str(tiny_gguf)]) == 4
     err = " ".join(capsys.readouterr().err.split())
     assert "warning: Binding to 0.0.0.0" in err and "require_api_key = true" in err
+
+
+def test_llama_arg_host_and_port_in_the_environment_do_not_move_the_bind(system_runtime, tiny_gguf, port,
+                                                                         free_port, monkeypatch):
+    """llama-server reads LLAMA_ARG_HOST/PORT, which the server inherits; our --host and --port win over them."""
+    monkeypatch.setenv("LLAMA_ARG_HOST", "0.0.0.0")
+    monkeypatch.setenv("LLAMA_ARG_PORT", str(free_port()))
+    status = server.serve(str(tiny_gguf), port=port)
+    try:
+        assert status.listening == [f"127.0.0.1:{port}"] and "other machines" not in status.message
+    finally:
+        server.stop(grace=2)
