@@ -10,9 +10,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keyring
+import psutil
 import pytest
 from keyring.backends import fail
 
@@ -47,8 +49,8 @@ def test_a_working_setup_passes(private_desktop, system_runtime, monkeypatch, ca
     code, checks = doctor_json(capsys)
     assert code == 0, [c for c in checks.values() if c["status"] != "ok"]
     assert {name: c["status"] for name, c in checks.items()} == {
-        "runtime": "ok", "previous runtime": "ok", "server security": "ok", "database": "ok", "models": "ok",
-        "keyring": "ok", "port": "ok", "tray host": "ok", "disk": "ok"}
+        "settings": "ok", "runtime": "ok", "previous runtime": "ok", "server security": "ok", "database": "ok",
+        "models": "ok", "keyring": "ok", "port": "ok", "tray host": "ok", "disk": "ok"}
     assert "version: 1 (571d0d5)" in checks["runtime"]["summary"]
     assert "--cors-origins localhost" in checks["server security"]["summary"]
     assert "SecretService" in checks["keyring"]["summary"]
@@ -180,9 +182,48 @@ def test_keyring_unusable_warns_and_fails_when_the_api_key_needs_it(only_backend
     assert refused.status == "fail" and "API key" in refused.summary and refused.fix
 
 
-def test_a_key_on_the_command_line_and_a_public_host_are_flagged(system_runtime):
-    serving_settings(extra_server_args=["--api-key", "visible-to-everyone"], host="0.0.0.0")  # nothing is started
+def test_a_public_host_is_flagged(system_runtime):
+    serving_settings(host="0.0.0.0")  # nothing is started
     found = check("server security")
-    assert found.status == "fail"
-    assert "process list" in found.summary and "0.0.0.0" in found.summary
-    assert "visible-to-everyone" not in found.summary + found.fix
+    assert found.status == "fail" and "0.0.0.0" in found.summary and "require_api_key = true" in found.fix
+
+
+def test_a_key_on_the_command_line_fails_the_settings_check_and_is_never_shown(system_runtime, capsys):
+    path = config.paths().config_file
+    text = path.read_text()
+    assert "extra_server_args = []" in text
+    path.write_text(text.replace("extra_server_args = []", 'extra_server_args = ["--api-key", "visible-to-everyone"]'))
+    code, checks = doctor_json(capsys)
+    assert code == 1
+    found = checks["settings"]
+    assert found["status"] == "fail" and "--api-key" in found["summary"] and "process list" in found["summary"]
+    assert "require_api_key = true" in found["summary"] + found["fix"]
+    assert "visible-to-everyone" not in found["summary"] + found["fix"]
+    assert checks["runtime"]["status"] == "ok"  # the other checks still run
+
+
+def test_security_reports_where_the_running_server_really_listens(system_runtime, llama_server_dir, tiny_gguf,
+                                                                   free_port):
+    port = free_port()
+    status = server.serve(str(tiny_gguf), port=port)
+    try:
+        found = check("server security")
+        assert found.status == "ok"
+        assert f"the running server (pid {status.pid}) listens on 127.0.0.1:{port}" in found.summary
+    finally:
+        server.stop(grace=2)
+
+    # A server bound to every interface while its state says 127.0.0.1, as an overriding flag once made it.
+    from tests.fixtures.prepare import llama_server
+
+    port = free_port()
+    with llama_server(llama_server_dir, tiny_gguf, port=port, extra_args=["--host", "0.0.0.0"]) as srv:
+        server._write_state(server.ServerState(
+            pid=srv.proc.pid, create_time=psutil.Process(srv.proc.pid).create_time(), host="127.0.0.1", port=port,
+            model="tiny", model_path=str(tiny_gguf), binary=str(llama_server_dir / "llama-server"),
+            log_path=str(srv.log_path), started_at=time.time(), session_id="s"))
+        exposed = check("server security")
+        server._clear_state()
+    assert exposed.status == "fail"
+    assert f"listens on 0.0.0.0:{port}: other machines can reach it" in exposed.summary
+    assert "aidevops-local stop" in exposed.fix

@@ -272,3 +272,69 @@ def test_prompt_cache_is_capped_at_what_the_plan_leaves_spare(system_runtime, ti
         settings.router_mode, settings.extra_server_args = router_mode, ["--cache-ram", "64"]
         plan = launch.plan_launch(str(tiny_gguf), port=port, settings=settings)
         assert plan.argv.count("--cache-ram") == 1 and plan.argv[-1] == "64" and "cache-ram" not in plan.preset
+
+
+# ---- where it really listens ----------------------------------------------------------------------------
+
+def test_status_says_where_the_server_listens(running, capsys):
+    assert running.listening == [f"127.0.0.1:{running.port}"]
+    capsys.readouterr()
+    assert cli(["status"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if "listening on" in line]
+    assert listed and listed[0].split()[-1] == f"127.0.0.1:{running.port}"
+
+
+def test_extra_args_cannot_move_the_bind(system_runtime, tiny_gguf, port, capsys):
+    """`--host 0.0.0.0` in extra_server_args came after our --host and won: the server listened everywhere
+    while status said 127.0.0.1. It is refused with the settings, before anything starts."""
+    path = config.paths().config_file
+    text = path.read_text()
+    assert "extra_server_args = []" in text
+    path.write_text(text.replace("extra_server_args = []", 'extra_server_args = ["--host", "0.0.0.0"]'))
+    try:
+        assert cli(["serve", str(tiny_gguf), "--port", str(port)]) == 11
+    finally:
+        server.stop(grace=2)
+    err = capsys.readouterr().err
+    assert "--host" in err and "`host`" in err and "Traceback" not in err
+    assert server.current_state() is None
+
+
+def test_status_reports_a_server_listening_beyond_what_it_was_told(llama_server_dir, tiny_gguf, port, tmp_path,
+                                                                   capsys):
+    """A server bound to every interface while the state file says 127.0.0.1 (what an overriding flag did):
+    status reads the address from the kernel and says so."""
+    from tests.fixtures.prepare import llama_server
+
+    with llama_server(llama_server_dir, tiny_gguf, port=port, extra_args=["--host", "0.0.0.0"]) as srv:
+        server._write_state(server.ServerState(
+            pid=srv.proc.pid, create_time=psutil.Process(srv.proc.pid).create_time(), host="127.0.0.1", port=port,
+            model="tiny", model_path=str(tiny_gguf), binary=str(llama_server_dir / "llama-server"),
+            log_path=str(srv.log_path), started_at=time.time(), session_id="s"))
+        status = server.status()
+        assert status.running and status.listening == [f"0.0.0.0:{port}"]
+        assert f"listens on 0.0.0.0:{port}" in status.message and "other machines" in status.message
+        capsys.readouterr()
+        assert cli(["status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["listening"] == [f"0.0.0.0:{port}"]
+        server._clear_state()  # the fixture stops its own server
+
+
+def test_a_public_host_in_the_settings_warns_like_the_flag(tiny_gguf, capsys):
+    # No runtime is installed, so serve stops right after the warning: nothing is ever bound to 0.0.0.0.
+    config.save_settings(config.Settings(host="0.0.0.0"))
+    assert cli(["serve", str(tiny_gguf)]) == 4
+    err = " ".join(capsys.readouterr().err.split())
+    assert "warning: Binding to 0.0.0.0" in err and "require_api_key = true" in err
+
+
+def test_llama_arg_host_and_port_in_the_environment_do_not_move_the_bind(system_runtime, tiny_gguf, port,
+                                                                         free_port, monkeypatch):
+    """llama-server reads LLAMA_ARG_HOST/PORT, which the server inherits; our --host and --port win over them."""
+    monkeypatch.setenv("LLAMA_ARG_HOST", "0.0.0.0")
+    monkeypatch.setenv("LLAMA_ARG_PORT", str(free_port()))
+    status = server.serve(str(tiny_gguf), port=port)
+    try:
+        assert status.listening == [f"127.0.0.1:{port}"] and "other machines" not in status.message
+    finally:
+        server.stop(grace=2)

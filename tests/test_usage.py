@@ -406,7 +406,9 @@ def test_usage_report_and_cli(captured_log, capsys):
     assert cli(["usage", "--since", "30d"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "older-model" in out and "opus" in out
-    assert cli(["usage", "--since", "soon"]) != 0
+    with pytest.raises(SystemExit) as bad_period:  # a usage error, before the database is opened
+        cli(["usage", "--since", "soon"])
+    assert bad_period.value.code == 2
 
     days = usage.daily(since=timedelta(days=30))  # the tray's chart
     assert [(d.model, d.tokens_in, d.tokens_out) for d in days] == [

@@ -7,6 +7,7 @@ import sys
 
 from ..core.errors import ChoiceNeeded, ExitCode, Refused
 from . import render
+from .arg_types import int_between
 
 # The core modules behind these commands (huggingface_hub, peewee) are imported inside each command, so
 # that `status` and the other commands never pay for them at start-up.
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
                               epilog=SEARCH_EXAMPLES, formatter_class=raw)
     p.add_argument("query", nargs="*", help="words to search for")
     p.add_argument("--repo", help="list this repo's GGUF files instead")
-    p.add_argument("--limit", type=int, default=20, help="at most this many repos (default 20)")
+    p.add_argument("--limit", type=int_between(1, 1000), default=20, help="at most this many repos (default 20)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_search)
 

@@ -8,6 +8,7 @@ import dataclasses
 from ..core import api_key, config, launch, server
 from ..core.errors import ExitCode
 from . import render
+from .arg_types import float_between, host_address, int_between
 
 SERVE_EXAMPLES = """examples:
   aidevops-local serve                         # the default (or only) model
@@ -40,17 +41,21 @@ def register(subparsers) -> None:
                               description="Start llama-server in the background with sensible flags and wait "
                                           "until it is healthy.", epilog=SERVE_EXAMPLES, formatter_class=raw)
     p.add_argument("model", nargs="?", help="a .gguf path or the name of a local model (see `models`)")
-    p.add_argument("--port", type=int, help="port to listen on (default 8080, or the settings file's)")
-    p.add_argument("--ctx", type=int, help="context size in tokens (default: the largest that fits)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
-    p.add_argument("--host", help="address to bind; anything but 127.0.0.1 exposes the model to the network")
+    p.add_argument("--port", type=int_between(*config.PORT_RANGE),
+                   help="port to listen on (default 8080, or the settings file's)")
+    p.add_argument("--ctx", type=int_between(*config.CTX_RANGE),
+                   help="context size in tokens (default: the largest that fits)")
+    p.add_argument("--threads", type=int_between(*config.THREADS_RANGE), help="CPU threads (default: physical cores)")
+    p.add_argument("--host", type=host_address,
+                   help="address to bind; anything but 127.0.0.1 exposes the model to the network")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_serve)
 
     p = subparsers.add_parser("stop", help="stop the server this tool started",
                               description="Stop the llama-server this tool started (never any other).",
                               epilog=STOP_EXAMPLES, formatter_class=raw)
-    p.add_argument("--grace", type=float, help="seconds to wait before SIGKILL (default 10)")
+    p.add_argument("--grace", type=float_between(*config.GRACE_RANGE_S),
+                   help="seconds to wait before SIGKILL (default 10)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_stop)
 
@@ -72,10 +77,12 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
-    if args.host and not launch.is_loopback(args.host):
-        unguarded = "" if config.load_settings().require_api_key else (
+    settings = config.load_settings()
+    host = args.host or settings.host  # the settings file's host is warned about like --host
+    if not launch.is_loopback(host):
+        unguarded = "" if settings.require_api_key else (
             " Without an API key anyone can; set `require_api_key = true` in the settings file.")
-        render.warn(f"Binding to {args.host}: anyone who can reach this machine can reach the model."
+        render.warn(f"Binding to {host}: anyone who can reach this machine can reach the model."
                     f"{unguarded} Use 127.0.0.1 unless you mean to share it.")
     with render.progress_bar(quiet=args.json) as progress:
         result = server.serve(args.model, port=args.port, ctx=args.ctx, host=args.host, threads=args.threads,
@@ -118,6 +125,7 @@ def _print_status(s: server.ServerStatus) -> None:
     if s.state != "stopped":
         rows += [["model", s.model], ["endpoint", s.endpoint or f"http://{s.host}:{s.port}/v1"], ["pid", s.pid]]
     if s.running:
+        rows += [["listening on", ", ".join(s.listening or []) or "-"]]
         rows += [["server memory", render.human_bytes(s.rss_bytes)]]
         if s.gpu_memory_bytes is not None:
             rows += [["GPU memory", render.human_bytes(s.gpu_memory_bytes)]]

@@ -6,7 +6,9 @@ import argparse
 import sys
 from datetime import datetime
 
+from ..core.config import DAYS_RANGE
 from . import render
+from .arg_types import int_between, period
 
 # The core modules these commands use (peewee, the log reader) are imported inside each command: every
 # other command, `status` above all, must not pay for them at start-up.
@@ -30,7 +32,8 @@ def register(subparsers) -> None:
         description="Per-model usage of the local server: requests, tokens in/out, mean tokens/s, time, last "
                     "use, and what the same tokens would have cost on the cloud tiers.",
         epilog=USAGE_EXAMPLES, formatter_class=raw)
-    p.add_argument("--since", metavar="PERIOD", help="only the last PERIOD: 30m, 24h, 7d, 2w")
+    p.add_argument("--since", metavar="PERIOD", type=period(DAYS_RANGE[1]),
+                   help="only the last PERIOD: 30m, 24h, 7d, 2w")
     p.add_argument("--model", help="only this model")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--reset-db", action="store_true", help="move a damaged database aside (kept as "
@@ -45,7 +48,8 @@ def register(subparsers) -> None:
         epilog=CLEANUP_EXAMPLES, formatter_class=raw)
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help="remove exactly these models, whatever their age")
-    p.add_argument("--days", type=int, help="unused for this many days counts as stale (default 30)")
+    p.add_argument("--days", type=int_between(*DAYS_RANGE),
+                   help="unused for this many days counts as stale (default 30)")
     p.add_argument("--dry-run", action="store_true", help="only list; remove nothing")
     p.add_argument("--yes", "-y", action="store_true", help="remove without asking")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

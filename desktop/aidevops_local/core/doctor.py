@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import psutil
 
-from . import build_features, config, hardware, launch, migrations, runtime, secrets, server
+from . import build_features, config, hardware, launch, listening, migrations, runtime, secrets, server
 from .errors import LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
 from .progress import ProgressCallback, report
 
@@ -54,8 +54,9 @@ class DoctorReport:
 
 
 def run(*, hashes: bool = False, progress: ProgressCallback | None = None) -> DoctorReport:
-    settings = _settings()
+    settings, settings_check = _settings()
     checks = [
+        settings_check,
         _guarded("runtime", check_runtime),
         _guarded("previous runtime", check_previous_runtime),
         _guarded("server security", lambda: check_server_security(settings)),
@@ -72,11 +73,16 @@ def run(*, hashes: bool = False, progress: ProgressCallback | None = None) -> Do
     return DoctorReport(checks=tuple(checks), failed=failed, warned=warned, ok=failed == 0)
 
 
-def _settings() -> config.Settings:
+def _settings() -> tuple[config.Settings, Check]:
+    """The settings and their check. A file that does not load fails that check, and the others look at the
+    defaults (what would be used once the file is fixed or deleted)."""
+    path = config.paths().config_file
     try:
-        return config.load_settings()
-    except LocalModelsError:
-        return config.Settings()  # the config check is the settings' own error, met by every command
+        settings = config.load_settings()
+    except LocalModelsError as exc:
+        return config.Settings(), Check("settings", FAIL, exc.message, fix=exc.hint)
+    where = str(path) if path.exists() else f"defaults (no {path})"
+    return settings, Check("settings", OK, f"{where}: every value in range")
 
 
 def _guarded(name: str, check: Callable[[], Check | None]) -> Check | None:
@@ -139,16 +145,21 @@ def check_server_security(settings: config.Settings) -> Check | None:
         status = FAIL
         notes.append("require_api_key is on, but this build cannot take the key from its environment")
         fixes.append("Run `aidevops-local update` for a newer build, or set `require_api_key = false`.")
-    if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in settings.extra_server_args):
-        status = FAIL
-        notes.append("extra_server_args holds --api-key: every user of this machine can read it in the "
-                     "process list")
-        fixes.append("Remove it from extra_server_args and set `require_api_key = true` instead.")
     if not launch.is_loopback(settings.host):
         status = FAIL if not settings.require_api_key else WARN
         notes.append(f"the server binds {settings.host}: other machines can reach it"
                      + ("" if settings.require_api_key else ", with no API key"))
         fixes.append("Set `host = \"127.0.0.1\"` unless you mean to share it (then also `require_api_key = true`).")
+    running = _running_listen_addresses()
+    if running is not None:
+        state, addresses = running
+        exposed = [str(a) for a in addresses if not a.loopback]
+        where = ", ".join(map(str, addresses)) or "nothing yet"
+        notes.append(f"the running server (pid {state.pid}) listens on {where}")
+        if exposed and launch.is_loopback(state.host):  # reachable from elsewhere, though not told to be
+            status = FAIL if not state.api_key_required or status == FAIL else WARN
+            notes[-1] += ": other machines can reach it"
+            fixes.append("Stop it (`aidevops-local stop`) and serve again: it binds only the `host` setting.")
     if found.cors_localhost:
         notes.insert(0, "browsers: only localhost pages may read its answers (--cors-origins localhost)")
     else:
@@ -158,6 +169,14 @@ def check_server_security(settings: config.Settings) -> Check | None:
         fixes.append("Run `aidevops-local update` for a build that can limit CORS to localhost.")
     notes.append("API key: " + ("required" if settings.require_api_key else "off (require_api_key = false)"))
     return Check("server security", status, "; ".join(notes), fix=" ".join(fixes))
+
+
+def _running_listen_addresses() -> tuple[server.ServerState, list[listening.ListenAddress]] | None:
+    """Our running server's state and where it really listens (not where it was told to), or None."""
+    state = server.current_state()
+    if state is None or server.owned_process(state) is None:
+        return None
+    return state, listening.tcp_listen_addresses([state.pid])
 
 
 # ---- models -------------------------------------------------------------------------------------------------

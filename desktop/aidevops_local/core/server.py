@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from . import api_key, config, hardware, launch, local_http, request_log
+from . import api_key, config, hardware, launch, listening, local_http, request_log
 from .errors import CorruptModel, DiskFull, PortInUse, Refused, ServerNotRunning, ServerStartFailed
 from .progress import ProgressCallback, report
 
@@ -85,7 +85,8 @@ class ServerStatus:
     running: bool  # a server process of ours is up (a router whose model crashed is "crashed" and running)
     pid: int | None = None
     endpoint: str | None = None  # OpenAI-compatible base URL (…/v1)
-    host: str | None = None
+    host: str | None = None  # the address it was told to bind
+    listening: list[str] | None = None  # the TCP addresses it actually listens on, as the kernel says
     port: int | None = None
     model: str | None = None
     model_path: str | None = None
@@ -200,8 +201,14 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
         if healthy and (probe_health or not children):
             current, message = _router_view(state, described)
+    addresses = listening.tcp_listen_addresses([proc.pid])
+    exposed = [str(a) for a in addresses if not a.loopback] if launch.is_loopback(state.host) else []
+    if exposed:  # told to stay on this machine, yet reachable from others (e.g. a flag that overrode --host)
+        warning = (f"llama-server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
+                   "reach it. Run `aidevops-local stop`.")
+        message = f"{message} {warning}".strip()
     return ServerStatus(state=current, running=True, **described, message=message,
-                        endpoint=f"{state.base_url}/v1", rss_bytes=rss,
+                        listening=[str(a) for a in addresses], endpoint=f"{state.base_url}/v1", rss_bytes=rss,
                         gpu_memory_bytes=_gpu_memory([proc.pid, *children]) if state.gpu_layers else None,
                         # The kernel's start time, not the clock of whichever process ran serve.
                         uptime_s=round(max(0.0, time.time() - state.create_time), 1))
