@@ -304,6 +304,9 @@ def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(
                                 total_requests=4, last_used="2026-11-01 00:00:00").execute()
     monkeypatch.chdir(here)
     assert library.list_models(include_external=False) == []
+    from aidevops_local.core import doctor
+
+    assert "file missing: rel-Q8_0.gguf" in doctor.check_models(hashes=False).details[0]
     library.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))
     row = store.ModelInventory.get_by_id("rel-Q8_0")
     assert (row.path, row.total_requests) == (str(here / "rel-Q8_0.gguf"), 4)  # repaired, history kept

@@ -245,6 +245,9 @@ def test_older_usage_db_keeps_its_model_access_rows_and_lists_no_model(capsys):
     # History, not models: no file of theirs is known, and the database file is never one.
     assert cli(["models", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"
+    from aidevops_local.core import doctor
+
+    assert doctor.check_models(hashes=False).summary == "no models recorded yet"
 
 
 def test_older_usage_db_the_helper_already_copied_is_not_counted_twice():

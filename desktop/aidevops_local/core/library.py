@@ -413,13 +413,14 @@ def _hf_blob(link: Path) -> Path | None:
     link. That blob is the entry's own storage: it goes with it."""
     cache = config.hf_hub_cache().resolve()
     try:
-        entry = link.parent.resolve() / link.name
-        repo = entry.relative_to(cache).parts[0]
+        parts = (link.parent.resolve() / link.name).relative_to(cache).parts  # the entry itself, not followed
+        if len(parts) < 3 or not parts[0].startswith("models--") or parts[1] != "snapshots":
+            return None
         blob = link.resolve()
-        blob.relative_to(cache / repo / "blobs")
-    except (ValueError, IndexError, OSError):
+        blob.relative_to(cache / parts[0] / "blobs")
+    except (ValueError, OSError):
         return None
-    return blob if repo.startswith("models--") and entry.relative_to(cache).parts[1:2] == ("snapshots",) else None
+    return blob
 
 
 def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
