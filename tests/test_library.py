@@ -293,6 +293,18 @@ def test_a_relative_path_is_recorded_absolute(homes, tiny_gguf, monkeypatch):
     assert library.resolve_model("rel-Q8_0").path == here / "rel-Q8_0.gguf"
 
 
+def test_serve_of_a_relative_path_plans_and_records_it_absolute(homes, system_runtime, tiny_gguf, monkeypatch, port):
+    from aidevops_local.core import launch
+
+    here = homes / "work"
+    here.mkdir()
+    shutil.copy(tiny_gguf, here / "rel-Q8_0.gguf")
+    monkeypatch.chdir(here)
+    plan = launch.plan_launch("./rel-Q8_0.gguf", port=port)
+    assert plan.model_path == here / "rel-Q8_0.gguf"  # what server.json, the log and cleanup see
+    assert store.ModelInventory.get_by_id("rel-Q8_0").path == str(here / "rel-Q8_0.gguf")
+
+
 def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(homes, tiny_gguf, monkeypatch):
     """An older version stored `serve ./x.gguf` as x.gguf: where it was is unknown. It is not listed (a file of
     that name in whatever folder the command runs from is another file); serving the file again repairs it."""
