@@ -212,3 +212,46 @@ def test_nudge_at_most_once_a_day():
     assert "6.0 GB" in run_cli("nudge", shift="+25 hours").stdout
     assert run_cli("nudge", shift="+26 hours").stdout == ""
     assert as_json(run_cli("nudge", "--json", shift="+26 hours")) is None
+
+
+# ---- links and paths that are not plainly ours (issue 12, items 5 and 17) --------------------------------
+
+def test_a_link_out_of_the_models_folder_is_kept_and_named_only_its_link_goes(tmp_path, tiny_gguf, capsys):
+    precious = tmp_path / "elsewhere" / "precious.gguf"
+    precious.parent.mkdir()
+    shutil.copyfile(tiny_gguf, precious)
+    link = pulled_copy(tiny_gguf, "linked")
+    add_model("linked", [link], downloaded=now() - timedelta(days=100))
+    link.unlink()
+    link.symlink_to(precious)  # a pulled model replaced by a link to someone else's file
+
+    assert cli(["cleanup", "--yes", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)["models"]
+    assert not listed["removable"] and str(precious) in listed["reason"]
+    assert link.is_symlink() and precious.exists()
+
+    assert cli(["cleanup", "linked", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["linked"]
+    assert not link.is_symlink() and precious.exists()
+
+
+def test_a_relative_stored_path_never_reaches_a_file_in_the_current_folder(tmp_path, tiny_gguf, monkeypatch,
+                                                                         capsys):
+    """An older version stored `serve ./rel.gguf` as rel.gguf; run from a folder holding another rel.gguf,
+    cleanup must not take that file for the model's."""
+    store.database()
+    store.ModelInventory.create(model="rel", path="rel.gguf", files=["rel.gguf"], size_bytes=10, source="pulled",
+                                downloaded=now() - timedelta(days=100))
+    here = tmp_path / "somewhere"
+    here.mkdir()
+    unrelated = here / "rel.gguf"
+    shutil.copyfile(tiny_gguf, unrelated)
+    monkeypatch.chdir(here)
+
+    assert cli(["cleanup", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == []  # no file of it is on disk: nothing to free
+
+    assert cli(["cleanup", "rel", "--yes", "--json"]) == 0  # named: its row goes, no file does
+    assert json.loads(capsys.readouterr().out)["removed"] == ["rel"]
+    assert unrelated.exists()
+    assert store.ModelInventory.get_or_none(store.ModelInventory.model == "rel") is None

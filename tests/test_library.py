@@ -212,7 +212,133 @@ def test_listing_is_fast_with_many_models(homes, tiny_gguf):
 def test_a_model_served_in_place_is_remembered(homes, tiny_gguf):
     _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
     model = library.resolve_model("tiny-Q8_0")
+    assert store.ModelInventory.select().count() == 0  # finding it records nothing; serving it does
+    library.remember(model)  # what serve does once the model passed its checks
     row = store.ModelInventory.get(store.ModelInventory.model == "tiny-Q8_0")
     assert (row.source, row.repo, row.path) == ("external", "org/tiny", str(model.path))
     (listed,) = library.list_models()
     assert listed.name == "tiny-Q8_0" and listed.source == "external" and listed.where == "HF cache"
+
+
+# ---- never delete through a link (issue 12, item 5) -----------------------------------------------------
+
+def test_rm_of_a_link_into_another_tools_cache_removes_only_the_link(homes, tiny_gguf):
+    snap = _hf_cache_model(homes / "hf-cache", "org/tiny", "cached-Q8_0.gguf", tiny_gguf)
+    blob = snap.resolve()
+    models = config.paths().models_dir
+    models.mkdir(parents=True)
+    link = models / "linked-Q8_0.gguf"
+    link.symlink_to(snap)
+    done = _cli("models", "rm", "linked-Q8_0")
+    assert done.returncode == 12 and str(blob) in done.stderr and "--yes" in done.stderr
+    assert link.is_symlink()
+    done = _cli("models", "rm", "linked-Q8_0", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not link.is_symlink() and not link.exists()
+    assert snap.exists() and blob.exists()  # the other tool's cache is untouched
+
+
+def test_a_pulled_model_replaced_by_a_link_needs_confirmation_and_keeps_its_target(homes, tiny_gguf, tmp_path):
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    outside = tmp_path / "elsewhere" / "precious.gguf"
+    outside.parent.mkdir()
+    shutil.copy(tiny_gguf, outside)
+    path = p.models_dir / "mine-Q8_0.gguf"
+    shutil.copy(tiny_gguf, path)
+    _record("mine-Q8_0", [path])
+    path.unlink()
+    path.symlink_to(outside)
+    model = library.resolve_model("mine-Q8_0")
+    with pytest.raises(Refused) as refused:
+        library.remove_model(model)
+    assert str(outside) in refused.value.message and path.is_symlink()
+    assert library.remove_model(model, confirmed=True) == 0  # a link frees nothing
+    assert not path.is_symlink() and outside.exists()
+    assert store.ModelInventory.get_or_none(store.ModelInventory.model == "mine-Q8_0") is None
+
+
+# ---- what enters the inventory, and how (items 16, 17, 22) ------------------------------------------------
+
+def test_a_serve_refused_for_a_corrupt_file_records_nothing(homes, system_runtime, corrupt_ggufs, tiny_gguf,
+                                                             tmp_path, port):
+    from aidevops_local.core import doctor, launch
+
+    bad = tmp_path / "bad-Q8_0.gguf"
+    shutil.copy(corrupt_ggufs["random_header"], bad)
+    done = _cli("serve", str(bad), "--port", str(port))
+    assert done.returncode == 6, done.stderr
+    store.database()
+    assert store.ModelInventory.select().count() == 0
+    assert library.list_models(include_external=False) == []
+    assert "no models recorded" in doctor.check_models(hashes=False).summary
+    good = tmp_path / "good-Q8_0.gguf"
+    shutil.copy(tiny_gguf, good)
+    launch.plan_launch(str(good), port=port)  # its checks pass: now it is recorded
+    assert [r.model for r in store.ModelInventory.select()] == ["good-Q8_0"]
+
+
+def test_a_relative_path_is_recorded_absolute(homes, tiny_gguf, monkeypatch):
+    here = homes / "work"
+    here.mkdir()
+    shutil.copy(tiny_gguf, here / "rel-Q8_0.gguf")
+    monkeypatch.chdir(here)
+    model = library.resolve_model("./rel-Q8_0.gguf")
+    assert model.path == here / "rel-Q8_0.gguf" and all(f.is_absolute() for f in model.files)
+    library.remember(model)
+    row = store.ModelInventory.get_by_id("rel-Q8_0")
+    assert row.path == str(here / "rel-Q8_0.gguf") and row.files == [str(here / "rel-Q8_0.gguf")]
+    monkeypatch.chdir(homes)  # from another folder it is the same model
+    assert [m.name for m in library.list_models(include_external=False)] == ["rel-Q8_0"]
+    assert library.resolve_model("rel-Q8_0").path == here / "rel-Q8_0.gguf"
+
+
+def test_serve_of_a_relative_path_plans_and_records_it_absolute(homes, system_runtime, tiny_gguf, monkeypatch, port):
+    from aidevops_local.core import launch
+
+    here = homes / "work"
+    here.mkdir()
+    shutil.copy(tiny_gguf, here / "rel-Q8_0.gguf")
+    monkeypatch.chdir(here)
+    plan = launch.plan_launch("./rel-Q8_0.gguf", port=port)
+    assert plan.model_path == here / "rel-Q8_0.gguf"  # what server.json, the log and cleanup see
+    assert store.ModelInventory.get_by_id("rel-Q8_0").path == str(here / "rel-Q8_0.gguf")
+
+
+def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(homes, tiny_gguf, monkeypatch):
+    """An older version stored `serve ./x.gguf` as x.gguf: where it was is unknown. It is not listed (a file of
+    that name in whatever folder the command runs from is another file); serving the file again repairs it."""
+    here = homes / "work"
+    here.mkdir()
+    shutil.copy(tiny_gguf, here / "rel-Q8_0.gguf")
+    store.database()
+    store.ModelInventory.insert(model="rel-Q8_0", path="rel-Q8_0.gguf", files=["rel-Q8_0.gguf"], source="external",
+                                total_requests=4, last_used="2026-11-01 00:00:00").execute()
+    monkeypatch.chdir(here)
+    assert library.list_models(include_external=False) == []
+    from aidevops_local.core import doctor
+
+    assert "file missing: rel-Q8_0.gguf" in doctor.check_models(hashes=False).details[0]
+    library.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))
+    row = store.ModelInventory.get_by_id("rel-Q8_0")
+    assert (row.path, row.total_requests) == (str(here / "rel-Q8_0.gguf"), 4)  # repaired, history kept
+    monkeypatch.chdir(homes)
+    (listed,) = library.list_models(include_external=False)
+    assert listed.path == here / "rel-Q8_0.gguf" and listed.total_requests == 4
+
+
+def test_rows_without_a_model_file_are_not_models(homes, tmp_path, monkeypatch):
+    """The old helper kept rows for models whose file was gone (path ''), and a path may name something that is
+    not a GGUF at all (its usage.db): neither is a model to list, serve or remove."""
+    db_file = config.paths().legacy_dir / "usage.db"
+    db_file.parent.mkdir(parents=True)
+    db_file.write_bytes(b"SQLite format 3\x00" + b"\x00" * 100)
+    store.database()
+    store.ModelInventory.insert(model="old", path="", source="legacy", total_requests=3).execute()
+    store.ModelInventory.insert(model="usage", path=str(db_file), files=[str(db_file)], source="legacy").execute()
+    monkeypatch.chdir(db_file.parent)
+    assert library.list_models() == []
+    with pytest.raises(ModelNotFound):
+        library.resolve_model("old")
+    done = _cli("models", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout) == []

@@ -85,6 +85,26 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
                     for name, got in asked.items()}
 
 
+def test_a_model_the_router_loads_on_request_gets_an_inventory_row(router_running, models_dir):
+    """beta is offered but was never served by name: the request that names it makes the router load it, and
+    `models` and `cleanup` must know it was used (issue 12, item 15)."""
+    from aidevops_local.core import cleanup, library, store
+
+    store.database()
+    assert store.ModelInventory.get_or_none(store.ModelInventory.model == "beta") is None
+    asked = chat(router_running.endpoint, "beta", 3)
+    assert asked.status_code == 200
+    server.stop(grace=2)  # reads the log: the request is a usage row now
+    [row] = usage.store.ModelUsage.select().where(usage.store.ModelUsage.model == "beta")
+    beta = store.ModelInventory.get_by_id("beta")
+    assert (beta.path, beta.source, beta.total_requests) == (str(models_dir / "beta.gguf"), "external", 1)
+    assert beta.last_used == row.timestamp
+    [listed] = [m for m in library.list_models() if m.name == "beta"]
+    assert listed.total_requests == 1 and listed.last_used is not None  # not "never"
+    [stale] = cleanup.find_stale(names=["beta"]).models  # cleanup knows it
+    assert stale.files == [str(models_dir / "beta.gguf")]
+
+
 def test_a_failed_switch_puts_the_previous_model_back(router_running, models_dir, corrupt_ggufs):
     # beta passed the checks at start and is damaged afterwards: the router's instance fails to load it.
     shutil.copy(corrupt_ggufs["random_header"], models_dir / "beta.gguf")

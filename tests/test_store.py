@@ -219,6 +219,62 @@ def test_older_usage_db_is_imported_once_and_left_as_it_was():
     assert sha(legacy) == before
 
 
+# The shell helper's oldest layout (its ~/.aidevops/local-models/usage.db): requests in `usage`, and per model
+# its first and last use and request count in `model_access`.
+OLDEST_USAGE_DB = """
+    CREATE TABLE usage (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, timestamp TEXT,
+        tokens_in INTEGER, tokens_out INTEGER, duration_ms INTEGER, tok_per_sec REAL);
+    CREATE TABLE model_access (model TEXT PRIMARY KEY, first_used TEXT, last_used TEXT, total_requests INTEGER);
+    INSERT INTO usage VALUES (1, 'old', '2025-10-01 10:00:00', 5, 6, 7, 1.5);
+    INSERT INTO usage VALUES (2, 'old', '2025-10-02 10:00:00', 8, 9, 10, 2.5);
+    INSERT INTO model_access VALUES ('old', '2025-09-01 00:00:00', '2025-10-02 10:00:00', 2);
+    INSERT INTO model_access VALUES ('gone', '2025-08-01T00:00:00Z', '2025-08-15 12:00:00', 11);"""
+
+
+def test_older_usage_db_keeps_its_model_access_rows_and_lists_no_model(capsys):
+    legacy = paths().legacy_dir / "usage.db"
+    seed_database(legacy, OLDEST_USAGE_DB)
+    store.database()
+    assert plain("SELECT model, timestamp, tokens_in, tokens_out FROM model_usage ORDER BY id") == [
+        ("old", "2025-10-01 10:00:00", 5, 6), ("old", "2025-10-02 10:00:00", 8, 9)]
+    rows = {r.model: r for r in store.ModelInventory.select()}
+    assert set(rows) == {"old", "gone"}
+    assert (rows["old"].last_used, rows["old"].downloaded, rows["old"].total_requests, rows["old"].source) == (
+        datetime(2025, 10, 2, 10, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC), 2, "legacy")
+    assert rows["gone"].downloaded == datetime(2025, 8, 1, tzinfo=UTC) and rows["gone"].total_requests == 11
+    # History, not models: no file of theirs is known, and the database file is never one.
+    assert cli(["models", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+    from aidevops_local.core import doctor
+
+    assert doctor.check_models(hashes=False).summary == "no models recorded yet"
+
+
+def test_older_usage_db_the_helper_already_copied_is_not_counted_twice():
+    """The shell helper copied usage.db into local-models.db and kept the old file: importing it again must
+    neither double its requests nor raise its request counts."""
+    seed_database(paths().legacy_dir / "usage.db", OLDEST_USAGE_DB)
+    seed_database(paths().database, """
+        CREATE TABLE model_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, session_id TEXT
+            DEFAULT '', timestamp TEXT, tokens_in INTEGER, tokens_out INTEGER, duration_ms INTEGER,
+            tok_per_sec REAL);
+        CREATE TABLE model_inventory (model TEXT PRIMARY KEY, file_path TEXT NOT NULL DEFAULT '', repo_source TEXT,
+            size_bytes INTEGER, quantization TEXT, first_seen TEXT, last_used TEXT, total_requests INTEGER);
+        INSERT INTO model_usage (model, session_id, timestamp, tokens_in, tokens_out, duration_ms, tok_per_sec)
+            SELECT 'old', '', '2025-10-01 10:00:00', 5, 6, 7, 1.5;
+        INSERT INTO model_usage (model, session_id, timestamp, tokens_in, tokens_out, duration_ms, tok_per_sec)
+            SELECT 'old', '', '2025-10-02 10:00:00', 8, 9, 10, 2.5;
+        INSERT INTO model_usage (model, session_id, timestamp, tokens_in, tokens_out, duration_ms, tok_per_sec)
+            SELECT 'old', 's', '2025-11-01 10:00:00', 1, 1, 1, 1.0;
+        INSERT INTO model_inventory (model, first_seen, last_used, total_requests)
+            VALUES ('old', '2025-09-01 00:00:00', '2025-11-01 10:00:00', 3);""")
+    store.database()
+    assert plain("SELECT COUNT(*) FROM model_usage") == [(3,)]
+    old = store.ModelInventory.get_by_id("old")
+    assert old.total_requests == 3 and old.last_used == datetime(2025, 11, 1, 10, tzinfo=UTC)
+    assert store.ModelInventory.get_by_id("gone").total_requests == 11
+
+
 def test_damaged_older_usage_db_does_not_keep_ours_from_opening():
     legacy = paths().legacy_dir / "usage.db"
     legacy.parent.mkdir(parents=True)

@@ -371,11 +371,25 @@ def test_inventory_follows_the_rows(captured_log, tiny_gguf):
     assert store.ModelInventory.get_by_id("tiny").total_requests == 2 + len(answers)
 
 
-def test_model_not_in_inventory_still_gets_rows(captured_log):
-    install_log(captured_log[0])
+def test_model_not_in_inventory_still_gets_rows(captured_log, tiny_gguf, tmp_path):
+    log = install_log(captured_log[0])
+    # Its file is gone since: rows, and no inventory entry for a file that is not there.
+    log.write_text(log.read_text().replace(json.dumps(str(tiny_gguf)), json.dumps(str(tmp_path / "gone.gguf")),
+                                           1))
     assert usage.ingest() == len(captured_log[1])
     store.database()
     assert store.ModelInventory.select().count() == 0
+
+
+def test_model_not_in_inventory_whose_file_is_there_gets_a_row(captured_log, tiny_gguf):
+    install_log(captured_log[0])
+    assert usage.ingest() == len(captured_log[1])
+    latest = max(r.timestamp for r in rows())
+    (row,) = store.ModelInventory.select()
+    assert (row.model, row.path, row.source) == ("tiny", str(tiny_gguf), "external")
+    assert row.total_requests == len(captured_log[1]) and row.last_used == latest
+    usage.ingest()  # nothing new: nothing counted twice
+    assert store.ModelInventory.get_by_id("tiny").total_requests == len(captured_log[1])
 
 
 def test_usage_report_and_cli(captured_log, capsys):

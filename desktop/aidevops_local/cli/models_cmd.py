@@ -183,8 +183,9 @@ def cmd_models_rm(args) -> int:
 
     model = library.resolve_model(args.name)
     confirmed = args.yes
-    if model.read_only and not confirmed and sys.stdin.isatty() and sys.stderr.isatty():
-        answer = input(f"{model.name} was not downloaded by aidevops-local ({model.path}). Delete it? [y/N] ")
+    warning = library.removal_warning(model)  # names a link's target: only the link would go
+    if warning and not confirmed and sys.stdin.isatty() and sys.stderr.isatty():
+        answer = input(f"{warning} Remove it? [y/N] ")
         confirmed = answer.strip().lower() in ("y", "yes")
     freed = library.remove_model(model, confirmed=confirmed)
     if args.json:

@@ -84,8 +84,9 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
                               hint="Stop the server first (`aidevops-local stop`).")
         return CleanupPlan(days=days, models=models)
     cutoff = now - timedelta(days=days)
+    # A row with no file on disk frees nothing: it stays as history (naming it removes the row).
     models = [m for m in (_describe(r, now, served, named=False) for r in inv.select())
-              if m.last_active is None or m.last_active < cutoff]
+              if m.files and (m.last_active is None or m.last_active < cutoff)]
     models.sort(key=lambda m: m.last_active or datetime.min.replace(tzinfo=UTC))
     return CleanupPlan(days=days, models=models)
 
@@ -154,7 +155,9 @@ def nudge() -> Nudge | None:
 
 
 def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) -> StaleModel:
-    paths_ = row.file_paths()
+    # A relative path (stored by older versions) says nothing about where the file was: it is never read
+    # against the current folder, where a file of that name is someone else's.
+    paths_ = [p for p in row.file_paths() if p.is_absolute()]
     present = [p for p in paths_ if p.is_file()]
     size = sum(p.stat().st_size for p in present) if present else 0
     last_active = row.last_used or row.downloaded
@@ -167,7 +170,9 @@ def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) 
     elif not named and row.source != "pulled":
         reason = f"not downloaded by aidevops-local ({row.source}); name it to remove it"
     elif not named and not _inside(paths_, paths().models_dir):
-        reason = "outside the models folder; name it to remove it"
+        links = [p for p in paths_ if p.is_symlink()]
+        reason = (f"a link to {links[0].resolve()}, outside the models folder; name it to remove the link "
+                  "(the file it points to is kept)" if links else "outside the models folder; name it to remove it")
     return StaleModel(model=row.model, files=[str(p) for p in present], size_bytes=size,
                       last_active=last_active, idle_days=idle, source=row.source, removable=not reason,
                       reason=reason)

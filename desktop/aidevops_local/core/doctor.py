@@ -190,7 +190,8 @@ def check_models(*, hashes: bool, progress: ProgressCallback | None = None) -> C
     if store.check_health(path) != "ok":
         return Check("models", WARN, "not checked: the database that records them is damaged (see database)")
     store.database()
-    rows = list(store.ModelInventory.select().order_by(store.ModelInventory.model))
+    # A row without a file is history (the old helper's model_access, a file gone before it was imported).
+    rows = [r for r in store.ModelInventory.select().order_by(store.ModelInventory.model) if r.file_paths()]
     if not rows:
         return Check("models", OK, "no models recorded yet")
     problems: list[str] = []
@@ -199,7 +200,7 @@ def check_models(*, hashes: bool, progress: ProgressCallback | None = None) -> C
     for row in rows:
         files = row.file_paths()
         pulled = row.source == "pulled"
-        missing = [f for f in files if not f.exists()]
+        missing = [f for f in files if not (f.is_absolute() and f.exists())]  # relative: where to is unknown
         if missing:
             # Another tool's file may go away with that tool; ours should not.
             worst = FAIL if pulled or worst == FAIL else WARN

@@ -80,6 +80,7 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     features = build_features.features(binary)
     planner = _ModelPlanner(hw, backend, features, settings)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
+    library.remember(local)  # only a model that passed its checks enters the inventory
     host = host or settings.host
     port = port or settings.port
     if settings.require_api_key and not features.api_key_env:

@@ -9,13 +9,14 @@ Listing is fast: names, sizes and quants come from the inventory and from file n
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
 from .errors import LocalModelsError, ModelNotFound
-from .gguf_meta import SPLIT_RE, cached_header, split_parts
+from .gguf_meta import GGUF_MAGIC, SPLIT_RE, cached_header, split_parts
 
 SOURCES = ("pulled", "legacy", "external")
 QUANT_RE = re.compile(
@@ -191,9 +192,9 @@ def list_models(*, include_external: bool = True) -> list[LocalModel]:
         models.append(model if name == model.name else _renamed(model, name))
 
     for row in _inventory():
-        files = [Path(f) for f in (row.files or [row.path])]
-        if not files or not all(f.exists() for f in files):
-            continue
+        files = [Path(f) for f in (row.files or [row.path]) if f]
+        if not files or not all(f.is_absolute() and f.is_file() for f in files) or not _is_gguf(files[0]):
+            continue  # gone, a relative path an older version stored (where to is unknown), or not a model
         add(LocalModel(name=row.model, path=Path(row.path), files=tuple(files), size_bytes=row.size_bytes or 0,
                        quant=row.quant or _quant(Path(row.path)), repo=row.repo, source=row.source or "external",
                        where=_where(Path(row.path)), last_used=_text(row.last_used),
@@ -243,13 +244,31 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def _is_gguf(path: Path) -> bool:
+    """A model file by its name or its first bytes: a row pointing at anything else (a database, a folder)
+    is not a model."""
+    if path.name.lower().endswith(".gguf"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == GGUF_MAGIC
+    except OSError:
+        return False
+
+
+def _absolute(path: Path) -> Path:
+    """The path from the root, without following a link (an HF cache snapshot keeps its file name)."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
 # ---- finding one model ------------------------------------------------------------------------------------
 
 def resolve_model(name_or_path: str | None) -> LocalModel:
     """The model a command means: a file path; a name from `models` (exact, a file name, or a substring that
     matches one model); or, for None, the default_model setting, else the only model, else the most recently
-    used (or pulled) one. ModelNotFound, naming close matches, otherwise."""
-    return _remembered(_resolve(name_or_path))
+    used (or pulled) one. ModelNotFound, naming close matches, otherwise. Records nothing: `remember` does,
+    once a serve's checks have passed."""
+    return _resolve(name_or_path)
 
 
 def _resolve(name_or_path: str | None) -> LocalModel:
@@ -286,28 +305,62 @@ def _resolve(name_or_path: str | None) -> LocalModel:
     raise ModelNotFound(f"No model named {name_or_path!r}.", hint=hint)
 
 
-def _remembered(model: LocalModel) -> LocalModel:
-    """A model found on disk but not yet in the inventory gets a row (as legacy or external), so that its
-    usage counts and `cleanup` sees it (and, not being ours, keeps it unless it is named)."""
+def remember(model: LocalModel) -> LocalModel:
+    """A model about to be served that the inventory lacks gets a row (as legacy or external), so that its
+    usage counts and `cleanup` sees it (and, not being ours, keeps it unless it is named). Called once the
+    serve's checks passed: a file that is refused is never recorded. A row of that name whose file cannot be
+    found (a relative path an older version stored, or a file since moved) is pointed at this file, keeping its
+    history."""
     from . import store
 
     if model.source == "pulled":
         return model
+    fields = inventory_fields(model)
+
+    def record() -> None:
+        inv = store.ModelInventory
+        row = inv.get_or_none(inv.model == model.name)
+        if row is None:
+            inv.insert(**fields, downloaded=None).on_conflict_ignore().execute()
+        elif row.source != "pulled" and Path(row.path).name == model.path.name and not _found(row.file_paths()):
+            inv.update(**fields).where(inv.model == model.name).execute()
+
     try:
         store.database()
-        inv = store.ModelInventory
-        if inv.get_or_none(inv.model == model.name) is None:
-            store.write(lambda: inv.insert(
-                model=model.name, path=str(model.path), size_bytes=model.size_bytes, repo=model.repo,
-                quant=model.quant or None, files=[str(f) for f in model.files], source=model.source,
-                downloaded=None).on_conflict_ignore().execute())
+        store.write(record)
     except LocalModelsError:
         pass  # a database that cannot be written must not stop a model from being served
     return model
 
 
+def inventory_fields(model: LocalModel) -> dict:
+    """A model's inventory columns, with absolute paths."""
+    return {"model": model.name, "path": str(_absolute(model.path)), "size_bytes": model.size_bytes,
+            "repo": model.repo, "quant": model.quant or None, "files": [str(_absolute(f)) for f in model.files],
+            "source": model.source}
+
+
+def _found(files: list[Path]) -> bool:
+    return bool(files) and all(f.is_absolute() and f.exists() for f in files)
+
+
+def model_on_disk(name: str, path: Path) -> LocalModel | None:
+    """The model at ``path`` (absolute) under ``name``, as `models` would describe it; None if no model file is
+    there. For a model a server loaded that the inventory lacks (a router loads any model it offers)."""
+    if not path.is_absolute() or not path.is_file() or not _is_gguf(path):
+        return None
+    for model in list_models():
+        if any(f == path for f in model.files):
+            if model.source == "pulled":
+                return None  # ours has its row already, under its own name
+            return _renamed(model, name) if model.name != name else model
+    where = _where(path)
+    return _model_at(path, source="legacy" if where == "old helper" else "external", where=where, name=name)
+
+
 def _for_path(path: Path) -> LocalModel:
     """A file the user named: the inventory's entry if we know it, else an external model served in place."""
+    path = _absolute(path)  # a relative path means nothing from another folder
     resolved = path.resolve()
     for model in list_models(include_external=False):
         if any(f.resolve() == resolved for f in model.files):
@@ -337,15 +390,52 @@ def partial_downloads() -> list[Path]:
 
 # ---- removing -------------------------------------------------------------------------------------------
 
+def removal_warning(model: LocalModel) -> str | None:
+    """Why removing ``model`` needs the user's say-so, naming what a link points to; None when it does not.
+    A file this tool did not download needs it; so does a link to a file outside the models folder, of which
+    only the link is ever removed."""
+    models_dir = config.paths().models_dir.resolve()
+    for file in model.files:
+        if file.is_symlink() and _hf_blob(file) is None:
+            target = file.resolve()
+            if models_dir not in target.parents:
+                return (f"{model.name} is a link to {target}, outside the models folder; only the link "
+                        f"{file} would be removed.")
+        elif not file.is_symlink() and model.source == "pulled" and models_dir not in file.resolve().parents:
+            return f"{model.name} lies outside the models folder ({file.resolve()})."
+    if model.read_only:
+        return f"{model.name} was not downloaded by aidevops-local ({model.where}: {model.path})."
+    return None
+
+
+def _hf_blob(link: Path) -> Path | None:
+    """The blob a Hugging Face cache snapshot entry points to, inside the same repo folder; None for any other
+    link. That blob is the entry's own storage: it goes with it."""
+    cache = config.hf_hub_cache().resolve()
+    try:
+        parts = (link.parent.resolve() / link.name).relative_to(cache).parts  # the entry itself, not followed
+        if len(parts) < 3 or not parts[0].startswith("models--") or parts[1] != "snapshots":
+            return None
+        blob = link.resolve()
+        blob.relative_to(cache / parts[0] / "blobs")
+    except (ValueError, OSError):
+        return None
+    return blob
+
+
 def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
     """Delete a model's files and its inventory row; returns bytes freed. A file this tool did not download
-    (legacy, another tool's cache) is deleted only when ``confirmed``; the model being served never is."""
+    (legacy, another tool's cache), or a link out of the models folder, is removed only when ``confirmed``;
+    of a link only the link goes (but an HF cache snapshot entry takes its blob with it); the model being
+    served is never removed."""
     from . import server, store
     from .errors import Refused
 
-    if model.read_only and not confirmed:
-        raise Refused(f"{model.name} was not downloaded by aidevops-local ({model.where}: {model.path}).",
-                      hint="Pass --yes to delete it anyway, or delete it with the tool that made it.")
+    warning = removal_warning(model)
+    if warning and not confirmed:
+        hint = ("Pass --yes to remove the link (what it points to is kept)." if "is a link to" in warning
+                else "Pass --yes to delete it anyway, or delete it with the tool that made it.")
+        raise Refused(warning, hint=hint)
     state = server.current_state()
     if state is not None and server.owned_process(state) is not None:
         served = Path(state.model_path).resolve() if state.model_path else None
@@ -355,9 +445,9 @@ def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
     store.database()
     freed = 0
     for file in model.files:
-        targets = [file]
-        if file.is_symlink():  # the HF cache: a snapshot link to a blob; the blob is what takes the space
-            targets.append(file.resolve())
+        targets = [file]  # unlink() of a link removes the link, never what it points to
+        if file.is_symlink() and (blob := _hf_blob(file)) is not None:
+            targets.append(blob)
         for target in targets:
             try:
                 size = target.stat().st_size if not target.is_symlink() else 0

@@ -82,6 +82,10 @@ _INVENTORY_MAP: dict[str, tuple[tuple[str, ...], str | None]] = {
     "total_requests": (("total_requests",), "COALESCE({c}, 0)"),
 }
 _INVENTORY_DEFAULTS = {"source": "'legacy'", "total_requests": "0"}  # rows that existed before us
+# The older usage.db's model_access: per model its first and last use and a request count, but no file.
+_ACCESS_MAP = {**_INVENTORY_MAP, "downloaded": (("first_used", "first_seen", "downloaded"), "{ts}")}
+_ACCESS_DEFAULTS = {**_INVENTORY_DEFAULTS, "path": "''"}  # no file known: history, never listed as a model
+_SAME_REQUEST = ("model", "timestamp", "tokens_in", "tokens_out", "duration_ms")
 
 
 def _columns(conn: sqlite3.Connection, table: str, schema: str = "main") -> list[tuple[str, str, int]]:
@@ -263,16 +267,42 @@ def _copy_legacy_tables(conn: sqlite3.Connection) -> tuple[int, int]:
         if "model" not in names:
             continue
         if names & {"tokens_in", "tokens_out"}:
-            # Fresh ids, and no request keys: those are only unique within the database that made them.
-            pairs = [(t, e) for t, e in zip(*_select_list(cols, _USAGE_MAP, {}), strict=True)
-                     if t != "request_key"]
-            cur = conn.execute(f'INSERT INTO main.model_usage ({", ".join(t for t, _ in pairs)}) '
-                               f'SELECT {", ".join(e for _, e in pairs)} '
-                               f'FROM legacy."{table}" ORDER BY rowid')
-            usage_rows += cur.rowcount
+            usage_rows += _copy_legacy_usage(conn, table, cols)
         elif names & {"path", "file_path"}:
             targets, exprs = _select_list(cols, _INVENTORY_MAP, _INVENTORY_DEFAULTS)
             cur = conn.execute(f'INSERT OR IGNORE INTO main.model_inventory ({", ".join(targets)}) '
                                f'SELECT {", ".join(exprs)} FROM legacy."{table}"')
             inventory_rows += cur.rowcount
+        elif names & {"first_used", "last_used", "total_requests"}:
+            inventory_rows += _copy_legacy_access(conn, table, cols)
     return usage_rows, inventory_rows
+
+
+def _copy_legacy_usage(conn: sqlite3.Connection, table: str, cols: list) -> int:
+    """Request rows, with fresh ids and no request keys (those are only unique within the database that made
+    them). The shell helper copied this file into ours once already and kept it: a request ours holds (same
+    model, time, tokens and duration) is not copied again."""
+    pairs = [(t, e) for t, e in zip(*_select_list(cols, _USAGE_MAP, {}), strict=True) if t != "request_key"]
+    targets = [t for t, _ in pairs]
+    same = " AND ".join(f"u.{c} IS n.{c}" for c in _SAME_REQUEST if c in targets)
+    cur = conn.execute(
+        f'INSERT INTO main.model_usage ({", ".join(targets)}) SELECT {", ".join(f"n.{t}" for t in targets)} '
+        f'FROM (SELECT {", ".join(f"{e} AS {t}" for t, e in pairs)}, rowid AS old_rowid '
+        f'FROM legacy."{table}") AS n '
+        f'WHERE NOT EXISTS (SELECT 1 FROM main.model_usage AS u WHERE {same}) ORDER BY n.old_rowid')
+    return cur.rowcount
+
+
+def _copy_legacy_access(conn: sqlite3.Connection, table: str, cols: list) -> int:
+    """model_access rows become inventory rows without a file (their history: first and last use, requests).
+    A model ours knows keeps its row, with the later last use and the larger count (the shell helper may have
+    copied these very counts into ours already)."""
+    targets, exprs = _select_list(cols, _ACCESS_MAP, _ACCESS_DEFAULTS)
+    cur = conn.execute(
+        f'INSERT INTO main.model_inventory ({", ".join(targets)}) '
+        f'SELECT {", ".join(exprs)} FROM legacy."{table}" WHERE model IS NOT NULL '
+        f'ON CONFLICT (model) DO UPDATE SET '
+        f'last_used = CASE WHEN excluded.last_used > COALESCE(model_inventory.last_used, \'\') '
+        f'THEN excluded.last_used ELSE model_inventory.last_used END, '
+        f'total_requests = MAX(COALESCE(model_inventory.total_requests, 0), COALESCE(excluded.total_requests, 0))')
+    return cur.rowcount

@@ -160,16 +160,25 @@ def _row(r: Request) -> dict:
 
 
 def _touch_inventory(model: str, model_path: str, count: int, latest: datetime) -> None:
-    """last_used and the request count follow the rows; a model not in the inventory just has rows."""
+    """last_used and the request count follow the rows. A model the inventory lacks (a router loads any model
+    it offers when a request names it) gets its row, if its file is still there; otherwise it just has rows."""
     inv = store.ModelInventory
     stamp = store.format_timestamp(latest)
     match = inv.model == model
     if model_path:
         match |= inv.path == model_path
-    (inv.update(total_requests=peewee.fn.COALESCE(inv.total_requests, 0) + count,
-                last_used=peewee.Case(None, [((inv.last_used.is_null()) | (inv.last_used < stamp), stamp)],
-                                      inv.last_used))
-     .where(match).execute())
+    updated = (inv.update(total_requests=peewee.fn.COALESCE(inv.total_requests, 0) + count,
+                          last_used=peewee.Case(None, [((inv.last_used.is_null()) | (inv.last_used < stamp),
+                                                        stamp)], inv.last_used))
+               .where(match).execute())
+    if updated or not model_path:
+        return
+    from . import library  # here: library is only needed for a model met for the first time
+
+    found = library.model_on_disk(model, Path(model_path))
+    if found is not None:
+        (inv.insert(**library.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
+         .on_conflict_ignore().execute())
 
 
 def _prune(sizes: dict[Path, int]) -> None:
