@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config, hub, store
-from .errors import DiskFull, LocalModelsError, NetworkError, Refused, VerificationFailed
+from .errors import DiskFull, LocalModelsError, NetworkError, Refused, UnsafePath, VerificationFailed
 from .library import LocalModel, model_name
 from .progress import ProgressCallback, check_cancelled, report
 
@@ -73,7 +73,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
         raise ConfigError(f"{spec!r} is not a repository name.", hint="Write it as ORG/REPO or ORG/REPO:QUANT, "
                                                                       "e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.")
-    return repo, quant or None
+    return hub.check_repo_id(repo), quant or None
 
 
 def pull(repo: str, file: str | None = None, *, quant: str | None = None, revision: str | None = None,
@@ -90,10 +90,11 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
     token = token or hub.hub_token()
     remove_partials(older_than_days=STALE_PARTIAL_DAYS)
     listing = hub.repo_files(repo_id, revision=revision, token=token)
-    if file:  # a name the Hub lists but that would escape models/ is refused, not "not found"
+    if file:  # a file the Hub lists but that we may not write is refused, not "not found"
         for part in listing:
             if file in (part.path, part.path.rsplit("/", 1)[-1]):
                 hub.safe_filename(part.path)
+                hub.check_checksum_id(part)
         hub.safe_filename(file)
     chosen = hub.choose_file(hub.group_models(listing), repo_id=repo_id, quant=quant or spec_quant, filename=file)
     name, targets, existing = _place(chosen, repo_id)
@@ -133,9 +134,20 @@ def _layout(name: str, chosen: hub.RemoteFile) -> list[Path]:
     else:
         targets = [models_dir / (names[0] if model_name(names[0]) == name else f"{name}.gguf")]
     for target in targets:  # belt and braces: the resolved path must stay inside models/
-        if models_dir.resolve() not in target.resolve().parents:
-            hub.safe_filename("../" + target.name)
+        _inside(target, models_dir)
     return targets
+
+
+def _inside(path: Path, folder: Path) -> Path:
+    """``path`` if it resolves inside ``folder`` with names a file system takes; UnsafePath otherwise. Every
+    path a pull writes or deletes passes here: its names come from the Hub."""
+    if any(len(name.encode(errors="replace")) > hub.NAME_MAX_BYTES for name in path.parts):
+        raise UnsafePath(f"{path.name[:40]}... would be a file name longer than a file system takes.",
+                         hint="Nothing was downloaded. Remove the model of the same name, or pull with --file.")
+    if folder.resolve() not in path.resolve().parents:
+        raise UnsafePath(f"The Hub's listing would make this pull write {path}, outside {folder}.",
+                         hint="Nothing was downloaded. Report the repository if it is yours.")
+    return path
 
 
 def _place(chosen: hub.RemoteFile, repo_id: str) -> tuple[str, list[Path], LocalModel | None]:
@@ -166,8 +178,9 @@ def _is_this_file(path: Path, part: hub.RemotePart) -> bool:
 
 
 def _partial_path(part: hub.RemotePart) -> Path:
-    key = part.sha256 or f"git-{part.blob_id}"
-    return config.paths().partial_dir / f"{key}.part"
+    key = hub.check_checksum_id(part) if part.sha256 else f"git-{hub.check_checksum_id(part)}"
+    folder = config.paths().partial_dir
+    return _inside(folder / f"{key}.part", folder)
 
 
 def _sha_text(chosen: hub.RemoteFile) -> str:
@@ -200,6 +213,7 @@ def _download_part(repo_id: str, part: hub.RemotePart, partial: Path, *, revisio
     from huggingface_hub.utils import build_hf_headers
 
     endpoint = config.hf_endpoint()
+    hub.use_fail_fast_session()
     with hub.hub_errors(repo_id, part.path):
         meta = get_hf_file_metadata(hf_hub_url(repo_id, part.path, revision=revision, endpoint=endpoint),
                                     token=token, endpoint=endpoint, retry_on_errors=True)
