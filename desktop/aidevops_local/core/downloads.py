@@ -114,9 +114,13 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
                                   cancel=cancel, task=task, offset=done_before, total=chosen.size_bytes)
         downloaded += got
         resumed += had
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, target)
         done_before += part.size
+    # Into models/ only once every part is verified: a part alone there would be listed as a model of its own
+    # (and never cleaned up) if a later part failed. Until then the finished parts wait in their partials.
+    for target, partial in zip(targets, partials, strict=True):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
     model = _record(name, repo_id, chosen, targets)
     return PullResult(model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed,
                       time.monotonic() - started)
@@ -274,6 +278,7 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
         stalled = 0
         transferred = 0
         last_report = 0.0
+        started_over = False
         while out.tell() < part.size:
             check_cancelled(cancel)
             start = out.tell()
@@ -282,6 +287,8 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                                           timeout=httpx2.Timeout(30.0, read=60.0)) as response:
                     if response.status_code in RETRY_STATUSES:
                         raise _Retry(f"the server answered {response.status_code}")
+                    if response.status_code == 416:  # nothing at this offset: the file is shorter than listed
+                        raise _ServedShort()
                     if response.status_code >= 400:
                         response.read()
                         from huggingface_hub.utils import hf_raise_for_status
@@ -306,6 +313,20 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                             last_report = now
                             report(progress, task, offset + out.tell(), total)
                             check_cancelled(cancel)
+            except _ServedShort:
+                if started_over:  # the whole file, fetched afresh, is still short: it is a bad file
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    raise VerificationFailed(
+                        f"The Hub serves fewer bytes of {Path(part.path).name} than it lists ({start:,} of "
+                        f"{part.size:,}). It was deleted and not recorded.",
+                        hint="The file on the Hub is broken or being replaced: try again later, or pick another "
+                             "file.") from None
+                started_over = True  # what is saved may be from elsewhere: fetch the whole file once more
+                out.seek(0)
+                out.truncate()
+                digest = _new_digest(part)
+                continue
             except (_Retry, httpx2.TransportError) as exc:
                 out.flush()
                 stalled = 0 if out.tell() > start else stalled + 1
@@ -326,6 +347,10 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
 
 class _Retry(Exception):
     pass
+
+
+class _ServedShort(Exception):
+    """416: the server has no bytes where the listing says the file goes on."""
 
 
 def _rehash(partial: Path, digest, length: int) -> None:
