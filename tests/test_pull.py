@@ -191,7 +191,8 @@ def test_token_is_not_sent_to_the_cdn(tiny_gguf, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["../../evil-Q4_K_M.gguf", "sub/../../evil-Q4_K_M.gguf",
-                                  "..\\..\\evil-Q4_K_M.gguf"])
+                                  "..\\..\\evil-Q4_K_M.gguf", "evil-\u202efuug.Q4_K_M.gguf",
+                                  "evil-\x9b2J-Q4_K_M.gguf"])
 def test_names_that_escape_the_models_folder_are_refused(hub_env, tiny_gguf, tmp_path, name):
     hub_env.add_repo("evil/repo-GGUF", {name: tiny_gguf})
     with pytest.raises(UnsafePath):

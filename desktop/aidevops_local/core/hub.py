@@ -11,7 +11,6 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,7 @@ from .errors import (
 )
 from .gguf_meta import SPLIT_RE
 from .hardware import Hardware
+from .untrusted import printable
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
 NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
@@ -224,11 +224,13 @@ def safe_filename(path_in_repo: str) -> str:
     """The file's local name (its base name) if the Hub's path is one we may write; UnsafePath otherwise.
     A hostile repo could name a file ``../../.bashrc`` or an absolute path, or give it control characters or
     a name longer than a file system takes."""
-    bad = (not path_in_repo or "\\" in path_in_repo or path_in_repo.startswith("/")
-           or any(unicodedata.category(c) == "Cc" for c in path_in_repo))
+    bad = not path_in_repo or "\\" in path_in_repo or path_in_repo.startswith("/")
     parts = path_in_repo.split("/")
     if bad or any(p in ("", ".", "..") for p in parts) or posixpath.isabs(path_in_repo):
         raise UnsafePath(f"The Hub names a file {path_in_repo!r}, which would be written outside the models folder.",
+                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+    if printable(path_in_repo) != path_in_repo:  # control or bidi characters: a name that shows as another
+        raise UnsafePath(f"The Hub names a file {path_in_repo!r}, with characters a file name should not have.",
                          hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
     try:
         too_long = len(parts[-1].encode()) > NAME_MAX_BYTES
@@ -250,7 +252,8 @@ def check_checksum_id(part: RemotePart) -> str:
     else:
         ok = BLOB_ID_RE.fullmatch(part.blob_id)
     if not ok:
-        raise UnsafePath(f"The Hub gives {PurePosixPath(part.path).name} a checksum that is not a sha256 or git blob id.",
+        name = PurePosixPath(part.path).name
+        raise UnsafePath(f"The Hub gives {name} a checksum that is not a sha256 or git blob id.",
                          hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
     return part.sha256 or part.blob_id
 

@@ -4,13 +4,13 @@ name that does not resolve fails at once.
 huggingface_hub retries those six times over ~24 s, logging each try, though retrying does not fix them (an
 offline machine, a wrong HF_ENDPOINT). A connect error becomes HubUnreachable here: still an
 httpx2.TransportError (core.hub and the download loop catch those), but not one of the library's retried
-errors. Timeouts, dropped connections and 5xx answers keep their retries. Imported only when the Hub is used.
+errors. Timeouts, dropped connections and 5xx answers keep their retries. huggingface_hub itself is imported
+only when the client is made, like everywhere in core.
 """
 
 from __future__ import annotations
 
 import httpx2
-from huggingface_hub.utils._http import hf_request_event_hook  # the library's own: offline mode, request ids
 
 
 class HubUnreachable(httpx2.TransportError):
@@ -33,5 +33,7 @@ class FailFastTransport(httpx2.BaseTransport):
 
 def fail_fast_client() -> httpx2.Client:
     """As huggingface_hub's default_client_factory builds it, with FailFastTransport."""
+    from huggingface_hub.utils._http import hf_request_event_hook  # the library's own: offline mode, request ids
+
     return httpx2.Client(event_hooks={"request": [hf_request_event_hook]}, follow_redirects=True, timeout=None,
                          transport=FailFastTransport())
