@@ -6,15 +6,16 @@ own pieces: `hf_hub_url` for the address, `get_hf_file_metadata` (a HEAD that al
 errors, gated repos included) for the commit and size, and the hub's HTTP session (its proxy, offline and
 header handling; Authorization is dropped on a redirect to another host) for a Range GET.
 
-- The partial file is models/.partial/<sha256>.part, keyed by the LFS hash, so any later run (after Ctrl-C,
-  a cancel, kill -9 or a dropped connection) continues from its last byte. A dropped connection is retried
-  within the run from where it stopped.
+- The partial file is models/.partial/<sha256>.part, keyed by the LFS hash (accepted only as 64 hex digits,
+  or a git blob id as 40: it names a path), so any later run (after Ctrl-C, a cancel, kill -9 or a dropped
+  connection) continues from its last byte. A dropped connection is retried within the run from where it
+  stopped; a file the Hub serves shorter than it lists is fetched afresh once, then refused.
 - The hash is computed while downloading (the partial's existing bytes are hashed first on a resume) and
   must equal the Hub's LFS sha256 (or, for a file kept in git, its blob id) before the file is moved into
   place and recorded; on a mismatch the partial is deleted and nothing is recorded.
 - Names from the Hub that would escape models/ are refused; free disk is checked first.
 - A single file lands as models/<file>.gguf; a split set as models/<stem>/<parts> (llama-server's router
-  reads a folder of parts as one model).
+  reads a folder of parts as one model), moved there only once every part verified.
 """
 
 from __future__ import annotations
