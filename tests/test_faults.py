@@ -341,8 +341,9 @@ def test_install_killed_by_sigkill_leaves_the_previous_build_serving(gh, release
 
 
 def test_pull_of_a_split_set_killed_mid_second_part_resumes_by_the_byte(hub_env, tiny_split_gguf, procs):
-    """The first part is finished and in place, the second half-way in its partial: the next `pull` sends
-    neither the first part nor the saved half again, and the set that lands verifies."""
+    """The first part is finished (kept in its partial until the whole set verifies), the second half-way in
+    its partial: the next `pull` sends neither the first part nor the saved half again, and the set that lands
+    verifies."""
     files = {f"Q8_0/{p.name}": p for p in tiny_split_gguf}
     repo = "org/split-GGUF"
     hub_env.add_repo(repo, files)
@@ -362,7 +363,9 @@ def test_pull_of_a_split_set_killed_mid_second_part_resumes_by_the_byte(hub_env,
     hub_env.clear_faults()
     served = {f: settled(lambda f=f: hub_env.served(repo, f)) for f in files}
     assert served[first] == files[first].stat().st_size  # the first part was done, fetched once
-    assert (config.paths().models_dir / model_name(first) / Path(first).name).is_file()
+    # The finished part waits in its partial: alone in models/ it would be listed as a model of its own.
+    assert not (config.paths().models_dir / model_name(first)).exists()
+    assert size_of(config.paths().partial_dir / f"{sha256_file(files[first])}.part") == served[first]
     clean(procs.run("pull", repo))
     assert hub_env.served(repo, first) == served[first]  # the finished part was not fetched again
     assert hub_env.served(repo, second) - served[second] == size2 - kept  # only the rest of the second

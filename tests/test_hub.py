@@ -79,7 +79,6 @@ def test_offline_mode_never_touches_the_network(hub_env, monkeypatch):
     assert hub_env.requests == []
 
 
-@pytest.mark.slow  # huggingface_hub retries a refused connection with backoff for ~20 s before giving up
 def test_unreachable_hub_is_a_network_error(monkeypatch, free_port):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(NetworkError, match="Cannot reach"):
@@ -138,3 +137,17 @@ def test_cli_search_and_repo_listing(hub_env, tiny_gguf):
     assert "tiny-Q8_0.gguf" in done.stdout and "Q8_0" in done.stdout and "yes" in done.stdout
     done = _cli("search", "nothing-matches")
     assert done.returncode == 5
+
+
+@pytest.mark.parametrize("command", [["search", "qwen"], ["search", "--repo", "org/x-GGUF"], ["pull", "org/x-GGUF"]])
+@pytest.mark.parametrize("where", ["closed port", "unresolvable name"])
+def test_an_unreachable_hub_fails_at_once_with_one_error(free_port, command, where):
+    """A refused connection or a name that does not resolve is not retried (huggingface_hub would try six
+    times over ~24 s, logging each try): one error line, its hint, exit 7."""
+    endpoint = f"http://127.0.0.1:{free_port()}" if where == "closed port" else "http://nonexistent.invalid"
+    done = subprocess.run([sys.executable, "-m", "aidevops_local", *command], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "300", "HF_ENDPOINT": endpoint}, timeout=120, check=False)
+    assert done.returncode == 7, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["error", "hint"], done.stderr
+    assert "Cannot reach the Hugging Face Hub" in lines[0] and "Retry" not in done.stderr

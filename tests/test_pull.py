@@ -191,7 +191,8 @@ def test_token_is_not_sent_to_the_cdn(tiny_gguf, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["../../evil-Q4_K_M.gguf", "sub/../../evil-Q4_K_M.gguf",
-                                  "..\\..\\evil-Q4_K_M.gguf"])
+                                  "..\\..\\evil-Q4_K_M.gguf", "evil-\u202efuug.Q4_K_M.gguf",
+                                  "evil-\x9b2J-Q4_K_M.gguf"])
 def test_names_that_escape_the_models_folder_are_refused(hub_env, tiny_gguf, tmp_path, name):
     hub_env.add_repo("evil/repo-GGUF", {name: tiny_gguf})
     with pytest.raises(UnsafePath):
@@ -342,3 +343,84 @@ def test_stale_partials_are_dropped_fresh_ones_kept(hub_env, tiny_gguf):
     hub_env.add_repo("org/tiny-GGUF", {"tiny-Q8_0.gguf": tiny_gguf})
     downloads.pull("org/tiny-GGUF")
     assert not old.exists() and fresh.exists()
+
+
+# ---- a hostile or broken Hub --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["lfs_oid", "oid"])
+def test_a_checksum_id_from_the_hub_never_names_a_path(hub_env, tiny_gguf, tmp_path, kind):
+    """The partial file is named after the Hub's checksum id: one that climbs out of .partial must neither
+    create a folder and file out there nor delete a larger file that is already there."""
+    outside = tmp_path / "bashrc.d"
+    outside.mkdir()
+    victim = outside / "victim.part"
+    victim.write_bytes(b"x" * (tiny_gguf.stat().st_size + 100))  # larger than the file: would be "oversized"
+    hostile = "../../../bashrc.d/"  # from $AIDEVOPS_HOME/models/.partial to tmp_path/bashrc.d
+    lfs = None if kind == "lfs_oid" else set()  # an LFS file names its sha256, a git file its blob id
+    for name, target in (("evil-Q4_K_M.gguf", "evil"), ("victim-Q8_0.gguf", "victim")):
+        hub_env.add_repo(f"evil/{target}-GGUF", {name: tiny_gguf}, lfs=lfs)
+        hub_env.advertise(f"evil/{target}-GGUF", name, **{kind: hostile + target})
+        with pytest.raises(UnsafePath, match="checksum"):
+            downloads.pull(f"evil/{target}-GGUF", file=name)
+        with pytest.raises(NotFound):  # without --file such a file is simply not a candidate
+            downloads.pull(f"evil/{target}-GGUF")
+        assert _gets(hub_env, f"evil/{target}-GGUF", name) == []
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.part"]
+    assert victim.stat().st_size == tiny_gguf.stat().st_size + 100
+    assert library.list_models() == []
+
+
+def test_a_hub_that_lists_more_bytes_than_it_serves_fails_verification(hub_env, tiny_gguf):
+    """Every Range request past the real end gets 416: start over once, then give up with exit 6 and leave
+    nothing behind (not a partial that the next run would resume into the same 416)."""
+    size = tiny_gguf.stat().st_size
+    hub_env.add_repo("org/tiny-GGUF", {"tiny-Q8_0.gguf": tiny_gguf})
+    hub_env.advertise("org/tiny-GGUF", "tiny-Q8_0.gguf", size=size + 4096)
+    with pytest.raises(VerificationFailed) as info:
+        downloads.pull("org/tiny-GGUF")
+    assert info.value.exit_code == 6 and "fewer bytes" in info.value.message
+    assert hub_env.served("org/tiny-GGUF", "tiny-Q8_0.gguf") == 2 * size  # started over exactly once
+    assert [r.header("Range") for r in _gets(hub_env, "org/tiny-GGUF", "tiny-Q8_0.gguf")] == [
+        "bytes=0-", f"bytes={size}-", "bytes=0-", f"bytes={size}-"]
+    assert list(config.paths().partial_dir.glob("*.part")) == []
+    assert library.list_models() == []
+
+
+def test_a_split_set_whose_second_part_fails_leaves_nothing_listed(hub_env, tiny_split_gguf):
+    files = {f"Q8_0/{p.name}": p for p in tiny_split_gguf}
+    hub_env.add_repo("org/split-GGUF", files)
+    first, second = sorted(files)
+    hub_env.tamper("org/split-GGUF", second, times=1)
+    with pytest.raises(VerificationFailed):
+        downloads.pull("org/split-GGUF")
+    assert library.list_models() == []
+    models = config.paths().models_dir
+    assert [p for p in models.rglob("*.gguf") if config.paths().partial_dir not in p.parents] == []
+    served = hub_env.served("org/split-GGUF", first)
+    result = downloads.pull("org/split-GGUF")  # the verified first part is kept for the next try
+    assert hub_env.served("org/split-GGUF", first) == served
+    assert [f.name for f in result.model.files] == [p.name for p in tiny_split_gguf]
+
+
+def test_a_file_name_over_255_bytes_is_refused(hub_env, tiny_gguf, tmp_path):
+    long_name = "m" * 250 + "-Q4_K_M.gguf"
+    hub_env.add_repo("org/long-GGUF", {long_name: tiny_gguf, "m-Q8_0.gguf": tiny_gguf})
+    from aidevops_local.core import hub
+
+    assert [f.filename for f in hub.list_files("org/long-GGUF")] == ["m-Q8_0.gguf"]
+    with pytest.raises(UnsafePath, match="255"):
+        downloads.pull("org/long-GGUF", file=long_name)
+    assert _gets(hub_env, "org/long-GGUF", long_name) == []
+    assert not any(len(p.name) > 255 for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("args", [["pull", "org/" + "a" * 100], ["pull", "org/modèle-GGUF"],
+                                  ["search", "--repo", "a/b/c"], ["search", "--repo", "org/" + "a" * 100],
+                                  ["search", "--repo", "org/modèle-GGUF"]])
+def test_cli_bad_repo_ids_and_names_are_one_line_errors(hub_env, tiny_gguf, args):
+    hub_env.add_repo("org/m-GGUF", {"m-Q8_0.gguf": tiny_gguf})
+    done = _cli(*args, hub=hub_env)
+    assert "Traceback" not in done.stderr
+    assert done.returncode in (11, 12), done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")], done.stderr
+    assert len(done.stderr.splitlines()) <= 2, done.stderr  # the error and its hint

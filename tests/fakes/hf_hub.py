@@ -106,6 +106,7 @@ class HubFile:
     git_sha1: str  # of the content (regular files) ...
     lfs: bool
     pointer: bytes = b""  # ... or of this LFS pointer (LFS files), as git stores the pointer
+    listed: dict = field(default_factory=dict)  # what the listings claim instead (FakeHub.advertise)
 
     @property
     def oid(self) -> str:
@@ -329,6 +330,13 @@ class FakeHub(FakeHTTPServer):
         """Answer HEAD/GET of this file with an HTTP error (e.g. 500, 503, 429)."""
         self._faults.add(self._key(repo_id, filename), Fault(status=status, times=times))
 
+    def advertise(self, repo_id: str, filename: str, *, oid: str | None = None, lfs_oid: str | None = None,
+                  size: int | None = None) -> None:
+        """Make the tree, paths-info and siblings listings lie about a file of the head commit (a hostile or
+        broken Hub): another git ``oid``, LFS ``oid`` or ``size``. Downloads still serve the real bytes."""
+        f = self.repos[repo_id].head.files[filename]
+        f.listed.update({k: v for k, v in (("oid", oid), ("lfs_oid", lfs_oid), ("size", size)) if v is not None})
+
     def clear_faults(self) -> None:
         self._faults.clear()
         self.throttle_bps = None
@@ -482,10 +490,11 @@ class FakeHub(FakeHTTPServer):
                 f = commit.files[p]
                 s: dict = {"rfilename": p}
                 if siblings == "blobs":
-                    s["blobId"] = f.oid
-                    s["size"] = f.size
+                    s["blobId"] = f.listed.get("oid", f.oid)
+                    s["size"] = f.listed.get("size", f.size)
                     if f.lfs:
-                        s["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+                        s["lfs"] = {"sha256": f.listed.get("lfs_oid", f.sha256), "size": s["size"],
+                                    "pointerSize": len(f.pointer)}
                 sib.append(s)
             d["siblings"] = sib
         return d
@@ -576,9 +585,10 @@ class FakeHub(FakeHTTPServer):
         last = {"id": commit.sha, "title": commit.title, "date": iso8601(commit.date)}
         f = commit.files.get(path)
         if f is not None:
-            e = {"type": "file", "oid": f.oid, "size": f.size, "path": f.path}
+            size = f.listed.get("size", f.size)
+            e = {"type": "file", "oid": f.listed.get("oid", f.oid), "size": size, "path": f.path}
             if f.lfs:
-                e["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": len(f.pointer)}
+                e["lfs"] = {"oid": f.listed.get("lfs_oid", f.sha256), "size": size, "pointerSize": len(f.pointer)}
             if expand:
                 e["lastCommit"] = last
             return e

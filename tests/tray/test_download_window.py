@@ -26,3 +26,27 @@ def test_search_pick_download_and_notify(qtbot, app, fake_hub, tiny_gguf, smollm
     qtbot.waitUntil(lambda: window.note.text().startswith("Downloaded"), timeout=30_000)
     call = desktop.wait_notification("Download finished")
     assert call.actions["serve"] == "Serve it now"
+
+
+HOSTILE = "evil/\x1b]0;pwned\x07\x9b2J\u202ered-GGUF"
+
+
+def _has_controls(text: str) -> bool:
+    return any(c in text for c in "\x1b\x07\x9b\u202e")
+
+
+def test_hub_text_is_shown_without_control_characters(qtbot, app, fake_hub, tiny_gguf, monkeypatch):
+    """A repo id with escape sequences and a bidi override shows cleaned; the window still uses the real id."""
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    fake_hub.add_repo(HOSTILE, files={"x-Q4_K_M.gguf": tiny_gguf}, downloads=3)
+    app.open_download()
+    window = app.windows["download"]
+    window.query.setText("red")
+    window.search()
+    qtbot.waitUntil(lambda: window.repos.topLevelItemCount() == 1, timeout=15_000)
+    item = window.repos.topLevelItem(0)
+    assert item.text(0) == "evil/]0;pwned2Jred-GGUF"
+    assert item.data(0, 0x0100) == HOSTILE  # Qt.UserRole: what the listing asks the Hub for
+    window.repos.setCurrentItem(item)
+    qtbot.waitUntil(lambda: "Listing" not in window.note.text(), timeout=15_000)
+    assert not _has_controls(window.note.text()), repr(window.note.text())

@@ -160,3 +160,15 @@ def test_recommendations_show_memory_and_speed_and_the_choice_is_kept(qtbot, app
     w.next()
     assert w.currentPage() is w.page_named("download")
     assert chosen.repo in w.page_named("download").intro.text()
+
+
+def test_token_step_shows_the_hubs_account_name_without_control_characters(qtbot, app, fake_hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
+    fake_hub.add_user("hf_good", name="al\x1b[2J\u202eice")
+    page = wizard_mod.TokenPage(Wizard(app))
+    qtbot.addWidget(page)
+    page.token.setText("hf_good")
+    page.save.click()
+    qtbot.waitUntil(lambda: "knows it as" in page.note.text(), timeout=15_000)
+    assert page.note.text().endswith("knows it as al[2Jice.")
+    secrets.forget(secrets.HF_TOKEN)

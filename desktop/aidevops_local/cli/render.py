@@ -1,5 +1,10 @@
 """Terminal output: errors, tables, JSON and progress bars. Progress goes to stderr so stdout stays
-clean for --json readers."""
+clean for --json readers.
+
+Every string shown passes through ``_shown``: it may hold text from the network (a repo or file name, a
+server's message), so control characters are dropped (core.untrusted) and, where rich reads markup, its
+brackets are escaped (a hint's ``'aidevops-local[gui]'`` is not a style). JSON output keeps the data as is:
+json.dumps escapes control characters itself."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -22,6 +28,7 @@ from rich.table import Table
 
 from ..core.errors import LocalModelsError
 from ..core.progress import Progress as CoreProgress
+from ..core.untrusted import printable
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -31,20 +38,26 @@ def error(exc: LocalModelsError) -> None:
     error_text(exc.message, exc.hint, exc.details)
 
 
+def _shown(value, *, markup: bool = True, multiline: bool = False) -> str:
+    """``value`` as text fit for the terminal; escaped for rich where it is printed with markup."""
+    text = printable("" if value is None else value, multiline=multiline)
+    return escape(text) if markup else text
+
+
 def error_text(message: str, hint: str = "", details: str = "") -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {_shown(message, multiline=True)}", markup=True, highlight=False)
     if details:
-        err.print(details, markup=False, highlight=False)
+        err.print(_shown(details, markup=False, multiline=True), markup=False, highlight=False)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", markup=True, highlight=False)
+        err.print(f"[yellow]hint:[/] {_shown(hint, multiline=True)}", markup=True, highlight=False)
 
 
 def info(message: str) -> None:
-    err.print(message, markup=False, highlight=False)
+    err.print(_shown(message, markup=False, multiline=True), markup=False, highlight=False)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+    err.print(f"[yellow]warning:[/] {_shown(message, multiline=True)}", markup=True, highlight=False)
 
 
 def as_json(value) -> None:
@@ -62,11 +75,11 @@ def _jsonable(value):
 
 
 def table(columns: list[str], rows: list[list], title: str | None = None) -> None:
-    t = Table(title=title, show_edge=False, header_style="bold")
+    t = Table(title=_shown(title) if title else None, show_edge=False, header_style="bold")
     for column in columns:
         t.add_column(column, overflow="fold")
     for row in rows:
-        t.add_row(*["" if v is None else str(v) for v in row])
+        t.add_row(*[_shown(v) for v in row])
     out.print(t)
 
 
@@ -76,7 +89,7 @@ def key_values(rows: list[tuple[str, object]]) -> None:
     t.add_column(style="bold")
     t.add_column(overflow="fold")
     for label, value in rows:
-        t.add_row(label, "-" if value is None else str(value))
+        t.add_row(_shown(label), "-" if value is None else _shown(value))
     out.print(t)
 
 
@@ -120,7 +133,7 @@ def progress_bar(quiet: bool = False) -> Iterator:
 
         def callback(p: CoreProgress) -> None:
             if p.task not in tasks:
-                tasks[p.task] = bar.add_task(p.task, total=p.total)
+                tasks[p.task] = bar.add_task(_shown(p.task), total=p.total)
             bar.update(tasks[p.task], completed=p.done, total=p.total)
 
         yield callback

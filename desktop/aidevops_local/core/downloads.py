@@ -6,15 +6,16 @@ own pieces: `hf_hub_url` for the address, `get_hf_file_metadata` (a HEAD that al
 errors, gated repos included) for the commit and size, and the hub's HTTP session (its proxy, offline and
 header handling; Authorization is dropped on a redirect to another host) for a Range GET.
 
-- The partial file is models/.partial/<sha256>.part, keyed by the LFS hash, so any later run (after Ctrl-C,
-  a cancel, kill -9 or a dropped connection) continues from its last byte. A dropped connection is retried
-  within the run from where it stopped.
+- The partial file is models/.partial/<sha256>.part, keyed by the LFS hash (accepted only as 64 hex digits,
+  or a git blob id as 40: it names a path), so any later run (after Ctrl-C, a cancel, kill -9 or a dropped
+  connection) continues from its last byte. A dropped connection is retried within the run from where it
+  stopped; a file the Hub serves shorter than it lists is fetched afresh once, then refused.
 - The hash is computed while downloading (the partial's existing bytes are hashed first on a resume) and
   must equal the Hub's LFS sha256 (or, for a file kept in git, its blob id) before the file is moved into
   place and recorded; on a mismatch the partial is deleted and nothing is recorded.
 - Names from the Hub that would escape models/ are refused; free disk is checked first.
 - A single file lands as models/<file>.gguf; a split set as models/<stem>/<parts> (llama-server's router
-  reads a folder of parts as one model).
+  reads a folder of parts as one model), moved there only once every part verified.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import config, hub, store
-from .errors import DiskFull, LocalModelsError, NetworkError, Refused, VerificationFailed
+from .errors import DiskFull, LocalModelsError, NetworkError, Refused, UnsafePath, VerificationFailed
 from .library import LocalModel, model_name
 from .progress import ProgressCallback, check_cancelled, report
 
@@ -73,7 +74,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
         raise ConfigError(f"{spec!r} is not a repository name.", hint="Write it as ORG/REPO or ORG/REPO:QUANT, "
                                                                       "e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.")
-    return repo, quant or None
+    return hub.check_repo_id(repo), quant or None
 
 
 def pull(repo: str, file: str | None = None, *, quant: str | None = None, revision: str | None = None,
@@ -90,10 +91,11 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
     token = token or hub.hub_token()
     remove_partials(older_than_days=STALE_PARTIAL_DAYS)
     listing = hub.repo_files(repo_id, revision=revision, token=token)
-    if file:  # a name the Hub lists but that would escape models/ is refused, not "not found"
+    if file:  # a file the Hub lists but that we may not write is refused, not "not found"
         for part in listing:
             if file in (part.path, part.path.rsplit("/", 1)[-1]):
                 hub.safe_filename(part.path)
+                hub.check_checksum_id(part)
         hub.safe_filename(file)
     chosen = hub.choose_file(hub.group_models(listing), repo_id=repo_id, quant=quant or spec_quant, filename=file)
     name, targets, existing = _place(chosen, repo_id)
@@ -113,9 +115,13 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
                                   cancel=cancel, task=task, offset=done_before, total=chosen.size_bytes)
         downloaded += got
         resumed += had
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, target)
         done_before += part.size
+    # Into models/ only once every part is verified: a part alone there would be listed as a model of its own
+    # (and never cleaned up) if a later part failed. Until then the finished parts wait in their partials.
+    for target, partial in zip(targets, partials, strict=True):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
     model = _record(name, repo_id, chosen, targets)
     return PullResult(model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed,
                       time.monotonic() - started)
@@ -133,9 +139,20 @@ def _layout(name: str, chosen: hub.RemoteFile) -> list[Path]:
     else:
         targets = [models_dir / (names[0] if model_name(names[0]) == name else f"{name}.gguf")]
     for target in targets:  # belt and braces: the resolved path must stay inside models/
-        if models_dir.resolve() not in target.resolve().parents:
-            hub.safe_filename("../" + target.name)
+        _inside(target, models_dir)
     return targets
+
+
+def _inside(path: Path, folder: Path) -> Path:
+    """``path`` if it resolves inside ``folder`` with names a file system takes; UnsafePath otherwise. Every
+    path a pull writes or deletes passes here: its names come from the Hub."""
+    if any(len(name.encode(errors="replace")) > hub.NAME_MAX_BYTES for name in path.parts):
+        raise UnsafePath(f"{path.name[:40]}... would be a file name longer than a file system takes.",
+                         hint="Nothing was downloaded. Remove the model of the same name, or pull with --file.")
+    if folder.resolve() not in path.resolve().parents:
+        raise UnsafePath(f"The Hub's listing would make this pull write {path}, outside {folder}.",
+                         hint="Nothing was downloaded. Report the repository if it is yours.")
+    return path
 
 
 def _place(chosen: hub.RemoteFile, repo_id: str) -> tuple[str, list[Path], LocalModel | None]:
@@ -166,8 +183,9 @@ def _is_this_file(path: Path, part: hub.RemotePart) -> bool:
 
 
 def _partial_path(part: hub.RemotePart) -> Path:
-    key = part.sha256 or f"git-{part.blob_id}"
-    return config.paths().partial_dir / f"{key}.part"
+    key = hub.check_checksum_id(part) if part.sha256 else f"git-{hub.check_checksum_id(part)}"
+    folder = config.paths().partial_dir
+    return _inside(folder / f"{key}.part", folder)
 
 
 def _sha_text(chosen: hub.RemoteFile) -> str:
@@ -200,6 +218,7 @@ def _download_part(repo_id: str, part: hub.RemotePart, partial: Path, *, revisio
     from huggingface_hub.utils import build_hf_headers
 
     endpoint = config.hf_endpoint()
+    hub.use_fail_fast_session()
     with hub.hub_errors(repo_id, part.path):
         meta = get_hf_file_metadata(hf_hub_url(repo_id, part.path, revision=revision, endpoint=endpoint),
                                     token=token, endpoint=endpoint, retry_on_errors=True)
@@ -260,6 +279,7 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
         stalled = 0
         transferred = 0
         last_report = 0.0
+        started_over = False
         while out.tell() < part.size:
             check_cancelled(cancel)
             start = out.tell()
@@ -268,6 +288,8 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                                           timeout=httpx2.Timeout(30.0, read=60.0)) as response:
                     if response.status_code in RETRY_STATUSES:
                         raise _Retry(f"the server answered {response.status_code}")
+                    if response.status_code == 416:  # nothing at this offset: the file is shorter than listed
+                        raise _ServedShort()
                     if response.status_code >= 400:
                         response.read()
                         from huggingface_hub.utils import hf_raise_for_status
@@ -292,6 +314,20 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                             last_report = now
                             report(progress, task, offset + out.tell(), total)
                             check_cancelled(cancel)
+            except _ServedShort:
+                if started_over:  # the whole file, fetched afresh, is still short: it is a bad file
+                    out.close()
+                    partial.unlink(missing_ok=True)
+                    raise VerificationFailed(
+                        f"The Hub serves fewer bytes of {Path(part.path).name} than it lists ({start:,} of "
+                        f"{part.size:,}). It was deleted and not recorded.",
+                        hint="The file on the Hub is broken or being replaced: try again later, or pick another "
+                             "file.") from None
+                started_over = True  # what is saved may be from elsewhere: fetch the whole file once more
+                out.seek(0)
+                out.truncate()
+                digest = _new_digest(part)
+                continue
             except (_Retry, httpx2.TransportError) as exc:
                 out.flush()
                 stalled = 0 if out.tell() > start else stalled + 1
@@ -312,6 +348,10 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
 
 class _Retry(Exception):
     pass
+
+
+class _ServedShort(Exception):
+    """416: the server has no bytes where the listing says the file goes on."""
 
 
 def _rehash(partial: Path, digest, length: int) -> None:

@@ -9,13 +9,17 @@ huggingface_hub is imported inside the functions only: `status` and the server p
 from __future__ import annotations
 
 import posixpath
+import re
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import PurePosixPath
 
 from . import config
 from .errors import (
     AuthRequired,
+    ConfigError,
     GatedRepo,
     LocalModelsError,
     ModelNotFound,
@@ -25,8 +29,13 @@ from .errors import (
 )
 from .gguf_meta import SPLIT_RE
 from .hardware import Hardware
+from .untrusted import printable
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
+NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
+# What a checksum id from the Hub may look like: it names the partial file, so nothing else is accepted.
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+BLOB_ID_RE = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,26 @@ class RemoteFile:
 def _api(token: str | None = None):
     from huggingface_hub import HfApi
 
+    use_fail_fast_session()
     return HfApi(endpoint=config.hf_endpoint(), token=token)
+
+
+_session_lock = threading.Lock()
+_session_ready = False
+
+
+def use_fail_fast_session() -> None:
+    """huggingface_hub's shared HTTP client, made to give up at once when the Hub cannot be connected to
+    (core.hub_http says why). Once per process: the tray's workers share the client."""
+    global _session_ready
+    with _session_lock:
+        if not _session_ready:
+            from huggingface_hub.utils import set_client_factory
+
+            from .hub_http import fail_fast_client
+
+            set_client_factory(fail_fast_client)
+            _session_ready = True
 
 
 def hub_token() -> str | None:
@@ -94,6 +122,7 @@ def hub_errors(repo_id: str = "", filename: str = ""):
         EntryNotFoundError,
         GatedRepoError,
         HfHubHTTPError,
+        HFValidationError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -118,6 +147,9 @@ def hub_errors(repo_id: str = "", filename: str = ""):
     except EntryNotFoundError:
         raise NotFound(f"{repo_id} has no file {filename!r}.",
                        hint=f"List its files with `aidevops-local search --repo {repo_id}`.") from None
+    except HFValidationError:  # a repo id that check_repo_id did not see (one from a file, say)
+        check_repo_id(repo_id)
+        raise ConfigError(f"{repo_id!r} is not a repository name the Hub accepts.", hint=_REPO_ID_HINT) from None
     except OfflineModeIsEnabled:
         check_online()
         raise NetworkError("Offline mode is on.", hint="Unset HF_HUB_OFFLINE.") from None
@@ -158,7 +190,28 @@ def _date(value) -> str:
     return str(value or "")[:10]
 
 
+_REPO_ID_HINT = ("Write it as ORG/REPO (letters, digits, '-', '_' and '.', at most 96 characters), "
+                 "e.g. bartowski/Qwen_Qwen3-8B-GGUF.")
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is one the Hub can have (ORG/REPO, ASCII, at most 96 characters); ConfigError, before
+    anything is sent, otherwise."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if repo_id.count("/") != 1 or not repo_id.isascii():
+            raise HFValidationError(repo_id)
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        shown = repo_id if len(repo_id) <= 60 else repo_id[:57] + "..."
+        raise ConfigError(f"{shown!r} is not a repository name.", hint=_REPO_ID_HINT) from None
+    return repo_id
+
+
 def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
+    check_repo_id(repo_id)
     check_online()
     with hub_errors(repo_id):
         m = _api(token or hub_token()).model_info(repo_id, expand=["downloads", "likes", "lastModified", "gated",
@@ -169,18 +222,45 @@ def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
 
 def safe_filename(path_in_repo: str) -> str:
     """The file's local name (its base name) if the Hub's path is one we may write; UnsafePath otherwise.
-    A hostile repo could name a file ``../../.bashrc`` or an absolute path."""
-    bad = (not path_in_repo or "\\" in path_in_repo or "\x00" in path_in_repo or path_in_repo.startswith("/")
-           or any(ord(c) < 32 for c in path_in_repo))
+    A hostile repo could name a file ``../../.bashrc`` or an absolute path, or give it control characters or
+    a name longer than a file system takes."""
+    bad = not path_in_repo or "\\" in path_in_repo or path_in_repo.startswith("/")
     parts = path_in_repo.split("/")
     if bad or any(p in ("", ".", "..") for p in parts) or posixpath.isabs(path_in_repo):
         raise UnsafePath(f"The Hub names a file {path_in_repo!r}, which would be written outside the models folder.",
                          hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+    if printable(path_in_repo) != path_in_repo:  # control or bidi characters: a name that shows as another
+        raise UnsafePath(f"The Hub names a file {path_in_repo!r}, with characters a file name should not have.",
+                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+    try:
+        too_long = len(parts[-1].encode()) > NAME_MAX_BYTES
+    except UnicodeEncodeError:  # a lone surrogate from the JSON: no file system takes it
+        too_long = True
+    if too_long:
+        raise UnsafePath(f"The Hub names a file {parts[-1][:40]!r}... that is not a valid file name here (longer "
+                         f"than {NAME_MAX_BYTES} bytes, or not UTF-8).",
+                         hint="The file was refused; nothing was downloaded. Pick another file of the repo.")
     return parts[-1]
+
+
+def check_checksum_id(part: RemotePart) -> str:
+    """The id a part is verified against and its partial file named after: the LFS sha256 (64 hex digits), or
+    for a file kept in git its blob id (40). Anything else from the Hub is refused (UnsafePath): it would
+    name a path."""
+    if part.sha256 is not None:
+        ok = SHA256_RE.fullmatch(part.sha256)
+    else:
+        ok = BLOB_ID_RE.fullmatch(part.blob_id)
+    if not ok:
+        name = PurePosixPath(part.path).name
+        raise UnsafePath(f"The Hub gives {name} a checksum that is not a sha256 or git blob id.",
+                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+    return part.sha256 or part.blob_id
 
 
 def repo_files(repo_id: str, *, revision: str | None = None, token: str | None = None) -> list[RemotePart]:
     """Every file in the repo (recursively) with its size and LFS sha256."""
+    check_repo_id(repo_id)
     check_online()
     from huggingface_hub.hf_api import RepoFile
 
@@ -193,7 +273,8 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | None =
 
 def group_models(parts: list[RemotePart]) -> list[RemoteFile]:
     """The repo's model files: single GGUFs, and each complete split set as one entry. Vision projectors
-    (mmproj) and names that would escape the models folder are left out."""
+    (mmproj), names that would escape the models folder and files without a well-formed checksum are left
+    out."""
     from .library import quant_from_name
 
     singles, sets = [], {}
@@ -203,6 +284,7 @@ def group_models(parts: list[RemotePart]) -> list[RemoteFile]:
             continue
         try:
             safe_filename(part.path)
+            check_checksum_id(part)
         except UnsafePath:
             continue
         match = SPLIT_RE.match(base)

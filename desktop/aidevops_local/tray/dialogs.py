@@ -10,16 +10,18 @@ from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from ..core.errors import LocalModelsError
+from ..core.untrusted import printable
 
 LOG_LINES = 400
 
 
 def error_text(exc: BaseException) -> tuple[str, str, str]:
-    """(message, hint, details) for any exception; unexpected ones say so and point at the log."""
+    """(message, hint, details) for any exception; unexpected ones say so and point at the log. They may quote
+    the network (a Hub's name or message): shown without control characters."""
     if isinstance(exc, LocalModelsError):
-        return exc.message, exc.hint, exc.details
+        return tuple(printable(text, multiline=True) for text in (exc.message, exc.hint, exc.details))
     return (
-        f"Something went wrong: {type(exc).__name__}: {exc}",
+        f"Something went wrong: {type(exc).__name__}: {printable(exc, multiline=True)}",
         "This is a bug; the tray's log has the details.",
         "",
     )

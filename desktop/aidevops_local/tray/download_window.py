@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from ..core import hardware
 from ..core.progress import Progress
+from ..core.untrusted import printable
 from . import dialogs, menu
 from .notifications import Action, Notice
 
@@ -77,6 +78,7 @@ class DownloadWindow(QWidget):
         self.bar = QProgressBar(objectName="progress")
         self.bar.hide()
         self.note = QLabel(wordWrap=True, objectName="note")
+        self.note.setTextFormat(Qt.TextFormat.PlainText)  # it quotes Hub names: never read them as HTML
         self.download_button = QPushButton("Download", objectName="download")
         self.cancel_button = QPushButton("Cancel", objectName="cancel")
         self.download_button.clicked.connect(self.download)
@@ -106,7 +108,8 @@ class DownloadWindow(QWidget):
         self.repos.clear()
         self.files.clear()
         for repo in results:
-            item = QTreeWidgetItem([repo.repo_id, f"{repo.downloads:,}" if repo.downloads else ""])
+            # Hub text is shown without control characters; the item keeps the real id for the Hub calls.
+            item = QTreeWidgetItem([printable(repo.repo_id), f"{repo.downloads:,}" if repo.downloads else ""])
             item.setData(0, Qt.ItemDataRole.UserRole, repo.repo_id)
             self.repos.addTopLevelItem(item)
         self.repos.resizeColumnToContents(0)
@@ -117,7 +120,7 @@ class DownloadWindow(QWidget):
         if item is None:
             return
         repo_id = item.data(0, Qt.ItemDataRole.UserRole)
-        self.note.setText(f"Listing {repo_id}…")
+        self.note.setText(f"Listing {printable(repo_id)}…")
         self.app.workers.submit(
             lambda job: list_files(repo_id),
             name="hub-files",
@@ -129,14 +132,15 @@ class DownloadWindow(QWidget):
         self.files.clear()
         for f in files:
             fits = {True: "yes", False: f"no, needs {menu.human_bytes(f.needs_bytes)}", None: "?"}[f.fits]
-            item = QTreeWidgetItem([f.filename, f.quant or "", menu.human_bytes(f.size_bytes), fits])
+            item = QTreeWidgetItem([printable(f.filename), printable(f.quant or ""), menu.human_bytes(f.size_bytes),
+                                    fits])
             item.setData(0, Qt.ItemDataRole.UserRole, (repo_id, f.filename))
             if f.fits is False:
                 item.setForeground(3, Qt.GlobalColor.darkRed)
             self.files.addTopLevelItem(item)
         for column in range(4):
             self.files.resizeColumnToContents(column)
-        self.note.setText(f"{len(files)} GGUF files in {repo_id}")
+        self.note.setText(f"{len(files)} GGUF files in {printable(repo_id)}")
         self._update_buttons()
 
     # ---- downloading --------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class DownloadWindow(QWidget):
         self.bar.setRange(0, 0)
         self.bar.show()
         self.cancel_button.show()
-        self.note.setText(f"Downloading {filename}…")
+        self.note.setText(f"Downloading {printable(filename)}…")
         self.job = self.app.workers.submit(
             lambda job: pull(job, repo_id, filename),
             name="pull",

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import config, hardware, secrets, server
+from ..core.untrusted import printable
 from . import dialogs, menu
 
 PAGES = ("hardware", "runtime", "recommend", "token", "download", "start", "done")
@@ -393,6 +394,7 @@ class TokenPage(QWizardPage):
         )
         self.save = QPushButton("Test and save", objectName="action")
         self.note = QLabel(wordWrap=True, objectName="result")
+        self.note.setTextFormat(Qt.TextFormat.PlainText)  # it quotes the Hub's account name: never HTML
         self.save.clicked.connect(self._save)
         layout = QVBoxLayout(self)
         layout.addWidget(self.token)
@@ -417,7 +419,7 @@ class TokenPage(QWizardPage):
 
     def _saved(self, account) -> None:
         self.save.setEnabled(True)
-        self.note.setText(f"Saved in the keyring; the Hub knows it as {account.name}.")
+        self.note.setText(f"Saved in the keyring; the Hub knows it as {printable(account.name)}.")
 
     def _failed(self, exc: BaseException) -> None:
         self.save.setEnabled(True)
