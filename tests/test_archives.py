@@ -126,3 +126,28 @@ def test_damaged_and_foreign_files_fail_verification(llama_server_dir, tmp_path)
     for bad in (cut, text):
         with pytest.raises(VerificationFailed):
             archives.extract(archive=bad, dest=tmp_path / f"out-{bad.name}")
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_members_writable_by_others_are_installed_without_those_bits(tmp_path, fmt):
+    modes = {"top/llama-server": 0o777, "top/libx.so": 0o666, "top/setuid": 0o4755, "top/owner-only": 0o700}
+    archive = tmp_path / f"modes.{fmt}"
+    if fmt == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for name, mode in modes.items():
+                info = zipfile.ZipInfo(name)
+                info.create_system = 3
+                info.external_attr = (stat.S_IFREG | mode) << 16
+                zf.writestr(info, b"x")
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            for name, mode in modes.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = 1, mode
+                tf.addfile(info, io.BytesIO(b"x"))
+
+    archives.extract(archive=archive, dest=tmp_path / "out")
+
+    got = {name: stat.S_IMODE(os.stat(tmp_path / "out" / name).st_mode) for name in modes}
+    assert got == {"top/llama-server": 0o755, "top/libx.so": 0o644, "top/setuid": 0o755, "top/owner-only": 0o700}
+

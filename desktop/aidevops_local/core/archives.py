@@ -137,6 +137,15 @@ def _zip_mode(info: zipfile.ZipInfo) -> int:
     return (info.external_attr >> 16) & 0xFFFF if info.create_system == 3 else 0
 
 
+def _installed_file_mode(archive_mode: int) -> int:
+    """What tar's ``data`` filter makes of a file's mode: the execute bits the archive asks for, but never
+    setuid/setgid/sticky or write access for group and others (0777 -> 0755, 0666 -> 0644)."""
+    if not archive_mode & 0o777:
+        return 0o644  # no mode recorded (a zip made on Windows)
+    mode = (archive_mode & 0o755) | 0o600
+    return mode if mode & stat.S_IXUSR else mode & ~0o111
+
+
 def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -170,8 +179,7 @@ def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
                 _inside(dest, target.parent)
                 with zf.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
-                # Keep the execute bits the archive asks for; never setuid/setgid/sticky.
-                target.chmod((_zip_mode(info) & 0o777) or 0o644)
+                target.chmod(_installed_file_mode(_zip_mode(info)))
                 done += info.file_size
                 report(progress, task, done, total)
             for name, link_target in links:
