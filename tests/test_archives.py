@@ -151,3 +151,22 @@ def test_members_writable_by_others_are_installed_without_those_bits(tmp_path, f
     got = {name: stat.S_IMODE(os.stat(tmp_path / "out" / name).st_mode) for name in modes}
     assert got == {"top/llama-server": 0o755, "top/libx.so": 0o644, "top/setuid": 0o755, "top/owner-only": 0o700}
 
+
+def test_a_link_that_steps_out_and_back_in_is_refused_once_its_folder_moves(tmp_path):
+    # Resolved where it lies, each link lands inside d/; from anywhere else, the step out goes elsewhere.
+    d = tmp_path / "d"
+    (d / "lib").mkdir(parents=True)
+    (d / "lib" / "libx.so.1").write_bytes(b"elf")
+    (d / "libx.so").symlink_to("../d/lib/libx.so.1")
+    with pytest.raises(UnsafePath, match="libx.so"):
+        archives.check_links_stay_inside(d, what="test build")
+
+    (d / "libx.so").unlink()
+    (d / "here").symlink_to(".")
+    (d / "libx.so").symlink_to("here/../d/lib/libx.so.1")  # a link that is the folder itself, then up
+    with pytest.raises(UnsafePath):
+        archives.check_links_stay_inside(d, what="test build")
+
+    (d / "libx.so").unlink()
+    (d / "libx.so").symlink_to("here/lib/../lib/libx.so.1")
+    archives.check_links_stay_inside(d, what="test build")  # odd but inside at every step

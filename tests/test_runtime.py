@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -205,6 +206,84 @@ def test_hostile_release_archive_is_refused_and_the_previous_build_stays(install
     assert hostile.escapes(tmp_path / "hostile" / "x") == []
     assert_active(OLD)
     assert_no_leftovers()
+
+
+SCRIPT_SERVER = b"#!/bin/sh\necho 'version: 1 (0000000)' >&2\n"
+
+
+def script_tarball(path: Path, members: list[tuple[str, str, bytes | str]]) -> Path:
+    """A release-shaped tarball from (kind, name, payload): kind "file" (payload: bytes, made executable),
+    "dir" or "symlink" (payload: its target). Its llama-server is a script that prints a version line."""
+    with tarfile.open(path, "w:gz") as tf:
+        for kind, name, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size, info.mode = len(payload), 0o755
+                tf.addfile(info, io.BytesIO(payload))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}[kind]
+            info.mode = 0o755 if kind == "dir" else 0o777
+            info.linkname = payload or ""
+            tf.addfile(info)
+    return path
+
+
+def assert_no_link_leaves(folder: Path) -> None:
+    root = folder.resolve()
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            assert (path.parent / os.readlink(path)).resolve().is_relative_to(root), f"{path} leaves {folder}"
+
+
+def test_link_that_leaves_the_installed_folder_is_refused(installed_old, tmp_path):
+    # Inside the archive the link stays in: it climbs to the archive's root and back into shared-tmp/. But only
+    # a/b/c/d/ (llama-server's folder) becomes bin/, where the same four steps up lead out of the install.
+    archive = script_tarball(tmp_path / asset_name(NEW), [
+        ("dir", "a/b/c/d", None), ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
+        ("dir", "shared-tmp", None), ("file", "shared-tmp/libggml-x.so", b"\x7fELF"),
+        ("symlink", "a/b/c/d/libggml-x.so", "../../../../shared-tmp/libggml-x.so"),
+    ])
+    installed_old.add_release(NEW, {archive.name: archive})
+
+    assert main(["install", "--tag", NEW]) == ExitCode.REFUSED
+    with pytest.raises(UnsafePath, match="libggml-x.so"):
+        runtime.install_release(tag=NEW)
+
+    assert_active(OLD)
+    assert_no_link_leaves(config.paths().bin_dir)
+    assert_no_leftovers()
+
+
+def test_companion_link_that_leaves_once_merged_is_refused(gh, release_archive, tmp_path):
+    # The CUDA runtime archive's link resolves inside that archive from a/b/c/, but its libraries are merged
+    # flat into llama-server's folder, where "../../../" leads out of the install.
+    name = asset_name(NEW, "ubuntu-cuda-12.8-x64")
+    cudart = script_tarball(tmp_path / f"cudart-{name}", [
+        ("dir", "a/b/c", None), ("dir", "y", None), ("file", "y/libcudart.so.12.8.90", b"\x7fELF"),
+        ("symlink", "a/b/c/libcudart.so.12", "../../../y/libcudart.so.12.8.90"),
+    ])
+    gh.add_release(NEW, {name: release_archive(NEW, name), cudart.name: cudart})
+
+    with pytest.raises(UnsafePath, match="libcudart.so.12"):
+        runtime.install_release(backend="cuda")
+
+    assert runtime.installed_runtime() is None
+    assert_no_leftovers()
+
+
+def test_links_that_stay_inside_the_installed_folder_install(gh, tmp_path):
+    # The same shapes, kept inside llama-server's folder, are what real builds hold.
+    archive = script_tarball(tmp_path / asset_name(NEW), [
+        ("dir", "a/b/c/d/lib", None), ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
+        ("file", "a/b/c/d/lib/libggml-x.so.1", b"\x7fELF"), ("symlink", "a/b/c/d/libggml-x.so", "lib/libggml-x.so.1"),
+        ("symlink", "a/b/c/d/lib/libggml-x.so", "../lib/./libggml-x.so.1"),
+    ])
+    gh.add_release(NEW, {archive.name: archive})
+
+    runtime.install_release()
+
+    bin_dir = config.paths().bin_dir
+    assert (bin_dir / "libggml-x.so").read_bytes() == (bin_dir / "lib" / "libggml-x.so").read_bytes() == b"\x7fELF"
 
 
 def test_truncated_download_is_a_network_error_and_nothing_changes(installed_old, release_archive):
