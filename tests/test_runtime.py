@@ -286,6 +286,47 @@ def test_links_that_stay_inside_the_installed_folder_install(gh, tmp_path):
     assert (bin_dir / "libggml-x.so").read_bytes() == (bin_dir / "lib" / "libggml-x.so").read_bytes() == b"\x7fELF"
 
 
+@pytest.mark.parametrize("fields,code,words", [
+    ({"digest": 5}, ExitCode.VERIFY_FAILED, "digest"),
+    ({"digest": ["sha256:" + "a" * 64]}, ExitCode.VERIFY_FAILED, "digest"),
+    ({"digest": "sha256:not-hex"}, ExitCode.VERIFY_FAILED, "digest"),
+    ({"size": "123"}, ExitCode.VERIFY_FAILED, "size"),
+    ({"size": -1}, ExitCode.VERIFY_FAILED, "size"),
+    ({"browser_download_url": None}, ExitCode.VERIFY_FAILED, "download address"),
+    ({"name": None}, ExitCode.NOT_FOUND, "without a name"),
+])
+def test_a_malformed_asset_record_is_a_one_line_error(gh, release_archive, capsys, fields, code, words):
+    name = asset_name(OLD)
+    gh.add_release(OLD, {name: release_archive(OLD)}, asset_fields={name: fields})
+
+    assert main(["install"]) == code
+    err = capsys.readouterr().err
+    assert words in " ".join(err.split()) and "Traceback" not in err
+    assert gh.downloads(name) == 0
+    assert runtime.installed_runtime() is None
+
+
+def test_malformed_records_of_other_assets_do_not_stop_an_install(gh, release_archive):
+    name = asset_name(OLD)
+    others = {asset_name(OLD, "macos-arm64"): {"name": None}, asset_name(OLD, "ubuntu-vulkan-x64"): {"digest": 5},
+              asset_name(OLD, "ubuntu-arm64"): {"size": "big"}, "notes.txt": {"name": ["a", "b"]}}
+    gh.add_release(OLD, {name: release_archive(OLD), **{other: b"x" for other in others}}, asset_fields=others)
+
+    assert runtime.install_release().asset == name
+    assert_active(OLD)
+
+
+@pytest.mark.parametrize("fields", [{"tag_name": None}, {"tag_name": "b1\nversion: 9"}, {"assets": "none"},
+                                    {"assets": None}])
+def test_a_malformed_release_record_is_a_one_line_error(gh, release_archive, capsys, fields):
+    publish(gh, release_archive, OLD, release_fields=fields)
+
+    for command in (["install"], ["update", "--check"]):
+        assert main(command) == ExitCode.NETWORK
+        err = capsys.readouterr().err
+        assert "malformed" in err and "Traceback" not in err
+
+
 def test_truncated_download_is_a_network_error_and_nothing_changes(installed_old, release_archive):
     name = asset_name(NEW)
     installed_old.add_release(NEW, {name: release_archive(NEW)})
