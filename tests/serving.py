@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from aidevops_local.core import config
+from tests.fixtures.prepare import free_port
 
 
 def serving_settings(**changes) -> None:
-    """Settings for a real server on these 2-core machines: one thread, a small context, one slot."""
-    base = {"threads": 1, "ctx_size": 2048, "parallel": 1, "stop_grace_s": 5.0}
+    """Settings for a real server on these 2-core machines: one thread, a small context, one slot, and a
+    port the kernel says is free (the default 8080 may be anyone's: a start or a doctor run that falls back
+    on the settings' port must not depend on it)."""
+    base = {"threads": 1, "ctx_size": 2048, "parallel": 1, "stop_grace_s": 5.0, "port": free_port()}
     config.save_settings(config.Settings(**{**base, **changes}))
 
 

@@ -343,8 +343,7 @@ def test_helper_passes_arguments_and_exit_code_through_unchanged(tmp_path):
 
 def test_helper_hands_over_to_the_real_cli():
     tool = Path(sys.executable).parent / TOOL
-    if not tool.exists():
-        pytest.skip(f"{TOOL} is not installed beside {sys.executable}")
+    assert tool.exists(), f"{TOOL} is not installed beside {sys.executable}: pip install -e '.[test]'"
     path = f"{tool.parent}{os.pathsep}/usr/bin{os.pathsep}/bin"
     done = _run_helper("status", "--json", path=path)
     assert done.returncode == 3, done.stderr  # nothing runs under the test's own AIDEVOPS_HOME

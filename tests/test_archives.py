@@ -126,3 +126,47 @@ def test_damaged_and_foreign_files_fail_verification(llama_server_dir, tmp_path)
     for bad in (cut, text):
         with pytest.raises(VerificationFailed):
             archives.extract(archive=bad, dest=tmp_path / f"out-{bad.name}")
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_members_writable_by_others_are_installed_without_those_bits(tmp_path, fmt):
+    modes = {"top/llama-server": 0o777, "top/libx.so": 0o666, "top/setuid": 0o4755, "top/owner-only": 0o700}
+    archive = tmp_path / f"modes.{fmt}"
+    if fmt == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for name, mode in modes.items():
+                info = zipfile.ZipInfo(name)
+                info.create_system = 3
+                info.external_attr = (stat.S_IFREG | mode) << 16
+                zf.writestr(info, b"x")
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            for name, mode in modes.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = 1, mode
+                tf.addfile(info, io.BytesIO(b"x"))
+
+    archives.extract(archive=archive, dest=tmp_path / "out")
+
+    got = {name: stat.S_IMODE(os.stat(tmp_path / "out" / name).st_mode) for name in modes}
+    assert got == {"top/llama-server": 0o755, "top/libx.so": 0o644, "top/setuid": 0o755, "top/owner-only": 0o700}
+
+
+def test_a_link_that_steps_out_and_back_in_is_refused_once_its_folder_moves(tmp_path):
+    # Resolved where it lies, each link lands inside d/; from anywhere else, the step out goes elsewhere.
+    d = tmp_path / "d"
+    (d / "lib").mkdir(parents=True)
+    (d / "lib" / "libx.so.1").write_bytes(b"elf")
+    (d / "libx.so").symlink_to("../d/lib/libx.so.1")
+    with pytest.raises(UnsafePath, match="libx.so"):
+        archives.check_links_stay_inside(d, what="test build")
+
+    (d / "libx.so").unlink()
+    (d / "here").symlink_to(".")
+    (d / "libx.so").symlink_to("here/../d/lib/libx.so.1")  # a link that is the folder itself, then up
+    with pytest.raises(UnsafePath):
+        archives.check_links_stay_inside(d, what="test build")
+
+    (d / "libx.so").unlink()
+    (d / "libx.so").symlink_to("here/lib/../lib/libx.so.1")
+    archives.check_links_stay_inside(d, what="test build")  # odd but inside at every step

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -157,6 +158,22 @@ s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); print("ready", f
         assert ours.status == "ok" and f"our server (pid {status.pid})" in ours.summary
     finally:
         server.stop(grace=2)
+
+
+def test_the_default_port_held_by_another_program_is_no_problem_when_ours_is_another(system_runtime):
+    settings = config.load_settings()
+    assert settings.port != 8080  # the tests' settings take a free port
+    default_holder = socket.socket()
+    try:
+        default_holder.bind(("127.0.0.1", 8080))
+        default_holder.listen()
+    except OSError:
+        pass  # another program holds it already: just as good for this test
+    try:
+        found = check("port")
+    finally:
+        default_holder.close()
+    assert found.status == "ok" and f"127.0.0.1:{settings.port} is free" in found.summary
 
 
 def test_tray_host_absent_then_a_status_notifier_watcher(private_desktop, monkeypatch):  # noqa: F811

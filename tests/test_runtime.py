@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -205,6 +206,125 @@ def test_hostile_release_archive_is_refused_and_the_previous_build_stays(install
     assert hostile.escapes(tmp_path / "hostile" / "x") == []
     assert_active(OLD)
     assert_no_leftovers()
+
+
+SCRIPT_SERVER = b"#!/bin/sh\necho 'version: 1 (0000000)' >&2\n"
+
+
+def script_tarball(path: Path, members: list[tuple[str, str, bytes | str]]) -> Path:
+    """A release-shaped tarball from (kind, name, payload): kind "file" (payload: bytes, made executable),
+    "dir" or "symlink" (payload: its target). Its llama-server is a script that prints a version line."""
+    with tarfile.open(path, "w:gz") as tf:
+        for kind, name, payload in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size, info.mode = len(payload), 0o755
+                tf.addfile(info, io.BytesIO(payload))
+                continue
+            info.type = {"dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}[kind]
+            info.mode = 0o755 if kind == "dir" else 0o777
+            info.linkname = payload or ""
+            tf.addfile(info)
+    return path
+
+
+def assert_no_link_leaves(folder: Path) -> None:
+    root = folder.resolve()
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            assert (path.parent / os.readlink(path)).resolve().is_relative_to(root), f"{path} leaves {folder}"
+
+
+def test_link_that_leaves_the_installed_folder_is_refused(installed_old, tmp_path):
+    # Inside the archive the link stays in: it climbs to the archive's root and back into shared-tmp/. But only
+    # a/b/c/d/ (llama-server's folder) becomes bin/, where the same four steps up lead out of the install.
+    archive = script_tarball(tmp_path / asset_name(NEW), [
+        ("dir", "a/b/c/d", None), ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
+        ("dir", "shared-tmp", None), ("file", "shared-tmp/libggml-x.so", b"\x7fELF"),
+        ("symlink", "a/b/c/d/libggml-x.so", "../../../../shared-tmp/libggml-x.so"),
+    ])
+    installed_old.add_release(NEW, {archive.name: archive})
+
+    assert main(["install", "--tag", NEW]) == ExitCode.REFUSED
+    with pytest.raises(UnsafePath, match="libggml-x.so"):
+        runtime.install_release(tag=NEW)
+
+    assert_active(OLD)
+    assert_no_link_leaves(config.paths().bin_dir)
+    assert_no_leftovers()
+
+
+def test_companion_link_that_leaves_once_merged_is_refused(gh, release_archive, tmp_path):
+    # The CUDA runtime archive's link resolves inside that archive from a/b/c/, but its libraries are merged
+    # flat into llama-server's folder, where "../../../" leads out of the install.
+    name = asset_name(NEW, "ubuntu-cuda-12.8-x64")
+    cudart = script_tarball(tmp_path / f"cudart-{name}", [
+        ("dir", "a/b/c", None), ("dir", "y", None), ("file", "y/libcudart.so.12.8.90", b"\x7fELF"),
+        ("symlink", "a/b/c/libcudart.so.12", "../../../y/libcudart.so.12.8.90"),
+    ])
+    gh.add_release(NEW, {name: release_archive(NEW, name), cudart.name: cudart})
+
+    with pytest.raises(UnsafePath, match="libcudart.so.12"):
+        runtime.install_release(backend="cuda")
+
+    assert runtime.installed_runtime() is None
+    assert_no_leftovers()
+
+
+def test_links_that_stay_inside_the_installed_folder_install(gh, tmp_path):
+    # The same shapes, kept inside llama-server's folder, are what real builds hold.
+    archive = script_tarball(tmp_path / asset_name(NEW), [
+        ("dir", "a/b/c/d/lib", None), ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
+        ("file", "a/b/c/d/lib/libggml-x.so.1", b"\x7fELF"), ("symlink", "a/b/c/d/libggml-x.so", "lib/libggml-x.so.1"),
+        ("symlink", "a/b/c/d/lib/libggml-x.so", "../lib/./libggml-x.so.1"),
+    ])
+    gh.add_release(NEW, {archive.name: archive})
+
+    runtime.install_release()
+
+    bin_dir = config.paths().bin_dir
+    assert (bin_dir / "libggml-x.so").read_bytes() == (bin_dir / "lib" / "libggml-x.so").read_bytes() == b"\x7fELF"
+
+
+@pytest.mark.parametrize("fields,code,words", [
+    ({"digest": 5}, ExitCode.VERIFY_FAILED, "digest"),
+    ({"digest": ["sha256:" + "a" * 64]}, ExitCode.VERIFY_FAILED, "digest"),
+    ({"digest": "sha256:not-hex"}, ExitCode.VERIFY_FAILED, "digest"),
+    ({"size": "123"}, ExitCode.VERIFY_FAILED, "size"),
+    ({"size": -1}, ExitCode.VERIFY_FAILED, "size"),
+    ({"browser_download_url": None}, ExitCode.VERIFY_FAILED, "download address"),
+    ({"name": None}, ExitCode.NOT_FOUND, "without a name"),
+])
+def test_a_malformed_asset_record_is_a_one_line_error(gh, release_archive, capsys, fields, code, words):
+    name = asset_name(OLD)
+    gh.add_release(OLD, {name: release_archive(OLD)}, asset_fields={name: fields})
+
+    assert main(["install"]) == code
+    err = capsys.readouterr().err
+    assert words in " ".join(err.split()) and "Traceback" not in err
+    assert gh.downloads(name) == 0
+    assert runtime.installed_runtime() is None
+
+
+def test_malformed_records_of_other_assets_do_not_stop_an_install(gh, release_archive):
+    name = asset_name(OLD)
+    others = {asset_name(OLD, "macos-arm64"): {"name": None}, asset_name(OLD, "ubuntu-vulkan-x64"): {"digest": 5},
+              asset_name(OLD, "ubuntu-arm64"): {"size": "big"}, "notes.txt": {"name": ["a", "b"]}}
+    gh.add_release(OLD, {name: release_archive(OLD), **{other: b"x" for other in others}}, asset_fields=others)
+
+    assert runtime.install_release().asset == name
+    assert_active(OLD)
+
+
+@pytest.mark.parametrize("fields", [{"tag_name": None}, {"tag_name": "b1\nversion: 9"}, {"assets": "none"},
+                                    {"assets": None}])
+def test_a_malformed_release_record_is_a_one_line_error(gh, release_archive, capsys, fields):
+    publish(gh, release_archive, OLD, release_fields=fields)
+
+    for command in (["install"], ["update", "--check"]):
+        assert main(command) == ExitCode.NETWORK
+        err = capsys.readouterr().err
+        assert "malformed" in err and "Traceback" not in err
 
 
 def test_truncated_download_is_a_network_error_and_nothing_changes(installed_old, release_archive):

@@ -69,6 +69,7 @@ class _Asset:
     digest: str | None
     content_type: str
     downloads: int = 0
+    fields: dict = field(default_factory=dict)  # replaces keys of the asset's JSON (malformed records)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class _Release:
     prerelease: bool
     body: str
     assets: list[_Asset] = field(default_factory=list)
+    fields: dict = field(default_factory=dict)  # replaces keys of the release's JSON (malformed records)
 
 
 class FakeReleases(FakeHTTPServer):
@@ -143,15 +145,21 @@ class FakeReleases(FakeHTTPServer):
         prerelease: bool = False,
         draft: bool = False,
         body: str = "",
+        asset_fields: dict[str, dict] | None = None,
+        release_fields: dict | None = None,
     ) -> dict:
         """Publish a release. Returns its JSON as the API serves it.
 
         digest_override: asset name -> digest to advertise instead of the real one ("sha256:<hex>" or hex).
         omit_digest: asset names whose digest is null (as for assets uploaded before mid-2025).
         published_at: defaults to one hour after the previously added release, so the last added is newest.
+        asset_fields: asset name -> JSON keys to serve instead of the true ones, for malformed records
+        ({"digest": 5}, {"size": "12"}, {"name": None}); downloads still find the asset by its true name.
+        release_fields: the same for the release's own keys ({"tag_name": None}, {"assets": "none"}).
         """
         digest_override = digest_override or {}
         omit_digest = omit_digest or set()
+        asset_fields = asset_fields or {}
         with self._lock:
             if any(r.tag == tag for r in self._releases):
                 raise ValueError(f"release {tag} already exists")
@@ -159,7 +167,8 @@ class FakeReleases(FakeHTTPServer):
             if ts is None:
                 ts = max((r.published_at for r in self._releases), default=_BASE_TIME) + 3600
             rel = _Release(
-                next(self._ids), tag, name if name is not None else tag, ts, draft, prerelease, body
+                next(self._ids), tag, name if name is not None else tag, ts, draft, prerelease, body,
+                fields=dict(release_fields or {}),
             )
             for asset_name, source in (assets or {}).items():
                 src = Path(source) if not isinstance(source, bytes) else source
@@ -172,7 +181,8 @@ class FakeReleases(FakeHTTPServer):
                 else:
                     digest = f"sha256:{_sha256(src)}"
                 rel.assets.append(
-                    _Asset(next(self._ids), asset_name, blob, blob.size, digest, _content_type(asset_name))
+                    _Asset(next(self._ids), asset_name, blob, blob.size, digest, _content_type(asset_name),
+                           fields=dict(asset_fields.get(asset_name, {})))
                 )
             self._releases.append(rel)
             return self._release_json(rel)
@@ -235,6 +245,7 @@ class FakeReleases(FakeHTTPServer):
             "created_at": _iso(rel.published_at - 600),
             "updated_at": _iso(rel.published_at - 300),
             "browser_download_url": self.download_url(rel.tag, a.name),
+            **a.fields,
         }
 
     def _release_json(self, rel: _Release) -> dict:
@@ -260,6 +271,7 @@ class FakeReleases(FakeHTTPServer):
             "tarball_url": f"{self.origin}/repos/{self.repo}/tarball/{quote(rel.tag)}",
             "zipball_url": f"{self.origin}/repos/{self.repo}/zipball/{quote(rel.tag)}",
             "body": rel.body,
+            **rel.fields,
         }
 
     def _sorted(self) -> list[_Release]:

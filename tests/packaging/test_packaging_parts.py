@@ -24,8 +24,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_icons_at_every_hicolor_size_and_an_icns_macos_can_read(tmp_path):
-    pytest.importorskip("PySide6.QtSvg")
-    import icons
+    import icons  # renders the SVG with PySide6.QtSvg, which the gui extra brings: missing, this must fail
 
     written = icons.build(tmp_path)
     for size in identity.ICON_SIZES:
@@ -74,10 +73,11 @@ def _system_lib(name: str) -> Path | None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF")
 def test_system_libraries_nothing_kept_links_are_pruned():
-    pyside = pytest.importorskip("PySide6")
+    import PySide6 as pyside
+
     xcb = Path(pyside.__file__).parent / "Qt/plugins/platforms/libqxcb.so"
     wanted, unwanted = _system_lib("libxkbcommon-x11.so.0"), _system_lib("libsqlite3.so.0")
-    if not (xcb.exists() and wanted and unwanted):
+    if not (xcb.exists() and wanted and unwanted):  # the machine's own libraries, not ours: a platform skip
         pytest.skip("needs PySide6's xcb plugin, libxkbcommon-x11 and libsqlite3")
     assert "libxkbcommon-x11.so.0" in bundle_trim.elf_needed(str(xcb))
     toc = [("PySide6/Qt/plugins/platforms/libqxcb.so", str(xcb), "BINARY"),

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from aidevops_local.core import clock, config, store, usage
+from aidevops_local.core import clock, config, store
 from aidevops_local.tray import snapshot
 
 
@@ -80,8 +80,6 @@ def test_usage_table_lists_each_model(qtbot, app, isolated_home):
         )
     from aidevops_local.tray.usage_window import UsageWindow
 
-    if not hasattr(usage, "daily"):
-        pytest.skip("the per-day chart waits for core.usage.daily")
     window = UsageWindow(app)
     app.windows["usage"] = window
     qtbot.waitUntil(lambda: window.data is not None, timeout=10_000)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from aidevops_local.core import build_features, router
+from tests.fixtures.prepare import RunningServer, wait_healthy
 
 
 @pytest.fixture
@@ -22,22 +23,18 @@ def llama_server(llama_server_dir):
 
 
 @contextlib.contextmanager
-def running_llama_server(llama_server, port: int, *args: str, log=subprocess.DEVNULL):
-    """The real llama-server on 127.0.0.1 with one thread and a small context, healthy, until the block ends."""
+def running_llama_server(llama_server, port: int, log_path, *args: str):
+    """The real llama-server on 127.0.0.1 with one thread and a small context, healthy, until the block ends.
+    Raises with its log's tail if it exits or is not healthy in time: a test must not run against nothing."""
     argv = [str(llama_server), "--host", "127.0.0.1", "--port", str(port), "-t", "1", "-c", "512", *args]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield base
+        wait_healthy(RunningServer(proc, port, log_path), timeout=30)
+        yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
 
 
@@ -47,9 +44,8 @@ def router_server(llama_server, tiny_gguf, tmp_path, free_port):
     models.mkdir()
     for name in ("alpha", "beta"):
         shutil.copy(tiny_gguf, models / f"{name}.gguf")
-    with open(tmp_path / "router.log", "wb") as log, running_llama_server(
-        llama_server, free_port(), "--models-dir", str(models), "--models-max", "1", log=log
-    ) as base:
+    with running_llama_server(llama_server, free_port(), tmp_path / "router.log", "--models-dir", str(models),
+                              "--models-max", "1") as base:
         yield base, models
 
 
@@ -88,6 +84,13 @@ def test_unknown_model_is_not_found(router_server):
         router.load(base, "nope", timeout=5)
 
 
-def test_a_plain_server_is_not_a_router(llama_server, tiny_gguf, free_port):
-    with running_llama_server(llama_server, free_port(), "-m", str(tiny_gguf)) as base:
+def test_a_plain_server_is_not_a_router(llama_server, tiny_gguf, free_port, tmp_path):
+    with running_llama_server(llama_server, free_port(), tmp_path / "plain.log", "-m", str(tiny_gguf)) as base:
+        assert httpx.get(f"{base}/health", timeout=5).status_code == 200  # up, so None below means "no router"
         assert router.models(base) is None
+
+
+def test_the_helper_fails_when_the_server_does_not_come_up(llama_server, free_port, tmp_path):
+    with pytest.raises(RuntimeError, match="no-such-flag"):
+        with running_llama_server(llama_server, free_port(), tmp_path / "bad.log", "--no-such-flag"):
+            pytest.fail("the block ran against a server that never started")

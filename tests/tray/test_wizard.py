@@ -4,8 +4,6 @@ started and healthy, and a wizard closed half-way that resumes at the first step
 
 from __future__ import annotations
 
-import importlib.util
-
 import keyring
 import pytest
 
@@ -118,12 +116,6 @@ def test_token_step_checks_with_the_hub_and_stores_in_the_keyring(qtbot, app, fa
     secrets.forget(secrets.HF_TOKEN)
 
 
-needs_downloads = pytest.mark.skipif(
-    importlib.util.find_spec("aidevops_local.core.downloads") is None, reason="waits for core.downloads"
-)
-
-
-@needs_downloads
 def test_download_step_cancel_then_resume(qtbot, app, system_runtime, fake_hub, smollm2_gguf, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
     repo, file = "org/SmolLM2-135M-Instruct-GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -137,6 +137,15 @@ def _zip_mode(info: zipfile.ZipInfo) -> int:
     return (info.external_attr >> 16) & 0xFFFF if info.create_system == 3 else 0
 
 
+def _installed_file_mode(archive_mode: int) -> int:
+    """What tar's ``data`` filter makes of a file's mode: the execute bits the archive asks for, but never
+    setuid/setgid/sticky or write access for group and others (0777 -> 0755, 0666 -> 0644)."""
+    if not archive_mode & 0o777:
+        return 0o644  # no mode recorded (a zip made on Windows)
+    mode = (archive_mode & 0o755) | 0o600
+    return mode if mode & stat.S_IXUSR else mode & ~0o111
+
+
 def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
     try:
         with zipfile.ZipFile(archive) as zf:
@@ -170,8 +179,7 @@ def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
                 _inside(dest, target.parent)
                 with zf.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
-                # Keep the execute bits the archive asks for; never setuid/setgid/sticky.
-                target.chmod((_zip_mode(info) & 0o777) or 0o644)
+                target.chmod(_installed_file_mode(_zip_mode(info)))
                 done += info.file_size
                 report(progress, task, done, total)
             for name, link_target in links:
@@ -199,9 +207,50 @@ def _inside(dest: Path, path: Path) -> None:
 
 
 def _check_links_resolve_inside(dest: Path, names: list[str], archive_name: str) -> None:
-    real_dest = os.path.realpath(dest)
     for name in names:
-        real = os.path.realpath(dest / name)
-        if os.path.commonpath([real_dest, real]) != real_dest:
+        if not _resolves_beneath(dest, name):
             raise UnsafePath(f"{archive_name}: link {name!r} resolves outside the archive (through other links)",
                              hint="The archive was refused.")
+
+
+def check_links_stay_inside(folder: Path, *, what: str) -> None:
+    """Every symlink under ``folder`` must resolve without ever leaving it. For a folder that is moved as a
+    whole (the installed build, a sub-folder of what was unpacked): a link that climbs out and back in is
+    fine where it was unpacked but points elsewhere once the folder moves."""
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not descend into linked folders
+        for name in (*dirnames, *filenames):
+            link = Path(dirpath) / name
+            if link.is_symlink() and not _resolves_beneath(folder, link.relative_to(folder).as_posix()):
+                raise UnsafePath(f"{what}: the link {link.relative_to(folder).as_posix()!r} -> "
+                                 f"{os.readlink(link)!r} leads outside the folder that would be installed.",
+                                 hint="The build was refused and nothing was installed.")
+
+
+_MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
+
+
+def _resolves_beneath(root: Path, relative: str) -> bool:
+    """Follow ``relative`` from ``root`` step by step as the kernel does, and say whether every step stays
+    inside ``root``. Unlike a realpath check, the answer cannot change when ``root`` moves."""
+    pending = list(reversed(relative.split("/")))  # a stack: the next component on top
+    resolved: list[str] = []  # real (non-link) components below root
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return False
+            resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if not candidate.is_symlink():
+            resolved.append(part)
+            continue
+        hops += 1
+        target = os.readlink(candidate)
+        if hops > _MAX_LINK_HOPS or target.startswith("/"):
+            return False
+        pending.extend(reversed(target.split("/")))
+    return True

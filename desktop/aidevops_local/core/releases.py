@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -28,8 +29,11 @@ _ASSET_NAME = re.compile(
     r"^(?P<cudart>cudart-)?llama-(?P<tag>b\d+)-bin-(?P<os>macos|ubuntu)-"
     r"(?:(?P<backend>[a-z]+)(?:-(?P<variant>[\w.]+))?-)?(?P<arch>x64|arm64)\.(?P<ext>tar\.gz|zip)$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SHA256_DIGEST = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 _CHUNK = 256 << 10
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Asset:
     url: str  # browser_download_url
     size: int
     digest: str | None = None  # GitHub's "sha256:<hex>"; absent on assets uploaded before mid-2025
+    problem: str | None = None  # what is wrong with GitHub's record of it; such an asset is never downloaded
 
     @property
     def sha256(self) -> str | None:
@@ -52,6 +57,7 @@ class Release:
     assets: tuple[Asset, ...]
     published_at: str | None = None
     prerelease: bool = False
+    skipped: tuple[str, ...] = ()  # why assets of the release were left out (records without a name)
 
     @property
     def build(self) -> int | None:
@@ -161,11 +167,62 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
                        hint="GitHub may be having trouble; run the command again later.")
 
 
-def _release(data: dict) -> Release:
-    assets = tuple(Asset(name=a["name"], url=a["browser_download_url"], size=int(a.get("size") or 0),
-                         digest=a.get("digest") or None) for a in data.get("assets", []))
-    return Release(tag=data["tag_name"], assets=assets, published_at=data.get("published_at"),
-                   prerelease=bool(data.get("prerelease")))
+def _release(data: object) -> Release:
+    """A release from the API's JSON, which is checked, not trusted: a malformed release is an error, a
+    malformed asset is kept with its problem (an error only if it is the one chosen) or, without a name,
+    left out."""
+    if not isinstance(data, dict):
+        raise _malformed("it is not a release record")
+    tag = data.get("tag_name")
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise _malformed(f"its tag_name is {_shown(tag)}")
+    items = data.get("assets")
+    if not isinstance(items, list):
+        raise _malformed(f"release {tag} has assets {_shown(items)} instead of a list")
+    assets: list[Asset] = []
+    skipped: list[str] = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not name:
+            skipped.append(f"an asset without a name ({_shown(name)})")
+            continue
+        assets.append(_asset(name, item))
+    for reason in skipped:
+        log.warning("GitHub's release %s lists %s; it was left out", tag, reason)
+    published = data.get("published_at")
+    return Release(tag=tag, assets=tuple(assets), published_at=published if isinstance(published, str) else None,
+                   prerelease=data.get("prerelease") is True, skipped=tuple(skipped))
+
+
+def _asset(name: str, item: dict) -> Asset:
+    url, size, digest = item.get("browser_download_url"), item.get("size", 0), item.get("digest")
+    problems = []
+    if not isinstance(url, str) or not url:
+        problems.append(f"its download address is {_shown(url)}")
+        url = ""
+    if size is None:
+        size = 0
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        problems.append(f"its size is {_shown(size)}, not a number of bytes")
+        size = 0
+    if digest is not None and not (isinstance(digest, str) and (_SHA256_DIGEST.match(digest)
+                                                                or not digest.lower().startswith("sha256:"))):
+        problems.append(f"its digest is {_shown(digest)}, not sha256:<64 hex digits>")
+        digest = None
+    return Asset(name=name, url=url, size=size, digest=digest or None, problem="; ".join(problems) or None)
+
+
+def _shown(value: object) -> str:
+    """A value from the network, short and on one line, for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _malformed(what: str) -> NetworkError:
+    # Like an answer that is not JSON: what came back is not what GitHub sends.
+    return NetworkError(f"GitHub's release data is malformed: {what}.",
+                        hint="A proxy or a mirror (AIDEVOPS_LLAMA_RELEASES_URL) may be in the way; run the "
+                             "command again later.")
 
 
 def fetch_release(*, tag: str | None = None) -> Release:
@@ -186,7 +243,9 @@ def fetch_release(*, tag: str | None = None) -> Release:
 def list_releases(*, limit: int = 30) -> list[Release]:
     """Newest first, drafts left out."""
     data = _get_json(f"?per_page={max(1, min(limit, 100))}", what="the llama.cpp release list")
-    return [_release(item) for item in data if not item.get("draft")][:limit]
+    if not isinstance(data, list):
+        raise _malformed("the release list is not a list")
+    return [_release(item) for item in data if not (isinstance(item, dict) and item.get("draft"))][:limit]
 
 
 # --- choosing ----------------------------------------------------------------------------------------
@@ -220,6 +279,12 @@ def choose_asset(release: Release, *, os: str, arch: str, backends: Sequence[str
         # Newest variant first; among equals, tar.gz (what current releases ship) before zip.
         asset, kind = max(matches, key=lambda m: (_variant_key(m[1]), m[0].name.endswith(".tar.gz")))
         companions = tuple(a for a in release.assets if a.name == f"cudart-{asset.name}")
+        for chosen in (asset, *companions):
+            if chosen.problem:
+                raise VerificationFailed(f"GitHub's record of {chosen.name} in release {release.tag} is "
+                                         f"malformed: {chosen.problem}.",
+                                         hint="Nothing was downloaded. Run the command again later, or pick "
+                                              "another release with --tag.")
         return Selection(asset=asset, backend=kind.backend, companions=companions)
     raise _no_asset(release, os, arch, backends)
 
@@ -233,10 +298,12 @@ def _no_asset(release: Release, os: str, arch: str, backends: Sequence[str]) -> 
         there = f"It has these {platform} builds: {', '.join(builds)}."
         hint = f"Pick one with --backend {' | '.join(sorted({b.split('-')[0] for b in builds}))}."
     else:
-        names = [a.name for a in release.assets]
+        names = [a.name if a.name.isprintable() else _shown(a.name) for a in release.assets]  # no escapes
         there = f"It has no {platform} build at all; its assets are: {', '.join(names) or 'none'}."
         hint = ("Install llama.cpp from your package manager and run `aidevops-local install --use-system`, "
                 "or pick another release with --tag.")
+    if release.skipped:
+        there += f" Left out as malformed: {', '.join(release.skipped)}."
     return AssetNotFound(f"llama.cpp {release.tag} has no {' or '.join(backends)} build for {platform}. {there}",
                          hint=hint)
 

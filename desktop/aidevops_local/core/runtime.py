@@ -327,6 +327,8 @@ def _install_selection(release: releases.Release, selection: releases.Selection,
         build_dir = _locate_server(trees[0], selection.asset.name)
         for tree in trees[1:]:
             _merge_libraries(tree, build_dir)
+        # Links were checked against each unpacked tree; only build_dir is installed, so check them again there.
+        archives.check_links_stay_inside(build_dir, what=f"llama.cpp {release.tag}")
         report(progress, f"Checking {SERVER}", 0, None)
         version = check_server_runs(build_dir / SERVER)
         runtime = InstalledRuntime(

@@ -1,7 +1,7 @@
 """One tray per user and root: a second launch hands its request to the first over a local socket and exits.
 
 The socket's name includes the user and a hash of the AIDEVOPS_HOME root, so tests (and anyone running two
-roots) get separate instances. A socket left by a crashed first instance is removed when nobody answers on it.
+roots) get separate instances. A socket left by a crashed first instance is taken over when nobody answers on it.
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ def ask_running_instance(request: str = "show", name: str | None = None) -> bool
     return True
 
 
+def _answers(name: str) -> bool:
+    socket = QLocalSocket()
+    socket.connectToServer(name)
+    connected = socket.waitForConnected(CONNECT_TIMEOUT_MS)
+    socket.abort()
+    return connected
+
+
 class SingleInstance(QObject):
     """Listens for later launches; ``requested`` carries what they asked for ("show", "wizard")."""
 
@@ -49,9 +57,11 @@ class SingleInstance(QObject):
         self.server.newConnection.connect(self._accept)
 
     def listen(self) -> bool:
-        if self.server.listen(self.name):
-            return True
-        QLocalServer.removeServer(self.name)  # a stale socket from an instance that died
+        """Take the name; False while another instance answers on it. With UserAccessOption Qt binds in a
+        private folder and renames the socket over whatever file has the name: a socket left by an instance
+        that died is taken over that way, and so would a live instance's be, hence the question first."""
+        if _answers(self.name):
+            return False
         return self.server.listen(self.name)
 
     def _accept(self) -> None:
