@@ -243,3 +243,11 @@ def test_router_log_charges_each_instance_to_its_model_at_its_time():
         # An instance's clock starts at its spawn line: 37.43 ms + 3.019935 s, and 3.078446 s + 0.536553 s.
         assert alpha.finished == datetime(2026, 11, 25, 10, 0, 3, 57365, UTC)
         assert beta.finished == datetime(2026, 11, 25, 10, 0, 3, 614999, UTC)
+
+
+def test_status_help_says_what_the_code_does_while_starting(capsys):
+    with pytest.raises(SystemExit):
+        cli(["status", "--help"])
+    exits = capsys.readouterr().out.split("exit status:", 1)[1]
+    up, down = exits.split("; 3", 1)
+    assert up.lstrip().startswith("0") and "starting" in up and "starting" not in down

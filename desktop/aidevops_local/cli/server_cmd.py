@@ -23,7 +23,8 @@ STATUS_EXAMPLES = """examples:
   aidevops-local status
   aidevops-local status --json                 # for model routing: endpoint, model, health
 
-exit status: 0 when the server is running and healthy; 3 otherwise (stopped, still starting, or crashed)."""
+exit status: 0 when the server is up (running, or starting while its model loads); 3 when it is not
+(stopped or crashed)."""
 
 API_KEY_EXAMPLES = """examples:
   aidevops-local api-key                       # is a key required, and where is it kept
