@@ -62,6 +62,15 @@ def test_serve_starts_a_router_that_offers_every_local_model(router_running, mod
     assert missing.status_code == 400 and "model" in missing.json()["error"]["message"]
 
 
+def test_every_model_the_router_lists_can_be_loaded(router_running):
+    base = router_running.endpoint.removesuffix("/v1")
+    listed = {m["id"] for m in httpx.get(f"{router_running.endpoint}/models", timeout=10).json()["data"]}
+    assert listed == {"alpha", "beta"}  # no entry made of the preset file's own lines
+    for model_id in sorted(listed):
+        router.load(base, model_id)
+        assert router.loaded(base) == [model_id]
+
+
 def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_model(router_running):
     pid = router_running.pid
     asked = {"alpha": [], "beta": []}

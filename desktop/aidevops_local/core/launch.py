@@ -159,8 +159,9 @@ def _ini_safe(name: str, path: str) -> bool:
 
 
 def _preset_ini(sections: dict[str, list[str]]) -> str:
-    """llama-server's --models-preset file: a section per model, each flag's long name as a key."""
-    lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", "version = 1", ""]
+    """llama-server's --models-preset file: a section per model, each flag's long name as a key. No key goes
+    before the first section: llama-server would list those lines as a model named "default" that cannot load."""
+    lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", ""]
     for name, args in sections.items():
         lines.append(f"[{name}]")
         lines += [f"{flag.lstrip('-')} = {value}" for flag, value in zip(args[::2], args[1::2])]

@@ -60,7 +60,7 @@ def models(
 ) -> list[RouterModel] | None:
     """The router's models and their states; None when the server is not a router (or does not answer).
     ``headers``: the API key's, when the server requires one (api_key.headers). An entry with no model file
-    (a preset file also yields one named after the router's own arguments) is left out: it cannot load."""
+    (keys before a preset file's first section make one, named "default") is left out: it cannot load."""
     body = local_http.get_json(base_url, "/models", timeout=timeout, headers=headers)
     data = body.get("data") if isinstance(body, dict) else None
     if not data or not all(isinstance(m, dict) and isinstance(m.get("status"), dict) for m in data):
