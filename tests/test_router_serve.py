@@ -94,6 +94,43 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
                     for name, got in asked.items()}
 
 
+@pytest.fixture
+def recording_proxy(monkeypatch):
+    """A local HTTP server set as every proxy the environment can name; it records whatever reaches it."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Record(http.server.BaseHTTPRequestHandler):
+        def _record(self):
+            seen.append(f"{self.command} {self.path} {dict(self.headers)}")
+            self.send_error(502)
+
+        do_GET = do_POST = do_CONNECT = _record
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, url)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    yield seen
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_requests_to_our_own_server_never_go_through_a_proxy(router_running, recording_proxy):
+    status = router.switch_model("beta")  # status reads and a load request (which may carry the API key)
+    assert status.model == "beta" and server.status().model == "beta"
+    router.unload(status.endpoint.removesuffix("/v1"), "beta")
+    assert recording_proxy == []
+
+
 def test_a_failed_switch_puts_the_previous_model_back(router_running, models_dir, corrupt_ggufs):
     # beta passed the checks at start and is damaged afterwards: the router's instance fails to load it.
     shutil.copy(corrupt_ggufs["random_header"], models_dir / "beta.gguf")

@@ -153,26 +153,19 @@ def unload(base_url: str, model_id: str, *, headers: dict[str, str] | None = Non
 
 
 def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | None) -> None:
-    import httpx  # here: status reads a router through local_http and must not pay for httpx
-
-    try:
-        response = httpx.post(
-            f"{base_url}/models/{verb}", json={"model": model_id}, timeout=10, headers=headers
-        )
-    except httpx.HTTPError as exc:
-        raise ServerNotRunning(
-            f"The server at {base_url} did not answer: {type(exc).__name__}", hint="Start it again."
-        ) from None
-    if verb == "load" and response.status_code == 400 and "already" in response.text:
+    # local_http, never a client that honours HTTP_PROXY: the request may carry the API key.
+    answer = local_http.post_json(base_url, f"/models/{verb}", {"model": model_id}, timeout=10, headers=headers)
+    if answer is None:
+        raise ServerNotRunning(f"The server at {base_url} did not answer.", hint="Start it again.")
+    status_code, text = answer[0], answer[1].decode("utf-8", errors="replace")
+    if verb == "load" and status_code == 400 and "already" in text:
         return  # loaded (or loading) since we looked: the wait that follows sees it
-    if response.status_code == 404:
+    if status_code == 404:
         raise ModelNotFound(
             f"The running server does not offer {model_id}.", hint="`aidevops-local status` lists the models it offers."
         )
-    if response.status_code >= 400:
-        raise LocalModelsError(
-            f"The server refused to {verb} {model_id} ({response.status_code}).", hint=response.text[:200]
-        )
+    if status_code >= 400:
+        raise LocalModelsError(f"The server refused to {verb} {model_id} ({status_code}).", hint=text[:200])
 
 
 def switch_model(
