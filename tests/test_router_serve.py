@@ -94,6 +94,12 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
                     for name, got in asked.items()}
 
 
+def test_stop_names_the_model_the_router_serves(router_running, capsys):
+    assert chat(router_running.endpoint, "beta").status_code == 200  # a request switches the router to beta
+    assert cli(["stop"]) == 0
+    assert "Stopped beta" in capsys.readouterr().err
+
+
 @pytest.fixture
 def recording_proxy(monkeypatch):
     """A local HTTP server set as every proxy the environment can name; it records whatever reaches it."""

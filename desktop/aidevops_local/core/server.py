@@ -455,11 +455,25 @@ def stop(*, grace: float | None = None) -> StopResult:
         return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
                           message=f"The server (pid {state.pid}) had already exited; cleared its state.")
     grace = config.load_settings().stop_grace_s if grace is None else grace
+    model = _served_model(state)
     forced = _terminate_group(state.pid, grace=grace)
     _clear_state()
     warning = _ingest_usage()
-    return StopResult(stopped=True, pid=state.pid, model=state.model, forced=forced, warning=warning,
-                      message=f"Stopped {state.model} (pid {state.pid}).")
+    return StopResult(stopped=True, pid=state.pid, model=model, forced=forced, warning=warning,
+                      message=f"Stopped {model or 'the server'} (pid {state.pid}).")
+
+
+def _served_model(state: ServerState) -> str | None:
+    """What the server serves now. A router's is whichever it has loaded (a request naming another model
+    switches it without us), so ask it; None when it has none loaded."""
+    if not state.router:
+        return state.model
+    from . import router
+
+    available = router.models(state.base_url, headers=api_key.headers(required=state.api_key_required))
+    if available is None:
+        return state.model  # not answering: the one asked for last is the best we know
+    return next((m.id for m in available if m.serving or m.state == "loading"), None)
 
 
 def _terminate_group(pid: int, *, grace: float) -> bool:
