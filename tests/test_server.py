@@ -196,6 +196,57 @@ def test_stale_state_whose_pid_is_another_process_is_never_signalled():
         stranger.wait()
 
 
+def test_a_process_that_only_calls_itself_llama_server_is_never_signalled(llama_server_dir):
+    """Its pid and start time match the state file and its argv[0] is our binary's path, but what it runs is
+    another program: stop leaves it alone."""
+    binary = llama_server_dir / "llama-server"
+    stranger = subprocess.Popen([str(binary), "-c", "import time; time.sleep(60)"], executable=sys.executable,
+                                start_new_session=True)
+    try:
+        while not psutil.Process(stranger.pid).cmdline():  # its argv appears a moment after exec
+            time.sleep(0.01)
+        assert psutil.Process(stranger.pid).cmdline()[0] == str(binary)
+        state = server.ServerState(pid=stranger.pid, create_time=psutil.Process(stranger.pid).create_time(),
+                                   host="127.0.0.1", port=8080, model="m", model_path="/m.gguf",
+                                   binary=str(binary), log_path="/nonexistent.log", started_at=time.time(),
+                                   session_id="s")
+        server._write_state(state)
+        assert server.owned_process(state) is None
+        result = server.stop(grace=1)
+        assert not result.stopped
+        assert stranger.poll() is None, "stop signalled a process it did not start"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_server_stays_ours_after_update_renames_its_build_folder(llama_server_dir, tiny_gguf, tmp_path, port):
+    import shutil
+
+    from aidevops_local.core import runtime
+    from tests.serving import serving_settings
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    build = tmp_path / "bin"
+    shutil.copytree(llama_server_dir, build, symlinks=True, copy_function=link_or_copy)
+    runtime.use_system(path=build / "llama-server")
+    serving_settings(router_mode=False)
+    served = server.serve(str(tiny_gguf), port=port)
+    try:
+        build.rename(tmp_path / "bin.previous")  # what `update` does to the build that still runs
+        assert server.owned_process(server.current_state()) is not None
+        result = server.stop(grace=2)
+        assert result.stopped and not group_alive(served.pid)
+    finally:
+        if group_alive(served.pid):
+            os.killpg(served.pid, signal.SIGKILL)
+
+
 def test_state_with_a_recycled_pid_is_not_ours(running):
     state = server.current_state()
     state.create_time -= 100  # same pid, other start time: what a recycled pid looks like

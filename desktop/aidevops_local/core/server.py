@@ -72,6 +72,7 @@ class ServerState:
     build: str = ""
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
+    exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
 
     @property
     def base_url(self) -> str:
@@ -158,13 +159,35 @@ def owned_process(state: ServerState) -> psutil.Process | None:
         proc = psutil.Process(state.pid)
         if abs(proc.create_time() - state.create_time) > 0.05:
             return None
-        if "llama-server" not in proc.name() and not any("llama-server" in a for a in proc.cmdline()[:1]):
+        if not _runs_our_binary(proc, state):
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+def _runs_our_binary(proc: psutil.Process, state: ServerState) -> bool:
+    """The process runs the very file we started, compared as a file (device and inode): its name and argv[0]
+    are whatever it chose, and `update` renames the folder of a build that still runs."""
+    try:
+        running = _executable_id(proc)
+        started = state.exe_id or _file_id(state.binary)  # a state file from before exe_id was recorded
+    except (OSError, psutil.Error):
+        return False
+    return running == list(started)
+
+
+def _executable_id(proc: psutil.Process) -> list[int]:
+    # Linux: the kernel's link to the executable, which stays right when the file is renamed or replaced.
+    linux_exe = f"/proc/{proc.pid}/exe"
+    return _file_id(linux_exe if os.path.exists("/proc/self/exe") else proc.exe())
+
+
+def _file_id(path: str | Path) -> list[int]:
+    found = os.stat(path)
+    return [found.st_dev, found.st_ino]
 
 
 # ---- status -------------------------------------------------------------------------------------------------
@@ -313,11 +336,13 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
-    state = ServerState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), host=plan.host,
+    child = psutil.Process(proc.pid)  # exec has happened: Popen returns after it
+    state = ServerState(pid=proc.pid, create_time=child.create_time(), host=plan.host,
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
-                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router)
+                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router,
+                        exe_id=_started_executable_id(child, plan.binary))
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
@@ -327,6 +352,16 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
         _clear_state()
         raise
     return status()
+
+
+def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | None:
+    try:
+        return _executable_id(child)
+    except (OSError, psutil.Error):  # it exited already: the start fails, and says why, just after
+        try:
+            return _file_id(binary)
+        except OSError:
+            return None
 
 
 def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
