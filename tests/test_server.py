@@ -172,6 +172,27 @@ def test_status_survives_the_server_dying_while_it_runs(running):
     assert server.status().state == "crashed"
 
 
+def test_a_stop_under_way_is_never_seen_as_a_crash(running, monkeypatch):
+    """Another process (the tray) polls while a stop runs: before the signal and after the exit, before the
+    state file goes, it sees a stop, never a crash."""
+    seen = []
+    real_terminate, real_clear = server._terminate_group, server._clear_state
+
+    def terminate(pid, *, grace):
+        seen.append((server.status().state, cli(["status", "--json"])))
+        return real_terminate(pid, grace=grace)
+
+    def clear():
+        seen.append((server.status().state, cli(["status", "--json"])))
+        real_clear()
+
+    monkeypatch.setattr(server, "_terminate_group", terminate)
+    monkeypatch.setattr(server, "_clear_state", clear)
+    assert server.stop(grace=2).stopped
+    assert seen == [("stopping", 3), ("stopped", 3)]
+    assert server.status().state == "stopped"
+
+
 def test_stop_when_nothing_runs():
     result = server.stop()
     assert not result.stopped and result.message == "No server is running."

@@ -88,6 +88,36 @@ def test_a_model_crash_under_a_running_router_is_an_error_and_restart_loads_it_a
     assert t.snapshot.status.pid == served.pid and t.snapshot.status.model == "tiny-a"  # the same router
 
 
+def test_a_stop_from_elsewhere_is_not_taken_for_a_crash(tray, served, qtbot, monkeypatch):
+    """A stop from the CLI: the tray polls after the process exited and before the state file is gone."""
+    import threading
+
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
+    icons_seen: list[str] = []
+    t.icon_changed.connect(icons_seen.append)
+    notified: list[str] = []
+    monkeypatch.setattr(t.notifications, "notify", lambda notice: notified.append(notice.kind))
+    polled = threading.Event()
+    real_clear = server._clear_state
+
+    def clear_after_a_poll():
+        polled.wait(30)
+        real_clear()
+
+    monkeypatch.setattr(server, "_clear_state", clear_after_a_poll)
+    stopper = threading.Thread(target=server.stop, kwargs={"grace": 2})
+    stopper.start()
+    try:
+        qtbot.waitUntil(lambda: not t.snapshot.status.running, timeout=10_000)  # a poll saw the exit
+    finally:
+        polled.set()
+        stopper.join(30)
+    qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=10_000)
+    assert "error" not in icons_seen and "crash" not in notified and t.last_error == ""
+    assert state_line(t) == "Stopped"
+
+
 def test_restart_offered_after_a_crash_brings_it_back(tray, served, qtbot):
     t = tray()
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)

@@ -24,7 +24,7 @@ STATUS_EXAMPLES = """examples:
   aidevops-local status --json                 # for model routing: endpoint, model, health
 
 exit status: 0 when the server is up (running, or starting while its model loads); 3 when it is not
-(stopped or crashed)."""
+(stopped, stopping, or crashed)."""
 
 API_KEY_EXAMPLES = """examples:
   aidevops-local api-key                       # is a key required, and where is it kept
@@ -108,7 +108,7 @@ def cmd_status(args) -> int:
         render.as_json(result)
     else:
         _print_status(result)
-    # 0 while the server is up, model loading included ("starting"); 3 when stopped or crashed.
+    # 0 while the server is up, model loading included ("starting"); 3 when stopped, stopping or crashed.
     return ExitCode.OK if result.state in ("running", "starting") else ExitCode.NOT_RUNNING
 
 

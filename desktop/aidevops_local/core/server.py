@@ -73,6 +73,7 @@ class ServerState:
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
     exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
+    stopping: bool = False  # a stop is under way: the process's exit is intended, not a crash
 
     @property
     def base_url(self) -> str:
@@ -82,7 +83,7 @@ class ServerState:
 
 @dataclass
 class ServerStatus:
-    state: str  # "running", "starting", "stopped", "crashed"
+    state: str  # "running", "starting", "stopping", "stopped", "crashed"
     running: bool  # a server process of ours is up (a router whose model crashed is "crashed" and running)
     pid: int | None = None
     endpoint: str | None = None  # OpenAI-compatible base URL (…/v1)
@@ -205,6 +206,10 @@ def status(*, probe_health: bool = True) -> ServerStatus:
                      log_path=state.log_path, started_at=_iso(state.create_time),
                      api_key_required=state.api_key_required, **base)
     proc = owned_process(state)
+    if state.stopping:  # whoever polls between the exit and the state file's removal sees a stop, not a crash
+        if proc is None:
+            return ServerStatus(state="stopped", running=False, **base)
+        return ServerStatus(state="stopping", running=True, endpoint=f"{state.base_url}/v1", **described)
     if proc is None:
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) is no longer running; "
@@ -491,6 +496,8 @@ def stop(*, grace: float | None = None) -> StopResult:
                           message=f"The server (pid {state.pid}) had already exited; cleared its state.")
     grace = config.load_settings().stop_grace_s if grace is None else grace
     model = _served_model(state)
+    state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
+    _write_state(state)
     forced = _terminate_group(state.pid, grace=grace)
     _clear_state()
     warning = _ingest_usage()
