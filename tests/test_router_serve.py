@@ -173,6 +173,36 @@ def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, m
     status = router.switch_model("gamma")
     assert status.pid != router_running.pid and status.model == "gamma"
     assert set(status.models) == {"alpha", "beta", "gamma"}
+    assert (status.host, status.port) == (router_running.host, router_running.port)  # not the default 8080
+
+
+def test_a_restart_to_a_model_that_cannot_start_leaves_the_running_server_alone(router_running, models_dir,
+                                                                                corrupt_ggufs):
+    shutil.copy(corrupt_ggufs["truncated"], models_dir / "gamma.gguf")  # pulled after the start, and damaged
+    with pytest.raises(CorruptModel):
+        router.switch_model("gamma")
+    status = server.status()
+    assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
+
+
+def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_back(router_running, models_dir,
+                                                                                    tiny_gguf, monkeypatch):
+    from aidevops_local.core import launch
+
+    shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
+    planned = launch.plan_launch
+
+    def damage_gamma_after_planning(model=None, **kwargs):
+        plan = planned(model, **kwargs)
+        if plan.model == "gamma":  # passes the checks, then fails to load once the old server is gone
+            (models_dir / "gamma.gguf").write_bytes(b"GGUF" + b"\xff" * 64)
+        return plan
+
+    monkeypatch.setattr(launch, "plan_launch", damage_gamma_after_planning)
+    with pytest.raises(CorruptModel):
+        router.switch_model("gamma")
+    status = server.status()
+    assert (status.state, status.model, status.port) == ("running", "alpha", router_running.port)
 
 
 def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(system_runtime, models_dir,

@@ -72,6 +72,54 @@ def test_second_serve_is_refused_while_one_runs(running, tiny_gguf):
         server.serve(str(tiny_gguf), port=running.port + 1)
 
 
+def test_two_serves_at_once_leave_one_server_and_the_other_names_it(system_runtime, tiny_gguf, free_port,
+                                                                    monkeypatch):
+    """Both pass the "already running" check unless a lock holds it through the start: each waits at a
+    barrier after planning (the lock makes the second wait before its check; the barrier then gives up)."""
+    from aidevops_local.core.errors import ExitCode
+
+    planned = launch.plan_launch
+    both_planned = threading.Barrier(2)
+
+    def plan_then_meet(*args, **kwargs):
+        plan = planned(*args, **kwargs)
+        try:
+            both_planned.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return plan
+
+    monkeypatch.setattr(launch, "plan_launch", plan_then_meet)
+    results: dict[int, object] = {}
+
+    def serve_on(p: int) -> None:
+        try:
+            results[p] = server.serve(str(tiny_gguf), port=p)
+        except ServerStartFailed as exc:
+            results[p] = exc
+
+    ports = [free_port(), free_port()]
+    threads = [threading.Thread(target=serve_on, args=(p,)) for p in ports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        started = [r for r in results.values() if isinstance(r, server.ServerStatus)]
+        refused = [r for r in results.values() if isinstance(r, ServerStartFailed)]
+        assert len(started) == 1 and len(refused) == 1, results
+        assert refused[0].exit_code == ExitCode.SERVER_START and started[0].endpoint in refused[0].message
+        assert server.status().pid == started[0].pid
+        servers = [p for p in psutil.Process().children() if p.name() == "llama-server"]
+        assert [p.pid for p in servers] == [started[0].pid]
+    finally:
+        server.stop(grace=2)
+        for p in psutil.Process().children():
+            if p.name() == "llama-server":
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
 def test_port_taken_is_a_clear_error_and_leaves_nothing(system_runtime, tiny_gguf, port):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))

@@ -18,11 +18,14 @@ the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environmen
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -32,8 +35,8 @@ from pathlib import Path
 import psutil
 
 from . import api_key, config, hardware, launch, local_http, request_log
-from .errors import CorruptModel, DiskFull, PortInUse, Refused, ServerNotRunning, ServerStartFailed
-from .progress import ProgressCallback, report
+from .errors import CorruptModel, DiskFull, LocalModelsError, PortInUse, Refused, ServerNotRunning, ServerStartFailed
+from .progress import ProgressCallback, check_cancelled, report
 
 LOG_TAIL_LINES = 12
 # Lines in llama-server's log that explain a failed start, and what they mean for the user.
@@ -74,6 +77,7 @@ class ServerState:
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
     exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
     stopping: bool = False  # a stop is under way: the process's exit is intended, not a crash
+    threads: int = 0  # --threads as asked at serve (0: the setting's): a restart on another model keeps it
 
     @property
     def base_url(self) -> str:
@@ -323,14 +327,97 @@ _TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
 def serve(model: str | None = None, *, port: int | None = None, ctx: int | None = None, host: str | None = None,
           threads: int | None = None, progress: ProgressCallback | None = None,
           timeout: float | None = None) -> ServerStatus:
-    """Start llama-server and wait until it answers /health. On any failure nothing is left running."""
+    """Start llama-server and wait until it answers /health. On any failure nothing is left running. One start
+    at a time: a second one waits for the first, then finds it running and refuses."""
+    with start_lock(progress):
+        _refuse_if_running()
+        settings = config.load_settings()
+        plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
+        return _start(plan, settings, progress, timeout)
+
+
+def replace_model(model: str, *, progress: ProgressCallback | None = None,
+                  cancel: threading.Event | None = None) -> ServerStatus:
+    """Serve ``model`` in place of the running server, on its host and port with its threads. The new start is
+    planned (its checks refuse) before the old server stops; if it then fails to start, the old one is started
+    again and the new one's error is raised. With no server running, a plain serve."""
+    with start_lock(progress, cancel):
+        state = current_state()
+        if state is None or owned_process(state) is None:
+            return serve(model, progress=progress)
+        settings = config.load_settings()
+        plan = launch.plan_launch(model, port=state.port, host=state.host, threads=state.threads or None,
+                                  settings=settings)
+        check_cancelled(cancel)
+        report(progress, f"Stopping {state.model}", 0, None, unit="step")
+        stop()
+        try:
+            return _start(plan, settings, progress, None)
+        except Exception:
+            _start_again(state, settings)
+            raise
+
+
+def _start_again(previous: ServerState, settings: config.Settings) -> None:
+    """Best effort: the server a failed replacement stopped, as it was (model, host, port, threads)."""
+    model = previous.model_path if Path(previous.model_path).is_file() else previous.model
+    try:
+        plan = launch.plan_launch(model, port=previous.port, host=previous.host,
+                                  threads=previous.threads or None, settings=settings)
+        _start(plan, settings, None, None)
+    except (LocalModelsError, OSError):
+        pass  # the replacement's error is the one to report
+
+
+def _refuse_if_running() -> None:
     existing = current_state()
     if existing and owned_process(existing):
         raise ServerStartFailed(
-            f"A server is already running: {existing.model} on port {existing.port} (pid {existing.pid}).",
-            hint="Run `aidevops-local stop` first, or use the running one.")
-    settings = config.load_settings()
-    plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
+            f"A server is already running: {_served_model(existing) or 'no model loaded'} at "
+            f"{existing.base_url}/v1 (pid {existing.pid}).",
+            hint="Use the running one, or run `aidevops-local stop` first.")
+
+
+@contextlib.contextmanager
+def start_lock(progress: ProgressCallback | None = None, cancel: threading.Event | None = None):
+    """One start (or switch) at a time, across processes: held from the check for a running server through the
+    start and the state write, so two starts never both run a server. Re-entrant within a thread (a switch holds
+    it across its stop and start). The lock goes with the process that holds it, however that process ends."""
+    if getattr(_lock_held, "depth", 0):
+        _lock_held.depth += 1
+        try:
+            yield
+        finally:
+            _lock_held.depth -= 1
+        return
+    path = config.paths().state_file.with_name("server.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock_file:
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    waiting = True
+                    report(progress, "Waiting for another start to finish", 0, None, unit="step")
+                check_cancelled(cancel)
+                time.sleep(0.05)
+        _lock_held.depth = 1
+        try:
+            yield
+        finally:
+            _lock_held.depth = 0
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+_lock_held = threading.local()
+
+
+def _start(plan: launch.LaunchPlan, settings: config.Settings, progress: ProgressCallback | None,
+           timeout: float | None) -> ServerStatus:
+    """Run a plan: called with start_lock held and no server of ours running."""
     launch.check_port_free(plan.host, plan.port)
     key = api_key.ensure() if plan.api_key_required else None  # before anything starts: refusal leaves nothing
     _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
@@ -347,7 +434,7 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
                         build=plan.build, api_key_required=plan.api_key_required, router=plan.router,
-                        exe_id=_started_executable_id(child, plan.binary))
+                        exe_id=_started_executable_id(child, plan.binary), threads=plan.threads or 0)
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
