@@ -241,6 +241,30 @@ def test_a_stop_under_way_is_never_seen_as_a_crash(running, monkeypatch):
     assert server.status().state == "stopped"
 
 
+def test_a_start_right_after_a_stop_keeps_its_state(running, tiny_gguf, free_port, monkeypatch):
+    """A serve that starts once the old process is gone, before the stop removes the state file: the stop
+    must not remove the new server's state (it would run on untracked)."""
+    real_terminate = server._terminate_group
+    started = []
+
+    def terminate_then_another_serve(pid, *, grace):
+        forced = real_terminate(pid, grace=grace)
+        started.append(server.serve(str(tiny_gguf), port=free_port()))
+        return forced
+
+    monkeypatch.setattr(server, "_terminate_group", terminate_then_another_serve)
+    try:
+        assert server.stop(grace=2).stopped
+        monkeypatch.setattr(server, "_terminate_group", real_terminate)
+        status = server.status()
+        assert (status.state, status.pid) == ("running", started[0].pid)
+        assert server.stop(grace=2).stopped
+    finally:
+        for other in started:
+            if group_alive(other.pid):
+                os.killpg(other.pid, signal.SIGKILL)
+
+
 def test_stop_when_nothing_runs():
     result = server.stop()
     assert not result.stopped and result.message == "No server is running."

@@ -586,7 +586,8 @@ def stop(*, grace: float | None = None) -> StopResult:
     state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
     _write_state(state)
     forced = _terminate_group(state.pid, grace=grace)
-    _clear_state()
+    if (current := current_state()) is None or current.pid == state.pid:  # not a state a start wrote since
+        _clear_state()
     warning = _ingest_usage()
     return StopResult(stopped=True, pid=state.pid, model=model, forced=forced, warning=warning,
                       message=f"Stopped {model or 'the server'} (pid {state.pid}).")
