@@ -1,14 +1,16 @@
 """The llama-server supervisor: start, stop and report the one server this tool runs.
 
-States: stopped -> starting -> running -> (stopping) -> stopped; a server that exits on its own is
+States: stopped -> starting -> running -> stopping -> stopped; a server that exits on its own is
 "crashed" until the next serve or stop. The state file (<root>/local-models/server.json) is how the CLI,
-the tray and model routing all see the same server. A process is ours only if the state file names its pid
-AND its start time matches AND it is a llama-server: a recycled pid is never signalled.
+the tray and model routing all see the same server; a stop marks it "stopping" before any signal, so an
+exit in between is never taken for a crash. A process is ours only if the state file names its pid AND its
+start time matches AND it runs the executable file we started: a recycled pid is never signalled.
 
 Start = spawn in a new session (its own process group, detached from the terminal), stdout+stderr appended
-to a per-run log file, then poll /health until 200, the child exits, or a deadline passes. Stop = SIGTERM to
-the group, a second SIGTERM (llama-server ignores the first while a request is in flight), SIGKILL after
-the grace period.
+to a per-run log file, then poll /health until 200, the child exits, or a deadline passes. One start at a
+time: a file lock (local-models/server.lock) is held from the "already running" check to the state write.
+Stop = SIGTERM to the group, a second SIGTERM (llama-server ignores the first while a request is in flight),
+SIGKILL after the grace period.
 
 Security: the server binds 127.0.0.1 unless asked otherwise; where the build has it, CORS reflects only
 localhost origins (so a web page from elsewhere cannot read its answers); with the require_api_key setting
