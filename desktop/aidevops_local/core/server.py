@@ -350,6 +350,8 @@ def replace_model(model: str, *, progress: ProgressCallback | None = None,
         settings = config.load_settings()
         plan = launch.plan_launch(model, port=state.port, host=state.host, threads=state.threads or None,
                                   settings=settings)
+        if plan.api_key_required:
+            api_key.ensure()  # a keyring that refuses does so while the old server still runs
         check_cancelled(cancel)
         report(progress, f"Stopping {state.model}", 0, None, unit="step")
         stop()
