@@ -185,6 +185,25 @@ def test_a_restart_to_a_model_that_cannot_start_leaves_the_running_server_alone(
     assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
 
 
+def test_a_restart_the_keyring_refuses_leaves_the_running_server_alone(router_running, models_dir, tiny_gguf):
+    import keyring
+    from keyring.backends import fail
+
+    from aidevops_local.core.errors import Refused
+
+    shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
+    serving_settings(require_api_key=True)  # the next start needs a key, and no keyring can keep one
+    saved = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        with pytest.raises(Refused):
+            router.switch_model("gamma")
+    finally:
+        keyring.set_keyring(saved)
+    status = server.status()
+    assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
+
+
 def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_back(router_running, models_dir,
                                                                                     tiny_gguf, monkeypatch):
     from aidevops_local.core import launch
