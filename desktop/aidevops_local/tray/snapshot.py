@@ -58,7 +58,7 @@ class Snapshot:
 
     @property
     def state(self) -> str:
-        """The icon's state: running, starting, stopped or error."""
+        """The icon's state: running, starting (a stop under way looks busy too), stopped or error."""
         return {"crashed": "error", "stopping": "starting"}.get(self.status.state, self.status.state)
 
     def model(self, name: str) -> ModelEntry | None:
