@@ -176,27 +176,33 @@ def switch_model(
     planned, and comes back if it fails). A load that fails puts the previous model back (best effort) and
     raises with the log's tail. Returns the server's status afterwards. Holds the start lock throughout, so a
     start from elsewhere waits."""
-    from . import api_key, library, server
+    from . import server
 
     with server.start_lock(progress, cancel):
-        state = server.current_state()
-        if state is not None and server.owned_process(state) is not None:
-            headers = api_key.headers(required=state.api_key_required)
-            available = models(state.base_url, headers=headers) if state.router else None
-            local = library.resolve_model(name)
-            target = _offered(available or [], local.name, local.path)
-            if target is not None:
-                before = next((m.id for m in available or [] if m.serving and m.id != target), None)
-                try:
-                    load(state.base_url, target, progress=progress, cancel=cancel, headers=headers)
-                except LocalModelsError as exc:
-                    exc.details = exc.details or server.log_tail(Path(state.log_path))
-                    _put_back(state.base_url, before, headers)
-                    raise
-                server.note_loaded(target, next(m.path for m in available if m.id == target))
-                return server.status()
-        check_cancelled(cancel)
-        return server.replace_model(name, progress=progress, cancel=cancel)
+        return _switch_locked(name, progress, cancel)
+
+
+def _switch_locked(name: str, progress: ProgressCallback | None, cancel: threading.Event | None):
+    from . import api_key, library, server
+
+    state = server.current_state()
+    if state is not None and server.owned_process(state) is not None:
+        headers = api_key.headers(required=state.api_key_required)
+        available = models(state.base_url, headers=headers) if state.router else None
+        local = library.resolve_model(name)
+        target = _offered(available or [], local.name, local.path)
+        if target is not None:
+            before = next((m.id for m in available or [] if m.serving and m.id != target), None)
+            try:
+                load(state.base_url, target, progress=progress, cancel=cancel, headers=headers)
+            except LocalModelsError as exc:
+                exc.details = exc.details or server.log_tail(Path(state.log_path))
+                _put_back(state.base_url, before, headers)
+                raise
+            server.note_loaded(target, next(m.path for m in available if m.id == target))
+            return server.status()
+    check_cancelled(cancel)
+    return server.replace_model(name, progress=progress, cancel=cancel)
 
 
 def _offered(available: list[RouterModel], name: str, path: Path) -> str | None:
