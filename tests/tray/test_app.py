@@ -172,6 +172,44 @@ def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models,
     assert server.status().state == "stopped"
 
 
+def test_tray_start_and_switch_wait_for_a_start_elsewhere(tray, system_runtime, local_models, qtbot):
+    """A start from the CLI holds the start lock; the tray's start and switch wait for it, then go on."""
+    import threading
+
+    t = tray()
+
+    def hold_the_start_lock() -> threading.Event:
+        release, held = threading.Event(), threading.Event()
+
+        def hold():
+            with server.start_lock():
+                held.set()
+                release.wait(30)
+
+        threading.Thread(target=hold, daemon=True).start()
+        assert held.wait(10)
+        return release
+
+    release = hold_the_start_lock()
+    try:
+        t.start_server("tiny-a")
+        qtbot.waitUntil(lambda: t.busy == "Waiting for another start to finish…", timeout=10_000)
+        assert server.current_state() is None
+        release.set()
+        qtbot.waitUntil(lambda: t.icon_state == "running" and t.snapshot.status.model == "tiny-a",
+                        timeout=30_000)
+
+        release = hold_the_start_lock()
+        t.switch_model("tiny-b")
+        qtbot.waitUntil(lambda: t.busy == "Waiting for another start to finish…", timeout=10_000)
+        release.set()
+        qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-b" and not t.busy, timeout=30_000)
+    finally:
+        release.set()
+        t.workers.wait(30)
+        server.stop(grace=2)
+
+
 def test_menu_opens_at_once_while_the_server_is_loading(
     tray, system_runtime, local_models, qtbot, monkeypatch
 ):
