@@ -62,6 +62,15 @@ def test_serve_starts_a_router_that_offers_every_local_model(router_running, mod
     assert missing.status_code == 400 and "model" in missing.json()["error"]["message"]
 
 
+def test_every_model_the_router_lists_can_be_loaded(router_running):
+    base = router_running.endpoint.removesuffix("/v1")
+    listed = {m["id"] for m in httpx.get(f"{router_running.endpoint}/models", timeout=10).json()["data"]}
+    assert listed == {"alpha", "beta"}  # no entry made of the preset file's own lines
+    for model_id in sorted(listed):
+        router.load(base, model_id)
+        assert router.loaded(base) == [model_id]
+
+
 def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_model(router_running):
     pid = router_running.pid
     asked = {"alpha": [], "beta": []}
@@ -105,6 +114,49 @@ def test_a_model_the_router_loads_on_request_gets_an_inventory_row(router_runnin
     assert stale.files == [str(models_dir / "beta.gguf")]
 
 
+def test_stop_names_the_model_the_router_serves(router_running, capsys):
+    assert chat(router_running.endpoint, "beta").status_code == 200  # a request switches the router to beta
+    assert cli(["stop"]) == 0
+    assert "Stopped beta" in capsys.readouterr().err
+
+
+@pytest.fixture
+def recording_proxy(monkeypatch):
+    """A local HTTP server set as every proxy the environment can name; it records whatever reaches it."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Record(http.server.BaseHTTPRequestHandler):
+        def _record(self):
+            seen.append(f"{self.command} {self.path} {dict(self.headers)}")
+            self.send_error(502)
+
+        do_GET = do_POST = do_CONNECT = _record
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(var, url)
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    yield seen
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_requests_to_our_own_server_never_go_through_a_proxy(router_running, recording_proxy):
+    status = router.switch_model("beta")  # status reads and a load request (which may carry the API key)
+    assert status.model == "beta" and server.status().model == "beta"
+    router.unload(status.endpoint.removesuffix("/v1"), "beta")
+    assert recording_proxy == []
+
+
 def test_a_failed_switch_puts_the_previous_model_back(router_running, models_dir, corrupt_ggufs):
     # beta passed the checks at start and is damaged afterwards: the router's instance fails to load it.
     shutil.copy(corrupt_ggufs["random_header"], models_dir / "beta.gguf")
@@ -141,6 +193,55 @@ def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, m
     status = router.switch_model("gamma")
     assert status.pid != router_running.pid and status.model == "gamma"
     assert set(status.models) == {"alpha", "beta", "gamma"}
+    assert (status.host, status.port) == (router_running.host, router_running.port)  # not the default 8080
+
+
+def test_a_restart_to_a_model_that_cannot_start_leaves_the_running_server_alone(router_running, models_dir,
+                                                                                corrupt_ggufs):
+    shutil.copy(corrupt_ggufs["truncated"], models_dir / "gamma.gguf")  # pulled after the start, and damaged
+    with pytest.raises(CorruptModel):
+        router.switch_model("gamma")
+    status = server.status()
+    assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
+
+
+def test_a_restart_the_keyring_refuses_leaves_the_running_server_alone(router_running, models_dir, tiny_gguf):
+    import keyring
+    from keyring.backends import fail
+
+    from aidevops_local.core.errors import Refused
+
+    shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
+    serving_settings(require_api_key=True)  # the next start needs a key, and no keyring can keep one
+    saved = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        with pytest.raises(Refused):
+            router.switch_model("gamma")
+    finally:
+        keyring.set_keyring(saved)
+    status = server.status()
+    assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
+
+
+def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_back(router_running, models_dir,
+                                                                                    tiny_gguf, monkeypatch):
+    from aidevops_local.core import launch
+
+    shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
+    planned = launch.plan_launch
+
+    def damage_gamma_after_planning(model=None, **kwargs):
+        plan = planned(model, **kwargs)
+        if plan.model == "gamma":  # passes the checks, then fails to load once the old server is gone
+            (models_dir / "gamma.gguf").write_bytes(b"GGUF" + b"\xff" * 64)
+        return plan
+
+    monkeypatch.setattr(launch, "plan_launch", damage_gamma_after_planning)
+    with pytest.raises(CorruptModel):
+        router.switch_model("gamma")
+    status = server.status()
+    assert (status.state, status.model, status.port) == ("running", "alpha", router_running.port)
 
 
 def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(system_runtime, models_dir,
@@ -263,3 +364,11 @@ def test_router_log_charges_each_instance_to_its_model_at_its_time():
         # An instance's clock starts at its spawn line: 37.43 ms + 3.019935 s, and 3.078446 s + 0.536553 s.
         assert alpha.finished == datetime(2026, 11, 25, 10, 0, 3, 57365, UTC)
         assert beta.finished == datetime(2026, 11, 25, 10, 0, 3, 614999, UTC)
+
+
+def test_status_help_says_what_the_code_does_while_starting(capsys):
+    with pytest.raises(SystemExit):
+        cli(["status", "--help"])
+    exits = capsys.readouterr().out.split("exit status:", 1)[1]
+    up, down = exits.split("; 3", 1)
+    assert up.lstrip().startswith("0") and "starting" in up and "starting" not in down

@@ -72,6 +72,54 @@ def test_second_serve_is_refused_while_one_runs(running, tiny_gguf):
         server.serve(str(tiny_gguf), port=running.port + 1)
 
 
+def test_two_serves_at_once_leave_one_server_and_the_other_names_it(system_runtime, tiny_gguf, free_port,
+                                                                    monkeypatch):
+    """Both pass the "already running" check unless a lock holds it through the start: each waits at a
+    barrier after planning (the lock makes the second wait before its check; the barrier then gives up)."""
+    from aidevops_local.core.errors import ExitCode
+
+    planned = launch.plan_launch
+    both_planned = threading.Barrier(2)
+
+    def plan_then_meet(*args, **kwargs):
+        plan = planned(*args, **kwargs)
+        try:
+            both_planned.wait(timeout=3)
+        except threading.BrokenBarrierError:
+            pass
+        return plan
+
+    monkeypatch.setattr(launch, "plan_launch", plan_then_meet)
+    results: dict[int, object] = {}
+
+    def serve_on(p: int) -> None:
+        try:
+            results[p] = server.serve(str(tiny_gguf), port=p)
+        except ServerStartFailed as exc:
+            results[p] = exc
+
+    ports = [free_port(), free_port()]
+    threads = [threading.Thread(target=serve_on, args=(p,)) for p in ports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        started = [r for r in results.values() if isinstance(r, server.ServerStatus)]
+        refused = [r for r in results.values() if isinstance(r, ServerStartFailed)]
+        assert len(started) == 1 and len(refused) == 1, results
+        assert refused[0].exit_code == ExitCode.SERVER_START and started[0].endpoint in refused[0].message
+        assert server.status().pid == started[0].pid
+        servers = [p for p in psutil.Process().children() if p.name() == "llama-server"]
+        assert [p.pid for p in servers] == [started[0].pid]
+    finally:
+        server.stop(grace=2)
+        for p in psutil.Process().children():
+            if p.name() == "llama-server":
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
 def test_port_taken_is_a_clear_error_and_leaves_nothing(system_runtime, tiny_gguf, port):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", port))
@@ -172,6 +220,51 @@ def test_status_survives_the_server_dying_while_it_runs(running):
     assert server.status().state == "crashed"
 
 
+def test_a_stop_under_way_is_never_seen_as_a_crash(running, monkeypatch):
+    """Another process (the tray) polls while a stop runs: before the signal and after the exit, before the
+    state file goes, it sees a stop, never a crash."""
+    seen = []
+    real_terminate, real_clear = server._terminate_group, server._clear_state
+
+    def terminate(pid, *, grace):
+        seen.append((server.status().state, cli(["status", "--json"])))
+        return real_terminate(pid, grace=grace)
+
+    def clear():
+        seen.append((server.status().state, cli(["status", "--json"])))
+        real_clear()
+
+    monkeypatch.setattr(server, "_terminate_group", terminate)
+    monkeypatch.setattr(server, "_clear_state", clear)
+    assert server.stop(grace=2).stopped
+    assert seen == [("stopping", 3), ("stopped", 3)]
+    assert server.status().state == "stopped"
+
+
+def test_a_start_right_after_a_stop_keeps_its_state(running, tiny_gguf, free_port, monkeypatch):
+    """A serve that starts once the old process is gone, before the stop removes the state file: the stop
+    must not remove the new server's state (it would run on untracked)."""
+    real_terminate = server._terminate_group
+    started = []
+
+    def terminate_then_another_serve(pid, *, grace):
+        forced = real_terminate(pid, grace=grace)
+        started.append(server.serve(str(tiny_gguf), port=free_port()))
+        return forced
+
+    monkeypatch.setattr(server, "_terminate_group", terminate_then_another_serve)
+    try:
+        assert server.stop(grace=2).stopped
+        monkeypatch.setattr(server, "_terminate_group", real_terminate)
+        status = server.status()
+        assert (status.state, status.pid) == ("running", started[0].pid)
+        assert server.stop(grace=2).stopped
+    finally:
+        for other in started:
+            if group_alive(other.pid):
+                os.killpg(other.pid, signal.SIGKILL)
+
+
 def test_stop_when_nothing_runs():
     result = server.stop()
     assert not result.stopped and result.message == "No server is running."
@@ -194,6 +287,57 @@ def test_stale_state_whose_pid_is_another_process_is_never_signalled():
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_process_that_only_calls_itself_llama_server_is_never_signalled(llama_server_dir):
+    """Its pid and start time match the state file and its argv[0] is our binary's path, but what it runs is
+    another program: stop leaves it alone."""
+    binary = llama_server_dir / "llama-server"
+    stranger = subprocess.Popen([str(binary), "-c", "import time; time.sleep(60)"], executable=sys.executable,
+                                start_new_session=True)
+    try:
+        while not psutil.Process(stranger.pid).cmdline():  # its argv appears a moment after exec
+            time.sleep(0.01)
+        assert psutil.Process(stranger.pid).cmdline()[0] == str(binary)
+        state = server.ServerState(pid=stranger.pid, create_time=psutil.Process(stranger.pid).create_time(),
+                                   host="127.0.0.1", port=8080, model="m", model_path="/m.gguf",
+                                   binary=str(binary), log_path="/nonexistent.log", started_at=time.time(),
+                                   session_id="s")
+        server._write_state(state)
+        assert server.owned_process(state) is None
+        result = server.stop(grace=1)
+        assert not result.stopped
+        assert stranger.poll() is None, "stop signalled a process it did not start"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_server_stays_ours_after_update_renames_its_build_folder(llama_server_dir, tiny_gguf, tmp_path, port):
+    import shutil
+
+    from aidevops_local.core import runtime
+    from tests.serving import serving_settings
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    build = tmp_path / "bin"
+    shutil.copytree(llama_server_dir, build, symlinks=True, copy_function=link_or_copy)
+    runtime.use_system(path=build / "llama-server")
+    serving_settings(router_mode=False)
+    served = server.serve(str(tiny_gguf), port=port)
+    try:
+        build.rename(tmp_path / "bin.previous")  # what `update` does to the build that still runs
+        assert server.owned_process(server.current_state()) is not None
+        result = server.stop(grace=2)
+        assert result.stopped and not group_alive(served.pid)
+    finally:
+        if group_alive(served.pid):
+            os.killpg(served.pid, signal.SIGKILL)
 
 
 def test_state_with_a_recycled_pid_is_not_ours(running):

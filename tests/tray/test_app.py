@@ -88,6 +88,36 @@ def test_a_model_crash_under_a_running_router_is_an_error_and_restart_loads_it_a
     assert t.snapshot.status.pid == served.pid and t.snapshot.status.model == "tiny-a"  # the same router
 
 
+def test_a_stop_from_elsewhere_is_not_taken_for_a_crash(tray, served, qtbot, monkeypatch):
+    """A stop from the CLI: the tray polls after the process exited and before the state file is gone."""
+    import threading
+
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
+    icons_seen: list[str] = []
+    t.icon_changed.connect(icons_seen.append)
+    notified: list[str] = []
+    monkeypatch.setattr(t.notifications, "notify", lambda notice: notified.append(notice.kind))
+    polled = threading.Event()
+    real_clear = server._clear_state
+
+    def clear_after_a_poll():
+        polled.wait(30)
+        real_clear()
+
+    monkeypatch.setattr(server, "_clear_state", clear_after_a_poll)
+    stopper = threading.Thread(target=server.stop, kwargs={"grace": 2})
+    stopper.start()
+    try:
+        qtbot.waitUntil(lambda: not t.snapshot.status.running, timeout=10_000)  # a poll saw the exit
+    finally:
+        polled.set()
+        stopper.join(30)
+    qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=10_000)
+    assert "error" not in icons_seen and "crash" not in notified and t.last_error == ""
+    assert state_line(t) == "Stopped"
+
+
 def test_restart_offered_after_a_crash_brings_it_back(tray, served, qtbot):
     t = tray()
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
@@ -140,6 +170,44 @@ def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models,
     t.stop_server()
     qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
     assert server.status().state == "stopped"
+
+
+def test_tray_start_and_switch_wait_for_a_start_elsewhere(tray, system_runtime, local_models, qtbot):
+    """A start from the CLI holds the start lock; the tray's start and switch wait for it, then go on."""
+    import threading
+
+    t = tray()
+
+    def hold_the_start_lock() -> threading.Event:
+        release, held = threading.Event(), threading.Event()
+
+        def hold():
+            with server.start_lock():
+                held.set()
+                release.wait(30)
+
+        threading.Thread(target=hold, daemon=True).start()
+        assert held.wait(10)
+        return release
+
+    release = hold_the_start_lock()
+    try:
+        t.start_server("tiny-a")
+        qtbot.waitUntil(lambda: t.busy == "Waiting for another start to finish…", timeout=10_000)
+        assert server.current_state() is None
+        release.set()
+        qtbot.waitUntil(lambda: t.icon_state == "running" and t.snapshot.status.model == "tiny-a",
+                        timeout=30_000)
+
+        release = hold_the_start_lock()
+        t.switch_model("tiny-b")
+        qtbot.waitUntil(lambda: t.busy == "Waiting for another start to finish…", timeout=10_000)
+        release.set()
+        qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-b" and not t.busy, timeout=30_000)
+    finally:
+        release.set()
+        t.workers.wait(30)
+        server.stop(grace=2)
 
 
 def test_menu_opens_at_once_while_the_server_is_loading(

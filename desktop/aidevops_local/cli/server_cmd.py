@@ -24,7 +24,8 @@ STATUS_EXAMPLES = """examples:
   aidevops-local status
   aidevops-local status --json                 # for model routing: endpoint, model, health
 
-exit status: 0 when the server is running and healthy; 3 otherwise (stopped, still starting, or crashed)."""
+exit status: 0 when the server is up (running, or starting while its model loads); 3 when it is not
+(stopped, stopping, or crashed)."""
 
 API_KEY_EXAMPLES = """examples:
   aidevops-local api-key                       # is a key required, and where is it kept
@@ -114,7 +115,7 @@ def cmd_status(args) -> int:
         render.as_json(result)
     else:
         _print_status(result)
-    # 0 while the server is up, model loading included ("starting"); 3 when stopped or crashed.
+    # 0 while the server is up, model loading included ("starting"); 3 when stopped, stopping or crashed.
     return ExitCode.OK if result.state in ("running", "starting") else ExitCode.NOT_RUNNING
 
 

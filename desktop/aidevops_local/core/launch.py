@@ -39,6 +39,7 @@ class LaunchPlan:
     router: bool = False  # a router over `preset`: the models it can load, each with its plan
     preset: str = ""  # the --models-preset file's text, written to preset_path by server.serve
     preset_path: Path | None = None
+    threads: int | None = None  # --threads as asked (None: the setting's, else the physical cores)
 
 
 def is_loopback(host: str) -> bool:
@@ -105,7 +106,7 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
                       ctx_size=chosen.ctx_size, parallel=chosen.parallel, gpu_layers=chosen.gpu_layers,
                       build=installed.build if installed else "", api_key_required=settings.require_api_key,
-                      router=bool(use_router), preset=preset, preset_path=preset_path)
+                      router=bool(use_router), preset=preset, preset_path=preset_path, threads=threads)
 
 
 @dataclass
@@ -160,8 +161,9 @@ def _ini_safe(name: str, path: str) -> bool:
 
 
 def _preset_ini(sections: dict[str, list[str]]) -> str:
-    """llama-server's --models-preset file: a section per model, each flag's long name as a key."""
-    lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", "version = 1", ""]
+    """llama-server's --models-preset file: a section per model, each flag's long name as a key. No key goes
+    before the first section: llama-server would list those lines as a model named "default" that cannot load."""
+    lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", ""]
     for name, args in sections.items():
         lines.append(f"[{name}]")
         lines += [f"{flag.lstrip('-')} = {value}" for flag, value in zip(args[::2], args[1::2])]

@@ -60,7 +60,7 @@ def models(
 ) -> list[RouterModel] | None:
     """The router's models and their states; None when the server is not a router (or does not answer).
     ``headers``: the API key's, when the server requires one (api_key.headers). An entry with no model file
-    (a preset file also yields one named after the router's own arguments) is left out: it cannot load."""
+    (keys before a preset file's first section make one, named "default") is left out: it cannot load."""
     body = local_http.get_json(base_url, "/models", timeout=timeout, headers=headers)
     data = body.get("data") if isinstance(body, dict) else None
     if not data or not all(isinstance(m, dict) and isinstance(m.get("status"), dict) for m in data):
@@ -153,34 +153,36 @@ def unload(base_url: str, model_id: str, *, headers: dict[str, str] | None = Non
 
 
 def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | None) -> None:
-    import httpx  # here: status reads a router through local_http and must not pay for httpx
-
-    try:
-        response = httpx.post(
-            f"{base_url}/models/{verb}", json={"model": model_id}, timeout=10, headers=headers
-        )
-    except httpx.HTTPError as exc:
-        raise ServerNotRunning(
-            f"The server at {base_url} did not answer: {type(exc).__name__}", hint="Start it again."
-        ) from None
-    if verb == "load" and response.status_code == 400 and "already" in response.text:
+    # local_http, never a client that honours HTTP_PROXY: the request may carry the API key.
+    answer = local_http.post_json(base_url, f"/models/{verb}", {"model": model_id}, timeout=10, headers=headers)
+    if answer is None:
+        raise ServerNotRunning(f"The server at {base_url} did not answer.", hint="Start it again.")
+    status_code, text = answer[0], answer[1].decode("utf-8", errors="replace")
+    if verb == "load" and status_code == 400 and "already" in text:
         return  # loaded (or loading) since we looked: the wait that follows sees it
-    if response.status_code == 404:
+    if status_code == 404:
         raise ModelNotFound(
             f"The running server does not offer {model_id}.", hint="`aidevops-local status` lists the models it offers."
         )
-    if response.status_code >= 400:
-        raise LocalModelsError(
-            f"The server refused to {verb} {model_id} ({response.status_code}).", hint=response.text[:200]
-        )
+    if status_code >= 400:
+        raise LocalModelsError(f"The server refused to {verb} {model_id} ({status_code}).", hint=text[:200])
 
 
 def switch_model(
     name: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
 ):
-    """Serve ``name`` instead of what runs now: a load request to a running router that lists it, else a stop
-    and a start. A load that fails puts the previous model back (best effort) and raises with the log's tail.
-    Returns the server's status afterwards."""
+    """Serve ``name`` instead of what runs now: a load request to a running router that lists it, else a
+    restart on the same host and port (server.replace_model: the old server stops only once the new start is
+    planned, and comes back if it fails). A load that fails puts the previous model back (best effort) and
+    raises with the log's tail. Returns the server's status afterwards. Holds the start lock throughout, so a
+    start from elsewhere waits."""
+    from . import server
+
+    with server.start_lock(progress, cancel):
+        return _switch_locked(name, progress, cancel)
+
+
+def _switch_locked(name: str, progress: ProgressCallback | None, cancel: threading.Event | None):
     from . import api_key, library, server
 
     state = server.current_state()
@@ -199,10 +201,8 @@ def switch_model(
                 raise
             server.note_loaded(target, next(m.path for m in available if m.id == target))
             return server.status()
-        report(progress, f"Stopping {state.model}", 0, None, unit="step")
-        server.stop()
     check_cancelled(cancel)
-    return server.serve(name, progress=progress)
+    return server.replace_model(name, progress=progress, cancel=cancel)
 
 
 def _offered(available: list[RouterModel], name: str, path: Path) -> str | None:

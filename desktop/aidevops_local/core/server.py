@@ -1,14 +1,16 @@
 """The llama-server supervisor: start, stop and report the one server this tool runs.
 
-States: stopped -> starting -> running -> (stopping) -> stopped; a server that exits on its own is
+States: stopped -> starting -> running -> stopping -> stopped; a server that exits on its own is
 "crashed" until the next serve or stop. The state file (<root>/local-models/server.json) is how the CLI,
-the tray and model routing all see the same server. A process is ours only if the state file names its pid
-AND its start time matches AND it is a llama-server: a recycled pid is never signalled.
+the tray and model routing all see the same server; a stop marks it "stopping" before any signal, so an
+exit in between is never taken for a crash. A process is ours only if the state file names its pid AND its
+start time matches AND it runs the executable file we started: a recycled pid is never signalled.
 
 Start = spawn in a new session (its own process group, detached from the terminal), stdout+stderr appended
-to a per-run log file, then poll /health until 200, the child exits, or a deadline passes. Stop = SIGTERM to
-the group, a second SIGTERM (llama-server ignores the first while a request is in flight), SIGKILL after
-the grace period.
+to a per-run log file, then poll /health until 200, the child exits, or a deadline passes. One start at a
+time: a file lock (local-models/server.lock) is held from the "already running" check to the state write.
+Stop = SIGTERM to the group, a second SIGTERM (llama-server ignores the first while a request is in flight),
+SIGKILL after the grace period.
 
 Security: the server binds 127.0.0.1 unless asked otherwise; where the build has it, CORS reflects only
 localhost origins (so a web page from elsewhere cannot read its answers); with the require_api_key setting
@@ -18,11 +20,14 @@ the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environmen
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -32,8 +37,8 @@ from pathlib import Path
 import psutil
 
 from . import api_key, config, hardware, launch, listening, local_http, request_log
-from .errors import CorruptModel, DiskFull, PortInUse, Refused, ServerNotRunning, ServerStartFailed
-from .progress import ProgressCallback, report
+from .errors import CorruptModel, DiskFull, LocalModelsError, PortInUse, Refused, ServerNotRunning, ServerStartFailed
+from .progress import ProgressCallback, check_cancelled, report
 
 LOG_TAIL_LINES = 12
 # Lines in llama-server's log that explain a failed start, and what they mean for the user.
@@ -72,6 +77,9 @@ class ServerState:
     build: str = ""
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
+    exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
+    stopping: bool = False  # a stop is under way: the process's exit is intended, not a crash
+    threads: int = 0  # --threads as asked at serve (0: the setting's): a restart on another model keeps it
 
     @property
     def base_url(self) -> str:
@@ -81,7 +89,7 @@ class ServerState:
 
 @dataclass
 class ServerStatus:
-    state: str  # "running", "starting", "stopped", "crashed"
+    state: str  # "running", "starting", "stopping", "stopped", "crashed"
     running: bool  # a server process of ours is up (a router whose model crashed is "crashed" and running)
     pid: int | None = None
     endpoint: str | None = None  # OpenAI-compatible base URL (…/v1)
@@ -159,13 +167,35 @@ def owned_process(state: ServerState) -> psutil.Process | None:
         proc = psutil.Process(state.pid)
         if abs(proc.create_time() - state.create_time) > 0.05:
             return None
-        if "llama-server" not in proc.name() and not any("llama-server" in a for a in proc.cmdline()[:1]):
+        if not _runs_our_binary(proc, state):
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
+
+
+def _runs_our_binary(proc: psutil.Process, state: ServerState) -> bool:
+    """The process runs the very file we started, compared as a file (device and inode): its name and argv[0]
+    are whatever it chose, and `update` renames the folder of a build that still runs."""
+    try:
+        running = _executable_id(proc)
+        started = state.exe_id or _file_id(state.binary)  # a state file from before exe_id was recorded
+    except (OSError, psutil.Error):
+        return False
+    return running == list(started)
+
+
+def _executable_id(proc: psutil.Process) -> list[int]:
+    # Linux: the kernel's link to the executable, which stays right when the file is renamed or replaced.
+    linux_exe = f"/proc/{proc.pid}/exe"
+    return _file_id(linux_exe if os.path.exists("/proc/self/exe") else proc.exe())
+
+
+def _file_id(path: str | Path) -> list[int]:
+    found = os.stat(path)
+    return [found.st_dev, found.st_ino]
 
 
 # ---- status -------------------------------------------------------------------------------------------------
@@ -183,6 +213,10 @@ def status(*, probe_health: bool = True) -> ServerStatus:
                      log_path=state.log_path, started_at=_iso(state.create_time),
                      api_key_required=state.api_key_required, **base)
     proc = owned_process(state)
+    if state.stopping:  # whoever polls between the exit and the state file's removal sees a stop, not a crash
+        if proc is None:
+            return ServerStatus(state="stopped", running=False, **base)
+        return ServerStatus(state="stopping", running=True, endpoint=f"{state.base_url}/v1", **described)
     if proc is None:
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) is no longer running; "
@@ -302,14 +336,99 @@ _TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
 def serve(model: str | None = None, *, port: int | None = None, ctx: int | None = None, host: str | None = None,
           threads: int | None = None, progress: ProgressCallback | None = None,
           timeout: float | None = None) -> ServerStatus:
-    """Start llama-server and wait until it answers /health. On any failure nothing is left running."""
+    """Start llama-server and wait until it answers /health. On any failure nothing is left running. One start
+    at a time: a second one waits for the first, then finds it running and refuses."""
+    with start_lock(progress):
+        _refuse_if_running()
+        settings = config.load_settings()
+        plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
+        return _start(plan, settings, progress, timeout)
+
+
+def replace_model(model: str, *, progress: ProgressCallback | None = None,
+                  cancel: threading.Event | None = None) -> ServerStatus:
+    """Serve ``model`` in place of the running server, on its host and port with its threads. The new start is
+    planned (its checks refuse) before the old server stops; if it then fails to start, the old one is started
+    again and the new one's error is raised. With no server running, a plain serve."""
+    with start_lock(progress, cancel):
+        state = current_state()
+        if state is None or owned_process(state) is None:
+            return serve(model, progress=progress)
+        settings = config.load_settings()
+        plan = launch.plan_launch(model, port=state.port, host=state.host, threads=state.threads or None,
+                                  settings=settings)
+        if plan.api_key_required:
+            api_key.ensure()  # a keyring that refuses does so while the old server still runs
+        check_cancelled(cancel)
+        report(progress, f"Stopping {state.model}", 0, None, unit="step")
+        stop()
+        try:
+            return _start(plan, settings, progress, None)
+        except Exception:
+            _start_again(state, settings)
+            raise
+
+
+def _start_again(previous: ServerState, settings: config.Settings) -> None:
+    """Best effort: the server a failed replacement stopped, as it was (model, host, port, threads)."""
+    model = previous.model_path if Path(previous.model_path).is_file() else previous.model
+    try:
+        plan = launch.plan_launch(model, port=previous.port, host=previous.host,
+                                  threads=previous.threads or None, settings=settings)
+        _start(plan, settings, None, None)
+    except (LocalModelsError, OSError):
+        pass  # the replacement's error is the one to report
+
+
+def _refuse_if_running() -> None:
     existing = current_state()
     if existing and owned_process(existing):
         raise ServerStartFailed(
-            f"A server is already running: {existing.model} on port {existing.port} (pid {existing.pid}).",
-            hint="Run `aidevops-local stop` first, or use the running one.")
-    settings = config.load_settings()
-    plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
+            f"A server is already running: {_served_model(existing) or 'no model loaded'} at "
+            f"{existing.base_url}/v1 (pid {existing.pid}).",
+            hint="Use the running one, or run `aidevops-local stop` first.")
+
+
+@contextlib.contextmanager
+def start_lock(progress: ProgressCallback | None = None, cancel: threading.Event | None = None):
+    """One start (or switch) at a time, across processes: held from the check for a running server through the
+    start and the state write, so two starts never both run a server. Re-entrant within a thread (a switch holds
+    it across its stop and start). The lock goes with the process that holds it, however that process ends."""
+    if getattr(_lock_held, "depth", 0):
+        _lock_held.depth += 1
+        try:
+            yield
+        finally:
+            _lock_held.depth -= 1
+        return
+    path = config.paths().state_file.with_name("server.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock_file:
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    waiting = True
+                    report(progress, "Waiting for another start to finish", 0, None, unit="step")
+                check_cancelled(cancel)
+                time.sleep(0.05)
+        _lock_held.depth = 1
+        try:
+            yield
+        finally:
+            _lock_held.depth = 0
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+_lock_held = threading.local()
+
+
+def _start(plan: launch.LaunchPlan, settings: config.Settings, progress: ProgressCallback | None,
+           timeout: float | None) -> ServerStatus:
+    """Run a plan: called with start_lock held and no server of ours running."""
     launch.check_port_free(plan.host, plan.port)
     key = api_key.ensure() if plan.api_key_required else None  # before anything starts: refusal leaves nothing
     _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
@@ -320,11 +439,13 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
-    state = ServerState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), host=plan.host,
+    child = psutil.Process(proc.pid)  # exec has happened: Popen returns after it
+    state = ServerState(pid=proc.pid, create_time=child.create_time(), host=plan.host,
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
-                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router)
+                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router,
+                        exe_id=_started_executable_id(child, plan.binary), threads=plan.threads or 0)
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
@@ -334,6 +455,16 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
         _clear_state()
         raise
     return status()
+
+
+def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | None:
+    try:
+        return _executable_id(child)
+    except (OSError, psutil.Error):  # it exited already: the start fails, and says why, just after
+        try:
+            return _file_id(binary)
+        except OSError:
+            return None
 
 
 def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
@@ -462,11 +593,28 @@ def stop(*, grace: float | None = None) -> StopResult:
         return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
                           message=f"The server (pid {state.pid}) had already exited; cleared its state.")
     grace = config.load_settings().stop_grace_s if grace is None else grace
+    model = _served_model(state)
+    state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
+    _write_state(state)
     forced = _terminate_group(state.pid, grace=grace)
-    _clear_state()
+    if (current := current_state()) is None or current.pid == state.pid:  # not a state a start wrote since
+        _clear_state()
     warning = _ingest_usage()
-    return StopResult(stopped=True, pid=state.pid, model=state.model, forced=forced, warning=warning,
-                      message=f"Stopped {state.model} (pid {state.pid}).")
+    return StopResult(stopped=True, pid=state.pid, model=model, forced=forced, warning=warning,
+                      message=f"Stopped {model or 'the server'} (pid {state.pid}).")
+
+
+def _served_model(state: ServerState) -> str | None:
+    """What the server serves now. A router's is whichever it has loaded (a request naming another model
+    switches it without us), so ask it; None when it has none loaded."""
+    if not state.router:
+        return state.model
+    from . import router
+
+    available = router.models(state.base_url, headers=api_key.headers(required=state.api_key_required))
+    if available is None:
+        return state.model  # not answering: the one asked for last is the best we know
+    return next((m.id for m in available if m.serving or m.state == "loading"), None)
 
 
 def _terminate_group(pid: int, *, grace: float) -> bool:

@@ -164,8 +164,9 @@ class TrayApp(QObject):
     def _apply_snapshot(self, snap: snapshot.Snapshot) -> None:
         self._refreshing = False
         prev, self.snapshot = self.snapshot, snap
-        if (prev.status.running and prev.status.state != "crashed" and snap.status.state == "crashed"
-                and self._server_job is None):
+        # A stop, ours or from elsewhere (state "stopping"), is intended; only an exit nobody asked for alerts.
+        if (prev.status.running and prev.status.state not in ("crashed", "stopping")
+                and snap.status.state == "crashed" and self._server_job is None):
             self._on_crash(snap)
         if snap.status.state == "running" and prev.status.state != "running":
             self._running_since = time.time()

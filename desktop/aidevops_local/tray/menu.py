@@ -56,6 +56,8 @@ def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
         return f"Running: {s.model or 'no model loaded'}{quant} on port {s.port}{asleep}"
     if s.state == "starting":
         return f"Starting: {s.model} on port {s.port}…"
+    if s.state == "stopping":
+        return f"Stopping: {s.model} on port {s.port}…"
     if s.state == "crashed":
         return f"Error: {s.model} stopped unexpectedly"
     if last_error:

@@ -58,8 +58,8 @@ class Snapshot:
 
     @property
     def state(self) -> str:
-        """The icon's state: running, starting, stopped or error."""
-        return {"crashed": "error"}.get(self.status.state, self.status.state)
+        """The icon's state: running, starting (a stop under way looks busy too), stopped or error."""
+        return {"crashed": "error", "stopping": "starting"}.get(self.status.state, self.status.state)
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
@@ -172,7 +172,7 @@ def _served(status: server.ServerStatus) -> tuple[tuple[str, ...], bool]:
     """What is served, and whether switching is a load request: status already asked a router."""
     if not status.running or not status.port:
         return (), False
-    serving = status.model and status.state != "crashed"  # a router can outlive its model's crash
+    serving = status.model and status.state not in ("crashed", "stopping")  # a router can outlive its model's crash
     return ((status.model,) if serving else ()), status.router
 
 
