@@ -91,6 +91,8 @@ class Row:
     offloaded: str | None = None  # "offloaded X/Y layers" from the log
     predicted_vram_mib: float | None = None
     measured_vram_mib: float | None = None  # nvidia-smi, the server's processes together, after the requests
+    measured_source: str = ""  # "per process" (nvidia-smi's compute apps), or "card delta" when that lists none
+    vram_by_pid: dict[str, float] = field(default_factory=dict)
     device_delta_mib: float | None = None  # the card's used memory after load minus before start
     status_gpu_mib: float | None = None  # what `status --json` reports (serve only)
     predicted_ram_mib: float | None = None
@@ -131,14 +133,16 @@ def fmt(v, digits: int = 0) -> str:
 
 def table(report: Report) -> str:
     head = ("| scenario | server | -c | -np | -ngl | offloaded | predicted VRAM MiB | measured VRAM MiB | miss MiB "
-            "| status --json GPU MiB | predicted RAM MiB | RSS MiB | gen tok/s (median) | runs | note |")
+            "| card +MiB at load | status --json GPU MiB | predicted RAM MiB | RSS MiB | gen tok/s (median) | runs "
+            "| note |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in report.rows:
         miss = (r.measured_vram_mib - r.predicted_vram_mib
                 if r.measured_vram_mib is not None and r.predicted_vram_mib is not None else None)
         lines.append("| " + " | ".join([
             r.scenario, r.server, fmt(r.ctx), fmt(r.parallel), fmt(r.ngl), fmt(r.offloaded),
-            fmt(r.predicted_vram_mib), fmt(r.measured_vram_mib), fmt(miss), fmt(r.status_gpu_mib),
+            fmt(r.predicted_vram_mib), fmt(r.measured_vram_mib) + ("*" if r.measured_source == "card delta" else ""),
+            fmt(miss), fmt(r.device_delta_mib), fmt(r.status_gpu_mib),
             fmt(r.predicted_ram_mib), fmt(r.rss_mib), fmt(r.tok_s_median, 1),
             ",".join(f"{t:.0f}" for t in r.tok_s) or "-", r.error.replace("|", "/").replace("\n", " ")[:160],
         ]) + " |")
@@ -199,14 +203,15 @@ def device_free_mib() -> float | None:
         return None
 
 
-def process_vram_mib(pids: list[int]) -> float | None:
-    """nvidia-smi's per-process used memory, summed over these pids (a router and its model instance)."""
+def process_vram_mib(pids: list[int]) -> tuple[float | None, dict[str, float], str]:
+    """nvidia-smi's per-process used memory, summed over these pids (a router and its model instance); also
+    each pid's share and the raw listing (in a container the pids may not match: then the caller falls back)."""
     out = smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
     wanted = {str(p) for p in pids}
-    used = [float(parts[1]) for line in out.splitlines()
-            if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in wanted
-            and re.fullmatch(r"\d+(\.\d+)?", parts[1])]
-    return sum(used) if used else None
+    by_pid = {parts[0]: float(parts[1]) for line in out.splitlines()
+              if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in wanted
+              and re.fullmatch(r"\d+(\.\d+)?", parts[1])}
+    return (sum(by_pid.values()) if by_pid else None), by_pid, out.strip()
 
 
 def tree_pids(pid: int) -> list[int]:
@@ -367,7 +372,7 @@ def check_binary(server_dir: Path, gpu: bool) -> str:
         d = run([str(server), "--list-devices"], timeout=60)
         devices = (d.stdout + d.stderr).strip()
         say(f"llama-server --list-devices: {' | '.join(devices.splitlines()[-4:])}")
-        if "CUDA" not in devices:
+        if "CUDA" not in devices and not os.environ.get("GPU_CHECK_DRY_RUN"):
             raise CheckFailed(f"the build lists no CUDA device:\n{devices[-2000:]}")
     return text
 
@@ -554,7 +559,13 @@ def measure(servers: list[Server], requests: int, max_tokens: int, gpu: bool, st
             say(f"  {s.row.scenario} {s.name} #{i + 1}: {n} tokens, {tps:.1f} tok/s ({wall:.2f}s wall)")
     for s in servers:
         if gpu:
-            s.row.measured_vram_mib = process_vram_mib(tree_pids(s.pid))
+            total, by_pid, raw = process_vram_mib(tree_pids(s.pid))
+            s.row.measured_vram_mib, s.row.vram_by_pid = total, by_pid
+            s.row.measured_source = "per process"
+            if total is None:
+                say(f"  nvidia-smi lists no memory for pids {tree_pids(s.pid)}; its compute apps: {raw!r}")
+                if s.row.device_delta_mib is not None:
+                    s.row.measured_vram_mib, s.row.measured_source = s.row.device_delta_mib, "card delta"
         s.row.rss_mib = tree_rss_mib(s.pid)
         s.row.offloaded = offloaded(s.log_text())
         if s.name == "bare":
@@ -772,6 +783,9 @@ def main(argv: list[str] | None = None) -> int:
               f"model {report.meta.get('model_name')}, {args.requests} requests x {args.max_tokens} tokens each)")
         print()
         print(table(report))
+        print("\nmeasured: nvidia-smi's memory of the server's processes (router and model instance) after the "
+              "requests; * = the card's used memory rise at load instead (no per-process figure); miss = measured "
+              "- predicted")
         for name, info in report.scenarios.items():
             if info.get("plan_before"):
                 print(f"\n{name}: plan before serve: {info['plan_before']}")

@@ -17,8 +17,12 @@ if compgen -G "$CARRY/whl/*.whl" >/dev/null; then
     rm -rf "$SITE"
     if ! "$PY" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
             --target "$SITE" "$CARRY"/whl/*.whl; then
-        stamp "FAILED: pip could not install the carried wheels from $CARRY/whl"
-        exit 1
+        # No pip (or it failed): a wheel is a zip of what goes on sys.path, so unpacking them is enough here.
+        stamp "pip could not install the carried wheels; unpacking them with zipfile instead"
+        rm -rf "$SITE"
+        "$PY" -c 'import sys, zipfile
+for w in sys.argv[2:]:
+    zipfile.ZipFile(w).extractall(sys.argv[1])' "$SITE" "$CARRY"/whl/*.whl || { stamp "FAILED: unpacking the wheels"; exit 1; }
     fi
     export PYTHONPATH="$SITE:$PWD/desktop${PYTHONPATH:+:$PYTHONPATH}"
 else
