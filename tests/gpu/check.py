@@ -309,9 +309,11 @@ class Build(threading.Thread):
             return
         self.build_dir.mkdir(parents=True, exist_ok=True)
         gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-        configure = ["cmake", "-S", str(self.tree), "-B", str(self.build_dir), *gen, *CMAKE_FLAGS,
-                     f"-DCMAKE_CUDA_ARCHITECTURES={self.arch}", f"-DLLAMA_BUILD_NUMBER={self.build_number}",
-                     "-DLLAMA_BUILD_COMMIT=0000000"]
+        flags = [f"-DCMAKE_CUDA_ARCHITECTURES={self.arch}"]
+        if self.arch == "cpu":  # a dry run of the build path on a machine without CUDA
+            flags = ["-DGGML_CUDA=OFF"]
+        configure = ["cmake", "-S", str(self.tree), "-B", str(self.build_dir), *gen, *CMAKE_FLAGS, *flags,
+                     f"-DLLAMA_BUILD_NUMBER={self.build_number}", "-DLLAMA_BUILD_COMMIT=0000000"]
         build = ["cmake", "--build", str(self.build_dir), "--target", "llama-server", "-j", str(self.jobs)]
         deadline = time.monotonic() + self.timeout
         with open(self.log, "w") as log:
@@ -614,16 +616,18 @@ sys.stdin.read()
     def __enter__(self) -> Filler:
         self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, str(self.free_mib)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line = ""
+        line, seen = "", []
         deadline = time.monotonic() + 120
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
+            seen.append(line.rstrip())
             if not line or line.startswith(("READY", "FAIL")):
                 break
         if not line.startswith("READY"):
             self.__exit__()
-            raise CheckFailed(f"could not fill the GPU: {line.strip() or 'the filler exited'}")
+            said = " / ".join(x for x in seen if x)[-600:]
+            raise CheckFailed(f"could not fill the GPU: {said or 'the filler exited'}")
         say(f"filler: {line.strip()}; nvidia-smi says {fmt(device_free_mib())} MiB free")
         time.sleep(1.0)
         return self
@@ -738,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--llama-server-dir", default=os.environ.get("LLAMA_SERVER_DIR"),
                     help="skip the build: pack and install this llama-server folder (env LLAMA_SERVER_DIR)")
     ap.add_argument("--cuda-arch", default=os.environ.get("CUDA_ARCH"),
-                    help="CMAKE_CUDA_ARCHITECTURES (default: nvidia-smi's compute capability, else 90; env CUDA_ARCH)")
+                    help="CMAKE_CUDA_ARCHITECTURES (default: nvidia-smi's compute capability, else 90; env "
+                         "CUDA_ARCH); `cpu` builds without CUDA (a dry run of the build path)")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("GPU_CHECK_JOBS") or os.cpu_count() or 4))
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("GPU_CHECK_WORK") or "/tmp/gpu-check"))
     ap.add_argument("--preset", default=os.environ.get("GPU_CHECK_PRESET"),
@@ -812,12 +817,13 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
         server_src = Path(args.llama_server_dir).expanduser()
         say(f"using the existing llama-server in {server_src} (no build)")
     else:
-        if not gpu:
-            raise CheckFailed("no GPU here: pass --llama-server-dir (or LLAMA_SERVER_DIR) to skip the CUDA build")
-        if shutil.which("nvcc") is None or shutil.which("cmake") is None:
+        arch = args.cuda_arch or cuda_arch_default()
+        if not gpu and arch != "cpu":
+            raise CheckFailed("no GPU here: pass --llama-server-dir (or LLAMA_SERVER_DIR) to skip the CUDA build, "
+                              "or CUDA_ARCH=cpu to build for the CPU")
+        if (arch != "cpu" and shutil.which("nvcc") is None) or shutil.which("cmake") is None:
             raise CheckFailed(f"the CUDA build needs nvcc and cmake on PATH (nvcc: {shutil.which('nvcc')}, "
                               f"cmake: {shutil.which('cmake')})")
-        arch = args.cuda_arch or cuda_arch_default()
         report.meta["cuda_arch"] = arch
         tree = unpack_source(find_source(args.src), work)
         build = Build(tree, work / "build", arch, args.jobs, args.build_number,
@@ -876,9 +882,16 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
             report.errors.append(f"unknown scenario {name!r}")
             continue
         say(f"=== scenario {name} ({left:.0f}s left)")
-        scenario_run(name, model=model, env=env, server_bin=server_bin, logs=logs, gpu=gpu,
-                     requests=args.requests, max_tokens=args.max_tokens, report=report,
-                     partial_free_mib=args.partial_free_mib)
+        try:
+            scenario_run(name, model=model, env=env, server_bin=server_bin, logs=logs, gpu=gpu,
+                         requests=args.requests, max_tokens=args.max_tokens, report=report,
+                         partial_free_mib=args.partial_free_mib)
+        except Exception as exc:  # noqa: BLE001 - one scenario's failure must not lose the others
+            report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+            report.scenarios.setdefault(name, {})["error"] = str(exc)[:1000]
+            say(f"FAILED scenario {name}: {type(exc).__name__}: {exc}")
+            if not isinstance(exc, CheckFailed):
+                traceback.print_exc()
         save(report, args.out)
         print(table(report), flush=True)
     return 0
