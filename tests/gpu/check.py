@@ -654,47 +654,51 @@ def scenario_run(name: str, *, model: Path, env: dict, server_bin: Path, logs: P
     servers: list[Server] = []
     filler = Filler(partial_free_mib) if name == "partial" else contextlib.nullcontext()
     with filler:
-        if name == "partial":
-            info["free_mib_before"] = device_free_mib()
-            info["plan_before"] = plan_preview(model, env, ctx)
-        # Full offload: both servers up together, requests alternate. Partial: they would fight over the few
-        # MiB left, so each runs alone, one after the other.
-        together = name != "partial"
-        for kind in ("serve", "bare"):
-            row_for_error = Row(name, kind)
-            try:
-                s = (start_serve(name, model, ctx, env, gpu) if kind == "serve"
-                     else start_bare(name, server_bin, model, logs, gpu))
-            except Exception as exc:  # noqa: BLE001 - report and go on with the rest
-                row_for_error.error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                report.rows.append(row_for_error)
-                report.errors.append(f"{name} {kind}: {exc}")
-                say(f"FAILED {name} {kind}: {exc}")
-                if kind == "serve":
-                    copy_serve_log(env, logs, name)
-                continue
-            report.rows.append(s.row)
-            servers.append(s)
-            if not together:
+        try:
+            if name == "partial":
+                info["free_mib_before"] = device_free_mib()
                 try:
-                    measure([s], requests, max_tokens, gpu, env if kind == "serve" else None)
+                    info["plan_before"] = plan_preview(model, env, ctx)
+                except Exception as exc:  # noqa: BLE001 - only a preview: serve still says what it planned
+                    info["plan_before"] = f"failed: {type(exc).__name__}: {exc}"
+            # Full offload: both servers up together, requests alternate. Partial: they would fight over the
+            # few MiB left, so each runs alone, one after the other.
+            together = name != "partial"
+            for kind in ("serve", "bare"):
+                try:
+                    s = (start_serve(name, model, ctx, env, gpu) if kind == "serve"
+                         else start_bare(name, server_bin, model, logs, gpu))
+                except Exception as exc:  # noqa: BLE001 - report and go on with the rest
+                    row = Row(name, kind, error=(str(exc) or type(exc).__name__).splitlines()[0][:300])
+                    report.rows.append(row)
+                    report.errors.append(f"{name} {kind}: {exc}")
+                    say(f"FAILED {name} {kind}: {exc}")
+                    if kind == "serve":
+                        copy_serve_log(env, logs, name)
+                    continue
+                report.rows.append(s.row)
+                servers.append(s)
+                if not together:
+                    try:
+                        measure([s], requests, max_tokens, gpu, env if kind == "serve" else None)
+                    except Exception as exc:  # noqa: BLE001
+                        s.row.error = f"{type(exc).__name__}: {exc}"[:300]
+                        report.errors.append(f"{name} {kind} requests: {exc}")
+                        say(f"FAILED {name} {kind} requests: {exc}")
+                    finally:
+                        servers.remove(s)
+                        stop_server(s, logs)
+            if together and servers:
+                try:
+                    measure(servers, requests, max_tokens, gpu, env)
                 except Exception as exc:  # noqa: BLE001
-                    s.row.error = f"{type(exc).__name__}: {exc}"[:300]
-                    report.errors.append(f"{name} {kind} requests: {exc}")
-                    say(f"FAILED {name} {kind} requests: {exc}")
-                finally:
-                    stop_server(s, logs)
-                    servers.remove(s)
-        if together and servers:
-            try:
-                measure(servers, requests, max_tokens, gpu, env if any(s.name == "serve" for s in servers) else None)
-            except Exception as exc:  # noqa: BLE001
-                for s in servers:
-                    s.row.error = s.row.error or f"{type(exc).__name__}: {exc}"[:300]
-                report.errors.append(f"{name} requests: {exc}")
-                say(f"FAILED {name} requests: {exc}")
-        for s in servers:
-            stop_server(s, logs)
+                    for s in servers:
+                        s.row.error = s.row.error or f"{type(exc).__name__}: {exc}"[:300]
+                    report.errors.append(f"{name} requests: {exc}")
+                    say(f"FAILED {name} requests: {exc}")
+        finally:
+            for s in servers:
+                stop_server(s, logs)
 
 
 def plan_preview(model: Path, env: dict, ctx: int | None) -> dict:
@@ -733,6 +737,20 @@ def copy_serve_log(env: dict, logs: Path, name: str) -> None:
 # ---- main -----------------------------------------------------------------------------------------------------
 
 
+_BUILDS: list[Build] = []
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_builds() -> None:
+    for b in _BUILDS:
+        if b.proc is not None and b.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(b.proc.pid, signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     env_gpu = shutil.which("nvidia-smi") is not None and bool(smi("-L").strip())
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -762,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the VRAM parts and the CUDA build (automatic when nvidia-smi finds no GPU)")
     ap.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
     args = ap.parse_args(argv)
+    # A timeout's SIGTERM unwinds like an exception: servers are stopped and the table is still printed.
+    signal.signal(signal.SIGTERM, _on_sigterm)
     gpu = not args.no_gpu
     preset = args.preset or ("0.75b" if gpu else "small")
     work: Path = args.work
@@ -782,6 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(exc, CheckFailed):
             traceback.print_exc()
     finally:
+        _stop_builds()
         save(report, args.out)
         print()
         print(f"## GPU check ({'GPU: ' + str(report.meta.get('device')) if gpu else 'no GPU: VRAM skipped'}, "
@@ -828,6 +849,7 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
         tree = unpack_source(find_source(args.src), work)
         build = Build(tree, work / "build", arch, args.jobs, args.build_number,
                       timeout=max(60.0, args.deadline - 150 - (time.monotonic() - T0)))
+        _BUILDS.append(build)
         build.start()
         server_src = work / "build" / "bin"
     if args.model:
@@ -854,6 +876,8 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
             shutil.copy(build.log, logs / "build.log")
             raise CheckFailed(f"the CUDA build failed: {build.error} (log: {build.log})")
         say(f"build: done in {build.seconds:.0f}s")
+        with contextlib.suppress(OSError):
+            (logs / "build-tail.log").write_text("\n".join(build.log.read_text(errors="replace").splitlines()[-200:]))
     server_dir = stage_server(server_src, work / "stage")
     report.meta["version"] = check_binary(server_dir, gpu).splitlines()[-1:]
     # 2. install it with the tool, from the local releases stand-in
