@@ -93,6 +93,7 @@ class Row:
     measured_vram_mib: float | None = None  # nvidia-smi, the server's processes together, after the requests
     measured_source: str = ""  # "per process" (nvidia-smi's compute apps), or "card delta" when that lists none
     vram_by_pid: dict[str, float] = field(default_factory=dict)
+    log_hints: list[str] = field(default_factory=list)  # the log's lines on offload, buffers and fitting
     device_delta_mib: float | None = None  # the card's used memory after load minus before start
     status_gpu_mib: float | None = None  # what `status --json` reports (serve only)
     predicted_ram_mib: float | None = None
@@ -450,6 +451,13 @@ def get_json(url: str, timeout: float = 10) -> dict | None:
         return None
 
 
+_HINTS = re.compile(r"offload|buffer size|llama_params_fit|n_gpu_layers|CUDA\d|out of memory|failed to", re.IGNORECASE)
+
+
+def log_hints(log_text: str, keep: int = 40) -> list[str]:
+    return [ln.strip()[:240] for ln in log_text.splitlines() if _HINTS.search(ln)][-keep:]
+
+
 def offloaded(log_text: str) -> str | None:
     hits = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", log_text)
     return f"{hits[-1][0]}/{hits[-1][1]}" if hits else None
@@ -570,6 +578,9 @@ def measure(servers: list[Server], requests: int, max_tokens: int, gpu: bool, st
                     s.row.measured_vram_mib, s.row.measured_source = s.row.device_delta_mib, "card delta"
         s.row.rss_mib = tree_rss_mib(s.pid)
         s.row.offloaded = offloaded(s.log_text())
+        s.row.log_hints = log_hints(s.log_text())
+        for ln in s.row.log_hints[-8:]:
+            say(f"  {s.row.scenario} {s.name} log: {ln}")
         if s.name == "bare":
             s.row.ngl = s.row.offloaded
         elif status_env is not None:
@@ -795,6 +806,9 @@ def main(argv: list[str] | None = None) -> int:
     rc = 0
     try:
         rc = _main(args, gpu, preset, work, logs, report)
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else 1
+        report.errors.append(f"interrupted (exit {rc}): a signal, or the command's time limit")
     except Exception as exc:  # noqa: BLE001 - every failure is reported with what was measured before it
         rc = 1
         report.errors.append(f"{type(exc).__name__}: {exc}")
