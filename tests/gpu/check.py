@@ -590,9 +590,10 @@ def measure(servers: list[Server], requests: int, max_tokens: int, gpu: bool, st
 
 
 class Filler:
-    """Another process that takes GPU memory until only `free_mib` is left (CUDA driver API via ctypes)."""
+    """Another process that takes GPU memory until only `free_mib` is left: through the CUDA driver API with
+    ctypes (nothing to install), else torch, else cupy (both on the GPU machine)."""
 
-    CODE = r"""
+    CTYPES = r"""
 import ctypes, sys
 cuda = ctypes.CDLL("libcuda.so.1")
 def ck(r, what):
@@ -616,7 +617,42 @@ while left > 0:
         continue
     held.append(p); left -= n
 ck(cuda.cuMemGetInfo_v2(ctypes.byref(free), ctypes.byref(total)), "cuMemGetInfo")
-print(f"READY held={sum(1 for _ in held)} free_mib={free.value >> 20} total_mib={total.value >> 20}", flush=True)
+print(f"READY via ctypes: {len(held)} blocks, free_mib={free.value >> 20} total_mib={total.value >> 20}", flush=True)
+sys.stdin.read()
+"""
+    TORCH = r"""
+import sys, torch
+free, total = torch.cuda.mem_get_info()
+left = free - (int(sys.argv[1]) << 20)
+chunk, held = 1 << 30, []
+while left > 0:
+    n = min(chunk, left)
+    try:
+        held.append(torch.empty(n, dtype=torch.uint8, device="cuda")); left -= n
+    except RuntimeError:
+        if chunk <= (16 << 20):
+            break
+        chunk //= 2
+free, total = torch.cuda.mem_get_info()
+print(f"READY via torch: {len(held)} blocks, free_mib={free >> 20} total_mib={total >> 20}", flush=True)
+sys.stdin.read()
+"""
+    CUPY = r"""
+import sys, cupy
+rt = cupy.cuda.runtime
+free, total = rt.memGetInfo()
+left = free - (int(sys.argv[1]) << 20)
+chunk, held = 1 << 30, []
+while left > 0:
+    n = min(chunk, left)
+    try:
+        held.append(rt.malloc(n)); left -= n
+    except Exception:
+        if chunk <= (16 << 20):
+            break
+        chunk //= 2
+free, total = rt.memGetInfo()
+print(f"READY via cupy: {len(held)} blocks, free_mib={free >> 20} total_mib={total >> 20}", flush=True)
 sys.stdin.read()
 """
 
@@ -625,23 +661,31 @@ sys.stdin.read()
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Filler:
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, str(self.free_mib)], stdin=subprocess.PIPE,
+        failures = []
+        for how, code in (("ctypes", self.CTYPES), ("torch", self.TORCH), ("cupy", self.CUPY)):
+            said = self._start(code)
+            if said.startswith("READY"):
+                say(f"filler: {said}; nvidia-smi says {fmt(device_free_mib())} MiB free")
+                time.sleep(1.0)
+                return self
+            self.__exit__()
+            failures.append(f"{how}: {said[-400:]}")
+        raise CheckFailed("could not fill the GPU: " + " | ".join(failures))
+
+    def _start(self, code: str) -> str:
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.free_mib)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        line, seen = "", []
-        deadline = time.monotonic() + 120
         assert self.proc.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
-            seen.append(line.rstrip())
-            if not line or line.startswith(("READY", "FAIL")):
+            if line.startswith("READY"):
+                return line.strip()
+            seen.append(line.strip())
+            if not line or line.startswith("FAIL"):
                 break
-        if not line.startswith("READY"):
-            self.__exit__()
-            said = " / ".join(x for x in seen if x)[-600:]
-            raise CheckFailed(f"could not fill the GPU: {said or 'the filler exited'}")
-        say(f"filler: {line.strip()}; nvidia-smi says {fmt(device_free_mib())} MiB free")
-        time.sleep(1.0)
-        return self
+        return " / ".join(x for x in seen if x) or "the filler exited"
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
@@ -751,6 +795,25 @@ def copy_serve_log(env: dict, logs: Path, name: str) -> None:
 _BUILDS: list[Build] = []
 
 
+class _Tee:
+    """stdout or stderr, copied into a log file (in $OUT, so the whole run comes back with the results)."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            self.log.write(text)
+            self.log.flush()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def _on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -793,6 +856,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     # A timeout's SIGTERM unwinds like an exception: servers are stopped and the table is still printed.
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = open(args.out / "gpu-check.log", "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
     gpu = not args.no_gpu
     preset = args.preset or ("0.75b" if gpu else "small")
     work: Path = args.work

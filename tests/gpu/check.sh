@@ -11,10 +11,6 @@ PY=${PYTHON:-python3}
 CARRY=${GPU_CARRY:-.gpu-carry}
 SITE=${GPU_CHECK_SITE:-/tmp/gpu-check-site}
 stamp() { echo "[$(date -u +%H:%M:%S)] $*"; }
-if [ -n "${OUT:-}" ]; then  # everything printed also lands in $OUT/gpu-check.log
-    mkdir -p "$OUT"
-    exec > >(tee -a "$OUT/gpu-check.log") 2>&1
-fi
 
 if compgen -G "$CARRY/whl/*.whl" >/dev/null; then
     stamp "installing $(ls "$CARRY"/whl/*.whl | wc -l) carried wheels into $SITE"
