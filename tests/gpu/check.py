@@ -730,6 +730,8 @@ def scenario_run(name: str, *, model: Path, env: dict, server_bin: Path, logs: P
                     say(f"FAILED {name} {kind}: {exc}")
                     if kind == "serve":
                         copy_serve_log(env, logs, name)
+                        with contextlib.suppress(Exception):  # a start cut short by the timeout may leave one
+                            tool(["stop"], env, timeout=60)
                     continue
                 report.rows.append(s.row)
                 servers.append(s)
