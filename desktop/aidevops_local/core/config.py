@@ -220,6 +220,9 @@ class Settings:
     router_mode: bool = True
     # The server's API key: generated once, kept in the OS keyring, given to llama-server in its environment.
     require_api_key: bool = False
+    # Host names (or addresses) the server answers besides localhost and loopback addresses: every other
+    # Host header gets 403, so a web page cannot reach the model by re-pointing its own name (DNS rebinding).
+    allowed_hosts: list[str] = field(default_factory=list)
 
     def to_toml(self) -> str:
         lines = ["# aidevops-local settings. Delete a line to get its default back."]
@@ -261,7 +264,29 @@ def load_settings(path: Path | None = None) -> Settings:
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
             raise ConfigError(f"Setting {key!r} in {path} should be {expected.__name__}, not {value!r}",
                               hint="Fix or delete that line.")
+    _check_allowed_hosts(data.get("allowed_hosts", []), path)
     return Settings(**data)
+
+
+def _check_allowed_hosts(names: list, path: Path) -> None:
+    """Bare host names or IP addresses, as a Host header names them: no scheme, port, path or wildcard."""
+    import ipaddress
+    import re
+
+    label = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+    for name in names:
+        bare = name.strip().lower().rstrip(".") if isinstance(name, str) else ""
+        if bare.startswith("[") and bare.endswith("]"):
+            bare = bare[1:-1]
+        try:
+            ipaddress.ip_address(bare)
+            continue
+        except ValueError:
+            pass
+        if not (bare and len(bare) <= 253 and all(label.fullmatch(part) for part in bare.split("."))):
+            raise ConfigError(f"allowed_hosts in {path} has {name!r}, which is not a host name or IP address.",
+                              hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, '
+                                   "port, path or wildcard.")
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:

@@ -19,8 +19,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import api_key, build_features, config, hardware
-from .errors import CorruptModel, LocalModelsError, PortInUse, Refused, ServerStartFailed
+from . import api_key, build_features, config, hardware, host_guard
+from .errors import ConfigError, CorruptModel, LocalModelsError, PortInUse, Refused, ServerStartFailed
 
 
 @dataclass
@@ -39,6 +39,7 @@ class LaunchPlan:
     router: bool = False  # a router over `preset`: the models it can load, each with its plan
     preset: str = ""  # the --models-preset file's text, written to preset_path by server.serve
     preset_path: Path | None = None
+    upstream: str = ""  # llama-server's UNIX socket; the Host-checking front (host_guard) listens on host:port
 
 
 def is_loopback(host: str) -> bool:
@@ -86,7 +87,9 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
         raise Refused("require_api_key is on, but this llama-server build does not read an API key from its "
                       "environment (LLAMA_API_KEY), and the key is never put on its command line.",
                       hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
-    common = ["--host", host, "--port", str(port), "--jinja",
+    _check_no_listen_args(settings.extra_server_args)
+    upstream = str(host_guard.socket_path(config.paths().app_dir))
+    common = ["--host", upstream, "--port", str(port), "--jinja",
               "--threads", str(threads or settings.threads or hw.physical_cores)]
     common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
     extra = list(settings.extra_server_args)
@@ -104,7 +107,17 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
                       ctx_size=chosen.ctx_size, parallel=chosen.parallel, gpu_layers=chosen.gpu_layers,
                       build=installed.build if installed else "", api_key_required=settings.require_api_key,
-                      router=bool(use_router), preset=preset, preset_path=preset_path)
+                      router=bool(use_router), preset=preset, preset_path=preset_path, upstream=upstream)
+
+
+def _check_no_listen_args(extra: list[str]) -> None:
+    """llama-server listens on its private socket behind the Host-checking front; an address of its own
+    in extra_server_args would bypass the front (and leave the front nothing to reach)."""
+    taken = [a for a in extra if a.split("=", 1)[0] in ("--host", "--port")]
+    if taken:
+        raise ConfigError(f"extra_server_args sets {', '.join(taken)}, which this tool chooses itself.",
+                          hint=f"Use the host and port settings in {config.paths().config_file} (or serve "
+                               "--host/--port) instead, and remove them from extra_server_args.")
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from . import api_key, config, hardware, launch, local_http, request_log
+from . import api_key, config, hardware, host_guard, launch, local_http, request_log
 from .errors import CorruptModel, DiskFull, PortInUse, Refused, ServerNotRunning, ServerStartFailed
 from .progress import ProgressCallback, report
 
@@ -72,6 +72,11 @@ class ServerState:
     build: str = ""
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
+    # The Host-checking front on host:port (host_guard); llama-server listens on `upstream`, a UNIX socket.
+    # guard_pid 0: a server started before the front existed, listening on host:port itself.
+    guard_pid: int = 0
+    guard_create_time: float = 0.0
+    upstream: str = ""
 
     @property
     def base_url(self) -> str:
@@ -186,9 +191,13 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) is no longer running; "
                                     f"its log is {state.log_path}")
+    if not _front_up(state):
+        return ServerStatus(state="crashed", running=False, **described,
+                            message=f"The server's Host-checking front (pid {state.guard_pid}) is no longer "
+                                    f"running, so nothing answers on port {state.port}; its log is {state.log_path}")
     children = _child_pids(proc)  # a router's model instances
     try:
-        rss = _tree_rss(proc, children)
+        rss = _tree_rss(proc, children) + _front_rss(state)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
@@ -267,6 +276,18 @@ def _tree_rss(proc: psutil.Process, children: list[int]) -> int:
     return total
 
 
+def _front_up(state: ServerState) -> bool:
+    return not state.guard_pid or host_guard.owned(state.guard_pid, state.guard_create_time) is not None
+
+
+def _front_rss(state: ServerState) -> int:
+    front = host_guard.owned(state.guard_pid, state.guard_create_time)
+    try:
+        return front.memory_info().rss if front else 0
+    except psutil.Error:
+        return 0
+
+
 def _health(base_url: str, timeout: float = 0.5) -> int | None:
     answer = local_http.get(base_url, "/health", timeout=timeout)
     return answer[0] if answer else None
@@ -297,10 +318,12 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
           timeout: float | None = None) -> ServerStatus:
     """Start llama-server and wait until it answers /health. On any failure nothing is left running."""
     existing = current_state()
-    if existing and owned_process(existing):
+    if existing and owned_process(existing) and _front_up(existing):
         raise ServerStartFailed(
             f"A server is already running: {existing.model} on port {existing.port} (pid {existing.pid}).",
             hint="Run `aidevops-local stop` first, or use the running one.")
+    if existing:
+        _stop_leftovers(existing)
     settings = config.load_settings()
     plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
     launch.check_port_free(plan.host, plan.port)
@@ -310,23 +333,54 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
         _write_atomically(plan.preset_path, plan.preset)
     log_path, session_id, started = _open_log(plan)
     env = _server_env(plan.binary, key=key)
-    with open(log_path, "ab") as log:
+    host_guard.prepare_socket(Path(plan.upstream))
+    listen = host_guard.bind(plan.host, plan.port)  # held from here: a taken port is said before any spawn
+    with listen, open(log_path, "ab") as log:
         proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
+        front = _start_front(listen, plan, settings, proc, log)
     state = ServerState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), host=plan.host,
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
-                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router)
+                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router,
+                        guard_pid=front.pid, guard_create_time=psutil.Process(front.pid).create_time(),
+                        upstream=plan.upstream)
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
     except BaseException:
+        host_guard.stop(state.guard_pid, state.guard_create_time)
         _terminate_group(proc.pid, grace=2.0)
         proc.wait(timeout=5)
+        host_guard.remove_socket(state.upstream)
         _clear_state()
         raise
     return status()
+
+
+def _start_front(listen, plan: launch.LaunchPlan, settings: config.Settings, proc: subprocess.Popen,
+                 log) -> subprocess.Popen:
+    """The Host-checking front on the public socket, forwarding to llama-server's; if it cannot start,
+    llama-server does not stay behind."""
+    try:
+        return host_guard.start(listen, upstream=plan.upstream, host=plan.host,
+                                allowed_hosts=settings.allowed_hosts, watch_pid=proc.pid, log=log,
+                                env={k: v for k, v in os.environ.items() if k not in _TOOL_SECRETS})
+    except BaseException:
+        _terminate_group(proc.pid, grace=2.0)
+        proc.wait(timeout=5)
+        raise
+
+
+def _stop_leftovers(state: ServerState) -> None:
+    """What a crash left of an earlier run: its front (which holds the port) or its llama-server (whose front
+    died). Each is signalled only if it is ours."""
+    host_guard.stop(state.guard_pid, state.guard_create_time)
+    if owned_process(state) is not None:
+        _terminate_group(state.pid, grace=config.load_settings().stop_grace_s)
+    host_guard.remove_socket(state.upstream)
+    _clear_state()
 
 
 def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
@@ -374,6 +428,9 @@ def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise _start_failure(state, proc.returncode)
+        if not _front_up(state) and proc.poll() is None:  # (the front also ends when llama-server does)
+            raise ServerStartFailed("The server's Host-checking front exited during start.",
+                                    hint=f"Its log is {state.log_path}.", details=log_tail(Path(state.log_path)))
         if _health(state.base_url, timeout=1.0) == 200 and _model_ready(state):
             report(progress, task, 1, 1, unit="step")
             return
@@ -448,14 +505,17 @@ def stop(*, grace: float | None = None) -> StopResult:
     state = current_state()
     if state is None:
         return StopResult(stopped=False, pid=None, model=None, message="No server is running.")
+    host_guard.stop(state.guard_pid, state.guard_create_time)  # first: no new request reaches the server
     proc = owned_process(state)
     if proc is None:
+        host_guard.remove_socket(state.upstream)
         _clear_state()
         warning = _ingest_usage()
         return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
                           message=f"The server (pid {state.pid}) had already exited; cleared its state.")
     grace = config.load_settings().stop_grace_s if grace is None else grace
     forced = _terminate_group(state.pid, grace=grace)
+    host_guard.remove_socket(state.upstream)
     _clear_state()
     warning = _ingest_usage()
     return StopResult(stopped=True, pid=state.pid, model=state.model, forced=forced, warning=warning,
