@@ -338,8 +338,8 @@ async def serve_forever(listen: socket.socket, upstream: str, policy: HostPolicy
         loop.add_signal_handler(sig, stop.set)
     server = await asyncio.start_server(front.handle, sock=listen, limit=MAX_HEAD_BYTES)
     watcher = asyncio.create_task(_watch(watch_pid, stop)) if watch_pid else None
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    server.close()  # and no waiting for open connections: asyncio.run cancels their tasks as it returns
     if watcher:
         watcher.cancel()
 

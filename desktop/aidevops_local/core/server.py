@@ -10,7 +10,9 @@ to a per-run log file, then poll /health until 200, the child exits, or a deadli
 the group, a second SIGTERM (llama-server ignores the first while a request is in flight), SIGKILL after
 the grace period.
 
-Security: the server binds 127.0.0.1 unless asked otherwise; where the build has it, CORS reflects only
+Security: the server binds 127.0.0.1 unless asked otherwise, through the Host-checking front (host_guard:
+its own process on host:port, llama-server behind it on a private UNIX socket), which refuses requests
+addressed to names that are not loopback ones (DNS rebinding); where the build has it, CORS reflects only
 localhost origins (so a web page from elsewhere cannot read its answers); with the require_api_key setting
 the key comes from the keyring and reaches llama-server only through its environment (LLAMA_API_KEY), and
 the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environment.
