@@ -200,8 +200,8 @@ class Front:
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         _no_delay(client_w)
-        upstream_w: asyncio.StreamWriter | None = None
-        pump: asyncio.Task | None = None
+        upstream_w: _Upstream | None = None
+        pump: asyncio.Future | None = None
         refusing = asyncio.Event()  # set: llama-server's end of the answers is not the connection's end
         try:
             while True:
@@ -215,11 +215,12 @@ class Front:
                 check_host(head, self.policy)
                 if upstream_w is None:
                     try:
-                        upstream_r, upstream_w = await asyncio.open_unix_connection(self.upstream)
+                        _, answers = await asyncio.get_running_loop().create_unix_connection(
+                            lambda: _Answers(client_w, refusing), self.upstream)
                     except OSError:
                         raise Refusal(502, "Bad Gateway", "llama-server is not answering (it may be starting "
                                                           "or have stopped).") from None
-                    pump = asyncio.create_task(_copy_all(upstream_r, client_w, refusing))
+                    upstream_w, pump = _Upstream(answers), answers.done
                 upstream_w.write(head_bytes)
                 if head.chunked:
                     await _copy_chunked(client_r, upstream_w)
@@ -246,7 +247,7 @@ def _no_delay(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def _finish_then(pump: asyncio.Task | None, upstream_w: asyncio.StreamWriter | None) -> None:
+async def _finish_then(pump: asyncio.Future | None, upstream_w: _Upstream | None) -> None:
     """No more requests go upstream: half-close it, so llama-server finishes what it is answering and closes."""
     if upstream_w is not None and not upstream_w.is_closing():
         with contextlib.suppress(OSError):
@@ -258,21 +259,78 @@ async def _finish_then(pump: asyncio.Task | None, upstream_w: asyncio.StreamWrit
         upstream_w.close()
 
 
-async def _copy_all(src: asyncio.StreamReader, dst: asyncio.StreamWriter, refusing: asyncio.Event) -> None:
-    """llama-server's answers to the client, as they come. When llama-server closes the connection, so does
-    the front, unless a refusal is still to be written after those answers."""
-    try:
-        while data := await src.read(CHUNK):
-            dst.write(data)
-            await dst.drain()
-    except OSError:
-        pass
-    finally:
-        if not refusing.is_set():
-            dst.close()
+class _Answers(asyncio.Protocol):
+    """llama-server's side of one connection. Its bytes go to the client as they arrive, straight from the
+    event loop's callback (no task wakes per chunk: a streamed token costs one read and one write); reading
+    pauses while the client is slow to take them. When llama-server closes the connection, so does the
+    front, unless a refusal is still to be written after those answers."""
+
+    def __init__(self, client_w: asyncio.StreamWriter, refusing: asyncio.Event):
+        self.client_w, self.refusing = client_w, refusing
+        self.done = asyncio.get_running_loop().create_future()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client_w.transport
+        if client.is_closing():
+            return
+        client.write(data)
+        if client.get_write_buffer_size() > 4 * CHUNK:
+            self.transport.pause_reading()
+            self._resuming = asyncio.ensure_future(self._resume_when_drained())  # held: tasks are weakly kept
+
+    async def _resume_when_drained(self) -> None:
+        with contextlib.suppress(OSError):
+            await self.client_w.drain()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc) -> None:
+        if not self.refusing.is_set():
+            self.client_w.close()
+        self.writable.set()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self) -> None:  # llama-server is slow to take a request body
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
 
 
-async def _copy_exactly(src: asyncio.StreamReader, dst: asyncio.StreamWriter, n: int) -> None:
+class _Upstream:
+    """Requests to llama-server: the writer half of the _Answers connection."""
+
+    def __init__(self, answers: _Answers):
+        self.answers, self.transport = answers, answers.transport
+
+    def write(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            raise ConnectionResetError("llama-server closed the connection")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        await self.answers.writable.wait()
+        if self.transport.is_closing():
+            raise ConnectionResetError("llama-server closed the connection")
+
+    def write_eof(self) -> None:
+        self.transport.write_eof()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+async def _copy_exactly(src: asyncio.StreamReader, dst: _Upstream, n: int) -> None:
     while n > 0:
         data = await src.read(min(n, CHUNK))
         if not data:
@@ -282,7 +340,7 @@ async def _copy_exactly(src: asyncio.StreamReader, dst: asyncio.StreamWriter, n:
         await dst.drain()
 
 
-async def _copy_chunked(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+async def _copy_chunked(src: asyncio.StreamReader, dst: _Upstream) -> None:
     """A chunked body, passed on as is while finding its end: size lines, data, the last chunk, trailers."""
     while True:
         line = await src.readuntil(b"\r\n")
