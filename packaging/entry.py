@@ -77,6 +77,10 @@ def main(argv: list[str]) -> int:
 
         print(json.dumps(bundle_info(), indent=2))
         return 0
+    if argv[:1] == ["--host-guard"]:  # the server's Host-checking front (core/host_guard.py), run by serve
+        from aidevops_local.core import host_guard
+
+        return host_guard.main(argv[2:])  # argv[1] is the marker that tells stop the process is ours
     if not argv and _in_macos_app():
         argv = ["tray"]
     from aidevops_local.cli.main import main as cli_main

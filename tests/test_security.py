@@ -86,9 +86,13 @@ def files_holding(root: Path, needles: dict[str, str]) -> list[str]:
 def test_listens_on_the_host_it_is_given_and_nowhere_else(system_runtime, tiny_gguf, port):
     status = server.serve(str(tiny_gguf), port=port, host="127.0.0.2")  # loopback too: nothing leaves the box
     try:
-        listening = [c.laddr.ip for c in psutil.Process(status.pid).net_connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN]
-        assert listening == ["127.0.0.2"]
+        def listening(pid: int) -> list[str]:
+            return [c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
+                    if c.status == psutil.CONN_LISTEN]
+
+        # The Host-checking front holds the public address; llama-server only its private UNIX socket.
+        assert listening(server.current_state().guard_pid) == ["127.0.0.2"]
+        assert listening(status.pid) == []
         assert status.endpoint == f"http://127.0.0.2:{port}/v1"
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0  # not on the default address as well

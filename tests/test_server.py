@@ -63,8 +63,11 @@ def test_serve_chat_status_stop(running):
 
 
 def test_server_listens_only_on_loopback(running):
-    conns = [c for c in psutil.Process(running.pid).net_connections(kind="inet") if c.status == "LISTEN"]
+    """The public port is the Host-checking front's; llama-server itself listens on its private socket only."""
+    front = psutil.Process(server.current_state().guard_pid)
+    conns = [c for c in front.net_connections(kind="inet") if c.status == "LISTEN"]
     assert conns and all(c.laddr.ip == "127.0.0.1" for c in conns)
+    assert not [c for c in psutil.Process(running.pid).net_connections(kind="inet") if c.status == "LISTEN"]
 
 
 def test_second_serve_is_refused_while_one_runs(running, tiny_gguf):

@@ -104,6 +104,20 @@ def test_entry_is_the_cli_and_drops_finder_process_serial_numbers(capsys):
     assert capsys.readouterr().out.strip() == f"aidevops-local {__version__}"
 
 
+def test_entry_runs_the_host_guard_front_for_serve(capsys, monkeypatch):
+    """The frozen app has no `python -m`: serve starts the Host-checking front as `<app> --host-guard`."""
+    import entry
+
+    from aidevops_local.core import host_guard
+
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    argv = host_guard.command()
+    assert argv[:2] == [sys.executable, "--host-guard"]
+    with pytest.raises(SystemExit) as exited:
+        entry.main([*argv[1:], "--help"])
+    assert exited.value.code == 0 and "--upstream" in capsys.readouterr().out
+
+
 def test_entry_bundle_info_reports_the_keyring_and_packages():
     import entry
 

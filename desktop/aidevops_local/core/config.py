@@ -223,6 +223,9 @@ class Settings:
     router_mode: bool = True
     # The server's API key: generated once, kept in the OS keyring, given to llama-server in its environment.
     require_api_key: bool = False
+    # Host names (or addresses) the server answers besides localhost and loopback addresses: every other
+    # Host header gets 403, so a web page cannot reach the model by re-pointing its own name (DNS rebinding).
+    allowed_hosts: list[str] = field(default_factory=list)
 
 
 # The bounds of every number in the settings and on the command line, checked before anything starts.
@@ -339,7 +342,29 @@ def load_settings(path: Path | None = None) -> Settings:
                           hint=f"Known settings: {', '.join(known)}.")
     settings = Settings(**data)
     check_settings(settings, path)
+    _check_allowed_hosts(settings.allowed_hosts, path)
     return settings
+
+
+def _check_allowed_hosts(names: list, path: Path) -> None:
+    """Bare host names or IP addresses, as a Host header names them: no scheme, port, path or wildcard."""
+    import ipaddress
+    import re
+
+    label = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+    for name in names:
+        bare = name.strip().lower().rstrip(".") if isinstance(name, str) else ""
+        if bare.startswith("[") and bare.endswith("]"):
+            bare = bare[1:-1]
+        try:
+            ipaddress.ip_address(bare)
+            continue
+        except ValueError:
+            pass
+        if not (bare and len(bare) <= 253 and all(label.fullmatch(part) for part in bare.split("."))):
+            raise ConfigError(f"allowed_hosts in {path} has {name!r}, which is not a host name or IP address.",
+                              hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, '
+                                   "port, path or wildcard.")
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:

@@ -19,7 +19,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import api_key, build_features, config, hardware
+from . import api_key, build_features, config, hardware, host_guard
 from .errors import CorruptModel, LocalModelsError, PortInUse, Refused, ServerStartFailed
 
 
@@ -40,6 +40,7 @@ class LaunchPlan:
     preset: str = ""  # the --models-preset file's text, written to preset_path by server.serve
     preset_path: Path | None = None
     threads: int | None = None  # --threads as asked (None: the setting's, else the physical cores)
+    upstream: str = ""  # llama-server's UNIX socket; the Host-checking front (host_guard) listens on host:port
 
 
 def is_loopback(host: str) -> bool:
@@ -88,7 +89,8 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
         raise Refused("require_api_key is on, but this llama-server build does not read an API key from its "
                       "environment (LLAMA_API_KEY), and the key is never put on its command line.",
                       hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
-    common = ["--host", host, "--port", str(port), "--jinja",
+    upstream = str(host_guard.socket_path(config.paths().app_dir))
+    common = ["--host", upstream, "--port", str(port), "--jinja",
               "--threads", str(threads or settings.threads or hw.physical_cores)]
     common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
     extra = list(settings.extra_server_args)
@@ -106,7 +108,8 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
                       ctx_size=chosen.ctx_size, parallel=chosen.parallel, gpu_layers=chosen.gpu_layers,
                       build=installed.build if installed else "", api_key_required=settings.require_api_key,
-                      router=bool(use_router), preset=preset, preset_path=preset_path, threads=threads)
+                      router=bool(use_router), preset=preset, preset_path=preset_path, threads=threads,
+                      upstream=upstream)
 
 
 @dataclass

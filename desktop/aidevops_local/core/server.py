@@ -12,7 +12,9 @@ time: a file lock (local-models/server.lock) is held from the "already running" 
 Stop = SIGTERM to the group, a second SIGTERM (llama-server ignores the first while a request is in flight),
 SIGKILL after the grace period.
 
-Security: the server binds 127.0.0.1 unless asked otherwise; where the build has it, CORS reflects only
+Security: the server binds 127.0.0.1 unless asked otherwise, through the Host-checking front (host_guard:
+its own process on host:port, llama-server behind it on a private UNIX socket), which refuses requests
+addressed to names that are not loopback ones (DNS rebinding); where the build has it, CORS reflects only
 localhost origins (so a web page from elsewhere cannot read its answers); with the require_api_key setting
 the key comes from the keyring and reaches llama-server only through its environment (LLAMA_API_KEY), and
 the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environment.
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import psutil
 
-from . import api_key, config, hardware, launch, listening, local_http, request_log
+from . import api_key, config, hardware, host_guard, launch, listening, local_http, request_log
 from .errors import CorruptModel, DiskFull, LocalModelsError, PortInUse, Refused, ServerNotRunning, ServerStartFailed
 from .progress import ProgressCallback, check_cancelled, report
 
@@ -80,6 +82,11 @@ class ServerState:
     exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
     stopping: bool = False  # a stop is under way: the process's exit is intended, not a crash
     threads: int = 0  # --threads as asked at serve (0: the setting's): a restart on another model keeps it
+    # The Host-checking front on host:port (host_guard); llama-server listens on `upstream`, a UNIX socket.
+    # guard_pid 0: a server started before the front existed, listening on host:port itself.
+    guard_pid: int = 0
+    guard_create_time: float = 0.0
+    upstream: str = ""
 
     @property
     def base_url(self) -> str:
@@ -221,9 +228,13 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) is no longer running; "
                                     f"its log is {state.log_path}")
+    if not _front_up(state):
+        return ServerStatus(state="crashed", running=False, **described,
+                            message=f"The server's Host-checking front (pid {state.guard_pid}) is no longer "
+                                    f"running, so nothing answers on port {state.port}; its log is {state.log_path}")
     children = _child_pids(proc)  # a router's model instances
     try:
-        rss = _tree_rss(proc, children)
+        rss = _tree_rss(proc, children) + _front_rss(state)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ServerStatus(state="crashed", running=False, **described,
                             message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
@@ -308,6 +319,18 @@ def _tree_rss(proc: psutil.Process, children: list[int]) -> int:
     return total
 
 
+def _front_up(state: ServerState) -> bool:
+    return not state.guard_pid or host_guard.owned(state.guard_pid, state.guard_create_time) is not None
+
+
+def _front_rss(state: ServerState) -> int:
+    front = host_guard.owned(state.guard_pid, state.guard_create_time)
+    try:
+        return front.memory_info().rss if front else 0
+    except psutil.Error:
+        return 0
+
+
 def _health(base_url: str, timeout: float = 0.5) -> int | None:
     answer = local_http.get(base_url, "/health", timeout=timeout)
     return answer[0] if answer else None
@@ -382,11 +405,13 @@ def _start_again(previous: ServerState, settings: config.Settings) -> None:
 
 def _refuse_if_running() -> None:
     existing = current_state()
-    if existing and owned_process(existing):
+    if existing and owned_process(existing) and _front_up(existing):
         raise ServerStartFailed(
             f"A server is already running: {_served_model(existing) or 'no model loaded'} at "
             f"{existing.base_url}/v1 (pid {existing.pid}).",
             hint="Use the running one, or run `aidevops-local stop` first.")
+    if existing:
+        _stop_leftovers(existing)
 
 
 @contextlib.contextmanager
@@ -436,22 +461,29 @@ def _start(plan: launch.LaunchPlan, settings: config.Settings, progress: Progres
         _write_atomically(plan.preset_path, plan.preset)
     log_path, session_id, started = _open_log(plan)
     env = _server_env(plan.binary, key=key)
-    with open(log_path, "ab") as log:
+    host_guard.prepare_socket(Path(plan.upstream))
+    listen = host_guard.bind(plan.host, plan.port)  # held from here: a taken port is said before any spawn
+    with listen, open(log_path, "ab") as log:
         proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
-    child = psutil.Process(proc.pid)  # exec has happened: Popen returns after it
+        child = psutil.Process(proc.pid)  # exec has happened: Popen returns after it
+        front = _start_front(listen, plan, settings, proc, log)
     state = ServerState(pid=proc.pid, create_time=child.create_time(), host=plan.host,
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
                         ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
                         build=plan.build, api_key_required=plan.api_key_required, router=plan.router,
-                        exe_id=_started_executable_id(child, plan.binary), threads=plan.threads or 0)
+                        exe_id=_started_executable_id(child, plan.binary), threads=plan.threads or 0,
+                        guard_pid=front.pid, guard_create_time=psutil.Process(front.pid).create_time(),
+                        upstream=plan.upstream)
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
     except BaseException:
+        host_guard.stop(state.guard_pid, state.guard_create_time)
         _terminate_group(proc.pid, grace=2.0)
         proc.wait(timeout=5)
+        host_guard.remove_socket(state.upstream)
         _clear_state()
         raise
     return status()
@@ -465,6 +497,30 @@ def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | N
             return _file_id(binary)
         except OSError:
             return None
+
+
+def _start_front(listen, plan: launch.LaunchPlan, settings: config.Settings, proc: subprocess.Popen,
+                 log) -> subprocess.Popen:
+    """The Host-checking front on the public socket, forwarding to llama-server's; if it cannot start,
+    llama-server does not stay behind."""
+    try:
+        return host_guard.start(listen, upstream=plan.upstream, host=plan.host,
+                                allowed_hosts=settings.allowed_hosts, watch_pid=proc.pid, log=log,
+                                env={k: v for k, v in os.environ.items() if k not in _TOOL_SECRETS})
+    except BaseException:
+        _terminate_group(proc.pid, grace=2.0)
+        proc.wait(timeout=5)
+        raise
+
+
+def _stop_leftovers(state: ServerState) -> None:
+    """What a crash left of an earlier run: its front (which holds the port) or its llama-server (whose front
+    died). Each is signalled only if it is ours."""
+    host_guard.stop(state.guard_pid, state.guard_create_time)
+    if owned_process(state) is not None:
+        _terminate_group(state.pid, grace=config.load_settings().stop_grace_s)
+    host_guard.remove_socket(state.upstream)
+    _clear_state()
 
 
 def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
@@ -512,6 +568,9 @@ def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise _start_failure(state, proc.returncode)
+        if not _front_up(state) and proc.poll() is None:  # (the front also ends when llama-server does)
+            raise ServerStartFailed("The server's Host-checking front exited during start.",
+                                    hint=f"Its log is {state.log_path}.", details=log_tail(Path(state.log_path)))
         if _health(state.base_url, timeout=1.0) == 200 and _model_ready(state):
             report(progress, task, 1, 1, unit="step")
             return
@@ -588,6 +647,8 @@ def stop(*, grace: float | None = None) -> StopResult:
         return StopResult(stopped=False, pid=None, model=None, message="No server is running.")
     proc = owned_process(state)
     if proc is None:
+        host_guard.stop(state.guard_pid, state.guard_create_time)
+        host_guard.remove_socket(state.upstream)
         _clear_state()
         warning = _ingest_usage()
         return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
@@ -596,7 +657,9 @@ def stop(*, grace: float | None = None) -> StopResult:
     model = _served_model(state)
     state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
     _write_state(state)
+    host_guard.stop(state.guard_pid, state.guard_create_time)  # first: no new request reaches the server
     forced = _terminate_group(state.pid, grace=grace)
+    host_guard.remove_socket(state.upstream)
     if (current := current_state()) is None or current.pid == state.pid:  # not a state a start wrote since
         _clear_state()
     warning = _ingest_usage()
