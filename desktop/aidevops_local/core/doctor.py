@@ -176,7 +176,7 @@ def _running_listen_addresses() -> tuple[server.ServerState, list[listening.List
     state = server.current_state()
     if state is None or server.owned_process(state) is None:
         return None
-    return state, listening.tcp_listen_addresses([state.pid])
+    return state, listening.tcp_listen_addresses(server.listening_pids(state))
 
 
 # ---- models -------------------------------------------------------------------------------------------------

@@ -246,10 +246,10 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
         if healthy and (probe_health or not children):
             current, message = _router_view(state, described)
-    addresses = listening.tcp_listen_addresses([proc.pid])
+    addresses = listening.tcp_listen_addresses([*listening_pids(state), *children])
     exposed = [str(a) for a in addresses if not a.loopback] if launch.is_loopback(state.host) else []
     if exposed:  # told to stay on this machine, yet reachable from others (e.g. a flag that overrode --host)
-        warning = (f"llama-server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
+        warning = (f"The server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
                    "reach it. Run `aidevops-local stop`.")
         message = f"{message} {warning}".strip()
     return ServerStatus(state=current, running=True, **described, message=message,
@@ -317,6 +317,12 @@ def _tree_rss(proc: psutil.Process, children: list[int]) -> int:
         except psutil.Error:
             pass  # exited between the listing and the read
     return total
+
+
+def listening_pids(state: ServerState) -> list[int]:
+    """The processes that may hold our sockets: the front (the public port) and llama-server (its private
+    socket; a TCP port of its own only where something overrode the plan)."""
+    return [pid for pid in (state.guard_pid, state.pid) if pid]
 
 
 def _front_up(state: ServerState) -> bool:
