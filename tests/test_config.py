@@ -41,7 +41,8 @@ def every_setting_changed(text: str) -> config.Settings:
         port=65535, host="::1", ctx_size=4 * 1024 * 1024, threads=512, parallel=256, gpu_layers=0,
         extra_server_args=[text, "--alias", text, "--no-webui"], health_timeout_s=0.5 + 1, stop_grace_s=0.0,
         default_model=text, stale_days=36_500, stale_nudge_gb=0.25, start_at_login=True,
-        keep_server_on_quit=False, idle_unload_s=1, auto_restart=True, router_mode=False, require_api_key=True)
+        keep_server_on_quit=False, idle_unload_s=1, auto_restart=True, router_mode=False, require_api_key=True,
+        allowed_hosts=["mybox.lan", "192.168.1.20", "[::1]"])  # names only: hostile ones are refused (below)
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -144,3 +145,12 @@ def test_the_edges_of_each_range_are_accepted():
                  "idle_unload_s = 0\nstop_grace_s = 0\nhealth_timeout_s = 1\n")
     loaded = config.load_settings()
     assert (loaded.port, loaded.ctx_size, loaded.gpu_layers, loaded.health_timeout_s) == (1, 256, -1, 1.0)
+
+
+@pytest.mark.parametrize("name", ["http://mybox.lan", "mybox.lan:8080", "*.lan", "my box", "a/b", ""])
+def test_allowed_hosts_takes_bare_names_only_when_loading_and_saving(name):
+    write_config(f"allowed_hosts = [{name!r}]\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match="allowed_hosts"):
+        config.load_settings()
+    with pytest.raises(ConfigError, match="allowed_hosts"):
+        config.save_settings(config.Settings(allowed_hosts=[name]))

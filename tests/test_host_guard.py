@@ -216,7 +216,10 @@ def test_bad_allowed_hosts_are_a_configuration_error(capsys):
 
 
 def test_extra_server_args_cannot_move_llama_server_past_the_front(system_runtime, tiny_gguf, port):
-    serving_settings(extra_server_args=["--host", "0.0.0.0"])
+    serving_settings()
+    path = config.paths().config_file
+    text = re.sub(r"(?m)^extra_server_args = .*$", 'extra_server_args = ["--host", "0.0.0.0"]', path.read_text())
+    path.write_text(text if "0.0.0.0" in text else text + 'extra_server_args = ["--host", "0.0.0.0"]\n')
     with pytest.raises(ConfigError, match="--host"):
         launch.plan_launch(str(tiny_gguf), port=port)
 

@@ -283,6 +283,7 @@ def check_settings(settings: Settings, where: Path | str) -> None:
     if not is_valid_host(settings.host):
         raise ConfigError(f"Setting 'host' in {where} is not an IP address or a host name: {settings.host!r}",
                           hint='Use `host = "127.0.0.1"` unless you mean to share the server.')
+    _check_allowed_hosts(settings.allowed_hosts, where)
     for arg in settings.extra_server_args:
         flag = arg.split("=", 1)[0]
         own = next((why for name, why in _OWN_SETTING_FLAGS.items()
@@ -342,11 +343,10 @@ def load_settings(path: Path | None = None) -> Settings:
                           hint=f"Known settings: {', '.join(known)}.")
     settings = Settings(**data)
     check_settings(settings, path)
-    _check_allowed_hosts(settings.allowed_hosts, path)
     return settings
 
 
-def _check_allowed_hosts(names: list, path: Path) -> None:
+def _check_allowed_hosts(names: list[str], where: Path | str) -> None:
     """Bare host names or IP addresses, as a Host header names them: no scheme, port, path or wildcard."""
     import ipaddress
     import re
@@ -362,7 +362,7 @@ def _check_allowed_hosts(names: list, path: Path) -> None:
         except ValueError:
             pass
         if not (bare and len(bare) <= 253 and all(label.fullmatch(part) for part in bare.split("."))):
-            raise ConfigError(f"allowed_hosts in {path} has {name!r}, which is not a host name or IP address.",
+            raise ConfigError(f"allowed_hosts in {where} has {name!r}, which is not a host name or IP address.",
                               hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, '
                                    "port, path or wildcard.")
 

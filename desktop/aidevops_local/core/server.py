@@ -246,7 +246,7 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
         if healthy and (probe_health or not children):
             current, message = _router_view(state, described)
-    addresses = listening.tcp_listen_addresses([*listening_pids(state), *children])
+    addresses = listening.tcp_listen_addresses(listening_pids(state))  # a router's children bind 127.0.0.1 themselves
     exposed = [str(a) for a in addresses if not a.loopback] if launch.is_loopback(state.host) else []
     if exposed:  # told to stay on this machine, yet reachable from others (e.g. a flag that overrode --host)
         warning = (f"The server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
@@ -665,8 +665,8 @@ def stop(*, grace: float | None = None) -> StopResult:
     _write_state(state)
     host_guard.stop(state.guard_pid, state.guard_create_time)  # first: no new request reaches the server
     forced = _terminate_group(state.pid, grace=grace)
-    host_guard.remove_socket(state.upstream)
-    if (current := current_state()) is None or current.pid == state.pid:  # not a state a start wrote since
+    if (current := current_state()) is None or current.pid == state.pid:  # not a start's that came since
+        host_guard.remove_socket(state.upstream)
         _clear_state()
     warning = _ingest_usage()
     return StopResult(stopped=True, pid=state.pid, model=model, forced=forced, warning=warning,
