@@ -485,3 +485,23 @@ def test_llama_arg_host_and_port_in_the_environment_do_not_move_the_bind(system_
         assert status.listening == [f"127.0.0.1:{port}"] and "other machines" not in status.message
     finally:
         server.stop(grace=2)
+
+
+def test_a_start_failure_waits_for_the_line_that_explains_it(tmp_path):
+    """A router relays its model instance's output, so the instance's exit can be seen before the line that
+    says why reaches the log: the failure is read once that line is there, not called unexplained."""
+    log = tmp_path / "server.log"
+    log.write_text("[40001] 0.00.001.000 I loading model\n")
+    state = server.ServerState(pid=1, create_time=0.0, host="127.0.0.1", port=1, model="m", model_path="/m.gguf",
+                               binary="/b", log_path=str(log), started_at=0.0, session_id="s")
+
+    def explain_later():
+        time.sleep(0.4)
+        with open(log, "a") as f:
+            f.write("[40001] 0.00.002.000 E failed to load model '/m.gguf'\n")
+
+    writer = threading.Thread(target=explain_later)
+    writer.start()
+    failure = server._start_failure(state, 1)
+    writer.join()
+    assert isinstance(failure, CorruptModel) and "failed to load model" in failure.details

@@ -601,25 +601,25 @@ def _model_ready(state: ServerState) -> bool:
                               headers=api_key.headers(required=state.api_key_required)) or []
     found = next((m for m in available if m.id == state.model), None)
     if found is not None and found.state == "unloaded" and found.failed:
-        raise _start_failure(state, found.exit_code if found.exit_code is not None else -1, router_alive=True)
+        raise _start_failure(state, found.exit_code if found.exit_code is not None else -1)
     return found is not None and found.serving
 
 
-def _start_failure(state: ServerState, returncode: int, *, router_alive: bool = False) -> ServerStartFailed:
-    """Why a start failed, from the log: the server exited, or (router_alive) its model's instance did."""
-    tail = log_tail(Path(state.log_path))
-    lowered = tail.lower()
-    for needle, kind, message, hint in _START_FAILURES:
-        if needle in lowered:
-            return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
-    try:  # llama-server can exit before its log line is flushed: ask the port itself
-        if not router_alive:  # a live router holds the port itself
-            launch.check_port_free(state.host, state.port)
-    except PortInUse as taken:
-        taken.details = tail
-        return taken
-    return ServerStartFailed(f"llama-server exited during start with status {returncode}.",
-                             hint=f"Its log is {state.log_path}.", details=tail)
+def _start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
+    """Why a start failed, from the log: the server exited, or a router's model instance did. The line
+    that says why can trail the exit (a router relays its instance's output), so it is waited for a moment.
+    A taken port is not among the causes: the front binds it before llama-server starts."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        tail = log_tail(Path(state.log_path))
+        lowered = tail.lower()
+        for needle, kind, message, hint in _START_FAILURES:
+            if needle in lowered:
+                return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
+        if time.monotonic() > deadline:
+            return ServerStartFailed(f"llama-server exited during start with status {returncode}.",
+                                     hint=f"Its log is {state.log_path}.", details=tail)
+        time.sleep(0.1)
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
