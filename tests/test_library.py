@@ -170,6 +170,17 @@ def test_rm_of_another_tools_file_needs_confirmation(homes, tiny_gguf):
     assert not snap.exists() and not blob.exists()  # the blob takes the space, so it goes too
 
 
+def test_rm_of_an_hf_cache_entry_keeps_a_blob_another_snapshot_still_uses(homes, tiny_gguf):
+    snap = _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
+    blob = snap.resolve()
+    other = snap.parent.parent / "beefcafe" / snap.name  # the same file at another revision: one blob, two links
+    other.parent.mkdir()
+    other.symlink_to(os.path.relpath(blob, other.parent))
+    library.remove_model(library.resolve_model("tiny-Q8_0"), confirmed=True)
+    [left] = [link for link in (snap, other) if link.is_symlink()]  # one revision's entry went
+    assert blob.exists() and left.resolve() == blob and left.stat().st_size == tiny_gguf.stat().st_size
+
+
 def _cli(*args):
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "aidevops_local", *args], capture_output=True, text=True,

@@ -418,6 +418,10 @@ def _hf_blob(link: Path) -> Path | None:
             return None
         blob = link.resolve()
         blob.relative_to(cache / parts[0] / "blobs")
+        snapshots = cache / parts[0] / "snapshots"
+        entry = snapshots.joinpath(*parts[2:])
+        if any(other.is_symlink() and other != entry and other.resolve() == blob for other in snapshots.rglob("*")):
+            return None  # another revision links the same blob: it stays for that one
     except (ValueError, OSError):
         return None
     return blob
