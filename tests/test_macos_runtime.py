@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from aidevops_local.cli.main import main
 from aidevops_local.core import config, macho, macos, runtime
-from aidevops_local.core.errors import ExitCode, NeedsNewerMacOS, VerificationFailed
+from aidevops_local.core.errors import ExitCode, NeedsNewerMacOS, Refused, VerificationFailed
 from tests.macos_fakes import CPU_ARM64, CPU_X86_64, fake_mac, macho_program, macos_release_archive, universal
 
 TOO_NEW = (26, 0, 0)
@@ -116,6 +116,18 @@ def test_install_falls_back_to_the_newest_release_this_macos_runs(mac, gh, publi
     assert_no_leftovers()
 
 
+def test_installing_again_keeps_the_fallback_build_and_the_previous_one(mac, gh, publish):
+    publish("b100")
+    runtime.install_release(tag="b100")
+    publish("b101")
+    publish("b102", runs=False)
+    first = runtime.install_release()
+    assert first.tag == "b101" and runtime.previous_runtime().tag == "b100"
+    assert runtime.install_release() == first  # nothing swapped: b100 stays the one to roll back to
+    assert runtime.previous_runtime().tag == "b100"
+    assert_no_leftovers()
+
+
 def test_no_release_that_runs_says_to_use_homebrew(mac, gh, publish, capsys):
     for n in range(100, 104):
         publish(f"b{n}", runs=False)
@@ -180,6 +192,8 @@ def test_install_under_rosetta_says_to_use_the_apple_silicon_app(monkeypatch, tm
     err = " ".join(capsys.readouterr().err.split())  # as one line, however the terminal wraps it
     assert "Rosetta" in err and "Apple Silicon app" in err and "Traceback" not in err
     assert gh.downloads("llama-b101-bin-macos-x64.tar.gz") == 0
+    with pytest.raises(Refused, match="Rosetta"):
+        runtime.update()  # before anything is installed, too
     mac.sysctl["sysctl.proc_translated"] = 0  # a real Intel Mac (or a native process) installs as before
     assert not macos.under_rosetta()
 

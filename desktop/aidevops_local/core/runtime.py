@@ -314,9 +314,7 @@ def install_release(*, tag: str | None = None, backend: str = "auto", progress: 
     replaces becomes the previous one. Nothing changes unless the whole download verifies and runs. On a
     Mac, a latest build that needs a newer macOS gives way to the newest older one that runs here."""
     hw = hardware.detect()
-    if hw.os == "darwin" and macos.under_rosetta():
-        raise Refused(macos.ROSETTA_MESSAGE + " It would install the Intel, CPU-only llama.cpp instead of the "
-                      "Metal build.", hint=f"{macos.ROSETTA_HINT} Or: {_HOMEBREW_HINT}.")
+    _refuse_under_rosetta(hw)
     backends = hw.backends if backend == "auto" else (backend,)
     release = releases.fetch_release(tag=tag)
     selection = releases.choose_asset(release, os=hw.os, arch=hw.arch, backends=backends)
@@ -325,7 +323,14 @@ def install_release(*, tag: str | None = None, backend: str = "auto", progress: 
             and Path(current.server_path).is_file()):
         return current
     return _install_selection(release, selection, progress=progress, cancel=cancel,
-                              insecure_skip_checksum=insecure_skip_checksum, fallback=tag is None)
+                              insecure_skip_checksum=insecure_skip_checksum, fallback=tag is None,
+                              keep=None if force else current)
+
+
+def _refuse_under_rosetta(hw: hardware.Hardware) -> None:
+    if hw.os == "darwin" and macos.under_rosetta():
+        raise Refused(macos.ROSETTA_MESSAGE + " It would install the Intel, CPU-only llama.cpp instead of the "
+                      "Metal build.", hint=f"{macos.ROSETTA_HINT} Or: {_HOMEBREW_HINT}.")
 
 
 @dataclass(frozen=True)
@@ -346,9 +351,10 @@ class _Build:
 def _install_selection(release: releases.Release, selection: releases.Selection, *,
                        progress: ProgressCallback | None, cancel: threading.Event | None,
                        insecure_skip_checksum: bool, fallback: bool = False,
-                       newer_than: int | None = None) -> InstalledRuntime:
+                       newer_than: int | None = None, keep: InstalledRuntime | None = None) -> InstalledRuntime:
     """Download, check and activate one build. ``fallback``: on a Mac whose macOS is too old for it, take
-    the newest older release that runs here instead (only builds newer than ``newer_than``, for updates)."""
+    the newest older release that runs here instead (only builds newer than ``newer_than``, for updates);
+    when that is the build already active (``keep``), it stays as it is and the previous one is kept."""
     p = config.paths()
     fetch = {"progress": progress, "cancel": cancel, "insecure_skip_checksum": insecure_skip_checksum}
     with _disk_full_is_ours(f"installing llama.cpp {release.tag}"), _install_session(p) as work:
@@ -358,6 +364,9 @@ def _install_selection(release: releases.Release, selection: releases.Selection,
             if not fallback:
                 raise _too_new(build, *gap, searched=0, updating=newer_than is not None)
             build = _newest_build_for_this_macos(build, *gap, work=work, newer_than=newer_than, **fetch)
+            if (keep is not None and keep.source == "release" and keep.asset == build.selection.asset.name
+                    and Path(keep.server_path).is_file()):
+                return keep
         report(progress, f"Checking {SERVER}", 0, None)
         version = check_server_runs(build.server)
         runtime = InstalledRuntime(
@@ -506,6 +515,8 @@ def check_update() -> UpdateCheck:
 def update(*, progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
            insecure_skip_checksum: bool = False) -> UpdateResult:
     """Install the latest release with the installed build's backend, keeping the current one as previous."""
+    hw = hardware.detect()
+    _refuse_under_rosetta(hw)  # it would swap the Metal build for the Intel one
     installed = installed_runtime()
     if installed is None:
         raise RuntimeNotInstalled("llama.cpp is not installed, so there is nothing to update.",
@@ -517,7 +528,6 @@ def update(*, progress: ProgressCallback | None = None, cancel: threading.Event 
     latest = releases.fetch_release()
     if latest.build is not None and installed.build is not None and latest.build <= installed.build:
         return UpdateResult(updated=False, runtime=installed, replaced=None)
-    hw = hardware.detect()
     selection = releases.choose_asset(latest, os=hw.os, arch=hw.arch, backends=(installed.backend,))
     runtime = _install_selection(latest, selection, progress=progress, cancel=cancel,
                                  insecure_skip_checksum=insecure_skip_checksum, fallback=True,
