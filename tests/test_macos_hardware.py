@@ -106,7 +106,9 @@ def test_the_users_wired_limit_is_the_gpu_working_set(mac):
     assert hw.unified_memory and hw.gpu_working_set == 1024 * MIB
     assert mac_memory.gpu_working_set(16 * GIB).source == "iogpu.wired_limit_mb"
     mac.sysctl["iogpu.wired_limit_mb"] = 0  # macOS's default: read what Metal says instead
-    assert mac_memory.gpu_working_set(16 * GIB).source != "iogpu.wired_limit_mb"
+    assert mac_memory.gpu_working_set(16 * GIB).source == "estimate"
+    mac.sysctl["debug.iogpu.wired_limit"] = 12 * GIB  # macOS 13 named it so, in bytes
+    assert mac_memory.gpu_working_set(16 * GIB) == mac_memory.WorkingSet(12 * GIB, "debug.iogpu.wired_limit")
 
 
 def test_metals_recommended_working_set_through_rubicon(mac, monkeypatch):

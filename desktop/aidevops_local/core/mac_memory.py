@@ -31,7 +31,8 @@ _VM_STAT_LINE = re.compile(r'^"?([^:"]+)"?:\s+(\d+)\.?$', re.MULTILINE)
 @dataclass(frozen=True)
 class WorkingSet:
     bytes: int
-    source: str  # "iogpu.wired_limit_mb", "Metal", "llama-server --list-devices" or "estimate"
+    source: str  # "iogpu.wired_limit_mb" (or macOS 13's "debug.iogpu.wired_limit"), "Metal",
+    # "llama-server --list-devices" or "estimate"
 
 
 def default_share(total: int) -> int:
@@ -44,6 +45,9 @@ def gpu_working_set(total: int, *, server: Path | None = None) -> WorkingSet:
     limit_mb = macos.sysctl_int("iogpu.wired_limit_mb") or 0
     if limit_mb > 0:  # 0 means "macOS's default"
         return WorkingSet(min(limit_mb << 20, total), "iogpu.wired_limit_mb")
+    limit = macos.sysctl_int("debug.iogpu.wired_limit") or 0  # macOS 13's name for it, in bytes
+    if limit > 0:
+        return WorkingSet(min(limit, total), "debug.iogpu.wired_limit")
     metal = _metal_working_set()
     if metal > 0:
         return WorkingSet(metal, "Metal")
