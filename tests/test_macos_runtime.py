@@ -87,9 +87,9 @@ def publish(gh, release_archive, tmp_path):
     folder = tmp_path / "assets"
     folder.mkdir()
 
-    def add(tag: str, *, runs: bool = True) -> None:
+    def add(tag: str, *, runs: bool = True, prerelease: bool = False) -> None:
         source = runnable if runs else macos_release_archive(folder, tag, macho_program(TOO_NEW))
-        gh.add_release(tag, {f"llama-{tag}-bin-macos-arm64.tar.gz": source})
+        gh.add_release(tag, {f"llama-{tag}-bin-macos-arm64.tar.gz": source}, prerelease=prerelease)
 
     return add
 
@@ -114,6 +114,13 @@ def test_install_falls_back_to_the_newest_release_this_macos_runs(mac, gh, publi
     assert downloads(gh, tags) <= 6
     assert downloads(gh, ["b109"]) == 1
     assert_no_leftovers()
+
+
+def test_the_fallback_passes_over_prereleases(mac, gh, publish):
+    publish("b100")
+    publish("b101", prerelease=True)
+    publish("b102", runs=False)
+    assert runtime.install_release().tag == "b100"
 
 
 def test_installing_again_keeps_the_fallback_build_and_the_previous_one(mac, gh, publish):

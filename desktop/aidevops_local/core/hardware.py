@@ -74,7 +74,7 @@ class Hardware:
     ram_bandwidth_gbs: float = 0.0  # system memory bandwidth estimate, GB/s
     disk_free: int | None = None  # bytes free where models are stored; None when unknown
     source: str = "detected"  # "detected", or the profile it came from
-    performance_cores: int = 0  # Apple Silicon's performance cores; 0 where there is one kind of core
+    performance_cores: int = 0  # Apple Silicon's performance cores (hw.perflevel0); 0 where macOS does not say
     metal_working_set: int = 0  # bytes Metal lets one process use, as read; 0: unknown (the default share)
 
     @property

@@ -434,7 +434,7 @@ def _newest_build_for_this_macos(failed: _Build, needed: macho.Version, running:
         build = release.build
         if build is None or (failed.release.build is not None and build >= failed.release.build):
             continue
-        if newer_than is not None and build <= newer_than:
+        if (newer_than is not None and build <= newer_than) or (release.prerelease and not failed.release.prerelease):
             continue
         try:
             selection = releases.choose_asset(release, os=kind.os, arch=kind.arch,
