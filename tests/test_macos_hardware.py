@@ -111,11 +111,18 @@ def test_the_users_wired_limit_is_the_gpu_working_set(mac):
     assert mac_memory.gpu_working_set(16 * GIB) == mac_memory.WorkingSet(12 * GIB, "debug.iogpu.wired_limit")
 
 
-def test_metals_recommended_working_set_through_rubicon(mac, monkeypatch):
-    calls = []
+class DeviceWithProperty:
+    recommendedMaxWorkingSetSize = 11453 * MIB  # noqa: N815 - Metal's name
 
-    class Device:
-        recommendedMaxWorkingSetSize = 11453 * MIB  # noqa: N815 - Metal's name
+
+class DeviceWithMethod:  # how rubicon answers when the device's class does not declare the property
+    def recommendedMaxWorkingSetSize(self):  # noqa: N802 - Metal's name
+        return 11453 * MIB
+
+
+@pytest.mark.parametrize("Device", [DeviceWithProperty, DeviceWithMethod])
+def test_metals_recommended_working_set_through_rubicon(mac, monkeypatch, Device):  # noqa: N803
+    calls = []
 
     class Metal:
         @staticmethod

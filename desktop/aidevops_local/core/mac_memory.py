@@ -73,7 +73,9 @@ def _metal_working_set() -> int:
         pointer = metal.MTLCreateSystemDefaultDevice()
         if not pointer:
             return 0
-        return int(ObjCInstance(pointer).recommendedMaxWorkingSetSize)
+        value = ObjCInstance(pointer).recommendedMaxWorkingSetSize
+        # A protocol property that the device's private class does not declare comes back as a method.
+        return int(value() if callable(value) else value)
     except Exception:  # noqa: BLE001 - any failure of a foreign bridge means "not known here"
         return 0
 
