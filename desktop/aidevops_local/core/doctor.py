@@ -22,7 +22,20 @@ from urllib.parse import quote
 
 import psutil
 
-from . import build_features, config, hardware, launch, listening, migrations, runtime, secrets, server
+from . import (
+    build_features,
+    config,
+    hardware,
+    launch,
+    listening,
+    mac_memory,
+    macho,
+    macos,
+    migrations,
+    runtime,
+    secrets,
+    server,
+)
 from .errors import LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
 from .progress import ProgressCallback, report
 
@@ -59,6 +72,7 @@ def run(*, hashes: bool = False, progress: ProgressCallback | None = None) -> Do
         settings_check,
         _guarded("runtime", check_runtime),
         _guarded("previous runtime", check_previous_runtime),
+        _guarded("macOS", check_macos),
         _guarded("server security", lambda: check_server_security(settings)),
         _guarded("database", check_database),
         _guarded("models", lambda: check_models(hashes=hashes, progress=progress)),
@@ -118,6 +132,41 @@ def check_runtime() -> Check:
         return Check("runtime", WARN, summary + "; installed without checking its checksum",
                      fix="Install a release that publishes sha256 digests: `aidevops-local install --force`.")
     return Check("runtime", OK, summary, details=(str(binary),))
+
+
+def check_macos() -> Check | None:
+    """On a Mac: the runtime's minimum macOS against the running one, Rosetta, the GPU's working set and the
+    performance cores; None elsewhere."""
+    running = macos.running_version()
+    if running is None:
+        return None
+    arch = hardware.normalized_arch()
+    notes, fixes, status = [f"macOS {macho.shown(running)} ({arch})"], [], OK
+    try:
+        binary = runtime.find_llama_server()
+    except RuntimeNotInstalled:
+        binary = None
+    needed = macho.minimum_macos(binary, arch=arch) if binary else None
+    if needed is not None and needed > running:
+        status = FAIL
+        notes.append(f"llama-server needs macOS {macho.shown(needed)}: it will not start here")
+        fixes.append("Run `aidevops-local install --force` for the newest build that runs on this macOS, or "
+                     "`brew install llama.cpp` and `aidevops-local install --use-system`.")
+    elif needed is not None:
+        notes.append(f"llama-server needs macOS {macho.shown(needed)} or later")
+    if macos.under_rosetta():
+        status = WARN if status == OK else status
+        notes.append("this app runs under Rosetta: it sees an Intel CPU and no Metal GPU")
+        fixes.append(macos.ROSETTA_HINT)
+    if arch == "arm64":
+        total = hardware.memory().total
+        working = mac_memory.gpu_working_set(total, server=binary)
+        notes.append(f"GPU working set {working.bytes / 2**30:.1f} GiB of {total / 2**30:.1f} GiB "
+                     f"({working.source})")
+    performance = macos.performance_cores()
+    if performance:
+        notes.append(f"{performance} performance cores of {hardware.physical_cores()} (llama.cpp's threads)")
+    return Check("macOS", status, "; ".join(notes), fix=" ".join(fixes))
 
 
 def check_previous_runtime() -> Check:

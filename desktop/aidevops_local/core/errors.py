@@ -57,6 +57,10 @@ class AssetNotFound(NotFound):
     """No release asset matches this platform and backend."""
 
 
+class NeedsNewerMacOS(AssetNotFound):
+    """The release's macOS build asks for a newer macOS than this Mac runs (dyld would refuse it)."""
+
+
 class ModelNotFound(NotFound, FileNotFoundError):
     pass
 

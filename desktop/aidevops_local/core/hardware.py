@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from . import config
+from . import config, mac_memory, macos
 from .errors import ConfigError
 
 BACKENDS = ("cpu", "metal", "cuda", "rocm", "vulkan")
@@ -74,6 +74,8 @@ class Hardware:
     ram_bandwidth_gbs: float = 0.0  # system memory bandwidth estimate, GB/s
     disk_free: int | None = None  # bytes free where models are stored; None when unknown
     source: str = "detected"  # "detected", or the profile it came from
+    performance_cores: int = 0  # Apple Silicon's performance cores (hw.perflevel0); 0 where macOS does not say
+    metal_working_set: int = 0  # bytes Metal lets one process use, as read; 0: unknown (the default share)
 
     @property
     def best_backend(self) -> str:
@@ -87,12 +89,17 @@ class Hardware:
 
     @property
     def gpu_working_set(self) -> int:
-        """Apple Silicon: how much of the unified memory Metal lets one process use (macOS's default
-        recommendedMaxWorkingSetSize is about 2/3 of RAM up to 36 GB, 3/4 above)."""
+        """Apple Silicon: how much of the unified memory Metal lets one process use: the figure read from
+        the Mac, else macOS's usual default share (see core/mac_memory.py)."""
         if not self.unified_memory:
             return 0
-        share = 0.67 if self.memory.total <= 36 * 2**30 else 0.75
-        return int(self.memory.total * share)
+        return self.metal_working_set or mac_memory.default_share(self.memory.total)
+
+    @property
+    def threads(self) -> int:
+        """What llama.cpp's threads should number: the performance cores where a Mac has two kinds (the
+        efficiency cores only slow a decode loop down), else the physical cores."""
+        return self.performance_cores or self.physical_cores
 
 
 def normalized_arch(machine: str | None = None) -> str:
@@ -114,6 +121,8 @@ def physical_cores() -> int:
 
 def memory() -> Memory:
     vm = psutil.virtual_memory()
+    if macos.on_macos():  # psutil leaves out the file cache and purgeable memory macOS frees at once
+        return Memory(total=vm.total, available=mac_memory.available(vm.total, vm.available))
     return Memory(total=vm.total, available=vm.available)
 
 
@@ -164,14 +173,22 @@ def _parse_cpuinfo(text: str, arch: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _darwin_cpu() -> tuple[str, tuple[str, ...]]:
-    out = _run(["sysctl", "machdep.cpu", "hw.optional"], timeout=1.0)
+    return _parse_darwin_sysctl(_run(["sysctl", "machdep.cpu", "hw.optional"], timeout=1.0), normalized_arch())
+
+
+# macOS's names for the flags (machdep.cpu.features / leaf7_features), lower-cased, that differ from ours.
+_DARWIN_FLAG_NAMES = {"avx1.0": "avx", "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16",
+                      "avxvnni": "avx_vnni"}
+
+
+def _parse_darwin_sysctl(out: str, arch: str) -> tuple[str, tuple[str, ...]]:
     values = {}
     for line in out.splitlines():
         key, _, value = line.partition(":")
         values[key.strip()] = value.strip()
     name = values.get("machdep.cpu.brand_string", "")
     found = set()
-    if normalized_arch() == "arm64":
+    if arch == "arm64":
         found.add("neon")
         for key, feature in (("hw.optional.arm.FEAT_DotProd", "dotprod"), ("hw.optional.arm.FEAT_I8MM", "i8mm"),
                              ("hw.optional.arm.FEAT_BF16", "bf16"), ("hw.optional.arm.FEAT_FP16", "fp16")):
@@ -179,8 +196,7 @@ def _darwin_cpu() -> tuple[str, tuple[str, ...]]:
                 found.add(feature)
     else:
         words = (values.get("machdep.cpu.features", "") + " " + values.get("machdep.cpu.leaf7_features", "")).lower()
-        found = {w.replace(".", "_") for w in words.split()} | ({"sse3"} if "sse3" in words else set())
-        found |= {"avx512f"} if "avx512f" in words else set()
+        found = {_DARWIN_FLAG_NAMES.get(w, w.replace(".", "_")) for w in words.split()}
     return name, tuple(f for f in CPU_FEATURES if f in found)
 
 
@@ -334,15 +350,29 @@ def ram_bandwidth(*, cpu_name: str, unified: bool, physical: int) -> float:
 # ---- the whole machine ------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
-def _static_probe() -> tuple[str, str, str, tuple[str, ...], tuple[Gpu, ...]]:
+def _static_probe() -> tuple[str, str, str, tuple[str, ...], tuple[Gpu, ...], int, int]:
     """What does not change while the app runs: probed once per process."""
     os_, arch = os_name(), normalized_arch()
     name, features = cpu_info(os_)
+    working_set = 0
     if os_ == "darwin":
         gpus = [Gpu("apple", name or "Apple Silicon", 0, 0, "metal")] if arch == "arm64" else []
+        if arch == "arm64":
+            working_set = mac_memory.gpu_working_set(psutil.virtual_memory().total, server=_server_or_none()).bytes
     else:
         gpus = nvidia_gpus() + drm_gpus()
-    return os_, arch, name, features, tuple(gpus)
+    return os_, arch, name, features, tuple(gpus), macos.performance_cores(), working_set
+
+
+def _server_or_none() -> Path | None:
+    """The installed llama-server, for what it can tell of the GPU; None when there is none."""
+    from . import runtime  # runtime builds on this module: imported only when asked
+    from .errors import LocalModelsError
+
+    try:
+        return runtime.find_llama_server()
+    except (LocalModelsError, OSError):
+        return None
 
 
 def free_disk(path: Path) -> int | None:
@@ -364,7 +394,7 @@ def detect(*, refresh: bool = False) -> Hardware:
         return load_profile(profile)
     if refresh:
         _static_probe.cache_clear()
-    os_, arch, name, features, gpus = _static_probe()
+    os_, arch, name, features, gpus, performance, working_set = _static_probe()
     unified = os_ == "darwin" and arch == "arm64"
     cores = physical_cores()
     forced = config.env_str("AIDEVOPS_BACKEND")  # lets a user (or a test) name the backend outright
@@ -375,7 +405,8 @@ def detect(*, refresh: bool = False) -> Hardware:
                     memory=memory(), gpus=gpus, backends=backends, unified_memory=unified, cpu_name=name,
                     cpu_features=features,
                     ram_bandwidth_gbs=ram_bandwidth(cpu_name=name, unified=unified, physical=cores),
-                    disk_free=free_disk(config.paths().models_dir))
+                    disk_free=free_disk(config.paths().models_dir), performance_cores=performance,
+                    metal_working_set=working_set)
 
 
 def to_profile(hw: Hardware) -> dict:

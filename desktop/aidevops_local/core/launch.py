@@ -91,7 +91,7 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
                       hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
     upstream = str(host_guard.socket_path(config.paths().app_dir))
     common = ["--host", upstream, "--port", str(port), "--jinja",
-              "--threads", str(threads or settings.threads or hw.physical_cores)]
+              "--threads", str(threads or settings.threads or hw.threads)]
     common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
     extra = list(settings.extra_server_args)
     use_router = (settings.router_mode and features.router and features.models_preset and features.models_max

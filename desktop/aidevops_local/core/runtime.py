@@ -29,9 +29,17 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import archives, config, hardware, releases
+from . import archives, config, hardware, macho, macos, releases
 from .config import Paths
-from .errors import DiskFull, NotFound, Refused, RuntimeNotInstalled, VerificationFailed
+from .errors import (
+    AssetNotFound,
+    DiskFull,
+    NeedsNewerMacOS,
+    NotFound,
+    Refused,
+    RuntimeNotInstalled,
+    VerificationFailed,
+)
 from .progress import ProgressCallback, check_cancelled, report
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,9 @@ SERVER = "llama-server"
 _SHARED_LIB = re.compile(r"\.(so(\.\d+)*|dylib)$")
 _VERSION_LINE = re.compile(r"version:\s*(\d+)\s*\(([0-9a-fA-F]+)\)")
 _UNPACK_FACTOR = 3  # unpacked size / archive size, with room to spare: checked before downloading
+_FALLBACK_RELEASES = 100  # how far back (one page of GitHub's list) a Mac looks for a build its macOS runs
+_HOMEBREW_HINT = ("Install Homebrew's llama.cpp, which is built for your macOS (`brew install llama.cpp`), then "
+                  "run `aidevops-local install --use-system`")
 
 
 @dataclass(frozen=True)
@@ -255,22 +266,32 @@ def _merge_libraries(source_tree: Path, build_dir: Path) -> None:
 
 def check_server_runs(server: Path) -> str:
     """`llama-server --version`'s line ("version: 5432 (571d0d5)"); VerificationFailed if it does not run."""
+    marked = macos.quarantined_files(server)
+    if marked:
+        # Gatekeeper kills a quarantined program that is not notarized; the bare "killed" reads like a crash.
+        raise VerificationFailed(f"macOS has quarantined {server} (it came from a browser download), so "
+                                 "Gatekeeper will not let it run.", hint=macos.quarantine_hint(marked),
+                                 details="\n".join(f"com.apple.quarantine on {p}" for p in marked))
     try:
         done = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=30,
                               cwd=server.parent, check=False, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VerificationFailed(f"{server} does not run on this machine: {exc}",
-                                 hint="Try another backend with --backend cpu.") from exc
+        raise VerificationFailed(f"{server} does not run on this machine: {exc}", hint=_does_not_run_hint()) from exc
     output = (done.stderr or "") + (done.stdout or "")
     if done.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-10:])
         raise VerificationFailed(f"{server} --version failed with exit status {done.returncode}.",
-                                 hint="This build does not run here (missing driver or libraries?); "
-                                      "try --backend cpu.", details=tail)
+                                 hint=_does_not_run_hint(), details=tail)
     match = _VERSION_LINE.search(output)
     if match:
         return match.group(0)
     return next((line.strip() for line in output.splitlines() if line.strip()), "unknown")
+
+
+def _does_not_run_hint() -> str:
+    if macos.on_macos():  # a Mac has one build per arch: --backend cpu would fetch the same file
+        return f"This build does not run on this Mac (too new for its macOS?). {_HOMEBREW_HINT}."
+    return "This build does not run here (missing driver or libraries?); try --backend cpu."
 
 
 def _build_from_version(version: str) -> int | None:
@@ -290,8 +311,10 @@ def install_release(*, tag: str | None = None, backend: str = "auto", progress: 
     """Install the official llama.cpp build for this machine (the latest release, or ``tag``).
 
     ``backend`` "auto" takes the best backend the hardware has that the release ships. The build it
-    replaces becomes the previous one. Nothing changes unless the whole download verifies and runs."""
+    replaces becomes the previous one. Nothing changes unless the whole download verifies and runs. On a
+    Mac, a latest build that needs a newer macOS gives way to the newest older one that runs here."""
     hw = hardware.detect()
+    _refuse_under_rosetta(hw)
     backends = hw.backends if backend == "auto" else (backend,)
     release = releases.fetch_release(tag=tag)
     selection = releases.choose_asset(release, os=hw.os, arch=hw.arch, backends=backends)
@@ -300,45 +323,159 @@ def install_release(*, tag: str | None = None, backend: str = "auto", progress: 
             and Path(current.server_path).is_file()):
         return current
     return _install_selection(release, selection, progress=progress, cancel=cancel,
-                              insecure_skip_checksum=insecure_skip_checksum)
+                              insecure_skip_checksum=insecure_skip_checksum, fallback=tag is None,
+                              keep=None if force else current)
+
+
+def _refuse_under_rosetta(hw: hardware.Hardware) -> None:
+    if hw.os == "darwin" and macos.under_rosetta():
+        raise Refused(macos.ROSETTA_MESSAGE + " It would install the Intel, CPU-only llama.cpp instead of the "
+                      "Metal build.", hint=f"{macos.ROSETTA_HINT} Or: {_HOMEBREW_HINT}.")
+
+
+@dataclass(frozen=True)
+class _Build:
+    """A release's build downloaded, verified and unpacked in a work folder, not yet checked or active."""
+
+    release: releases.Release
+    selection: releases.Selection
+    server_dir: Path  # the folder holding llama-server, what becomes bin/
+    download: releases.Downloaded  # of the main asset
+    folder: Path  # everything this build put in the work folder
+
+    @property
+    def server(self) -> Path:
+        return self.server_dir / SERVER
 
 
 def _install_selection(release: releases.Release, selection: releases.Selection, *,
                        progress: ProgressCallback | None, cancel: threading.Event | None,
-                       insecure_skip_checksum: bool) -> InstalledRuntime:
+                       insecure_skip_checksum: bool, fallback: bool = False,
+                       newer_than: int | None = None, keep: InstalledRuntime | None = None) -> InstalledRuntime:
+    """Download, check and activate one build. ``fallback``: on a Mac whose macOS is too old for it, take
+    the newest older release that runs here instead (only builds newer than ``newer_than``, for updates);
+    when that is the build already active (``keep``), it stays as it is and the previous one is kept."""
     p = config.paths()
+    fetch = {"progress": progress, "cancel": cancel, "insecure_skip_checksum": insecure_skip_checksum}
     with _disk_full_is_ours(f"installing llama.cpp {release.tag}"), _install_session(p) as work:
-        assets = (selection.asset, *selection.companions)
-        _check_free_space(work, sum(asset.size for asset in assets))
-        trees: list[Path] = []
-        main_download: releases.Downloaded | None = None
-        # choose_asset only picks names of llama.cpp's own pattern: plain file names, safe to join.
-        for asset in assets:
-            check_cancelled(cancel)
-            got = releases.download_asset(asset=asset, dest=work / asset.name, progress=progress,
-                                          cancel=cancel, insecure_skip_checksum=insecure_skip_checksum)
-            if not got.verified:
-                log.warning("%s was installed without checking its checksum", asset.name)
-            main_download = main_download or got
-            tree = work / f"unpacked-{len(trees)}"
-            archives.extract(archive=got.path, dest=tree, progress=progress, cancel=cancel)
-            got.path.unlink()
-            trees.append(tree)
-        build_dir = _locate_server(trees[0], selection.asset.name)
-        for tree in trees[1:]:
-            _merge_libraries(tree, build_dir)
-        # Links were checked against each unpacked tree; only build_dir is installed, so check them again there.
-        archives.check_links_stay_inside(build_dir, what=f"llama.cpp {release.tag}")
+        build = _fetch_build(release, selection, work / "build", **fetch)
+        gap = _macos_gap(build)
+        if gap is not None:
+            if not fallback:
+                raise _too_new(build, *gap, searched=0, updating=newer_than is not None)
+            build = _newest_build_for_this_macos(build, *gap, work=work, newer_than=newer_than, **fetch)
+            if (keep is not None and keep.source == "release" and keep.asset == build.selection.asset.name
+                    and Path(keep.server_path).is_file()):
+                return keep
         report(progress, f"Checking {SERVER}", 0, None)
-        version = check_server_runs(build_dir / SERVER)
+        version = check_server_runs(build.server)
         runtime = InstalledRuntime(
-            tag=release.tag, build=release.build, backend=selection.backend, asset=selection.asset.name,
-            sha256=main_download.sha256, installed_at=_now(), version=version, source="release",
-            server_path=SERVER, verified=main_download.verified)
-        _write_manifest(build_dir, p.runtime_manifest.name, runtime)
+            tag=build.release.tag, build=build.release.build, backend=build.selection.backend,
+            asset=build.selection.asset.name, sha256=build.download.sha256, installed_at=_now(), version=version,
+            source="release", server_path=SERVER, verified=build.download.verified)
+        _write_manifest(build.server_dir, p.runtime_manifest.name, runtime)
         check_cancelled(cancel)
-        _activate(p, build_dir, work)
+        _activate(p, build.server_dir, work)
     return installed_runtime()
+
+
+def _fetch_build(release: releases.Release, selection: releases.Selection, folder: Path, *,
+                 progress: ProgressCallback | None, cancel: threading.Event | None,
+                 insecure_skip_checksum: bool) -> _Build:
+    folder.mkdir()
+    assets = (selection.asset, *selection.companions)
+    _check_free_space(folder, sum(asset.size for asset in assets))
+    trees: list[Path] = []
+    main_download: releases.Downloaded | None = None
+    # choose_asset only picks names of llama.cpp's own pattern: plain file names, safe to join.
+    for asset in assets:
+        check_cancelled(cancel)
+        got = releases.download_asset(asset=asset, dest=folder / asset.name, progress=progress,
+                                      cancel=cancel, insecure_skip_checksum=insecure_skip_checksum)
+        if not got.verified:
+            log.warning("%s was installed without checking its checksum", asset.name)
+        main_download = main_download or got
+        tree = folder / f"unpacked-{len(trees)}"
+        archives.extract(archive=got.path, dest=tree, progress=progress, cancel=cancel)
+        got.path.unlink()
+        trees.append(tree)
+    server_dir = _locate_server(trees[0], selection.asset.name)
+    for tree in trees[1:]:
+        _merge_libraries(tree, server_dir)
+    # Links were checked against each unpacked tree; only server_dir is installed, so check them again there.
+    archives.check_links_stay_inside(server_dir, what=f"llama.cpp {release.tag}")
+    return _Build(release, selection, server_dir, main_download, folder)
+
+
+# --- a Mac whose macOS is older than the build wants ------------------------------------------------
+
+def _macos_gap(build: _Build) -> tuple[macho.Version, macho.Version] | None:
+    """(needed, running) when the build's llama-server asks for a newer macOS than this Mac runs."""
+    kind = releases.classify(build.selection.asset.name)
+    running = macos.running_version()
+    if kind is None or kind.os != "darwin" or running is None:
+        return None
+    needed = macho.minimum_macos(build.server, arch=kind.arch)
+    return (needed, running) if needed is not None and needed > running else None
+
+
+def _newest_build_for_this_macos(failed: _Build, needed: macho.Version, running: macho.Version, *, work: Path,
+                                 newer_than: int | None, progress: ProgressCallback | None,
+                                 cancel: threading.Event | None, insecure_skip_checksum: bool) -> _Build:
+    """Bisect the releases before ``failed`` for the newest whose build runs on this macOS. A build's minimum
+    macOS only grows with time (llama.cpp's builders move to newer macOS, never back), so a handful of
+    downloads covers a hundred releases; each one is verified like any install."""
+    shutil.rmtree(failed.folder, ignore_errors=True)
+    log.warning("llama.cpp %s needs macOS %s (this Mac runs %s); looking for an older build that runs here",
+                failed.release.tag, macho.shown(needed), macho.shown(running))
+    kind = releases.classify(failed.selection.asset.name)
+    candidates = []
+    for release in releases.list_releases(limit=_FALLBACK_RELEASES):
+        build = release.build
+        if build is None or (failed.release.build is not None and build >= failed.release.build):
+            continue
+        if (newer_than is not None and build <= newer_than) or (release.prerelease and not failed.release.prerelease):
+            continue
+        try:
+            selection = releases.choose_asset(release, os=kind.os, arch=kind.arch,
+                                              backends=(failed.selection.backend,))
+        except (AssetNotFound, VerificationFailed):
+            continue
+        candidates.append((release, selection))
+    best: _Build | None = None
+    low, high = 0, len(candidates)
+    while low < high:
+        middle = (low + high) // 2
+        check_cancelled(cancel)
+        probe = _fetch_build(*candidates[middle], work / f"candidate-{middle}", progress=progress, cancel=cancel,
+                             insecure_skip_checksum=insecure_skip_checksum)
+        if _macos_gap(probe) is None:
+            if best is not None:
+                shutil.rmtree(best.folder, ignore_errors=True)
+            best, high = probe, middle
+        else:
+            shutil.rmtree(probe.folder, ignore_errors=True)
+            low = middle + 1
+    if best is None:
+        raise _too_new(failed, needed, running, searched=len(candidates), updating=newer_than is not None)
+    log.warning("Installing llama.cpp %s, the newest build that runs on macOS %s", best.release.tag,
+                macho.shown(running))
+    return best
+
+
+def _too_new(build: _Build, needed: macho.Version, running: macho.Version, *, searched: int,
+             updating: bool) -> NeedsNewerMacOS:
+    message = (f"llama.cpp {build.release.tag}'s macOS build needs macOS {macho.shown(needed)}, and this Mac "
+               f"runs macOS {macho.shown(running)}")
+    if searched:
+        between = "between the installed build and it" if updating else "before it"
+        message += f"; none of the {searched} releases {between} runs here either"
+    hint = f"{_HOMEBREW_HINT}."
+    if updating:
+        hint = f"The installed build stays active. {hint}"
+    elif not searched:
+        hint = f"Pick an older release with --tag, or: {hint}"
+    return NeedsNewerMacOS(message + ".", hint=hint)
 
 
 def use_system(*, path: Path | None = None) -> InstalledRuntime:
@@ -378,6 +515,8 @@ def check_update() -> UpdateCheck:
 def update(*, progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
            insecure_skip_checksum: bool = False) -> UpdateResult:
     """Install the latest release with the installed build's backend, keeping the current one as previous."""
+    hw = hardware.detect()
+    _refuse_under_rosetta(hw)  # it would swap the Metal build for the Intel one
     installed = installed_runtime()
     if installed is None:
         raise RuntimeNotInstalled("llama.cpp is not installed, so there is nothing to update.",
@@ -389,10 +528,10 @@ def update(*, progress: ProgressCallback | None = None, cancel: threading.Event 
     latest = releases.fetch_release()
     if latest.build is not None and installed.build is not None and latest.build <= installed.build:
         return UpdateResult(updated=False, runtime=installed, replaced=None)
-    hw = hardware.detect()
     selection = releases.choose_asset(latest, os=hw.os, arch=hw.arch, backends=(installed.backend,))
     runtime = _install_selection(latest, selection, progress=progress, cancel=cancel,
-                                 insecure_skip_checksum=insecure_skip_checksum)
+                                 insecure_skip_checksum=insecure_skip_checksum, fallback=True,
+                                 newer_than=installed.build)
     return UpdateResult(updated=True, runtime=runtime, replaced=installed)
 
 
