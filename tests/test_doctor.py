@@ -244,3 +244,44 @@ def test_security_reports_where_the_running_server_really_listens(system_runtime
     assert exposed.status == "fail"
     assert f"listens on 0.0.0.0:{port}: other machines can reach it" in exposed.summary
     assert "aidevops-local stop" in exposed.fix
+
+
+@pytest.fixture
+def notification_backend(monkeypatch):
+    """desktop-notifier's backend as macOS would give it, authorised or not; the platform faked as macOS."""
+    from desktop_notifier import main as dn_main
+    from desktop_notifier.backends.dummy import DummyNotificationCenter
+
+    monkeypatch.setattr(doctor.hardware, "os_name", lambda: "darwin")
+    allowed = {"value": False}
+
+    class CocoaNotificationCenter(DummyNotificationCenter):
+        async def has_authorisation(self) -> bool:
+            return allowed["value"]
+
+    monkeypatch.setattr(dn_main, "get_backend_class", lambda: CocoaNotificationCenter)
+    return allowed
+
+
+def test_notification_permission_denied_on_macos_says_where_to_allow_it(notification_backend):
+    found = doctor.check_notifications()
+    assert found.name == "notifications" and found.status == doctor.WARN
+    assert "not allowed" in found.summary
+    assert "System Settings" in found.fix and "Notifications" in found.fix
+    notification_backend["value"] = True
+    assert doctor.check_notifications().status == doctor.OK
+
+
+def test_notifications_outside_the_app_bundle_on_macos(notification_backend, monkeypatch):
+    from desktop_notifier import main as dn_main
+    from desktop_notifier.backends.dummy import DummyNotificationCenter
+
+    monkeypatch.setattr(dn_main, "get_backend_class", lambda: DummyNotificationCenter)
+    found = doctor.check_notifications()
+    assert found.status == doctor.WARN and "app bundle" in found.summary
+
+
+def test_notifications_are_not_a_check_off_macos(monkeypatch):
+    monkeypatch.setattr(doctor.hardware, "os_name", lambda: "linux")
+    assert doctor.check_notifications() is None
+    assert "notifications" not in [c.name for c in doctor.run().checks]

@@ -204,3 +204,48 @@ def test_shell_scripts_pass_shellcheck():
     scripts = [PACKAGING / "linux" / "AppRun", PACKAGING / "macos" / "sign-and-notarize.sh"]
     result = subprocess.run(["shellcheck", "-x", *map(str, scripts)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
+
+
+# ---- macOS: the Qt the app needs and the system it asks for ----------------------------------------------
+
+def test_the_pyside6_pin_skips_the_click_abort_and_the_leaking_release():
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    gui = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gui"]
+    [pin] = [Requirement(r) for r in gui if Requirement(r).name == "PySide6-Essentials"]
+    assert not pin.specifier.contains("6.11.2")  # QTBUG-147449: a click on the icon aborts on macOS 27
+    assert not pin.specifier.contains("6.12.0")  # leaks a reference to None per void call on Python 3.11
+    assert pin.specifier.contains("6.11.3") and pin.specifier.contains("6.12.1")
+    assert pin.specifier.contains(version("PySide6-Essentials"))  # what the tests run with
+
+
+def fake_dist(root: Path, name: str, *tags: str) -> None:
+    info = root / f"{name}-6.11.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 6.11.3\n")
+    (info / "WHEEL").write_text("Wheel-Version: 1.0\nRoot-Is-Purelib: false\n" + "".join(f"Tag: {t}\n" for t in tags))
+
+
+def test_the_minimum_macos_is_the_bundled_qt_wheels(tmp_path):
+    fake_dist(tmp_path, "PySide6_Essentials", "cp39-abi3-macosx_13_0_universal2")
+    fake_dist(tmp_path, "shiboken6", "cp39-abi3-macosx_12_0_universal2")
+    assert identity.macos_minimum([str(tmp_path)]) == "13.0"
+
+
+def test_a_wheel_for_each_architecture_counts_its_lowest(tmp_path):
+    fake_dist(tmp_path, "PySide6_Essentials", "cp39-abi3-macosx_14_0_arm64", "cp39-abi3-macosx_13_0_x86_64")
+    fake_dist(tmp_path, "shiboken6", "cp39-abi3-macosx_11_0_universal2")
+    assert identity.macos_minimum([str(tmp_path)]) == "13.0"
+
+
+def test_off_macos_the_minimum_falls_back_to_what_qt_6_10_and_later_need(tmp_path):
+    fake_dist(tmp_path, "PySide6_Essentials", "cp310-abi3-manylinux_2_34_x86_64")
+    assert identity.macos_minimum([str(tmp_path)]) == identity.MACOS_MIN_FALLBACK == "13.0"
+
+
+def test_the_info_plist_takes_the_minimum_from_the_wheels():
+    spec = (PACKAGING / "aidevops-local.spec").read_text()
+    assert '"LSMinimumSystemVersion": identity.macos_minimum()' in spec

@@ -79,6 +79,12 @@ def _desktop_session(desktop):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_autostart_folder(tmp_path, monkeypatch):
+    """The tray refreshes an existing start-at-login entry when it starts: never the real user's."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+
+
 @pytest.fixture
 def tray_env(desktop, isolated_home) -> dict[str, str]:
     """The environment for a tray process on the test display, rooted at this test's home."""

@@ -97,3 +97,83 @@ def test_a_frozen_bundle_starts_its_own_executable_with_tray(monkeypatch):
     monkeypatch.setattr(autostart.sys, "executable", "/opt/aidevops-local/aidevops-local")
     assert autostart.launch_command() == ["/opt/aidevops-local/aidevops-local", "tray"]
     assert autostart._icon_path() == "com.aidevops.LocalModels"
+
+
+APP = "/Applications/aidevops Local Models.app"
+
+
+@pytest.fixture
+def macos_bundle(tmp_path, monkeypatch):
+    """The platform faked as macOS, this process as the frozen .app at ``where(path)``."""
+    monkeypatch.setattr(autostart.hardware, "os_name", lambda: "darwin")
+    monkeypatch.setattr(config, "launch_agents_dir", lambda: tmp_path / "LaunchAgents")
+    monkeypatch.delenv("APPIMAGE", raising=False)
+    monkeypatch.setattr(autostart.sys, "frozen", True, raising=False)
+
+    def where(app: str) -> None:
+        monkeypatch.setattr(autostart.sys, "executable", f"{app}/Contents/MacOS/aidevops-local")
+
+    where(APP)
+    return where
+
+
+def test_inside_the_bundle_login_opens_the_app_by_its_bundle_id(macos_bundle):
+    entry = autostart.enable()
+    plist = plistlib.loads(entry.path.read_bytes())
+    assert plist["ProgramArguments"] == ["/usr/bin/open", "-g", "-b", "com.aidevops.LocalModels"]
+
+
+@pytest.mark.parametrize("app", [
+    "/Volumes/aidevops Local Models/aidevops Local Models.app",
+    "/private/var/folders/x1/abc_123/T/AppTranslocation/6F0C2B4E-1111-2222-3333-444455556666/d/"
+    "aidevops Local Models.app",
+])
+def test_enabling_from_the_disk_image_or_a_translocated_copy_is_refused(macos_bundle, app):
+    from aidevops_local.core.errors import Refused
+
+    macos_bundle(app)
+    with pytest.raises(Refused) as err:
+        autostart.enable()
+    assert "Applications" in err.value.hint and err.value.exit_code == 12
+    assert not autostart.status().enabled
+
+
+def test_the_entry_is_refreshed_at_each_start(macos_bundle, tmp_path):
+    agent = tmp_path / "LaunchAgents" / f"{autostart.LABEL}.plist"
+    agent.parent.mkdir(parents=True)
+    stale = ["/Volumes/aidevops Local Models/aidevops Local Models.app/Contents/MacOS/aidevops-local", "tray"]
+    agent.write_bytes(autostart._plist(stale))  # what an older version wrote while run from the .dmg
+    assert autostart.refresh() is True
+    assert plistlib.loads(agent.read_bytes())["ProgramArguments"][:3] == ["/usr/bin/open", "-g", "-b"]
+    assert autostart.refresh() is False  # already current: nothing written
+
+
+def test_refresh_never_turns_start_at_login_on(macos_bundle):
+    assert autostart.refresh() is False
+    assert not autostart.status().enabled
+
+
+def test_refresh_from_the_disk_image_leaves_the_entry_alone(macos_bundle, tmp_path):
+    autostart.enable()
+    before = autostart.entry_path().read_bytes()
+    macos_bundle("/Volumes/aidevops Local Models/aidevops Local Models.app")
+    assert autostart.refresh() is False
+    assert autostart.entry_path().read_bytes() == before
+
+
+def test_the_tray_refreshes_the_entry_when_it_starts(qtbot, macos_bundle, tmp_path, monkeypatch):
+    from aidevops_local.tray.app import TrayApp
+    from tests.tray.conftest import dispose
+
+    agent = tmp_path / "LaunchAgents" / f"{autostart.LABEL}.plist"
+    agent.parent.mkdir(parents=True)
+    agent.write_bytes(autostart._plist(["/Users/me/Downloads/old.app/Contents/MacOS/aidevops-local", "tray"]))
+    monkeypatch.setattr(TrayApp, "refresh", lambda self, full=False: None)  # no polling on a faked macOS
+    app = TrayApp(use_tray=False, native_notifications=False)
+    app._wizard_offered = True
+    try:
+        app.start()
+        qtbot.waitUntil(lambda: plistlib.loads(agent.read_bytes())["ProgramArguments"][0] == "/usr/bin/open",
+                        timeout=10_000)
+    finally:
+        dispose(app)

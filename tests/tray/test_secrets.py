@@ -112,3 +112,34 @@ def test_unreachable_hub_is_a_network_error(monkeypatch, free_port):
     with pytest.raises(NetworkError) as err:
         secrets.check_hf_token(TOKEN)
     assert TOKEN not in str(err.value)
+
+
+def test_the_api_key_is_read_from_the_keyring_once_per_server(secret_service, monkeypatch):
+    """Each read can be a Keychain prompt on macOS (an item written by another program): the status probes
+    must not ask again. A key rotated elsewhere only takes effect when a server starts, which rewrites the
+    state file; then it is read once more."""
+    from aidevops_local.core import api_key
+
+    secrets.store(secrets.API_KEY, "key-written-by-the-cli")
+    reads: list[str] = []
+    real_read = secrets.read
+    monkeypatch.setattr(secrets, "read", lambda name: reads.append(name) or real_read(name))
+    try:
+        for _ in range(5):
+            assert api_key.headers(required=True) == {"Authorization": "Bearer key-written-by-the-cli"}
+        assert reads == [secrets.API_KEY]
+
+        rotated = api_key.rotate()
+        assert api_key.headers(required=True) == {"Authorization": f"Bearer {rotated}"}
+        assert reads == [secrets.API_KEY]  # this process wrote it: nothing to read
+
+        real_store = secrets.store
+        real_store(secrets.API_KEY, "rotated-by-another-process")
+        assert api_key.current() == rotated  # the running server still has the key it started with
+        state = config.paths().state_file
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text("{}")  # a server started (by anyone): it runs with the keyring's key
+        assert api_key.current() == "rotated-by-another-process"
+        assert reads == [secrets.API_KEY] * 2
+    finally:
+        secrets.forget(secrets.API_KEY)

@@ -3,11 +3,17 @@
 Generated once (``secrets.token_urlsafe``), kept in the OS keyring through core/secrets.py and nowhere
 else, and handed to llama-server in its environment (``LLAMA_API_KEY``): never in argv, where every user
 of the machine can read it, never in a file, never in a log. Clients send it as ``Authorization: Bearer``.
+
+The tray probes the server every few seconds with the key. On macOS each Keychain read of an item another
+program wrote (the pip CLI vs the app, an update of an ad-hoc-signed build) can be a prompt, so the key is
+read once and kept in memory while it can still be the running server's: until this process stores another,
+the keyring in use changes, or a server start (by any process) rewrites the server's state file.
 """
 
 from __future__ import annotations
 
 import secrets as _random
+import threading
 from dataclasses import dataclass
 
 from . import config, secrets
@@ -19,6 +25,10 @@ _KEYRING_HINT = {
     "darwin": "The macOS Keychain should be there: check `python -m keyring diagnose`.",
     "linux": "Install and unlock a Secret Service keyring (GNOME Keyring or KWallet) in your desktop session.",
 }
+
+
+_cache_lock = threading.Lock()
+_cache: tuple[tuple, str | None] | None = None  # (what the read was good for, the key)
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,39 @@ def info() -> ApiKeyInfo:
 
 
 def current() -> str | None:
-    """The stored key, or None (none stored, or no usable keyring)."""
+    """The stored key, or None (none stored, or no usable keyring); read from the keyring once per server."""
+    global _cache
+    valid_for = _cache_scope()
+    with _cache_lock:
+        if _cache is not None and _cache[0] == valid_for:
+            return _cache[1]
     try:
-        return secrets.read(secrets.API_KEY)
+        key = secrets.read(secrets.API_KEY)
     except LocalModelsError:
-        return None
+        return None  # not kept: a locked keyring may be unlocked by the next probe
+    _remember(key, valid_for)
+    return key
+
+
+def _cache_scope() -> tuple:
+    """What a read stays good for: this keyring, and the server start recorded in the state file (a key
+    rotated elsewhere reaches a server only when one starts, and every start rewrites that file)."""
+    import keyring
+
+    state = config.paths().state_file
+    try:
+        stat = state.stat()
+        started = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        started = None
+    return (keyring.get_keyring(), str(state), started)
+
+
+def _remember(key: str | None, valid_for: tuple | None = None) -> None:
+    global _cache
+    valid_for = valid_for or _cache_scope()
+    with _cache_lock:
+        _cache = (valid_for, key)
 
 
 def ensure() -> str:
@@ -68,13 +106,14 @@ def ensure() -> str:
     when the keyring cannot keep it: a key that is not stored could not be shown to clients again."""
     _require_usable_keyring()
     try:
-        key = secrets.read(secrets.API_KEY)
+        key = secrets.read(secrets.API_KEY)  # read afresh: a server is about to start with it
         if not key:
             key = _random.token_urlsafe(KEY_BYTES)
             secrets.store(secrets.API_KEY, key)
     except LocalModelsError as exc:
         raise Refused(f"The API key could not be read from or stored in the keyring: {exc.message}",
                       hint=_with_way_out(exc.hint)) from None
+    _remember(key)
     return key
 
 
@@ -87,6 +126,7 @@ def rotate() -> str:
     except LocalModelsError as exc:
         raise Refused(f"The new API key could not be stored in the keyring: {exc.message}",
                       hint=_with_way_out(exc.hint)) from None
+    _remember(key)
     return key
 
 

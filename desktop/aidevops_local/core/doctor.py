@@ -79,6 +79,7 @@ def run(*, hashes: bool = False, progress: ProgressCallback | None = None) -> Do
         _guarded("keyring", lambda: check_keyring(settings)),
         _guarded("port", lambda: check_port(settings)),
         _guarded("tray host", check_tray_host),
+        _guarded("notifications", check_notifications),
         _guarded("disk", check_disk),
     ]
     checks = [c for c in checks if c is not None]
@@ -399,6 +400,36 @@ def check_tray_host() -> Check:
     where = os.environ.get("XDG_CURRENT_DESKTOP") or "this desktop"
     return Check("tray host", WARN, f"no tray host found on {where}: the tray icon would have nowhere to show",
                  fix=GNOME_TRAY_HINT)
+
+
+def check_notifications() -> Check | None:
+    """macOS: whether the notification centre will show the tray's notices. Its send drops them without a
+    word when the user has not allowed the app, so the tray shows crashes as dialogs then; this says why."""
+    if hardware.os_name() != "darwin":
+        return None  # freedesktop notification services ask no permission
+    try:
+        import asyncio
+
+        from desktop_notifier import DesktopNotifier
+        from desktop_notifier.main import get_backend_class
+    except ImportError:
+        return None  # the tray (the `gui` extra) is not installed: nothing sends notifications
+    if get_backend_class().__name__ == "DummyNotificationCenter":
+        return Check("notifications", WARN, "the notification centre serves only an app bundle: run outside "
+                     "one, the tray shows its notices as menu-bar messages",
+                     fix="Use the aidevops Local Models app for notifications with buttons.")
+
+    async def allowed() -> bool:
+        return await asyncio.wait_for(DesktopNotifier(app_name="aidevops Local Models").has_authorisation(), 5)
+
+    try:
+        granted = asyncio.run(allowed())
+    except Exception as exc:  # noqa: BLE001 - reported as the check's result: the doctor must not fall over it
+        return Check("notifications", WARN, f"permission could not be read ({type(exc).__name__})")
+    if granted:
+        return Check("notifications", OK, "allowed in the notification centre")
+    return Check("notifications", WARN, "not allowed: crashes and start failures are shown as dialogs instead",
+                 fix="Allow them in System Settings > Notifications > aidevops Local Models.")
 
 
 def _sni_watcher_present() -> bool:

@@ -14,12 +14,12 @@ import sys
 import time
 from dataclasses import replace
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QMenu, QMessageBox, QSystemTrayIcon, QWidget
+from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
-from ..core import config, router, server
-from . import dialogs, icons, menu, snapshot
+from ..core import autostart, config, router, server
+from . import dialogs, icons, macos, menu, snapshot
 from .notifications import Action, Notice, Notifications
 from .workers import Job, Workers
 
@@ -81,6 +81,8 @@ class TrayApp(QObject):
         self.nudge_timer = QTimer(self)
         self.nudge_timer.setInterval(NUDGE_EVERY_MS)
         self.nudge_timer.timeout.connect(self.check_nudge)
+        if macos.is_macos() and QGuiApplication.instance() is not None:
+            QGuiApplication.instance().applicationStateChanged.connect(self._app_state_changed)
         self._set_icon("stopped")
 
     # ---- lifecycle ----------------------------------------------------------------------------------
@@ -99,6 +101,11 @@ class TrayApp(QObject):
             name="settings",
             on_done=self._settings_loaded,
             on_error=lambda exc: self._error_dialog(exc),
+        )
+        self.workers.submit(
+            lambda job: autostart.refresh(),
+            name="login entry",
+            on_error=lambda exc: log.warning("start at login entry not refreshed: %s", exc),
         )
         self._pending_full = True  # right after the first, quick look at the server
         self.refresh()
@@ -229,7 +236,10 @@ class TrayApp(QObject):
         self.refresh(full=True)  # the next opening shows anything this one could not know yet
 
     def _tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
-        # A left click has no meaning of its own on most desktops; show the same menu.
+        # A left click has no meaning of its own on most desktops; show the same menu. On macOS the system
+        # opens the menu on that click already (Qt 6.5+): popping it again would open it twice.
+        if macos.is_macos():
+            return
         if reason == QSystemTrayIcon.ActivationReason.Trigger and self.tray is not None:
             geometry = self.tray.geometry()
             self.menu.popup(geometry.bottomLeft() if geometry.isValid() else self.menu.pos())
@@ -433,8 +443,20 @@ class TrayApp(QObject):
         dialogs.show_error(None, exc)
 
     def _confirm(self, title: str, text: str) -> bool:
-        answer = QMessageBox.question(None, title, text)
-        return answer == QMessageBox.StandardButton.Yes
+        box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        dialogs.ask(box)
+        return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
+
+    def _app_state_changed(self, state: Qt.ApplicationState) -> None:
+        """macOS: opening the app again (Finder, Spotlight) sends no second process but a reopen event, which
+        Qt reports as the app becoming active. With none of our windows open that is the user asking for the
+        app: show the control window (the only way in when the icon hides behind the notch)."""
+        if state != Qt.ApplicationState.ApplicationActive or self._quitting:
+            return
+        if any(w.isVisible() for w in QApplication.topLevelWidgets()):
+            return  # one of ours was brought forward (a dialog, a window): that is all this activation means
+        self.show_control_window()
 
     def show_control_window(self) -> None:
         from .control_window import ControlWindow
@@ -496,7 +518,7 @@ class TrayApp(QObject):
         stop = box.addButton("Stop the server", QMessageBox.ButtonRole.DestructiveRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
         box.setDefaultButton(leave if self.settings.keep_server_on_quit else stop)
-        box.exec()
+        dialogs.ask(box)
         clicked = box.clickedButton()
         return True if clicked is leave else False if clicked is stop else None
 

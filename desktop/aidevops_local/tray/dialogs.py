@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QDialogButtonBox, QMessageBox, QPlainTextEdit, QPu
 
 from ..core.errors import LocalModelsError
 from ..core.untrusted import printable
+from . import macos
 
 LOG_LINES = 400
 
@@ -41,6 +42,16 @@ def show_error(
     box.setModal(False)
     box.show()
     return box
+
+
+def ask(box: QMessageBox) -> None:
+    """Run a question where the user sees it: the app active and the box raised and active before it waits.
+    A menu-bar app is not the active app after a menu pick, and its dialog would open behind other apps."""
+    macos.activate_app()
+    box.show()
+    box.raise_()
+    box.activateWindow()
+    box.exec()
 
 
 class LogWindow(QWidget):

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication
 
 from .. import APP_ID
 from ..core import config
-from . import icons
+from . import icons, macos
 from .app import TrayApp
 from .single_instance import SingleInstance, ask_running_instance
 
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if ask_running_instance("wizard" if args.wizard else "show"):
         return 0
     _setup_logging()
+    macos.use_accessory_policy()  # a pip install has no Info.plist: no Python icon in the Dock
     instance = SingleInstance(app)
     instance.listen()
     tray = TrayApp(use_tray=False if args.no_tray else None)

@@ -4,6 +4,10 @@ Backends behind one small base, chosen by priority (as vorta does): desktop-noti
 freedesktop notification service on Linux (actions included) and the user notification centre on macOS
 (inside an app bundle), then Qt's own tray balloon, which has no buttons but can still be clicked.
 
+On macOS the notification centre drops a notice without a word when the user has not allowed the app (or the
+bundle is unsigned), so permission is asked at start and checked before each send: a refused crash or start
+failure is shown as a dialog instead; a refused minor notice is only logged (the icon still shows the state).
+
 desktop-notifier is asyncio code. Rather than replacing Qt's event loop, it runs on a loop of its own in one
 daemon thread; its callbacks cross back to the GUI thread as a queued Qt signal. An idle asyncio loop sleeps
 in epoll, so the thread costs nothing between notifications.
@@ -18,7 +22,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QSystemTrayIcon
+from PySide6.QtWidgets import QMessageBox, QSystemTrayIcon
+
+from . import macos
 
 log = logging.getLogger(__name__)
 APP_NAME = "aidevops Local Models"
@@ -57,6 +63,7 @@ class Router(QObject):
     action = Signal(object, str)  # the Notice, the action id ("default" for a click on the body)
     sent = Signal(str, str)  # backend name, title: for tests and the log
     unavailable = Signal(object)  # a Notice the backend could not deliver: the next backend gets it
+    denied = Signal(object)  # a Notice the system would drop: notifications are not allowed for this app
 
 
 class DesktopNotifierBackend(Backend):
@@ -78,8 +85,16 @@ class DesktopNotifierBackend(Backend):
         from .icons import app_icon_path
 
         self._notifier = DesktopNotifier(app_name=APP_NAME, app_icon=Icon(path=app_icon_path()))
+        self._loop.create_task(self._ask_permission())  # macOS asks the user once; later it only answers
         self._ready.set()
         self._loop.run_forever()
+
+    async def _ask_permission(self) -> None:
+        try:
+            if not await self._notifier.request_authorisation():
+                log.warning("Notifications are not allowed for this app; crashes will be shown as dialogs")
+        except Exception as exc:
+            log.warning("Could not ask for notification permission (%s)", type(exc).__name__)
 
     @staticmethod
     def usable() -> bool:
@@ -95,6 +110,10 @@ class DesktopNotifierBackend(Backend):
 
         emit = self.router.action.emit
         try:
+            if not await self._notifier.has_authorisation():  # send() would drop it without a word
+                log.warning("Notification not allowed by the system: %s", notice.title)
+                self.router.denied.emit(notice)
+                return
             await self._notifier.get_capabilities()  # fails fast when no notification service answers
             buttons = [
                 Button(title=a.label, identifier=a.id, on_pressed=lambda a=a: emit(notice, a.id))
@@ -175,12 +194,34 @@ class Notifications(QObject):
         self.router.sent.connect(self.sent)
         self.fallback = BalloonBackend(self.router, tray)
         self.router.unavailable.connect(self.fallback.send)
+        self.router.denied.connect(self._denied)
+        self.dialog: QMessageBox | None = None  # the last refused critical notice, shown instead
         self.backend: Backend = self.fallback
         if use_native and DesktopNotifierBackend.usable():
             self.backend = DesktopNotifierBackend(self.router)
 
     def notify(self, notice: Notice) -> None:
         self.backend.send(notice)
+
+    def _denied(self, notice: Notice) -> None:
+        if notice.critical:
+            self._show_dialog(notice)
+
+    def _show_dialog(self, notice: Notice) -> None:
+        """A refused crash or start failure as a non-modal dialog with the notice's actions as buttons."""
+        if self.dialog is not None:
+            self.dialog.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, notice.title, notice.title)  # macOS alerts show no title bar
+        box.setInformativeText(notice.body)
+        box.setObjectName("notification_dialog")
+        actions = {box.addButton(a.label, QMessageBox.ButtonRole.ActionRole): a.id for a in notice.actions}
+        box.addButton(QMessageBox.StandardButton.Close)
+        box.buttonClicked.connect(lambda button: button in actions and self.action.emit(notice, actions[button]))
+        box.setModal(False)
+        self.dialog = box
+        macos.activate_app()
+        box.show()
+        box.raise_()
 
     def close(self) -> None:
         self.backend.close()
