@@ -1,0 +1,74 @@
+"""tests/online/smoke.sh, end to end against the local stand-ins (--offline): the same script the workflows run
+against the real GitHub and Hub, here with the real llama-server release archive from FakeReleases and the tiny
+model from FakeHub, the chat through the openai client."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SMOKE = Path(__file__).parent / "online" / "smoke.sh"
+REPO = "smoke-test/Tiny-Instruct-GGUF"
+FILE = "Tiny-Instruct-Q8_0.gguf"
+STEPS = ["install", "search", "pull", "serve", "chat", "usage", "stop", "update-check"]
+
+
+def run_smoke(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SMOKE), *args], capture_output=True, text=True, env=env, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.real_server
+def test_smoke_script_passes_every_step_against_the_stand_ins(
+        fake_releases, fake_hub, release_archive, tiny_gguf, free_port, isolated_home):
+    archive = release_archive()
+    fake_releases.add_release("b10068", {archive.name: archive})
+    fake_hub.add_repo(REPO, files={FILE: tiny_gguf, "README.md": b"# tiny"}, downloads=4321)
+    (isolated_home / "local-models").mkdir(parents=True)
+    (isolated_home / "local-models" / "config.toml").write_text("threads = 1\nctx_size = 2048\nparallel = 1\n")
+    port = free_port()
+    env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url,
+               HF_ENDPOINT=fake_hub.endpoint, SMOKE_MODEL=f"{REPO}:Q8_0", SMOKE_QUERY="Tiny-Instruct",
+               SMOKE_PORT=str(port))
+
+    done = run_smoke("--offline", env=env)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(done.stdout)
+    steps = re.findall(r"^smoke: (\S+) ok in \d+\.\d s: (.*)$", done.stdout, re.MULTILINE)
+    assert [name for name, _ in steps] == STEPS, done.stdout
+    detail = dict(steps)
+    assert detail["install"].startswith("Installed llama.cpp b10068 (cpu)")
+    assert detail["search"] == f"{REPO} is listed"
+    pulled = Path(detail["pull"])
+    assert pulled.parent == isolated_home / "models" and pulled.read_bytes() == tiny_gguf.read_bytes()
+    assert detail["serve"] == f"http://127.0.0.1:{port}/v1"
+    assert re.fullmatch(r"\S+: 16 tokens: .*", detail["chat"]), detail["chat"]
+    assert detail["usage"].startswith("1 request(s), 16 tokens out"), detail["usage"]
+    assert detail["stop"] == "stopped (status exits 3)"
+    assert detail["update-check"].startswith("Up to date: llama.cpp b10068")
+    assert re.search(r"^smoke: all 8 steps passed in \d+\.\d s$", done.stdout, re.MULTILINE)
+
+
+def test_offline_refuses_to_reach_the_real_services(isolated_home):
+    env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL="http://127.0.0.1:9/releases",
+               HF_ENDPOINT="https://huggingface.co")
+
+    done = run_smoke("--offline", env=env, timeout=60)
+
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("smoke: --offline needs HF_ENDPOINT pointing at a local stand-in "
+                                   "(http://127.0.0.1:PORT...), got 'https://huggingface.co'")
+    assert done.stdout == ""
+
+
+def test_unknown_argument_is_a_usage_error(isolated_home):
+    done = run_smoke("--offlin", env=dict(os.environ), timeout=60)
+
+    assert done.returncode == 2
+    assert "unknown argument '--offlin'" in done.stderr and "--help" in done.stderr
