@@ -39,6 +39,7 @@ def test_the_releases_page_comes_from_the_package_metadata():
 
 
 def test_without_a_releases_page_doctor_says_how_to_name_one(monkeypatch):
+    monkeypatch.delenv("AIDEVOPS_APP_RELEASES_URL", raising=False)
     monkeypatch.setattr(config, "_project_urls", lambda: [])
 
     found = app_check()
