@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Smoke test against the real GitHub and Hugging Face Hub (run by .github/workflows/ci.yml and release.yml; not
-# part of tests/run.sh). On the machine it runs on: install the latest llama.cpp release for this platform's
+# Smoke test against the real GitHub and Hugging Face Hub (run by .github/workflows/ci.yml on Linux and macOS;
+# not part of tests/run.sh; tests/test_smoke_offline.py runs it --offline). On the machine it runs on: install the latest llama.cpp release for this platform's
 # backend (sha256-verified), search and pull a small real model, serve it, one chat through the OpenAI client,
 # usage shows the request, stop, then update --check. Each step prints one line with its time.
 #
