@@ -166,7 +166,7 @@ echo "smoke: $(uname -sm), $("$PYTHON" -m aidevops_local --version), against $mo
 all_started="$(now)"
 
 step install check_install cli install
-step search check_search cli search "$query" --json
+step search check_search cli search "$query" --limit 50 --json
 step pull check_pull cli pull "$model"
 model_path="$(tail -n 1 "$work/pull.out")"
 served=1
