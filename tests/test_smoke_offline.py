@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 SMOKE = Path(__file__).parent / "online" / "smoke.sh"
-REPO = "smoke-test/Tiny-Instruct-GGUF"
-FILE = "Tiny-Instruct-Q8_0.gguf"
+# Names as long as real ones: the CLI's messages wrap at 80 columns when not on a terminal, and the script's
+# checks must read through that.
+REPO = "smoke-test/Tiny-Random-Llama-Instruct-For-Smoke-Tests-GGUF"
+FILE = "Tiny-Random-Llama-Instruct-For-Smoke-Tests-Q8_0.gguf"
 STEPS = ["install", "search", "pull", "serve", "chat", "usage", "stop", "update-check"]
 
 
@@ -33,13 +35,12 @@ def test_smoke_script_passes_every_step_against_the_stand_ins(
     (isolated_home / "local-models" / "config.toml").write_text("threads = 1\nctx_size = 2048\nparallel = 1\n")
     port = free_port()
     env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url,
-               HF_ENDPOINT=fake_hub.endpoint, SMOKE_MODEL=f"{REPO}:Q8_0", SMOKE_QUERY="Tiny-Instruct",
-               SMOKE_PORT=str(port))
+               HF_ENDPOINT=fake_hub.endpoint, SMOKE_MODEL=f"{REPO}:Q8_0", SMOKE_QUERY="Tiny-Random-Llama-Instruct",
+               SMOKE_PORT=str(port), COLUMNS="60")
 
     done = run_smoke("--offline", env=env)
 
     assert done.returncode == 0, done.stdout + done.stderr
-    print(done.stdout)
     steps = re.findall(r"^smoke: (\S+) ok in \d+\.\d s: (.*)$", done.stdout, re.MULTILINE)
     assert [name for name, _ in steps] == STEPS, done.stdout
     detail = dict(steps)
@@ -72,3 +73,22 @@ def test_unknown_argument_is_a_usage_error(isolated_home):
 
     assert done.returncode == 2
     assert "unknown argument '--offlin'" in done.stderr and "--help" in done.stderr
+
+
+def test_a_failed_step_says_which_and_why_on_one_line(fake_releases, fake_hub, release_archive, tiny_gguf,
+                                                      free_port, isolated_home):
+    archive = release_archive()
+    fake_releases.add_release("b10068", {archive.name: archive})
+    fake_hub.add_repo(REPO, files={FILE.replace("Q8_0", "Q4_0"): tiny_gguf}, downloads=4321)  # no Q8_0
+    env = dict(os.environ, PYTHON=sys.executable,
+               AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url, HF_ENDPOINT=fake_hub.endpoint,
+               SMOKE_MODEL=f"{REPO}:Q8_0", SMOKE_QUERY="Tiny-Random-Llama-Instruct", SMOKE_PORT=str(free_port()),
+               COLUMNS="60")  # a narrow terminal: the CLI's messages would wrap
+
+    done = run_smoke("--offline", env=env)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"smoke: pull FAILED \(exit \d+\) after \d+\.\d s: error: .+ hint: .+", last), last
+    assert REPO in last
+    assert [line.split()[1] for line in done.stdout.splitlines()[1:-1]] == ["install", "search"]

@@ -67,6 +67,9 @@ else
 	unset AIDEVOPS_LLAMA_RELEASES_URL HF_ENDPOINT
 fi
 export HF_HUB_DISABLE_TELEMETRY=1
+# The CLI's messages wrap at the terminal's width (80 columns when it has none): one line each, for the checks
+# below and for a failure's reason.
+export COLUMNS=1000
 
 work="$(mktemp -d)"
 if [[ -z "${AIDEVOPS_HOME:-}" ]]; then
@@ -86,6 +89,14 @@ trap finish EXIT
 now() { "$PYTHON" -c 'import time; print(f"{time.time():.3f}")'; }
 elapsed() { "$PYTHON" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
 
+# reason ERR_FILE: why a command failed, on one line: its error and hint lines, else its last line.
+reason() {
+	local text
+	text="$(sed -n '/^error:/,$p' "$1" | tr -s '\n' ' ')"
+	[[ -n "$text" ]] || text="$(tail -n 1 "$1")"
+	echo "${text% }"
+}
+
 # step NAME CHECK COMMAND...: runs COMMAND (stdout and stderr kept in $work/NAME.out and .err), then CHECK
 # (a function that reads them and prints the step's detail, or fails). One line either way.
 step() {
@@ -94,7 +105,7 @@ step() {
 	started="$(now)"
 	"$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
 	if [[ $rc -ne 0 ]]; then
-		echo "smoke: $name FAILED (exit $rc) after $(elapsed "$started" "$(now)") s: $(tail -n 1 "$work/$name.err")"
+		echo "smoke: $name FAILED (exit $rc) after $(elapsed "$started" "$(now)") s: $(reason "$work/$name.err")"
 		exit 1
 	fi
 	if ! detail="$("$check" "$work/$name.out" "$work/$name.err" 2>&1)"; then
@@ -113,7 +124,7 @@ check_search() {
 	echo "$repo is listed"
 }
 check_pull() {
-	grep -q 'sha256 verified' "$2" || { echo "no 'sha256 verified' line"; return 1; }
+	tr -s '\n ' '  ' <"$2" | grep -q 'sha256 verified' || { echo "no 'sha256 verified' line"; return 1; }
 	tail -n 1 "$1"
 }
 check_serve() { tail -n 1 "$1"; }
