@@ -39,7 +39,7 @@ def steps(name: str, job: str) -> list[dict]:
 
 def test_the_workflows_pass_actionlint():
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert [f.name for f in files] == ["ci.yml", "release.yml"]
+    assert {"ci.yml", "release.yml"} <= {f.name for f in files}
     assert shutil.which("shellcheck"), "shellcheck is missing (tests/install-deps.sh installs it)"
 
     done = subprocess.run([actionlint(), "-shellcheck", shutil.which("shellcheck"), *map(str, files)],
