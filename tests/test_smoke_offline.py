@@ -57,15 +57,16 @@ def test_smoke_script_passes_every_step_against_the_stand_ins(
 
 
 def test_offline_refuses_to_reach_the_real_services(isolated_home):
-    env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL="http://127.0.0.1:9/releases",
-               HF_ENDPOINT="https://huggingface.co")
+    for endpoint in ("https://huggingface.co", "http://127.0.0.1:9@huggingface.co", "http://localhost.example.org"):
+        env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL="http://127.0.0.1:9/releases",
+                   HF_ENDPOINT=endpoint)
 
-    done = run_smoke("--offline", env=env, timeout=60)
+        done = run_smoke("--offline", env=env, timeout=60)
 
-    assert done.returncode == 2
-    assert done.stderr.strip() == ("smoke: --offline needs HF_ENDPOINT pointing at a local stand-in "
-                                   "(http://127.0.0.1:PORT...), got 'https://huggingface.co'")
-    assert done.stdout == ""
+        assert done.returncode == 2, endpoint
+        assert done.stderr.strip() == ("smoke: --offline needs HF_ENDPOINT pointing at a local stand-in "
+                                       f"(http://127.0.0.1:PORT...), got '{endpoint}'")
+        assert done.stdout == ""
 
 
 def test_unknown_argument_is_a_usage_error(isolated_home):
