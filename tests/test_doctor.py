@@ -50,8 +50,8 @@ def test_a_working_setup_passes(private_desktop, system_runtime, monkeypatch, ca
     code, checks = doctor_json(capsys)
     assert code == 0, [c for c in checks.values() if c["status"] != "ok"]
     assert {name: c["status"] for name, c in checks.items()} == {
-        "settings": "ok", "runtime": "ok", "previous runtime": "ok", "server security": "ok", "database": "ok",
-        "models": "ok", "keyring": "ok", "port": "ok", "tray host": "ok", "disk": "ok"}
+        "settings": "ok", "app": "ok", "runtime": "ok", "previous runtime": "ok", "server security": "ok",
+        "database": "ok", "models": "ok", "keyring": "ok", "port": "ok", "tray host": "ok", "disk": "ok"}
     assert "version: 1 (571d0d5)" in checks["runtime"]["summary"]
     assert "--cors-origins localhost" in checks["server security"]["summary"]
     assert "SecretService" in checks["keyring"]["summary"]

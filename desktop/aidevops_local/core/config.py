@@ -114,6 +114,36 @@ def releases_url() -> str:
     return env_str("AIDEVOPS_LLAMA_RELEASES_URL", DEFAULT_RELEASES_URL).rstrip("/")
 
 
+def app_releases_url() -> str | None:
+    """Where this app's own releases are published: AIDEVOPS_APP_RELEASES_URL, else the package's `Releases`
+    project URL (the release workflow stamps it into pyproject.toml); None when neither names one."""
+    given = env_str("AIDEVOPS_APP_RELEASES_URL")
+    if given is None:
+        return releases_page_from(_project_urls())
+    if not re.fullmatch(r"https?://[^\s]+", given.strip()):
+        raise ConfigError(f"AIDEVOPS_APP_RELEASES_URL is not an http(s) address: {given!r}",
+                          hint="Set AIDEVOPS_APP_RELEASES_URL to the releases page (https://...), or unset it.")
+    return given.strip()
+
+
+def releases_page_from(project_urls: list[str]) -> str | None:
+    """The `Releases` entry of core metadata's Project-URL lines ("Label, URL")."""
+    for line in project_urls:
+        label, _, url = line.partition(",")
+        if label.strip().lower() == "releases" and url.strip().startswith(("https://", "http://")):
+            return url.strip()
+    return None
+
+
+def _project_urls() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        return metadata("aidevops-local").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return []
+
+
 def github_token() -> str | None:
     """Optional; lifts GitHub's anonymous rate limit. Sent only to the releases API, never logged."""
     return env_str("GITHUB_TOKEN")

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import psutil
 
+from .. import __version__
 from . import (
     build_features,
     config,
@@ -36,7 +37,7 @@ from . import (
     secrets,
     server,
 )
-from .errors import LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
+from .errors import ConfigError, LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
 from .progress import ProgressCallback, report
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -70,6 +71,7 @@ def run(*, hashes: bool = False, progress: ProgressCallback | None = None) -> Do
     settings, settings_check = _settings()
     checks = [
         settings_check,
+        check_app_version(),
         _guarded("runtime", check_runtime),
         _guarded("previous runtime", check_previous_runtime),
         _guarded("macOS", check_macos),
@@ -108,6 +110,22 @@ def _guarded(name: str, check: Callable[[], Check | None]) -> Check | None:
         return Check(name, FAIL, f"could not be checked: {exc.message}", fix=exc.hint)
     except OSError as exc:
         return Check(name, FAIL, f"could not be checked: {exc}")
+
+
+# ---- the app itself ----------------------------------------------------------------------------------------
+
+def check_app_version() -> Check:
+    """The installed version and where newer ones are published, for a user who wonders if theirs is current."""
+    named = f"aidevops-local {__version__}"
+    try:
+        url = config.app_releases_url()
+    except ConfigError as exc:
+        return Check("app", WARN, f"{named}; {exc.message}", fix=exc.hint)
+    if url is None:
+        return Check("app", OK, f"{named}; where newer releases are published is not configured",
+                     details=("name the page with AIDEVOPS_APP_RELEASES_URL, or `Releases` under [project.urls] "
+                              "in pyproject.toml before building",))
+    return Check("app", OK, f"{named}; newer releases are published at {url}")
 
 
 # ---- runtime ------------------------------------------------------------------------------------------------
