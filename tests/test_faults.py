@@ -306,8 +306,8 @@ def test_install_killed_by_sigkill_leaves_the_previous_build_serving(gh, release
 
     def reached() -> bool:
         if phase == "download":
-            return any(size_of(p) > size // 3 for p in work.glob(f"*/{name}"))
-        return any(p.is_dir() and any(p.rglob("*")) for p in work.glob("*/unpacked-0"))
+            return any(size_of(p) > size // 3 for p in work.glob(f"*/build/{name}"))
+        return any(p.is_dir() and any(p.rglob("*")) for p in work.glob("*/build/unpacked-0"))
 
     install = procs.cli("install", "--tag", NEW)
     wait_for(lambda: reached() or install.poll() is not None, 60, f"the install to reach its {phase}",
@@ -524,7 +524,7 @@ def test_disk_filling_up_during_install_download(gh, release_archive, tmpfs_home
     filled: list[Path] = []
 
     def other_program():
-        wait_for(lambda: any(size_of(p) > size // 3 for p in work.glob(f"*/{name}")), 60, "a third of it")
+        wait_for(lambda: any(size_of(p) > size // 3 for p in work.glob(f"*/build/{name}")), 60, "a third of it")
         filled.append(fill_disk(disk))
 
     t = threading.Thread(target=other_program)

@@ -432,7 +432,12 @@ def check_notifications() -> Check | None:
         from desktop_notifier.main import get_backend_class
     except ImportError:
         return None  # the tray (the `gui` extra) is not installed: nothing sends notifications
-    if get_backend_class().__name__ == "DummyNotificationCenter":
+    try:
+        backend = get_backend_class().__name__
+    except ImportError as exc:  # its macOS backend needs rubicon-objc, which the app bundle carries
+        return Check("notifications", WARN, f"the notification centre cannot be reached from here ({exc.name} is "
+                     "missing)", fix="Use the aidevops Local Models app, which brings it.")
+    if backend == "DummyNotificationCenter":
         return Check("notifications", WARN, "the notification centre serves only an app bundle: run outside "
                      "one, the tray shows its notices as menu-bar messages",
                      fix="Use the aidevops Local Models app for notifications with buttons.")
