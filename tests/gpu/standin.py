@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `tests.` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.fixtures.prepare import CHATML_TEMPLATE, _tiny_vocab
+from tests.fixtures.prepare import _tiny_vocab, add_llama_header
 
 
 @dataclass(frozen=True)
@@ -65,26 +65,8 @@ def write_standin(path: Path, shape: Shape, *, seed: int = 1234) -> Path:
     w = gguf.GGUFWriter(tmp, "llama")
     w.add_name(f"Stand-in Random Llama {shape.params / 1e9:.2f}B")
     w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
-    w.add_vocab_size(n_vocab)
-    w.add_context_length(shape.ctx_train)
-    w.add_embedding_length(e)
-    w.add_block_count(shape.n_layer)
-    w.add_feed_forward_length(ff)
-    w.add_head_count(shape.n_head)
-    w.add_head_count_kv(shape.n_head_kv)
-    w.add_rope_dimension_count(hd)
-    w.add_rope_freq_base(10000.0)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
-    w.add_token_list(tokens)
-    w.add_token_types(types)
-    w.add_token_merges(merges)
-    w.add_bos_token_id(tokens.index("<|endoftext|>"))
-    w.add_eos_token_id(tokens.index("<|im_end|>"))
-    w.add_pad_token_id(tokens.index("<|endoftext|>"))
-    w.add_add_bos_token(False)
-    w.add_chat_template(CHATML_TEMPLATE)
+    add_llama_header(w, ctx=shape.ctx_train, embd=e, n_layer=shape.n_layer, ff=ff, n_head=shape.n_head,
+                     n_head_kv=shape.n_head_kv, vocab=(tokens, types, merges))
 
     # Scaled by fan-in so activations stay near 1 at any width; the writes back into the residual stream are
     # small, so dimension 0 (a constant 4) keeps its weight through every layer and the output head's sign.
