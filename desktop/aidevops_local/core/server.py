@@ -246,14 +246,17 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         # A liveness poll asks the router only when its model instance is gone (crashed, or unloaded).
         if healthy and (probe_health or not children):
             current, message = _router_view(state, described)
-    addresses = listening.tcp_listen_addresses(listening_pids(state))  # a router's children bind 127.0.0.1 themselves
-    exposed = [str(a) for a in addresses if not a.loopback] if launch.is_loopback(state.host) else []
+    # Where it really listens: read with the health probe only, as it scans the system's socket tables (~15 ms),
+    # too dear for the tray's 2-second liveness poll. A router's children bind 127.0.0.1 themselves.
+    addresses = listening.tcp_listen_addresses(listening_pids(state)) if probe_health else None
+    exposed = [str(a) for a in addresses or [] if not a.loopback] if launch.is_loopback(state.host) else []
     if exposed:  # told to stay on this machine, yet reachable from others (e.g. a flag that overrode --host)
         warning = (f"The server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
                    "reach it. Run `aidevops-local stop`.")
         message = f"{message} {warning}".strip()
     return ServerStatus(state=current, running=True, **described, message=message,
-                        listening=[str(a) for a in addresses], endpoint=f"{state.base_url}/v1", rss_bytes=rss,
+                        listening=None if addresses is None else [str(a) for a in addresses],
+                        endpoint=f"{state.base_url}/v1", rss_bytes=rss,
                         gpu_memory_bytes=_gpu_memory([proc.pid, *children]) if state.gpu_layers else None,
                         # The kernel's start time, not the clock of whichever process ran serve.
                         uptime_s=round(max(0.0, time.time() - state.create_time), 1))
