@@ -39,8 +39,9 @@ class Stream:
     tokens_per_s: float  # content deltas after the first, over the time they took to arrive
 
 
-def run(quick: bool = True, *, tiny: bool = False) -> list[Figure]:
-    """``tiny``: the tiny random model instead, thousands of tokens/s: the front's per-chunk cost at its worst."""
+def run(quick: bool = True, *, tiny: bool = False, threads: int | None = None) -> list[Figure]:
+    """``tiny``: the tiny random model instead, thousands of tokens/s: the front's per-chunk cost at its worst.
+    ``threads``: llama-server's, below the machine's cores, to see the front with a core to spare."""
     from aidevops_local.core import server
 
     fixtures = prepare()
@@ -48,7 +49,7 @@ def run(quick: bool = True, *, tiny: bool = False) -> list[Figure]:
     sweeps, tokens = (10, 48) if quick else (30, 96)
     if tiny:
         tokens *= 4
-    status = server.serve(str(fixtures.tiny_gguf if tiny else fixtures.smollm2_gguf), port=free_port())
+    status = server.serve(str(fixtures.tiny_gguf if tiny else fixtures.smollm2_gguf), port=free_port(), threads=threads)
     try:
         state = server.current_state()
         return measure(f"http://127.0.0.1:{state.port}", state.upstream, model=status.model,
@@ -121,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="more sweeps (about 2 minutes)")
     parser.add_argument("--tiny", action="store_true", help="the tiny random model: the most chunks per second")
+    parser.add_argument("--threads", type=int, help="llama-server's threads (default: the tool's choice)")
     args = parser.parse_args(argv)
-    for figure in run(quick=not args.full, tiny=args.tiny):
+    for figure in run(quick=not args.full, tiny=args.tiny, threads=args.threads):
         verdict = {True: "met", False: "NOT met", None: "no goal"}[figure.ok]
         baseline = f" vs {figure.baseline:.3f}" if figure.baseline is not None else ""
         ratio = f" (ratio {figure.ratio:.3f})" if figure.ratio is not None else ""
