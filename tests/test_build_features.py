@@ -25,7 +25,7 @@ def test_the_real_build_has_what_the_server_relies_on(llama_server_dir):
     assert found == build_features.BuildFeatures(
         help_ran=True, cors_origins=True, cors_localhost=True, api_key=True, api_key_env=True, api_key_file=True,
         trace_verbosity=True, router=True, models_preset=True, models_max=True, sleep_idle=True,
-        list_devices=True, no_webui=True, metrics=True, cache_ram=True)
+        list_devices=True, no_webui=True, metrics=True, cache_ram=True, unix_socket=True)
 
 
 def test_help_runs_once_per_binary_and_is_cached_on_disk(llama_server_dir, tmp_path, monkeypatch):
@@ -63,4 +63,5 @@ def test_older_help_text_without_the_localhost_value_or_trace_level():
     found = build_features.parse_help(HELP_WITHOUT_LOCALHOST)
     assert found.help_ran and found.cors_origins and found.api_key
     assert not found.cors_localhost and not found.api_key_env and not found.trace_verbosity and not found.router
+    assert not found.unix_socket  # such a build is refused by serve (test_host_guard)
     assert build_features.parse_help("") == build_features.BuildFeatures()

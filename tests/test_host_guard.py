@@ -19,7 +19,7 @@ import pytest
 
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core import config, host_guard, launch, server
-from aidevops_local.core.errors import ConfigError, ExitCode
+from aidevops_local.core.errors import ConfigError, ExitCode, Refused
 from tests.serving import serving_settings, with_model
 from tests.usage_server import chat as usage_chat
 from tests.usage_server import rows, triples
@@ -236,3 +236,56 @@ def test_host_header_parsing():
     everywhere = host_guard.HostPolicy.for_listening("0.0.0.0", ["mybox.lan"])
     assert everywhere.allows("192.168.1.20") and everywhere.allows("mybox.lan")
     assert not everywhere.allows("attacker.example")
+
+
+def test_in_an_appimage_the_front_runs_the_image_not_its_temporary_mount(monkeypatch, tmp_path):
+    """The AppImage's mount goes when `serve` exits; a front run from it would lose its own files."""
+    image = tmp_path / "aidevops-local-0.1.0-x86_64.AppImage"
+    monkeypatch.setattr(host_guard.sys, "frozen", True, raising=False)
+    monkeypatch.setattr(host_guard.sys, "executable", "/tmp/.mount_aidevoXXXX/usr/bin/aidevops-local")
+    monkeypatch.setenv("APPIMAGE", str(image))
+    assert host_guard.command()[:2] == [str(image), "--host-guard"]
+    monkeypatch.delenv("APPIMAGE")
+    assert host_guard.command()[:2] == ["/tmp/.mount_aidevoXXXX/usr/bin/aidevops-local", "--host-guard"]
+
+
+def test_a_build_that_cannot_listen_on_a_unix_socket_is_refused_before_anything_starts(system_runtime, tiny_gguf,
+                                                                                       port, monkeypatch):
+    """Older builds read `--host x.sock` as a host name and fail with "couldn't bind", which reads like a taken
+    port: the tool says what is wrong instead."""
+    from aidevops_local.core import build_features
+
+    old = build_features.BuildFeatures(help_ran=True, cors_origins=True, api_key=True)
+    monkeypatch.setattr(build_features, "features", lambda binary: old)
+    with pytest.raises(Refused, match="UNIX socket"):
+        server.serve(str(tiny_gguf), port=port)
+    assert server.current_state() is None
+
+
+def test_a_routers_model_instance_port_needs_the_runs_key_that_only_the_front_adds(running):
+    """In router mode llama-server starts the model on a 127.0.0.1 port of its own, outside the front: a page
+    that rebinds its name to that port must get nothing, while clients of the front need no key (a dummy one,
+    as OpenAI clients send, is replaced)."""
+    from aidevops_local.core import listening
+
+    state = server.current_state()
+    assert state.router
+    [instance] = psutil.Process(state.pid).children()
+    [child] = listening.tcp_listen_addresses([instance.pid])
+    body = chat_body(f"http://127.0.0.1:{running.port}")
+    direct = httpx.post(f"http://127.0.0.1:{child.port}/v1/chat/completions", json=body,
+                        headers={"Host": f"attacker.example:{child.port}"}, timeout=60)
+    assert direct.status_code == 401 and "choices" not in direct.text
+    through = httpx.post(f"http://127.0.0.1:{running.port}/v1/chat/completions", json=body,
+                         headers={"Authorization": "Bearer sk-no-key-required"}, timeout=60)
+    assert through.status_code == 200 and through.json()["choices"]
+    assert not [arg for arg in psutil.Process(state.guard_pid).cmdline() + instance.cmdline() if "Bearer" in arg]
+
+
+def test_the_key_replaces_whatever_key_the_client_sent():
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer mine\r\n" \
+           b"x-api-key: mine\r\nContent-Length: 2\r\n\r\n"
+    keyed = host_guard.with_key(head, b"Authorization: Bearer RUN\r\n")
+    assert keyed == (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+                     b"Authorization: Bearer RUN\r\n\r\n")
+    assert host_guard.parse_head(keyed).content_length == 2

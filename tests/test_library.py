@@ -338,6 +338,18 @@ def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(
     assert listed.path == here / "rel-Q8_0.gguf" and listed.total_requests == 4
 
 
+def test_a_history_row_from_the_old_helper_is_linked_to_the_file_once_it_is_served(homes, tiny_gguf):
+    """The old helper's model_access rows come with no path at all: serving the model's file gives that row its
+    path, so its usage and cleanup find the model, and its history stays."""
+    shutil.copy(tiny_gguf, homes / "old-Q8_0.gguf")
+    store.database()
+    store.ModelInventory.insert(model="old-Q8_0", path="", files=[], source="legacy", total_requests=7,
+                                last_used="2026-10-01 00:00:00").execute()
+    library.remember(library.resolve_model(str(homes / "old-Q8_0.gguf")))
+    row = store.ModelInventory.get_by_id("old-Q8_0")
+    assert (row.path, row.total_requests) == (str(homes / "old-Q8_0.gguf"), 7)
+
+
 def test_rows_without_a_model_file_are_not_models(homes, tmp_path, monkeypatch):
     """The old helper kept rows for models whose file was gone (path ''), and a path may name something that is
     not a GGUF at all (its usage.db): neither is a model to list, serve or remove."""

@@ -53,21 +53,25 @@ def run(quick: bool = True, *, tiny: bool = False, threads: int | None = None) -
     try:
         state = server.current_state()
         return measure(f"http://127.0.0.1:{state.port}", state.upstream, model=status.model,
-                       front_pid=state.guard_pid, sweeps=sweeps, tokens=tokens, what=f"{status.model}; ")
+                       front_pid=state.guard_pid, sweeps=sweeps, tokens=tokens, what=f"{status.model}; ",
+                       upstream_pid=state.pid)
     finally:
         server.stop(grace=5)
 
 
 def measure(front_url: str, upstream: str, *, model: str, front_pid: int, sweeps: int, tokens: int,
-            what: str = "") -> list[Figure]:
+            what: str = "", upstream_pid: int = 0) -> list[Figure]:
     """The comparison itself, for any running front and socket (``what`` names the model in the figures)."""
     routes = {"front": (front_url, None), "direct": ("http://localhost", upstream)}
+    # A router takes the key of its run (the front adds it): the direct route sends it itself.
+    direct_key = psutil.Process(upstream_pid).environ().get("LLAMA_API_KEY") if upstream_pid else None
+    keys = {"front": None, "direct": {"Authorization": f"Bearer {direct_key}"} if direct_key else None}
     for who in routes:
-        _stream(*routes[who], model=model, tokens=8)  # warm-up
+        _stream(*routes[who], model=model, tokens=8, headers=keys[who])  # warm-up
     results: dict[str, list[Stream]] = {"front": [], "direct": []}
     for s in range(sweeps):
         for who in (("front", "direct", "direct", "front") if s % 2 == 0 else ("direct", "front", "front", "direct")):
-            results[who].append(_stream(*routes[who], model=model, tokens=tokens))
+            results[who].append(_stream(*routes[who], model=model, tokens=tokens, headers=keys[who]))
     front_rss = psutil.Process(front_pid).memory_info().rss / 2**20
     front, direct = results["front"], results["direct"]
     tps_ratios = _pairs(front, direct, lambda a, b: sum(x.tokens_per_s for x in a) / sum(x.tokens_per_s for x in b))
@@ -99,12 +103,12 @@ def _pairs(front: list[Stream], direct: list[Stream], compare) -> list[float]:
     return [compare(front[i:i + 2], direct[i:i + 2]) for i in range(0, len(front), 2)]
 
 
-def _stream(base: str, uds: str | None, *, model: str, tokens: int) -> Stream:
+def _stream(base: str, uds: str | None, *, model: str, tokens: int, headers: dict | None = None) -> Stream:
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens, "stream": True,
             "temperature": 0, "ignore_eos": True, "cache_prompt": False}
     transport = httpx.HTTPTransport(uds=uds) if uds else None
     arrivals: list[float] = []
-    with httpx.Client(timeout=120.0, transport=transport) as http:
+    with httpx.Client(timeout=120.0, transport=transport, headers=headers or {}) as http:
         t0 = time.perf_counter()
         with http.stream("POST", f"{base}/v1/chat/completions", json=body) as response:
             response.raise_for_status()

@@ -42,6 +42,7 @@ class BuildFeatures:
     no_webui: bool = False  # --no-webui
     metrics: bool = False  # --metrics
     cache_ram: bool = False  # --cache-ram: a cap on the prompt cache (8 GiB by default)
+    unix_socket: bool = False  # --host PATH.sock: the private socket behind the Host-checking front (2025-03 on)
 
 
 # Each feature: a pattern that must match somewhere in the help text.
@@ -59,6 +60,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "no_webui": re.compile(r"--no-webui\b"),
     "metrics": re.compile(r"--metrics\b"),
     "cache_ram": re.compile(r"--cache-ram\b"),
+    "unix_socket": re.compile(r"UNIX socket"),
 }
 
 _memo: dict[tuple[str, int, int], BuildFeatures] = {}

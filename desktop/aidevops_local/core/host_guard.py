@@ -43,6 +43,9 @@ CHUNK = 64 * 1024
 SOCKET_NAME = "llama-server.sock"
 _SUN_PATH_MAX = 100  # sockaddr_un's path is 104 bytes on macOS, 108 on Linux; keep a margin
 _MARKER = "aidevops_local.core.host_guard"  # in the front's argv: how stop recognises it
+# The router's key for this run, handed to the front in its environment (never argv): see Front.
+KEY_ENV = "AIDEVOPS_FRONT_KEY"
+_CLIENT_KEY_HEADERS = (b"authorization", b"x-api-key")
 
 
 # ---- the policy: which Host values reach the model -------------------------------------------------------
@@ -182,6 +185,13 @@ def parse_head(head: bytes) -> RequestHead:
                        chunked=False)
 
 
+def with_key(head_bytes: bytes, key_line: bytes) -> bytes:
+    """The request head with the client's own key headers replaced by ``key_line`` (a parsed head: CRLF lines)."""
+    lines = head_bytes[:-4].split(b"\r\n")
+    kept = [lines[0], *(ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in _CLIENT_KEY_HEADERS)]
+    return b"\r\n".join(kept) + b"\r\n" + key_line + b"\r\n"
+
+
 def check_host(head: RequestHead, policy: HostPolicy) -> None:
     if not head.host:  # HTTP/1.0 clients, and an empty Host (allowed by HTTP/1.1): not a browser's request
         return
@@ -195,8 +205,14 @@ def check_host(head: RequestHead, policy: HostPolicy) -> None:
 # ---- the front ----------------------------------------------------------------------------------------------
 
 class Front:
-    def __init__(self, upstream: str, policy: HostPolicy):
+    """``key``: in router mode llama-server starts each model on a 127.0.0.1 port of its own, which this front
+    does not cover; the server then requires a key made for this run (the children inherit it), and the front
+    puts it on every request it passes, in place of whatever key the client sent. So a page that rebinds its
+    name to a child's port gets 401, and clients still need no key."""
+
+    def __init__(self, upstream: str, policy: HostPolicy, key: str = ""):
         self.upstream, self.policy = upstream, policy
+        self.key_line = f"Authorization: Bearer {key}\r\n".encode() if key else b""
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         _no_delay(client_w)
@@ -221,7 +237,7 @@ class Front:
                         raise Refusal(502, "Bad Gateway", "llama-server is not answering (it may be starting "
                                                           "or have stopped).") from None
                     upstream_w, pump = _Upstream(answers), answers.done
-                upstream_w.write(head_bytes)
+                upstream_w.write(with_key(head_bytes, self.key_line) if self.key_line else head_bytes)
                 if head.chunked:
                     await _copy_chunked(client_r, upstream_w)
                 else:
@@ -388,8 +404,9 @@ async def _watch(pid: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
-async def serve_forever(listen: socket.socket, upstream: str, policy: HostPolicy, watch_pid: int) -> None:
-    front = Front(upstream, policy)
+async def serve_forever(listen: socket.socket, upstream: str, policy: HostPolicy, watch_pid: int,
+                        key: str = "") -> None:
+    front = Front(upstream, policy, key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -412,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     listen = socket.socket(fileno=args.fd)
     policy = HostPolicy.for_listening(args.host, args.allow)
-    asyncio.run(serve_forever(listen, args.upstream, policy, args.watch_pid))
+    asyncio.run(serve_forever(listen, args.upstream, policy, args.watch_pid, os.environ.pop(KEY_ENV, "")))
     return 0
 
 
@@ -473,7 +490,10 @@ def bind(host: str, port: int) -> socket.socket:
 def command() -> list[str]:
     """How to run this module as a process: the frozen app runs itself with --host-guard."""
     if getattr(sys, "frozen", False):
-        return [sys.executable, "--host-guard", _MARKER]
+        # In an AppImage, sys.executable lives on the image's temporary mount, which goes once `serve` exits:
+        # the front runs the image itself, which mounts it again for as long as the front lives.
+        appimage = os.environ.get("APPIMAGE")
+        return [appimage or sys.executable, "--host-guard", _MARKER]
     return [sys.executable, "-m", _MARKER]
 
 

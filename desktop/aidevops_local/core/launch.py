@@ -80,6 +80,10 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
     backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
     features = build_features.features(binary)
+    if features.help_ran and not features.unix_socket:
+        raise Refused(f"This llama-server build ({installed.tag if installed else binary}) cannot listen on a UNIX "
+                      "socket, which the server needs behind its Host check (builds from March 2025 on can).",
+                      hint="Run `aidevops-local update` for a newer build, or install one with --use-system.")
     planner = _ModelPlanner(hw, backend, features, settings)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
     library.remember(local)  # only a model that passed its checks enters the inventory
@@ -94,8 +98,10 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
               "--threads", str(threads or settings.threads or hw.threads)]
     common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
     extra = list(settings.extra_server_args)
+    # A router's model instances listen on 127.0.0.1 ports of their own, guarded by a per-run key that only a
+    # build reading LLAMA_API_KEY from its environment can take (host_guard.Front).
     use_router = (settings.router_mode and features.router and features.models_preset and features.models_max
-                  and _ini_safe(local.name, str(local.path)))
+                  and features.api_key_env and _ini_safe(local.name, str(local.path)))
     if use_router:
         per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
         preset, preset_path = _preset_ini(_router_sections(local, chosen, planner)), config.paths().router_presets

@@ -322,7 +322,8 @@ def remember(model: LocalModel) -> LocalModel:
         row = inv.get_or_none(inv.model == model.name)
         if row is None:
             inv.insert(**fields, downloaded=None).on_conflict_ignore().execute()
-        elif row.source != "pulled" and Path(row.path).name == model.path.name and not _found(row.file_paths()):
+        elif row.source != "pulled" and (not row.path or Path(row.path).name == model.path.name) \
+                and not _found(row.file_paths()):
             inv.update(**fields).where(inv.model == model.name).execute()
 
     try:

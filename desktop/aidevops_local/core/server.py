@@ -27,6 +27,7 @@ import errno
 import fcntl
 import json
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -465,18 +466,21 @@ def _start(plan: launch.LaunchPlan, settings: config.Settings, progress: Progres
     """Run a plan: called with start_lock held and no server of ours running."""
     launch.check_port_free(plan.host, plan.port)
     key = api_key.ensure() if plan.api_key_required else None  # before anything starts: refusal leaves nothing
+    # A router's model instances listen on 127.0.0.1 ports the front does not cover: a key for this run guards
+    # them, and the front adds it to what it passes (clients still need none). Kept in memory and environments.
+    run_key = secrets.token_urlsafe(32) if plan.router and key is None else ""
     _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
     if plan.preset_path is not None:
         _write_atomically(plan.preset_path, plan.preset)
     log_path, session_id, started = _open_log(plan)
-    env = _server_env(plan.binary, key=key)
+    env = _server_env(plan.binary, key=key or run_key)
     host_guard.prepare_socket(Path(plan.upstream))
     listen = host_guard.bind(plan.host, plan.port)  # held from here: a taken port is said before any spawn
     with listen, open(log_path, "ab") as log:
         proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                                 start_new_session=True, close_fds=True)
         child = psutil.Process(proc.pid)  # exec has happened: Popen returns after it
-        front = _start_front(listen, plan, settings, proc, log)
+        front = _start_front(listen, plan, settings, proc, log, run_key)
     state = ServerState(pid=proc.pid, create_time=child.create_time(), host=plan.host,
                         port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
                         log_path=str(log_path), started_at=started, session_id=session_id,
@@ -509,13 +513,15 @@ def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | N
 
 
 def _start_front(listen, plan: launch.LaunchPlan, settings: config.Settings, proc: subprocess.Popen,
-                 log) -> subprocess.Popen:
+                 log, run_key: str) -> subprocess.Popen:
     """The Host-checking front on the public socket, forwarding to llama-server's; if it cannot start,
     llama-server does not stay behind."""
+    env = {k: v for k, v in os.environ.items() if k not in _TOOL_SECRETS}
+    if run_key:
+        env[host_guard.KEY_ENV] = run_key
     try:
         return host_guard.start(listen, upstream=plan.upstream, host=plan.host,
-                                allowed_hosts=settings.allowed_hosts, watch_pid=proc.pid, log=log,
-                                env={k: v for k, v in os.environ.items() if k not in _TOOL_SECRETS})
+                                allowed_hosts=settings.allowed_hosts, watch_pid=proc.pid, log=log, env=env)
     except BaseException:
         _terminate_group(proc.pid, grace=2.0)
         proc.wait(timeout=5)
@@ -614,11 +620,15 @@ def _start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
     A taken port is not among the causes: the front binds it before llama-server starts."""
     deadline = time.monotonic() + 2.0
     while True:
-        tail = log_tail(Path(state.log_path))
-        lowered = tail.lower()
-        for needle, kind, message, hint in _START_FAILURES:
-            if needle in lowered:
+        # A router logs its own shutdown after its instance's error: look further back than the tail we show,
+        # and show the lines that end with the one that explains.
+        lines = log_tail(Path(state.log_path), lines=4 * LOG_TAIL_LINES).splitlines()
+        for needle, kind, message, hint in _START_FAILURES:  # in order: the first kind found explains
+            found = [i for i, line in enumerate(lines) if needle in line.lower()]
+            if found:
+                tail = "\n".join(lines[max(0, found[-1] + 1 - LOG_TAIL_LINES):found[-1] + 1])
                 return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
+        tail = "\n".join(lines[-LOG_TAIL_LINES:])
         if time.monotonic() > deadline:
             return ServerStartFailed(f"llama-server exited during start with status {returncode}.",
                                      hint=f"Its log is {state.log_path}.", details=tail)
