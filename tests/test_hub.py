@@ -151,3 +151,33 @@ def test_an_unreachable_hub_fails_at_once_with_one_error(free_port, command, whe
     lines = done.stderr.splitlines()
     assert [line.split(":")[0] for line in lines] == ["error", "hint"], done.stderr
     assert "Cannot reach the Hugging Face Hub" in lines[0] and "Retry" not in done.stderr
+
+
+def test_the_hub_is_reached_through_the_users_proxy():
+    """Behind a proxy the Hub is reached through it (the fail-fast transport must not bypass it)."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            self.send_error(502)
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+        env.update({"HF_ENDPOINT": "http://hub.invalid", "HTTP_PROXY": f"http://127.0.0.1:{proxy.server_address[1]}",
+                    "COLUMNS": "300"})
+        done = subprocess.run([sys.executable, "-m", "aidevops_local", "search", "qwen"], capture_output=True,
+                              text=True, env=env, timeout=120, check=False)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert seen and seen[0].startswith("http://hub.invalid/api/models"), (seen, done.stderr)
+    assert done.returncode != 0 and "Traceback" not in done.stderr

@@ -31,9 +31,19 @@ class FailFastTransport(httpx2.BaseTransport):
         self.inner.close()
 
 
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
+
+
 def fail_fast_client() -> httpx2.Client:
-    """As huggingface_hub's default_client_factory builds it, with FailFastTransport."""
-    from huggingface_hub.utils._http import hf_request_event_hook  # the library's own: offline mode, request ids
+    """As huggingface_hub's default_client_factory builds it, with FailFastTransport; with a proxy in the
+    environment, the library's own client (a transport of ours would bypass the proxy, and it is the proxy
+    that answers for an unreachable Hub then)."""
+    import os
+
+    from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
+
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return default_client_factory()
 
     return httpx2.Client(event_hooks={"request": [hf_request_event_hook]}, follow_redirects=True, timeout=None,
                          transport=FailFastTransport())
