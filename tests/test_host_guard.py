@@ -143,6 +143,10 @@ def test_ambiguous_requests_are_refused_before_they_reach_the_model(running):
     assert one(b"GET http://attacker.example/health HTTP/1.1\r\nHost: localhost\r\n\r\n") == 400
     assert one(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX: " + b"a" * 70000 + b"\r\n\r\n") == 431
     assert one(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n") == 501
+    assert one("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: \u00b2\r\n\r\nab"
+               .encode()) == 400  # a digit to str.isdigit, not to int()
+    oversized = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert statuses(raw(port, oversized + b"1;" + b"x" * 70000 + b"\r\n"))[-1] == 431
 
 
 def test_chunked_request_bodies_are_passed_through(running):
@@ -289,3 +293,19 @@ def test_the_key_replaces_whatever_key_the_client_sent():
     assert keyed == (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
                      b"Authorization: Bearer RUN\r\n\r\n")
     assert host_guard.parse_head(keyed).content_length == 2
+
+
+def test_the_front_never_imports_from_the_folder_serve_runs_in(system_runtime, tiny_gguf, port, tmp_path,
+                                                               monkeypatch):
+    """`python -m` puts the current folder first on sys.path: a json.py there would run inside the front."""
+    folder = tmp_path / "a-cloned-repo"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+    (folder / "json.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise SystemExit('not the json module')\n")
+    monkeypatch.chdir(folder)
+    status = server.serve(str(tiny_gguf), port=port)
+    try:
+        assert status.state == "running" and not marker.exists()
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    finally:
+        server.stop(grace=2)

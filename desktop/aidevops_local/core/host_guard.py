@@ -95,7 +95,7 @@ def host_of(value: str) -> str | None:
         if end < 0:
             return None
         name, rest = value[1:end], value[end + 1:]
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+        if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
             return None
         try:
             ipaddress.IPv6Address(name.split("%")[0])
@@ -103,7 +103,7 @@ def host_of(value: str) -> str | None:
             return None
         return name.lower()
     name, _, port = value.partition(":")
-    if (port or value.endswith(":")) and not port.isdigit():
+    if (port or value.endswith(":")) and not (port.isascii() and port.isdigit()):
         return None
     if not name or any(c in name for c in " \t/\\@?#[]%"):
         return None
@@ -179,7 +179,7 @@ def parse_head(head: bytes) -> RequestHead:
         if encodings != ["chunked"]:
             raise Refusal(501, "Not Implemented", "Only the chunked transfer coding is accepted.")
         return RequestHead(host=hosts[0] if hosts else None, content_length=0, chunked=True)
-    if len(set(lengths)) > 1 or any(not v.isdigit() for v in lengths):
+    if len(set(lengths)) > 1 or any(not (v.isascii() and v.isdigit()) for v in lengths):
         raise _bad("The request's Content-Length is not one number.")
     return RequestHead(host=hosts[0] if hosts else None, content_length=int(lengths[0]) if lengths else 0,
                        chunked=False)
@@ -358,6 +358,13 @@ async def _copy_exactly(src: asyncio.StreamReader, dst: _Upstream, n: int) -> No
 
 async def _copy_chunked(src: asyncio.StreamReader, dst: _Upstream) -> None:
     """A chunked body, passed on as is while finding its end: size lines, data, the last chunk, trailers."""
+    try:
+        await _copy_chunks(src, dst)
+    except asyncio.LimitOverrunError:
+        raise Refusal(431, "Request Header Fields Too Large", "A chunk size line or trailer is too long.") from None
+
+
+async def _copy_chunks(src: asyncio.StreamReader, dst: _Upstream) -> None:
     while True:
         line = await src.readuntil(b"\r\n")
         size_text = line[:-2].split(b";", 1)[0].strip()
@@ -494,7 +501,7 @@ def command() -> list[str]:
         # the front runs the image itself, which mounts it again for as long as the front lives.
         appimage = os.environ.get("APPIMAGE")
         return [appimage or sys.executable, "--host-guard", _MARKER]
-    return [sys.executable, "-m", _MARKER]
+    return [sys.executable, "-P", "-m", _MARKER]  # -P: never import from the folder serve was run in
 
 
 def start(listen: socket.socket, *, upstream: str, host: str, allowed_hosts: list[str], watch_pid: int,
