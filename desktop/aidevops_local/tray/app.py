@@ -454,7 +454,7 @@ class TrayApp(QObject):
         app: show the control window (the only way in when the icon hides behind the notch)."""
         if state != Qt.ApplicationState.ApplicationActive or self._quitting:
             return
-        if any(w.isVisible() for w in QApplication.topLevelWidgets()):
+        if QApplication.activeModalWidget() is not None or any(w.isVisible() for w in self.windows.values()):
             return  # one of ours was brought forward (a dialog, a window): that is all this activation means
         self.show_control_window()
 
