@@ -246,11 +246,11 @@ def test_in_an_appimage_the_front_runs_the_image_not_its_temporary_mount(monkeyp
     """The AppImage's mount goes when `serve` exits; a front run from it would lose its own files."""
     image = tmp_path / "aidevops-local-0.1.0-x86_64.AppImage"
     monkeypatch.setattr(host_guard.sys, "frozen", True, raising=False)
-    monkeypatch.setattr(host_guard.sys, "executable", "/tmp/.mount_aidevoXXXX/usr/bin/aidevops-local")
+    monkeypatch.setattr(host_guard.sys, "executable", "/tmp/.mount_aidevoQ3xZ9k/usr/bin/aidevops-local")
     monkeypatch.setenv("APPIMAGE", str(image))
     assert host_guard.command()[:2] == [str(image), "--host-guard"]
     monkeypatch.delenv("APPIMAGE")
-    assert host_guard.command()[:2] == ["/tmp/.mount_aidevoXXXX/usr/bin/aidevops-local", "--host-guard"]
+    assert host_guard.command()[:2] == ["/tmp/.mount_aidevoQ3xZ9k/usr/bin/aidevops-local", "--host-guard"]
 
 
 def test_a_build_that_cannot_listen_on_a_unix_socket_is_refused_before_anything_starts(system_runtime, tiny_gguf,
