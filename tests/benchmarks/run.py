@@ -18,6 +18,7 @@ import contextlib
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
+        # A timeout's SIGTERM unwinds the benchmark, so its `finally` stops the servers it started: `serve` puts
+        # them in sessions of their own, out of reach of the group kill that follows.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         return _child(args.one, quick=not args.full, out=args.out)
 
     benches = [b for b in BENCHES if not args.only or b.module in args.only]
@@ -109,8 +113,6 @@ def _run_child(bench: Bench, *, quick: bool, cap: float, log: Path) -> list[Figu
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    import signal
-
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
