@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
 import os
@@ -376,22 +377,19 @@ def load_settings(path: Path | None = None) -> Settings:
     return settings
 
 
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # a Host header's name may hold "_" (LAN names)
+
+
 def _check_allowed_hosts(names: list[str], where: Path | str) -> None:
     """Bare host names or IP addresses, as a Host header names them: no scheme, port, path or wildcard."""
-    import ipaddress
-    import re
-
-    label = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
     for name in names:
         bare = name.strip().lower().rstrip(".") if isinstance(name, str) else ""
         if bare.startswith("[") and bare.endswith("]"):
             bare = bare[1:-1]
-        try:
+        with contextlib.suppress(ValueError):
             ipaddress.ip_address(bare)
             continue
-        except ValueError:
-            pass
-        if not (bare and len(bare) <= 253 and all(label.fullmatch(part) for part in bare.split("."))):
+        if not (bare and len(bare) <= 253 and all(_HOST_LABEL.fullmatch(part) for part in bare.split("."))):
             raise ConfigError(f"allowed_hosts in {where} has {name!r}, which is not a host name or IP address.",
                               hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, '
                                    "port, path or wildcard.")

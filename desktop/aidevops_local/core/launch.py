@@ -13,14 +13,12 @@ flag; an API key only where the build can take it from its environment (it never
 
 from __future__ import annotations
 
-import errno
 import ipaddress
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import api_key, build_features, config, hardware, host_guard
-from .errors import CorruptModel, LocalModelsError, PortInUse, Refused, ServerStartFailed
+from .errors import CorruptModel, LocalModelsError, Refused
 
 
 @dataclass
@@ -53,17 +51,8 @@ def is_loopback(host: str) -> bool:
 
 
 def check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # like llama-server: TIME_WAIT is fine
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(f"Port {port} on {host} is already in use by another program.",
-                                hint=f"Stop that program, or serve on another port: serve --port {port + 1}") from exc
-            raise ServerStartFailed(f"Cannot listen on {host}:{port}: {exc.strerror}",
-                                    hint="Check the host address in your settings.") from exc
+    """PortInUse (or ServerStartFailed) now, before anything is written or started."""
+    host_guard.bind(host, port).close()
 
 
 def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int | None = None,
