@@ -666,9 +666,7 @@ def stop(*, grace: float | None = None) -> StopResult:
         return StopResult(stopped=False, pid=None, model=None, message="No server is running.")
     proc = owned_process(state)
     if proc is None:
-        host_guard.stop(state.guard_pid, state.guard_create_time)
-        host_guard.remove_socket(state.upstream)
-        _clear_state()
+        _stop_leftovers(state)  # its front, if that still holds the port
         warning = _ingest_usage()
         return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
                           message=f"The server (pid {state.pid}) had already exited; cleared its state.")
