@@ -39,7 +39,7 @@ def bundle_info() -> dict:
     from keyring.backends.chainer import ChainerBackend
 
     from aidevops_local import __version__
-    from aidevops_local.core import secrets
+    from aidevops_local.core.system import secrets
 
     ring = keyring.get_keyring()
     chosen = list(ring.backends) if isinstance(ring, ChainerBackend) else [ring]
@@ -62,7 +62,7 @@ def bundle_info() -> dict:
         "packages": {
             "keyring": _module_version("keyring", "keyring.backends.SecretService"),
             "huggingface_hub": _module_version("huggingface_hub", "huggingface_hub.file_download"),
-            "gguf_meta": _module_version("aidevops-local", "aidevops_local.core.gguf_meta"),
+            "gguf_meta": _module_version("aidevops-local", "aidevops_local.core.models.gguf_meta"),
             "httpx": _module_version("httpx", "httpx"),
             "PySide6": _module_version("PySide6-Essentials", "PySide6.QtWidgets"),
             "numpy": _module_version("numpy", "numpy"),
@@ -77,8 +77,8 @@ def main(argv: list[str]) -> int:
 
         print(json.dumps(bundle_info(), indent=2))
         return 0
-    if argv[:1] == ["--host-guard"]:  # the server's Host-checking front (core/host_guard.py), run by serve
-        from aidevops_local.core import host_guard
+    if argv[:1] == ["--host-guard"]:  # the server's Host-checking front (core/serving/host_guard.py), run by serve
+        from aidevops_local.core.serving import host_guard
 
         return host_guard.main(argv[2:])  # argv[1] is the marker that tells stop the process is ours
     if not argv and _in_macos_app():

@@ -28,7 +28,7 @@ def isolated_home(tmp_path, monkeypatch):
 @pytest.fixture
 def system_runtime(llama_server_dir):
     """The real llama-server adopted as a system binary (cheap); the install path has its own tests."""
-    from aidevops_local.core import runtime
+    from aidevops_local.core.llamacpp import runtime
 
     runtime.use_system(path=llama_server_dir / "llama-server")
     serving_settings()

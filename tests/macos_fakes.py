@@ -12,7 +12,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aidevops_local.core import hardware, macos
+from aidevops_local.core.system import hardware, macos
 
 MH_MAGIC_64, FAT_MAGIC, FAT_MAGIC_64 = 0xFEEDFACF, 0xCAFEBABE, 0xCAFEBABF
 CPU_ARM64, CPU_X86_64 = 0x0100000C, 0x01000007

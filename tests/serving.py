@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aidevops_local.core import config
+from aidevops_local.core.system import config
 from tests.fixtures.prepare import free_port
 
 

@@ -230,7 +230,7 @@ def test_extractor_reads_shell_the_way_a_shell_would(tmp_path):
 
 
 def test_status_json_example_uses_the_real_fields():
-    from aidevops_local.core.server import ServerStatus
+    from aidevops_local.core.serving.server import ServerStatus
 
     text = GUIDES[0].read_text(encoding="utf-8")
     example = re.search(r"```json\n(\{.*?\})\n```", text, re.DOTALL)
@@ -261,7 +261,7 @@ def test_helper_defines_and_dispatches_a_function_per_subcommand():
 
 
 def test_helper_exit_code_for_missing_tool_is_the_clis_not_installed():
-    from aidevops_local.core.errors import ExitCode
+    from aidevops_local.core.system.errors import ExitCode
 
     declared = re.search(r"^readonly EXIT_NOT_INSTALLED=(\d+)$", _helper_source(), re.MULTILINE)
     assert declared and int(declared.group(1)) == ExitCode.NOT_INSTALLED
@@ -391,10 +391,10 @@ def test_agents_index_has_a_local_models_entry_and_doc_paths_exist():
 
 
 def test_routing_cost_table_is_the_tools_own_price_table():
-    from aidevops_local.core import prices
+    from aidevops_local.core.accounting import prices
 
     text = GUIDES[0].read_text(encoding="utf-8")
-    assert prices.AS_OF.isoformat() in text, "model-routing.md should date its prices as core/prices.py does"
+    assert prices.AS_OF.isoformat() in text, "model-routing.md should date its prices as core/accounting/prices.py does"
     rows = {m.group(1): m.groups()[1:] for m in re.finditer(
         r"^\| `(\w+)` \| ([^|]+?) \| \$([\d.]+) \| \$([\d.]+) \| \$([\d.]+) \|$", text, re.MULTILINE)}
     assert rows.get("local", (None, "0", "0", "0"))[1:] == ("0", "0", "0")

@@ -11,8 +11,8 @@ import zipfile
 
 import pytest
 
-from aidevops_local.core import archives
-from aidevops_local.core.errors import UnsafePath, VerificationFailed
+from aidevops_local.core.llamacpp import archives
+from aidevops_local.core.system.errors import UnsafePath, VerificationFailed
 from tests.fixtures.prepare import make_malicious_archive, make_release_archive
 
 

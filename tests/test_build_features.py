@@ -7,7 +7,8 @@ import json
 import os
 import shutil
 
-from aidevops_local.core import build_features, config
+from aidevops_local.core.llamacpp import build_features
+from aidevops_local.core.system import config
 
 HELP_WITHOUT_LOCALHOST = """
 --cors-origins ORIGINS                  comma-separated list of allowed origins for CORS (default: *)

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import cleanup, config, server, store
-from aidevops_local.core.config import paths
+from aidevops_local.core.database import store
+from aidevops_local.core.maintenance import cleanup
+from aidevops_local.core.serving import server
+from aidevops_local.core.system import config
+from aidevops_local.core.system.config import paths
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1024 ** 3

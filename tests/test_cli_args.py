@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core.errors import ExitCode
+from aidevops_local.core.system.errors import ExitCode
 
 OUT_OF_RANGE = [
     ["serve", "--port", "70000"],

@@ -12,8 +12,8 @@ import sys
 import pytest
 
 from aidevops_local.cli import render
-from aidevops_local.core.errors import LocalModelsError
-from aidevops_local.core.untrusted import printable
+from aidevops_local.core.system.errors import LocalModelsError
+from aidevops_local.core.system.untrusted import printable
 
 HOSTILE = "evil/\x1b]0;pwned\x07\x1b[2J\x9b31m\u202ered-GGUF\r"
 

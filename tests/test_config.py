@@ -9,8 +9,8 @@ from dataclasses import asdict, fields
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config
-from aidevops_local.core.errors import ConfigError, ExitCode
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import ConfigError, ExitCode
 
 HOSTILE = [
     'a "quoted" word',

@@ -9,7 +9,8 @@ import pytest
 
 import aidevops_local.core
 
-CORE_MODULES = sorted(p.stem for p in Path(aidevops_local.core.__file__).parent.glob("*.py")
+CORE = Path(aidevops_local.core.__file__).parent
+CORE_MODULES = sorted(".".join(p.relative_to(CORE).with_suffix("").parts) for p in CORE.glob("*/*.py")
                       if p.stem != "__init__")
 
 

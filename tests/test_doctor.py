@@ -20,7 +20,12 @@ import pytest
 from keyring.backends import fail
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, doctor, downloads, runtime, server, store
+from aidevops_local.core.database import store
+from aidevops_local.core.llamacpp import runtime
+from aidevops_local.core.maintenance import doctor
+from aidevops_local.core.models import downloads
+from aidevops_local.core.serving import server
+from aidevops_local.core.system import config
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
 from tests.serving import serving_settings
 

@@ -7,7 +7,8 @@ import json
 
 from aidevops_local import __version__
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, doctor
+from aidevops_local.core.maintenance import doctor
+from aidevops_local.core.system import config
 
 
 def app_check() -> doctor.Check:

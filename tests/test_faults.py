@@ -38,9 +38,13 @@ import httpx
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, downloads, runtime, server, store
-from aidevops_local.core.errors import DiskFull, ExitCode
-from aidevops_local.core.library import model_name
+from aidevops_local.core.database import store
+from aidevops_local.core.llamacpp import runtime
+from aidevops_local.core.models import downloads
+from aidevops_local.core.models.library import model_name
+from aidevops_local.core.serving import server
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import DiskFull, ExitCode
 from tests.fixtures.prepare import sha256_file
 from tests.serving import serving_settings, with_model
 from tests.usage_server import Answer, chat, logged_server, rows, triples
@@ -789,7 +793,7 @@ def test_stop_and_usage_wait_for_a_locked_database(system_runtime, tiny_gguf, fr
 
 PATIENCE = """
     import sys
-    from aidevops_local.core import store
+    from aidevops_local.core.database import store
     store.BUSY_TIMEOUT_S, store.WRITE_DEADLINE_S = 0.5, 1.5  # the shipped 10 s and 60 s, shortened
     from aidevops_local.cli.main import main
     sys.exit(main(sys.argv[1:]))

@@ -10,7 +10,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from aidevops_local.core import fit, gguf_meta, hardware
+from aidevops_local.core.models import fit, gguf_meta
+from aidevops_local.core.system import hardware
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -230,8 +231,8 @@ def test_server_path_modules_import_neither_the_hub_nor_gguf():
     import subprocess
     import sys
 
-    code = ("import sys; import aidevops_local.core.library, aidevops_local.core.fit, aidevops_local.core.hardware, "
-            "aidevops_local.core.gguf_meta; "
+    code = ("import sys; import aidevops_local.core.models.library, aidevops_local.core.models.fit, "
+            "aidevops_local.core.system.hardware, aidevops_local.core.models.gguf_meta; "
             "bad = [m for m in ('huggingface_hub', 'gguf', 'numpy', 'PySide6') if m in sys.modules]; "
             "print(','.join(bad)); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

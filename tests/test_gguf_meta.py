@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aidevops_local.core import gguf_meta
-from aidevops_local.core.errors import CorruptModel, ModelNotFound
+from aidevops_local.core.models import gguf_meta
+from aidevops_local.core.system.errors import CorruptModel, ModelNotFound
 
 MIB = 1 << 20
 

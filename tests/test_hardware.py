@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from aidevops_local.core import hardware
-from aidevops_local.core.errors import ConfigError
+from aidevops_local.core.system import hardware
+from aidevops_local.core.system.errors import ConfigError
 
 GIB = 1 << 30
 

@@ -9,7 +9,7 @@ import sys
 
 import keyring
 
-from aidevops_local.core import secrets
+from aidevops_local.core.system import secrets
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
 
 TOKEN = "hf_test_token_0123456789abcdef"

@@ -1,5 +1,5 @@
 """DNS rebinding: the server answers only requests addressed to a loopback name or address (or a name the user
-allowed), checked by the Host-checking front (core/host_guard.py) in front of the real llama-server started by
+allowed), checked by the Host-checking front (core/serving/host_guard.py) in front of the real llama-server started by
 `serve`. Raw sockets where the request must be exactly what a browser or an attacker would send."""
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import psutil
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, host_guard, launch, server
-from aidevops_local.core.errors import ConfigError, ExitCode, Refused
+from aidevops_local.core.serving import host_guard, launch, server
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import ConfigError, ExitCode, Refused
 from tests.serving import serving_settings, with_model
 from tests.usage_server import chat as usage_chat
 from tests.usage_server import rows, triples
@@ -257,7 +258,7 @@ def test_a_build_that_cannot_listen_on_a_unix_socket_is_refused_before_anything_
                                                                                        port, monkeypatch):
     """Older builds read `--host x.sock` as a host name and fail with "couldn't bind", which reads like a taken
     port: the tool says what is wrong instead."""
-    from aidevops_local.core import build_features
+    from aidevops_local.core.llamacpp import build_features
 
     old = build_features.BuildFeatures(help_ran=True, cors_origins=True, api_key=True)
     monkeypatch.setattr(build_features, "features", lambda binary: old)
@@ -270,7 +271,7 @@ def test_a_routers_model_instance_port_needs_the_runs_key_that_only_the_front_ad
     """In router mode llama-server starts the model on a 127.0.0.1 port of its own, outside the front: a page
     that rebinds its name to that port must get nothing, while clients of the front need no key (a dummy one,
     as OpenAI clients send, is replaced)."""
-    from aidevops_local.core import listening
+    from aidevops_local.core.system import listening
 
     state = server.current_state()
     assert state.router

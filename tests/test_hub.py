@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from aidevops_local.core import hardware, hub
-from aidevops_local.core.errors import ChoiceNeeded, GatedRepo, ModelNotFound, NetworkError, NotFound
+from aidevops_local.core.models import hub
+from aidevops_local.core.system import hardware
+from aidevops_local.core.system.errors import ChoiceNeeded, GatedRepo, ModelNotFound, NetworkError, NotFound
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_unreachable_hub_is_a_network_error(monkeypatch, free_port):
 
 
 def test_gated_error_explains_the_licence(hub_env):
-    from aidevops_local.core import downloads
+    from aidevops_local.core.models import downloads
 
     hub_env.add_repo("google/gated-GGUF", _quants("g-Q4_K_M.gguf"), gated="manual", allowed_tokens={"hf_ok"})
     with pytest.raises(GatedRepo) as info:

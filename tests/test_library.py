@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from aidevops_local.core import config, library, store
-from aidevops_local.core.errors import ModelNotFound, Refused
+from aidevops_local.core.database import store
+from aidevops_local.core.models import library
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import ModelNotFound, Refused
 
 
 @pytest.fixture
@@ -273,7 +275,8 @@ def test_a_pulled_model_replaced_by_a_link_needs_confirmation_and_keeps_its_targ
 
 def test_a_serve_refused_for_a_corrupt_file_records_nothing(homes, system_runtime, corrupt_ggufs, tiny_gguf,
                                                              tmp_path, port):
-    from aidevops_local.core import doctor, launch
+    from aidevops_local.core.maintenance import doctor
+    from aidevops_local.core.serving import launch
 
     bad = tmp_path / "bad-Q8_0.gguf"
     shutil.copy(corrupt_ggufs["random_header"], bad)
@@ -305,7 +308,7 @@ def test_a_relative_path_is_recorded_absolute(homes, tiny_gguf, monkeypatch):
 
 
 def test_serve_of_a_relative_path_plans_and_records_it_absolute(homes, system_runtime, tiny_gguf, monkeypatch, port):
-    from aidevops_local.core import launch
+    from aidevops_local.core.serving import launch
 
     here = homes / "work"
     here.mkdir()
@@ -327,7 +330,7 @@ def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(
                                 total_requests=4, last_used="2026-11-01 00:00:00").execute()
     monkeypatch.chdir(here)
     assert library.list_models(include_external=False) == []
-    from aidevops_local.core import doctor
+    from aidevops_local.core.maintenance import doctor
 
     assert "file missing: rel-Q8_0.gguf" in doctor.check_models(hashes=False).details[0]
     library.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))

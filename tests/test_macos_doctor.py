@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import doctor, runtime
+from aidevops_local.core.llamacpp import runtime
+from aidevops_local.core.maintenance import doctor
 from tests.macos_fakes import fake_mac, macho_program
 
 

@@ -9,7 +9,8 @@ import types
 import psutil
 import pytest
 
-from aidevops_local.core import hardware, launch, mac_memory
+from aidevops_local.core.serving import launch
+from aidevops_local.core.system import hardware, mac_memory
 from tests.macos_fakes import fake_mac
 from tests.serving import serving_settings
 

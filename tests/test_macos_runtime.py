@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aidevops_local.cli.main import main
-from aidevops_local.core import config, macho, macos, runtime
-from aidevops_local.core.errors import ExitCode, NeedsNewerMacOS, Refused, VerificationFailed
+from aidevops_local.core.llamacpp import runtime
+from aidevops_local.core.system import config, macho, macos
+from aidevops_local.core.system.errors import ExitCode, NeedsNewerMacOS, Refused, VerificationFailed
 from tests.macos_fakes import CPU_ARM64, CPU_X86_64, fake_mac, macho_program, macos_release_archive, universal
 
 TOO_NEW = (26, 0, 0)

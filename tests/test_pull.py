@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from aidevops_local.core import config, downloads, gguf_meta, library, store
-from aidevops_local.core.errors import (
+from aidevops_local.core.database import store
+from aidevops_local.core.models import downloads, gguf_meta, library
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import (
     Cancelled,
     DiskFull,
     GatedRepo,
@@ -405,7 +407,7 @@ def test_a_split_set_whose_second_part_fails_leaves_nothing_listed(hub_env, tiny
 def test_a_file_name_over_255_bytes_is_refused(hub_env, tiny_gguf, tmp_path):
     long_name = "m" * 250 + "-Q4_K_M.gguf"
     hub_env.add_repo("org/long-GGUF", {long_name: tiny_gguf, "m-Q8_0.gguf": tiny_gguf})
-    from aidevops_local.core import hub
+    from aidevops_local.core.models import hub
 
     assert [f.filename for f in hub.list_files("org/long-GGUF")] == ["m-Q8_0.gguf"]
     with pytest.raises(UnsafePath, match="255"):

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from aidevops_local.core import hardware, recommend
-from aidevops_local.core.errors import ConfigError
+from aidevops_local.core.models import recommend
+from aidevops_local.core.system import hardware
+from aidevops_local.core.system.errors import ConfigError
 
 PROFILES = {
     "8 GB laptop": {"os": "linux", "arch": "x64", "physical_cores": 4, "ram_gb": 8,

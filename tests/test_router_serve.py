@@ -14,9 +14,11 @@ import psutil
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, router, server, usage
-from aidevops_local.core.errors import CorruptModel, LocalModelsError
-from aidevops_local.core.request_log import LogReader, format_header
+from aidevops_local.core.accounting import usage
+from aidevops_local.core.accounting.request_log import LogReader, format_header
+from aidevops_local.core.serving import router, server
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import CorruptModel, LocalModelsError
 from tests.serving import serving_settings
 
 
@@ -97,7 +99,9 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
 def test_a_model_the_router_loads_on_request_gets_an_inventory_row(router_running, models_dir):
     """beta is offered but was never served by name: the request that names it makes the router load it, and
     `models` and `cleanup` must know it was used (issue 12, item 15)."""
-    from aidevops_local.core import cleanup, library, store
+    from aidevops_local.core.database import store
+    from aidevops_local.core.maintenance import cleanup
+    from aidevops_local.core.models import library
 
     store.database()
     assert store.ModelInventory.get_or_none(store.ModelInventory.model == "beta") is None
@@ -209,7 +213,7 @@ def test_a_restart_the_keyring_refuses_leaves_the_running_server_alone(router_ru
     import keyring
     from keyring.backends import fail
 
-    from aidevops_local.core.errors import Refused
+    from aidevops_local.core.system.errors import Refused
 
     shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
     serving_settings(require_api_key=True)  # the next start needs a key, and no keyring can keep one
@@ -226,7 +230,7 @@ def test_a_restart_the_keyring_refuses_leaves_the_running_server_alone(router_ru
 
 def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_back(router_running, models_dir,
                                                                                     tiny_gguf, monkeypatch):
-    from aidevops_local.core import launch
+    from aidevops_local.core.serving import launch
 
     shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
     planned = launch.plan_launch
@@ -257,7 +261,7 @@ def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(system_r
 def test_a_model_that_fails_to_load_at_start_fails_the_start_and_leaves_nothing(system_runtime, models_dir,
                                                                               port, monkeypatch):
     # The checks pass (they read the header) but the load fails: the file changes between plan and start.
-    from aidevops_local.core import launch
+    from aidevops_local.core.serving import launch
 
     planned = launch.plan_launch
 
@@ -307,7 +311,7 @@ def test_router_mode_off_serves_one_model_that_answers_any_request(system_runtim
 
 def test_a_start_context_is_for_the_chosen_model_and_odd_names_stay_out_of_the_preset(system_runtime, models_dir,
                                                                                       tiny_gguf, port):
-    from aidevops_local.core import launch
+    from aidevops_local.core.serving import launch
 
     shutil.copy(tiny_gguf, models_dir / "odd[name].gguf")  # cannot be an INI section
     plan = launch.plan_launch("alpha", port=port, ctx=1024)

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from aidevops_local.cli.main import main
-from aidevops_local.core import config, releases, runtime
-from aidevops_local.core.errors import (
+from aidevops_local.core.llamacpp import releases, runtime
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import (
     AssetNotFound,
     Cancelled,
     DiskFull,
@@ -459,7 +460,7 @@ def test_install_killed_mid_download_leaves_the_previous_build_and_is_cleaned_up
     publish(installed_old, release_archive, NEW)
     _run_killed(f"""
         import os, signal
-        from aidevops_local.core import runtime
+        from aidevops_local.core.llamacpp import runtime
         def progress(p):
             if p.task.startswith("Downloading") and p.done > 4 << 20:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -480,7 +481,8 @@ def test_install_killed_between_renames_is_finished_from_disk(installed_old, rel
     publish(installed_old, release_archive, NEW)
     _run_killed(f"""
         import os, signal
-        from aidevops_local.core import config, runtime
+        from aidevops_local.core.system import config
+        from aidevops_local.core.llamacpp import runtime
         rename = os.rename
         def rename_then_die(src, dst):
             rename(src, dst)
@@ -501,7 +503,7 @@ def test_rollback_killed_between_renames_completes(installed_old, release_archiv
     runtime.update()
     _run_killed("""
         import os, signal
-        from aidevops_local.core import runtime
+        from aidevops_local.core.llamacpp import runtime
         rename = os.rename
         def rename_then_die(src, dst):
             rename(src, dst)

@@ -32,8 +32,11 @@ import pytest
 from keyring.backends import fail
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import api_key, build_features, config, downloads, launch, secrets, server
-from aidevops_local.core.errors import CorruptModel, ExitCode, Refused
+from aidevops_local.core.llamacpp import build_features
+from aidevops_local.core.models import downloads
+from aidevops_local.core.serving import api_key, launch, server
+from aidevops_local.core.system import config, secrets
+from aidevops_local.core.system.errors import CorruptModel, ExitCode, Refused
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
 from tests.serving import serving_settings, with_model
 

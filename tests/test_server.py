@@ -16,8 +16,15 @@ import psutil
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, launch, server
-from aidevops_local.core.errors import CorruptModel, ModelNotFound, PortInUse, RuntimeNotInstalled, ServerStartFailed
+from aidevops_local.core.serving import launch, server
+from aidevops_local.core.system import config
+from aidevops_local.core.system.errors import (
+    CorruptModel,
+    ModelNotFound,
+    PortInUse,
+    RuntimeNotInstalled,
+    ServerStartFailed,
+)
 from tests.serving import with_model
 
 
@@ -79,7 +86,7 @@ def test_two_serves_at_once_leave_one_server_and_the_other_names_it(system_runti
                                                                     monkeypatch):
     """Both pass the "already running" check unless a lock holds it through the start: each waits at a
     barrier after planning (the lock makes the second wait before its check; the barrier then gives up)."""
-    from aidevops_local.core.errors import ExitCode
+    from aidevops_local.core.system.errors import ExitCode
 
     planned = launch.plan_launch
     both_planned = threading.Barrier(2)
@@ -319,7 +326,7 @@ def test_a_process_that_only_calls_itself_llama_server_is_never_signalled(llama_
 def test_a_server_stays_ours_after_update_renames_its_build_folder(llama_server_dir, tiny_gguf, tmp_path, port):
     import shutil
 
-    from aidevops_local.core import runtime
+    from aidevops_local.core.llamacpp import runtime
     from tests.serving import serving_settings
 
     def link_or_copy(src, dst):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import migrations, store
-from aidevops_local.core.config import paths
-from aidevops_local.core.errors import DatabaseError
+from aidevops_local.core.database import migrations, store
+from aidevops_local.core.system.config import paths
+from aidevops_local.core.system.errors import DatabaseError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,7 +212,7 @@ def test_older_usage_db_is_imported_once_and_left_as_it_was():
     assert plain("SELECT model, tokens_in, tokens_out FROM model_usage") == [("phi", 5, 6), ("phi", 8, 9)]
     assert store.ModelInventory.get_by_id("phi").source == "legacy"
     # A new process (the app restarted) opens the same database: nothing is imported again.
-    done = subprocess.run([sys.executable, "-c", "from aidevops_local.core import store; store.database()"],
+    done = subprocess.run([sys.executable, "-c", "from aidevops_local.core.database import store; store.database()"],
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert plain("SELECT COUNT(*) FROM model_usage") == [(2,)]
@@ -245,7 +245,7 @@ def test_older_usage_db_keeps_its_model_access_rows_and_lists_no_model(capsys):
     # History, not models: no file of theirs is known, and the database file is never one.
     assert cli(["models", "--json"]) == 0
     assert capsys.readouterr().out.strip() == "[]"
-    from aidevops_local.core import doctor
+    from aidevops_local.core.maintenance import doctor
 
     assert doctor.check_models(hashes=False).summary == "no models recorded yet"
 
@@ -334,7 +334,7 @@ def test_a_malformed_database_is_a_clear_error():
 
 WRITER = """
     import sys, time
-    from aidevops_local.core import migrations, store
+    from aidevops_local.core.database import migrations, store
     name, n = sys.argv[1], 0
     store.database()  # both processes create and migrate the same new database at once
     deadline = time.monotonic() + 10

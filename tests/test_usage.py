@@ -21,9 +21,13 @@ import httpx
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core import config, prices, runtime, server, store, usage
-from aidevops_local.core.config import paths
-from aidevops_local.core.request_log import LogReader, format_header, parse_header
+from aidevops_local.core.accounting import prices, usage
+from aidevops_local.core.accounting.request_log import LogReader, format_header, parse_header
+from aidevops_local.core.database import store
+from aidevops_local.core.llamacpp import runtime
+from aidevops_local.core.serving import server
+from aidevops_local.core.system import config
+from aidevops_local.core.system.config import paths
 from tests.usage_server import Answer, chat, logged_server, rows, start_stream, triples
 from tests.usage_server import client as http_client
 
@@ -212,7 +216,7 @@ def test_requests_to_the_served_model_are_rows_after_stop(llama_server_dir, tiny
 # ---- nothing lost, nothing doubled ------------------------------------------------------------------------
 
 def test_app_restarts_between_requests_count_each_request_once(llama_server_dir, tiny_gguf):
-    ingest = "from aidevops_local.core import usage; print(usage.ingest())"
+    ingest = "from aidevops_local.core.accounting import usage; print(usage.ingest())"
     answers = []
     with logged_server(llama_server_dir, tiny_gguf, model="tiny") as srv:
         with http_client() as client:
@@ -285,7 +289,8 @@ def test_crash_in_the_middle_of_ingesting_loses_and_doubles_nothing(captured_log
     # Die with the first chunk's rows inserted but not committed; then again after two small chunks committed.
     crash_in_first = run_python("""
         import os
-        from aidevops_local.core import store, usage
+        from aidevops_local.core.database import store
+        from aidevops_local.core.accounting import usage
         store.LogCursor.insert = lambda *a, **k: os._exit(3)
         usage.ingest()
     """)
@@ -293,7 +298,8 @@ def test_crash_in_the_middle_of_ingesting_loses_and_doubles_nothing(captured_log
     assert rows() == []
     crash_later = run_python("""
         import os
-        from aidevops_local.core import store, usage
+        from aidevops_local.core.database import store
+        from aidevops_local.core.accounting import usage
         usage.CHUNK_BYTES = 2000
         real_rows, real_cursor, batches = store.ModelUsage.insert_many, store.LogCursor.insert, []
         def insert_many(*a, **k):
@@ -338,7 +344,7 @@ def test_two_ingesters_at_once_count_each_request_once(captured_log):
         copy = install_log(log, f"llama-server-2026112{n}-100000-1.log")
         copy.write_text(text.replace(session, f"run{n}", 1))
     code = """
-        from aidevops_local.core import usage
+        from aidevops_local.core.accounting import usage
         usage.CHUNK_BYTES = 700
         print(usage.ingest())
     """

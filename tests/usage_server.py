@@ -1,4 +1,4 @@
-"""The real llama-server started the way core/server.py starts it for usage accounting (its own log under the
+"""The real llama-server started the way core/serving/server.py starts it for usage accounting (its own log under the
 root's logs folder, opened by our header line, with `usage.llama_server_log_args()`), and OpenAI clients that
 keep the `usage` each answer carried, to compare with the rows ingestion makes. Used by the usage tests and
 the usage benchmark."""
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import httpx
 
-from aidevops_local.core import store, usage
-from aidevops_local.core.config import paths
-from aidevops_local.core.request_log import format_header
+from aidevops_local.core.accounting import usage
+from aidevops_local.core.accounting.request_log import format_header
+from aidevops_local.core.database import store
+from aidevops_local.core.system.config import paths
 from tests.fixtures.prepare import RunningServer, free_port, stop_process, wait_healthy
 from tests.serving import with_model
 

@@ -36,7 +36,7 @@ import psutil
 from tests.benchmarks.figures import Figure, ratio_figure
 from tests.fixtures.prepare import prepare
 
-from aidevops_local.core import fit, gguf_meta
+from aidevops_local.core.models import fit, gguf_meta
 
 MIB = 1 << 20
 CONTEXTS = {"tiny": (2048, 8192), "smollm2": (2048, 4096, 8192), "gemma3": (2048, 8192, 32768)}

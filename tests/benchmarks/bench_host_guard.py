@@ -1,4 +1,5 @@
-"""What the Host-checking front (core/host_guard.py) costs: the same server, asked through the front and directly.
+"""What the Host-checking front (core/serving/host_guard.py) costs: the same server, asked through the front
+and directly.
 
     python -m tests.benchmarks.bench_host_guard            # quick: about 40 s on 2 cores
     python -m tests.benchmarks.bench_host_guard --full     # more sweeps
@@ -42,7 +43,7 @@ class Stream:
 def run(quick: bool = True, *, tiny: bool = False, threads: int | None = None) -> list[Figure]:
     """``tiny``: the tiny random model instead, thousands of tokens/s: the front's per-chunk cost at its worst.
     ``threads``: llama-server's, below the machine's cores, to see the front with a core to spare."""
-    from aidevops_local.core import server
+    from aidevops_local.core.serving import server
 
     fixtures = prepare()
     _fresh_root(fixtures.llama_server_dir)

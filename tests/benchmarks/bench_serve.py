@@ -103,7 +103,7 @@ def _fresh_root(server_dir: Path) -> None:
     """A root of its own with the fixture build adopted as the system runtime, and default settings."""
     os.environ["AIDEVOPS_HOME"] = tempfile.mkdtemp(prefix="bench-serve.")
     os.environ["PATH"] = f"{server_dir}{os.pathsep}{os.environ['PATH']}"
-    from aidevops_local.core import runtime
+    from aidevops_local.core.llamacpp import runtime
 
     runtime.use_system()
 
@@ -124,7 +124,7 @@ def cold_starts(binary: Path, model: Path, *, pairs: int) -> tuple[list[float], 
 
 
 def _tool_start(model: Path) -> float:
-    from aidevops_local.core import server
+    from aidevops_local.core.serving import server
 
     port = free_port()
     t0 = time.perf_counter()
@@ -192,7 +192,7 @@ def _stop(proc: subprocess.Popen) -> None:
 # ---- 2. tokens/s with each side's defaults -------------------------------------------------------------------
 
 def speeds(binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int) -> tuple[list[Speed], list[Speed]]:
-    from aidevops_local.core import server
+    from aidevops_local.core.serving import server
 
     tool, bare = [], []
     for r in range(rounds):

@@ -152,7 +152,9 @@ def measure(*, idle_seconds: float, n_models: int, starts: int) -> Results:
     fixtures = prepare()
     os.environ["PATH"] = f"{fixtures.llama_server_dir}{os.pathsep}{os.environ['PATH']}"
 
-    from aidevops_local.core import config, runtime, server
+    from aidevops_local.core.llamacpp import runtime
+    from aidevops_local.core.serving import server
+    from aidevops_local.core.system import config
 
     runtime.use_system()
     config.save_settings(config.Settings(threads=1, ctx_size=2048, parallel=1, port=free_port()))

@@ -91,7 +91,7 @@ def measure(*, requests: int, concurrency: int, rounds: int, per_round: int, loa
             ratio: bool = True) -> tuple[list[Load], OnOff | None]:
     """Both parts (or the ones asked for), each printing its report; their numbers."""
     fixtures = prepare()
-    from aidevops_local.core import usage
+    from aidevops_local.core.accounting import usage
 
     loads = []
     if load:
@@ -116,7 +116,8 @@ def fresh_root() -> None:
 def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] | None, label: str) -> Load:
     from tests.usage_server import chat, client, logged_server
 
-    from aidevops_local.core import store, usage
+    from aidevops_local.core.accounting import usage
+    from aidevops_local.core.database import store
 
     fresh_root()
     rng = random.Random(1338)
@@ -168,7 +169,7 @@ def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96)
     import psutil
     from tests.usage_server import chat, client, logged_server
 
-    from aidevops_local.core import usage
+    from aidevops_local.core.accounting import usage
 
     fresh_root()
     prompt = "Write a short poem about the sea."

@@ -481,7 +481,7 @@ class Server:
 
 
 def start_serve(scenario: str, model: Path, ctx: int | None, env: dict, gpu: bool) -> Server:
-    from aidevops_local.core import fit
+    from aidevops_local.core.models import fit
 
     row = Row(scenario, "serve")
     port = free_port()
@@ -760,8 +760,9 @@ def scenario_run(name: str, *, model: Path, env: dict, server_bin: Path, logs: P
 
 def plan_preview(model: Path, env: dict, ctx: int | None) -> dict:
     """The plan `serve` will make, computed here the same way against what the card has free now."""
-    from aidevops_local.core import fit, hardware
-    from aidevops_local.core.gguf_meta import validate_gguf
+    from aidevops_local.core.models import fit
+    from aidevops_local.core.models.gguf_meta import validate_gguf
+    from aidevops_local.core.system import hardware
 
     home = Path(env["AIDEVOPS_HOME"])
     backend = json.loads((home / "bin" / "aidevops-runtime.json").read_text()).get("backend", "cpu")

@@ -108,7 +108,7 @@ def test_entry_runs_the_host_guard_front_for_serve(capsys, monkeypatch):
     """The frozen app has no `python -m`: serve starts the Host-checking front as `<app> --host-guard`."""
     import entry
 
-    from aidevops_local.core import host_guard
+    from aidevops_local.core.serving import host_guard
 
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     argv = host_guard.command()

@@ -150,7 +150,7 @@ def start_tray(tray_env, tmp_path):
 @pytest.fixture
 def system_runtime(system_runtime, free_port):
     """The root fixture's runtime and settings, on a port of this test's own; returns the settings."""
-    from aidevops_local.core import config
+    from aidevops_local.core.system import config
 
     settings = config.load_settings()
     settings.port = free_port()
@@ -172,7 +172,7 @@ def local_models(isolated_home, tiny_gguf) -> list[str]:
 @pytest.fixture
 def served(system_runtime, local_models):
     """tiny-a served by the real llama-server; stopped after the test if it still runs."""
-    from aidevops_local.core import server
+    from aidevops_local.core.serving import server
 
     status = server.serve(local_models[0])
     yield status

@@ -14,7 +14,8 @@ import psutil
 import pytest
 from PySide6.QtWidgets import QMenu
 
-from aidevops_local.core import config, server
+from aidevops_local.core.serving import server
+from aidevops_local.core.system import config
 from aidevops_local.tray import app as tray_app
 from aidevops_local.tray import menu
 from aidevops_local.tray.app import TrayApp

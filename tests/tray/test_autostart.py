@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from aidevops_local.core import autostart, config
+from aidevops_local.core.system import autostart, config
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_inside_the_bundle_login_opens_the_app_by_its_bundle_id(macos_bundle):
     "aidevops Local Models.app",
 ])
 def test_enabling_from_the_disk_image_or_a_translocated_copy_is_refused(macos_bundle, app):
-    from aidevops_local.core.errors import Refused
+    from aidevops_local.core.system.errors import Refused
 
     macos_bundle(app)
     with pytest.raises(Refused) as err:

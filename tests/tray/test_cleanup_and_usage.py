@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from aidevops_local.core import clock, config, store
+from aidevops_local.core.database import store
+from aidevops_local.core.system import clock, config
 from aidevops_local.tray import snapshot
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from aidevops_local.core import server
+from aidevops_local.core.serving import server
 
 
 @dataclass

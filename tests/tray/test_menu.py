@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 import pytest
 from PySide6.QtWidgets import QMenu
 
-from aidevops_local.core.router import RouterSupport
-from aidevops_local.core.server import ServerStatus
+from aidevops_local.core.serving.router import RouterSupport
+from aidevops_local.core.serving.server import ServerStatus
 from aidevops_local.tray import menu
 from aidevops_local.tray.snapshot import ModelEntry, Snapshot, StaleSummary
 

@@ -13,7 +13,8 @@ import time
 import httpx
 import pytest
 
-from aidevops_local.core import build_features, router
+from aidevops_local.core.llamacpp import build_features
+from aidevops_local.core.serving import router
 from tests.fixtures.prepare import RunningServer, wait_healthy
 
 
@@ -78,7 +79,7 @@ def test_load_and_switch_on_a_running_router(router_server):
 
 def test_unknown_model_is_not_found(router_server):
     base, _ = router_server
-    from aidevops_local.core.errors import ModelNotFound
+    from aidevops_local.core.system.errors import ModelNotFound
 
     with pytest.raises(ModelNotFound):
         router.load(base, "nope", timeout=5)

@@ -9,8 +9,8 @@ import keyring
 import pytest
 from keyring.backends import fail, null
 
-from aidevops_local.core import config, secrets
-from aidevops_local.core.errors import LocalModelsError, NetworkError, Refused
+from aidevops_local.core.system import config, secrets
+from aidevops_local.core.system.errors import LocalModelsError, NetworkError, Refused
 
 TOKEN = "hf_testtoken1234567890abcdef"
 
@@ -118,7 +118,7 @@ def test_the_api_key_is_read_from_the_keyring_once_per_server(secret_service, mo
     """Each read can be a Keychain prompt on macOS (an item written by another program): the status probes
     must not ask again. A key rotated elsewhere only takes effect when a server starts, which rewrites the
     state file; then it is read once more."""
-    from aidevops_local.core import api_key
+    from aidevops_local.core.serving import api_key
 
     secrets.store(secrets.API_KEY, "key-written-by-the-cli")
     reads: list[str] = []

@@ -7,7 +7,8 @@ from __future__ import annotations
 import keyring
 import pytest
 
-from aidevops_local.core import secrets, server
+from aidevops_local.core.serving import server
+from aidevops_local.core.system import secrets
 from aidevops_local.tray import wizard as wizard_mod
 from aidevops_local.tray.app import TrayApp
 from aidevops_local.tray.wizard import Pick, Wizard

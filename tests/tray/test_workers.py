@@ -6,8 +6,8 @@ import threading
 
 from PySide6.QtCore import QThread
 
-from aidevops_local.core.errors import ServerStartFailed
-from aidevops_local.core.progress import Progress, check_cancelled
+from aidevops_local.core.system.errors import ServerStartFailed
+from aidevops_local.core.system.progress import Progress, check_cancelled
 from aidevops_local.tray.workers import Workers
 
 

@@ -40,8 +40,8 @@ def period(longest_days: int) -> Callable[[str], str]:
     prints it back); the command parses it again."""
 
     def parse(text: str) -> str:
-        from ..core import usage
-        from ..core.errors import ConfigError
+        from ..core.accounting import usage
+        from ..core.system.errors import ConfigError
 
         try:
             value = usage.parse_period(text)
@@ -57,7 +57,7 @@ def period(longest_days: int) -> Callable[[str], str]:
 
 def host_address(text: str) -> str:
     """An IP address or a host name, as the settings file's `host` must be."""
-    from ..core import config
+    from ..core.system import config
 
     if not config.is_valid_host(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address or a host name, such as 127.0.0.1")

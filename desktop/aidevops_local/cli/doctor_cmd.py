@@ -6,8 +6,8 @@ import argparse
 
 from rich.markup import escape
 
-from ..core import doctor
-from ..core.errors import ExitCode
+from ..core.maintenance import doctor
+from ..core.system.errors import ExitCode
 from . import render
 
 EXAMPLES = """examples:

@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from .. import __version__
-from ..core.errors import ExitCode, LocalModelsError
+from ..core.system.errors import ExitCode, LocalModelsError
 from . import render
 
 # One module per command group; each exposes register(subparsers).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..core.errors import ChoiceNeeded, ExitCode, Refused
+from ..core.system.errors import ChoiceNeeded, ExitCode, Refused
 from . import render
 from .arg_types import int_between
 
@@ -83,7 +83,8 @@ def register(subparsers) -> None:
 
 
 def cmd_search(args) -> int:
-    from ..core import hardware, hub
+    from ..core.models import hub
+    from ..core.system import hardware
 
     if args.repo:
         files = hub.list_files(args.repo, hardware=hardware.detect())
@@ -113,7 +114,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_pull(args) -> int:
-    from ..core import downloads
+    from ..core.models import downloads
 
     file = args.file
     while True:
@@ -148,7 +149,7 @@ def _ask_choice(exc: ChoiceNeeded, repo: str) -> str:
     if not answer.isdigit() or not 1 <= int(answer) <= len(exc.choices):
         raise Refused("No file chosen; nothing was downloaded.", hint="Run again and pick a number.")
     choice = exc.choices[int(answer) - 1]
-    from ..core import downloads, hub
+    from ..core.models import downloads, hub
 
     repo_id, _ = downloads.parse_spec(repo)
     files = hub.group_models(hub.repo_files(repo_id))
@@ -159,7 +160,7 @@ def _ask_choice(exc: ChoiceNeeded, repo: str) -> str:
 
 
 def cmd_models(args) -> int:
-    from ..core import library
+    from ..core.models import library
 
     found = library.list_models()
     if args.json:
@@ -179,7 +180,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_models_rm(args) -> int:
-    from ..core import library
+    from ..core.models import library
 
     model = library.resolve_model(args.name)
     confirmed = args.yes
@@ -196,7 +197,7 @@ def cmd_models_rm(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from ..core import recommend
+    from ..core.models import recommend
 
     result = recommend.recommend()
     if args.json:

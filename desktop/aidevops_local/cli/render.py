@@ -26,9 +26,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..core.errors import LocalModelsError
-from ..core.progress import Progress as CoreProgress
-from ..core.untrusted import printable
+from ..core.system.errors import LocalModelsError
+from ..core.system.progress import Progress as CoreProgress
+from ..core.system.untrusted import printable
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)

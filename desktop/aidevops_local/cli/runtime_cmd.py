@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core import hardware, runtime
-from ..core.errors import ExitCode
+from ..core.llamacpp import runtime
+from ..core.system import hardware
+from ..core.system.errors import ExitCode
 from . import render
 
 INSTALL_EPILOG = """examples:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..core import api_key, config, launch, server
-from ..core.errors import ExitCode
+from ..core.serving import api_key, launch, server
+from ..core.system import config
+from ..core.system.errors import ExitCode
 from . import render
 from .arg_types import float_between, host_address, int_between
 

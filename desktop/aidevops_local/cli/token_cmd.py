@@ -6,8 +6,8 @@ import argparse
 import getpass
 import sys
 
-from ..core import secrets
-from ..core.errors import ExitCode, LocalModelsError
+from ..core.system import secrets
+from ..core.system.errors import ExitCode, LocalModelsError
 from . import render
 
 EXAMPLES = """examples:

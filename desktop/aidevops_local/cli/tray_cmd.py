@@ -28,7 +28,7 @@ def cmd_tray(args) -> int:
     try:
         from ..tray.main import main as tray_main
     except ImportError as exc:
-        from ..core.errors import LocalModelsError
+        from ..core.system.errors import LocalModelsError
 
         raise LocalModelsError(
             f"The tray needs PySide6, which is not installed ({exc.name}).",

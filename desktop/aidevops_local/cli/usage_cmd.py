@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import datetime
 
-from ..core.config import DAYS_RANGE
+from ..core.system.config import DAYS_RANGE
 from . import render
 from .arg_types import int_between, period
 
@@ -64,8 +64,9 @@ def register(subparsers) -> None:
 
 
 def cmd_usage(args) -> int:
-    from ..core import store, usage
-    from ..core.config import paths
+    from ..core.accounting import usage
+    from ..core.database import store
+    from ..core.system.config import paths
 
     if args.reset_db:
         moved = store.move_aside_damaged()
@@ -101,7 +102,7 @@ def cmd_usage(args) -> int:
 
 
 def cmd_cleanup(args) -> int:
-    from ..core import cleanup
+    from ..core.maintenance import cleanup
 
     plan = cleanup.find_stale(days=args.days, names=args.models or None)
     if not args.json:
@@ -154,7 +155,7 @@ def _confirm(plan, *, quiet: bool) -> bool:
 
 
 def cmd_nudge(args) -> int:
-    from ..core import cleanup
+    from ..core.maintenance import cleanup
 
     result = cleanup.nudge()
     if args.json:

@@ -18,7 +18,8 @@ from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
-from ..core import autostart, config, router, server
+from ..core.serving import router, server
+from ..core.system import autostart, config
 from . import dialogs, icons, macos, menu, snapshot
 from .notifications import Action, Notice, Notifications
 from .workers import Job, Workers
@@ -403,7 +404,7 @@ class TrayApp(QObject):
             self.open_cleanup()
 
     def check_nudge(self) -> None:
-        from ..core import cleanup
+        from ..core.maintenance import cleanup
 
         self.workers.submit(
             lambda job: cleanup.nudge(),

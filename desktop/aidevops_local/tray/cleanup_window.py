@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import cleanup
+from ..core.maintenance import cleanup
 from . import dialogs, menu
 
 

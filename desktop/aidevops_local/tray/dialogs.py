@@ -9,8 +9,8 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QFont
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from ..core.errors import LocalModelsError
-from ..core.untrusted import printable
+from ..core.system.errors import LocalModelsError
+from ..core.system.untrusted import printable
 from . import macos
 
 LOG_LINES = 400

@@ -19,27 +19,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import hardware
-from ..core.progress import Progress
-from ..core.untrusted import printable
+from ..core.system import hardware
+from ..core.system.progress import Progress
+from ..core.system.untrusted import printable
 from . import dialogs, menu
 from .notifications import Action, Notice
 
 
 def search(query: str):
-    from ..core import hub
+    from ..core.models import hub
 
     return hub.search(query)
 
 
 def list_files(repo_id: str):
-    from ..core import hub
+    from ..core.models import hub
 
     return hub.list_files(repo_id, hardware=hardware.detect())
 
 
 def pull(job, repo_id: str, filename: str):
-    from ..core import downloads
+    from ..core.models import downloads
 
     return downloads.pull(repo_id, filename, progress=job.report, cancel=job.cancel)
 

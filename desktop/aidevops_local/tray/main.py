@@ -18,7 +18,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from .. import APP_ID
-from ..core import config
+from ..core.system import config
 from . import icons, macos
 from .app import TrayApp
 from .single_instance import SingleInstance, ask_running_instance

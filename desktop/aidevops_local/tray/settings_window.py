@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import autostart, config, secrets
+from ..core.system import autostart, config, secrets
 from . import dialogs
 
 

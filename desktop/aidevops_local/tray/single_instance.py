@@ -12,7 +12,7 @@ import os
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 
-from ..core import config
+from ..core.system import config
 
 CONNECT_TIMEOUT_MS = 500
 

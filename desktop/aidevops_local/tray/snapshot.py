@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..core import config, hardware, router, server
-from ..core.errors import LocalModelsError
+from ..core.serving import router, server
+from ..core.system import config, hardware
+from ..core.system.errors import LocalModelsError
 
 log = logging.getLogger(__name__)
 PRESSURE_WARN_PERCENT = 90.0
@@ -95,7 +96,7 @@ def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health
 
 
 def _full_parts(problems: list[str]) -> dict:
-    from ..core import runtime
+    from ..core.llamacpp import runtime
 
     parts: dict = {}
     try:
@@ -115,7 +116,7 @@ def _full_parts(problems: list[str]) -> dict:
 
 
 def _models(problems: list[str]) -> list[ModelEntry]:
-    from ..core import library
+    from ..core.models import library
 
     try:
         found = library.list_models()
@@ -139,7 +140,7 @@ def _models(problems: list[str]) -> list[ModelEntry]:
 def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int | None]]:
     """Whether each model fits this machine (fit's listing sense: against total memory, all layers on the
     best GPU backend where there is one)."""
-    from ..core import fit
+    from ..core.models import fit
 
     hw = hardware.detect()
     marks: dict[str, tuple[bool | None, int | None]] = {}
@@ -156,7 +157,7 @@ def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int |
 
 
 def _stale(problems: list[str]) -> StaleSummary | None:
-    from ..core import cleanup
+    from ..core.maintenance import cleanup
 
     try:
         plan = cleanup.find_stale()

@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import clock, usage
+from ..core.accounting import usage
+from ..core.system import clock
 from . import dialogs
 
 PERIODS = (("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90))

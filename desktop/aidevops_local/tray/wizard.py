@@ -28,8 +28,9 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from ..core import config, hardware, secrets, server
-from ..core.untrusted import printable
+from ..core.serving import server
+from ..core.system import config, hardware, secrets
+from ..core.system.untrusted import printable
 from . import dialogs, menu
 
 PAGES = ("hardware", "runtime", "recommend", "token", "download", "start", "done")
@@ -98,7 +99,8 @@ def save_pick(pick: Pick | None) -> None:
 
 
 def read_progress(job=None) -> Progress:
-    from ..core import library, runtime
+    from ..core.llamacpp import runtime
+    from ..core.models import library
 
     installed = runtime.installed_runtime()
     status = server.status()
@@ -113,27 +115,27 @@ def read_progress(job=None) -> Progress:
 
 
 def install_runtime(job) -> str:
-    from ..core import runtime
+    from ..core.llamacpp import runtime
 
     installed = runtime.install_release(backend="auto", progress=job.report, cancel=job.cancel)
     return f"{installed.tag or installed.version} ({installed.backend})"
 
 
 def recommendations(job, hw: hardware.Hardware) -> list[Pick]:
-    from ..core import recommend
+    from ..core.models import recommend
 
     return [Pick(name=r.name, repo=r.repo, file=r.file, quant=r.quant, memory_bytes=r.memory_bytes,
                  tokens_per_s=r.tokens_per_s or 0.0) for r in recommend.recommend(hw).picks]
 
 
 def download(job, pick: Pick) -> str:
-    from ..core import downloads
+    from ..core.models import downloads
 
     return downloads.pull(pick.repo, pick.file, progress=job.report, cancel=job.cancel).name
 
 
 def start(job, name: str) -> server.ServerStatus:
-    from ..core import router
+    from ..core.serving import router
 
     status = server.status(probe_health=False)
     if status.running and status.model == name:

@@ -19,8 +19,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from ..core.errors import Cancelled, LocalModelsError
-from ..core.progress import Progress
+from ..core.system.errors import Cancelled, LocalModelsError
+from ..core.system.progress import Progress
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.05

@@ -25,8 +25,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskFull, LocalModelsError, UnsafePath, VerificationFailed
-from .progress import ProgressCallback, check_cancelled, report
+from ..system.errors import DiskFull, LocalModelsError, UnsafePath, VerificationFailed
+from ..system.progress import ProgressCallback, check_cancelled, report
 
 _CHUNK = 1 << 20
 _DISK_MARGIN = 32 << 20

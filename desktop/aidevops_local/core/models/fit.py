@@ -28,8 +28,8 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..system.hardware import GPU_BACKENDS, Hardware
 from .gguf_meta import GgufHeader
-from .hardware import GPU_BACKENDS, Hardware
 from .model_shape import ModelShape, guess_shape, shape_from_header
 
 __all__ = ["MemoryEstimate", "ModelShape", "ServerPlan", "estimate_memory", "guess_shape", "plan_server",

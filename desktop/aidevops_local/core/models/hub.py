@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from . import config
-from .errors import (
+from ..system import config
+from ..system.errors import (
     AuthRequired,
     ConfigError,
     GatedRepo,
@@ -27,9 +27,9 @@ from .errors import (
     NotFound,
     UnsafePath,
 )
+from ..system.hardware import Hardware
+from ..system.untrusted import printable
 from .gguf_meta import SPLIT_RE
-from .hardware import Hardware
-from .untrusted import printable
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
 NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
@@ -101,7 +101,7 @@ def hub_token() -> str | None:
     """The token to send: the environment's or the keyring's (core.secrets); None lets huggingface_hub find
     its own (its token file). A keyring that cannot be read is no token, not an error."""
     try:
-        from . import secrets
+        from ..system import secrets
 
         return secrets.hf_token()
     except (LocalModelsError, ImportError, RuntimeError, OSError):
@@ -327,7 +327,7 @@ def choose_file(files: list[RemoteFile], *, repo_id: str, quant: str | None = No
                 filename: str | None = None) -> RemoteFile:
     """The file ``pull`` takes: the one named, else the quant asked for, else Q4_K_M, Q5_K_M, Q8_0 in that
     order, else the only one. ChoiceNeeded (listing the quants) when that leaves more than one."""
-    from .errors import ChoiceNeeded
+    from ..system.errors import ChoiceNeeded
 
     if not files:
         raise NotFound(f"{repo_id} has no GGUF model files.",

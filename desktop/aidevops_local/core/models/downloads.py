@@ -30,10 +30,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config, hub, store
-from .errors import DiskFull, LocalModelsError, NetworkError, Refused, UnsafePath, VerificationFailed
+from ..database import store
+from ..system import config
+from ..system.errors import DiskFull, LocalModelsError, NetworkError, Refused, UnsafePath, VerificationFailed
+from ..system.progress import ProgressCallback, check_cancelled, report
+from . import hub
 from .library import LocalModel, model_name
-from .progress import ProgressCallback, check_cancelled, report
 
 CHUNK = 1 << 20
 DISK_MARGIN = 256 << 20  # left free after the download, for the system and the database
@@ -70,7 +72,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     repo, _, quant = spec.partition(":")
     repo = repo.strip("/")
     if repo.count("/") != 1 or not all(repo.split("/")):
-        from .errors import ConfigError
+        from ..system.errors import ConfigError
 
         raise ConfigError(f"{spec!r} is not a repository name.", hint="Write it as ORG/REPO or ORG/REPO:QUANT, "
                                                                       "e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.")
@@ -401,7 +403,7 @@ def _record(name: str, repo_id: str, chosen: hub.RemoteFile, targets: list[Path]
 
 
 def _now():
-    from . import clock
+    from ..system import clock
 
     return clock.now()
 

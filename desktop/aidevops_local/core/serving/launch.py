@@ -17,8 +17,10 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import api_key, build_features, config, hardware, host_guard
-from .errors import CorruptModel, LocalModelsError, Refused
+from ..llamacpp import build_features
+from ..system import config, hardware
+from ..system.errors import CorruptModel, LocalModelsError, Refused
+from . import api_key, host_guard
 
 
 @dataclass
@@ -59,7 +61,8 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
                 host: str | None = None, threads: int | None = None,
                 settings: config.Settings | None = None) -> LaunchPlan:
     """Everything about a start that can be decided (and refused) before a process exists."""
-    from . import library, runtime  # imported here: status must not pay for them
+    from ..llamacpp import runtime  # imported here: status must not pay for them
+    from ..models import library
 
     settings = settings or config.load_settings()
     binary = runtime.find_llama_server()
@@ -123,7 +126,7 @@ class _ModelPlanner:
 
     def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
         """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
-        from . import fit
+        from ..models import fit
 
         _check_model_intact(local)
         header = _validate_model(local.path)
@@ -139,7 +142,7 @@ class _ModelPlanner:
 
 def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -> dict[str, list[str]]:
     """Every local model a router can offer, each with its own plan; the chosen one loads at start."""
-    from . import library
+    from ..models import library
 
     sections = {chosen_model.name: chosen.args + ["--load-on-startup", "true"]}
     for other in library.list_models():
@@ -214,7 +217,7 @@ def _check_model_intact(local) -> None:
 
 
 def _validate_model(path: Path):
-    from .gguf_meta import validate_gguf
+    from ..models.gguf_meta import validate_gguf
 
     return validate_gguf(path)
 
@@ -222,6 +225,6 @@ def _validate_model(path: Path):
 def _log_args(binary: Path, server_args: list[str]) -> list[str]:
     """The flags that make llama-server log what usage accounting reads. Given the rest of argv, usage asks
     for trace verbosity (4-9 times the log volume) only where speculative decoding may be on."""
-    from . import usage
+    from ..accounting import usage
 
     return usage.llama_server_log_args(server_binary=binary, server_args=server_args)

@@ -20,9 +20,12 @@ from pathlib import Path
 
 import peewee
 
-from . import build_features, clock, prices, store
-from .config import llama_arg_env, paths
-from .errors import ConfigError
+from ..database import store
+from ..llamacpp import build_features
+from ..system import clock
+from ..system.config import llama_arg_env, paths
+from ..system.errors import ConfigError
+from . import prices
 from .request_log import LogReader, Request, parse_header
 
 LOG_GLOB = "llama-server-*.log"  # server.py's per-run logs
@@ -173,7 +176,7 @@ def _touch_inventory(model: str, model_path: str, count: int, latest: datetime) 
                .where(match).execute())
     if updated or not model_path:
         return
-    from . import library  # here: library is only needed for a model met for the first time
+    from ..models import library  # here: library is only needed for a model met for the first time
 
     found = library.model_on_disk(model, Path(model_path))
     if found is not None:
@@ -205,7 +208,7 @@ def _prune(sizes: dict[Path, int]) -> None:
 
 
 def _live_log() -> Path | None:
-    from . import server  # here, not at the top: server imports this module
+    from ..serving import server  # here, not at the top: server imports this module
 
     state = server.current_state()
     return Path(state.log_path) if state and state.log_path else None

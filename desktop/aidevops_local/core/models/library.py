@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .errors import LocalModelsError, ModelNotFound
+from ..system import config
+from ..system.errors import LocalModelsError, ModelNotFound
 from .gguf_meta import GGUF_MAGIC, SPLIT_RE, cached_header, split_parts
 
 SOURCES = ("pulled", "legacy", "external")
@@ -162,7 +162,7 @@ def _lmstudio_models() -> list[LocalModel]:
 
 
 def _inventory() -> list:
-    from . import store
+    from ..database import store
 
     store.database()
     return list(store.ModelInventory.select())
@@ -220,7 +220,7 @@ def _renamed(model: LocalModel, name: str) -> LocalModel:
 def _text(value) -> str | None:
     if value is None:
         return None
-    from . import store
+    from ..database import store
 
     return value if isinstance(value, str) else store.format_timestamp(value)
 
@@ -311,7 +311,7 @@ def remember(model: LocalModel) -> LocalModel:
     serve's checks passed: a file that is refused is never recorded. A row of that name whose file cannot be
     found (a relative path an older version stored, or a file since moved) is pointed at this file, keeping its
     history."""
-    from . import store
+    from ..database import store
 
     if model.source == "pulled":
         return model
@@ -433,8 +433,9 @@ def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
     (legacy, another tool's cache), or a link out of the models folder, is removed only when ``confirmed``;
     of a link only the link goes (but an HF cache snapshot entry takes its blob with it); the model being
     served is never removed."""
-    from . import server, store
-    from .errors import Refused
+    from ..database import store
+    from ..serving import server
+    from ..system.errors import Refused
 
     warning = removal_warning(model)
     if warning and not confirmed:

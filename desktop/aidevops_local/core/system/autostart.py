@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import APP_ID
+from ... import APP_ID
 from . import config, hardware
 from .errors import Refused
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from . import clock
+from ..system import clock
 
 _USAGE_DDL = """CREATE TABLE {name} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build_features, local_http
-from .errors import LocalModelsError, ModelNotFound, ServerNotRunning
-from .progress import ProgressCallback, check_cancelled, report
+from ..llamacpp import build_features
+from ..system import local_http
+from ..system.errors import LocalModelsError, ModelNotFound, ServerNotRunning
+from ..system.progress import ProgressCallback, check_cancelled, report
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def switch_model(
 
 
 def _switch_locked(name: str, progress: ProgressCallback | None, cancel: threading.Event | None):
-    from . import api_key, library, server
+    from ..models import library
+    from . import api_key, server
 
     state = server.current_state()
     if state is not None and server.owned_process(state) is not None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..system.errors import ConfigError
+from ..system.hardware import GPU_BACKENDS, Hardware
 from . import fit
-from .errors import ConfigError
-from .hardware import GPU_BACKENDS, Hardware
 
 RECOMMEND_CTX = 8192
 MIN_TOKENS_PER_S = 8.0  # below this, chat feels stuck
@@ -144,7 +144,7 @@ def recommend(hardware: Hardware | None = None, *, catalog: Path | None = None,
               min_tokens_per_s: float = MIN_TOKENS_PER_S) -> RecommendResult:
     """2-3 models for ``hardware`` (default: this machine): the best chat and coding models that fit and
     run at an interactive speed, and a third (faster, or the runner-up)."""
-    from .hardware import detect
+    from ..system.hardware import detect
 
     hw = hardware or detect()
     date, models = load_catalog(catalog)

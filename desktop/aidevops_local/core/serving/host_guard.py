@@ -13,7 +13,7 @@ or chunked encoding and passed on as it comes. What cannot be framed safely is r
 connection closed. The front exits when the llama-server it fronts exits.
 
 server.serve binds the public socket itself (so a taken port is reported at once) and hands it to this
-module run as its own small process: ``python -m aidevops_local.core.host_guard`` (or the frozen app with
+module run as its own small process: ``python -m aidevops_local.core.serving.host_guard`` (or the frozen app with
 ``--host-guard``). Nothing here imports more than the standard library and config.
 """
 
@@ -42,7 +42,7 @@ MAX_HEAD_BYTES = 64 * 1024  # llama-server's own limit on a request head is of t
 CHUNK = 64 * 1024
 SOCKET_NAME = "llama-server.sock"
 _SUN_PATH_MAX = 100  # sockaddr_un's path is 104 bytes on macOS, 108 on Linux; keep a margin
-_MARKER = "aidevops_local.core.host_guard"  # in the front's argv: how stop recognises it
+_MARKER = "aidevops_local.core.serving.host_guard"  # in the front's argv: how stop recognises it
 # The router's key for this run, handed to the front in its environment (never argv): see Front.
 KEY_ENV = "AIDEVOPS_FRONT_KEY"
 _CLIENT_KEY_HEADERS = (b"authorization", b"x-api-key")
@@ -111,7 +111,7 @@ def host_of(value: str) -> str | None:
 
 
 def refusal_message(host: str) -> str:
-    from . import config
+    from ..system import config
 
     shown = host if len(host) <= 100 else host[:100] + "..."
     return (f"Host {shown!r} is not allowed: this server answers only requests addressed to localhost or a "
@@ -455,7 +455,7 @@ def socket_path(app_dir: Path) -> Path:
 def prepare_socket(path: Path) -> None:
     """The socket's folder exists, is ours and is 0700 (no other user reaches the socket); no socket is
     left from an earlier run (llama-server leaves it behind, and would not bind over it)."""
-    from .errors import Refused
+    from ..system.errors import Refused
 
     folder = path.parent
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -475,7 +475,7 @@ def remove_socket(path: str) -> None:
 
 def bind(host: str, port: int) -> socket.socket:
     """The public socket, bound and listening, so that a taken port is said at once (PortInUse)."""
-    from .errors import PortInUse, ServerStartFailed
+    from ..system.errors import PortInUse, ServerStartFailed
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

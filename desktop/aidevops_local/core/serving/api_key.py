@@ -1,6 +1,6 @@
 """The optional API key of the local server (the setting ``require_api_key``).
 
-Generated once (``secrets.token_urlsafe``), kept in the OS keyring through core/secrets.py and nowhere
+Generated once (``secrets.token_urlsafe``), kept in the OS keyring through core/system/secrets.py and nowhere
 else, and handed to llama-server in its environment (``LLAMA_API_KEY``): never in argv, where every user
 of the machine can read it, never in a file, never in a log. Clients send it as ``Authorization: Bearer``.
 
@@ -16,8 +16,8 @@ import secrets as _random
 import threading
 from dataclasses import dataclass
 
-from . import config, secrets
-from .errors import LocalModelsError, Refused
+from ..system import config, secrets
+from ..system.errors import LocalModelsError, Refused
 
 KEY_BYTES = 32  # 43 URL-safe characters
 ENV_VAR = "LLAMA_API_KEY"
@@ -139,7 +139,7 @@ def headers(*, required: bool) -> dict[str, str]:
 def _require_usable_keyring() -> None:
     status = secrets.keyring_status()
     if not status.usable:
-        from .hardware import os_name
+        from ..system.hardware import os_name
 
         raise Refused(f"The API key cannot be kept: {status.reason}",
                       hint=_with_way_out(_KEYRING_HINT.get(os_name(), _KEYRING_HINT["linux"])))

@@ -16,7 +16,7 @@ import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from . import config
+from ..system import config
 
 HELP_TIMEOUT_S = 30.0
 _CACHE_NAME = "llama-server-features.json"

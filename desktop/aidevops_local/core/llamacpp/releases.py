@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from .. import __version__
-from . import config
-from .errors import AssetNotFound, DiskFull, NetworkError, NotFound, VerificationFailed
-from .progress import ProgressCallback, check_cancelled, report
+from ... import __version__
+from ..system import config
+from ..system.errors import AssetNotFound, DiskFull, NetworkError, NotFound, VerificationFailed
+from ..system.progress import ProgressCallback, check_cancelled, report
 
 _ASSET_NAME = re.compile(
     r"^(?P<cudart>cudart-)?llama-(?P<tag>b\d+)-bin-(?P<os>macos|ubuntu)-"

@@ -27,9 +27,9 @@ from urllib.parse import quote
 
 import peewee
 
-from . import clock
-from .config import paths
-from .errors import DatabaseError, DiskFull, NotFound, Refused
+from ..system import clock
+from ..system.config import paths
+from ..system.errors import DatabaseError, DiskFull, NotFound, Refused
 from .migrations import import_legacy_usage_db, migrate
 
 T = TypeVar("T")

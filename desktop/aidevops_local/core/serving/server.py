@@ -39,9 +39,19 @@ from pathlib import Path
 
 import psutil
 
-from . import api_key, config, hardware, host_guard, launch, listening, local_http, request_log
-from .errors import CorruptModel, DiskFull, LocalModelsError, PortInUse, Refused, ServerNotRunning, ServerStartFailed
-from .progress import ProgressCallback, check_cancelled, report
+from ..accounting import request_log
+from ..system import config, hardware, listening, local_http
+from ..system.errors import (
+    CorruptModel,
+    DiskFull,
+    LocalModelsError,
+    PortInUse,
+    Refused,
+    ServerNotRunning,
+    ServerStartFailed,
+)
+from ..system.progress import ProgressCallback, check_cancelled, report
+from . import api_key, host_guard, launch
 
 LOG_TAIL_LINES = 12
 # Lines in llama-server's log that explain a failed start, and what they mean for the user.
@@ -765,8 +775,8 @@ def _wait_gone(members: list[psutil.Process], timeout: float) -> bool:
 def _ingest_usage() -> str:
     """Account for finished requests. A failure here must not block a start or a stop: the logs stay on
     disk and the next ingest picks them up. Returns a warning for the user, or ""."""
-    from . import usage
-    from .errors import LocalModelsError
+    from ..accounting import usage
+    from ..system.errors import LocalModelsError
 
     try:
         usage.ingest()

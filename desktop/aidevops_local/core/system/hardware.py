@@ -90,7 +90,7 @@ class Hardware:
     @property
     def gpu_working_set(self) -> int:
         """Apple Silicon: how much of the unified memory Metal lets one process use: the figure read from
-        the Mac, else macOS's usual default share (see core/mac_memory.py)."""
+        the Mac, else macOS's usual default share (see core/system/mac_memory.py)."""
         if not self.unified_memory:
             return 0
         return self.metal_working_set or mac_memory.default_share(self.memory.total)
@@ -366,7 +366,7 @@ def _static_probe() -> tuple[str, str, str, tuple[str, ...], tuple[Gpu, ...], in
 
 def _server_or_none() -> Path | None:
     """The installed llama-server, for what it can tell of the GPU; None when there is none."""
-    from . import runtime  # runtime builds on this module: imported only when asked
+    from ..llamacpp import runtime  # runtime builds on this module: imported only when asked
     from .errors import LocalModelsError
 
     try:
@@ -441,7 +441,7 @@ def from_profile(data: dict, *, source: str = "profile") -> Hardware:
         hw = Hardware(memory=mem, **data)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"The hardware profile is not valid: {exc}",
-                          hint="See core/hardware.py from_profile for the fields.") from exc
+                          hint="See core/system/hardware.py from_profile for the fields.") from exc
     if not hw.ram_bandwidth_gbs:
         hw = replace(hw, ram_bandwidth_gbs=ram_bandwidth(cpu_name=hw.cpu_name, unified=hw.unified_memory,
                                                          physical=hw.physical_cores))

@@ -22,23 +22,13 @@ from urllib.parse import quote
 
 import psutil
 
-from .. import __version__
-from . import (
-    build_features,
-    config,
-    hardware,
-    launch,
-    listening,
-    mac_memory,
-    macho,
-    macos,
-    migrations,
-    runtime,
-    secrets,
-    server,
-)
-from .errors import ConfigError, LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
-from .progress import ProgressCallback, report
+from ... import __version__
+from ..database import migrations
+from ..llamacpp import build_features, runtime
+from ..serving import launch, server
+from ..system import config, hardware, listening, mac_memory, macho, macos, secrets
+from ..system.errors import ConfigError, LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
+from ..system.progress import ProgressCallback, report
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 1 << 30  # below this a pull or an update fails part-way
@@ -250,7 +240,7 @@ def _running_listen_addresses() -> tuple[server.ServerState, list[listening.List
 # ---- models -------------------------------------------------------------------------------------------------
 
 def check_models(*, hashes: bool, progress: ProgressCallback | None = None) -> Check:
-    from . import store
+    from ..database import store
 
     path = config.paths().database
     if not path.exists():
@@ -322,7 +312,7 @@ def _hash_mismatches(name: str, files: list[Path], recorded: str, progress: Prog
 # ---- database -----------------------------------------------------------------------------------------------
 
 def check_database() -> Check:
-    from . import store
+    from ..database import store
 
     path = config.paths().database
     if not path.exists():
@@ -346,7 +336,7 @@ def check_database() -> Check:
 
 def _migrations(path: Path) -> tuple[set[str], list[str]]:
     """Applied migration names, and those this version does not know (read-only)."""
-    from . import store
+    from ..database import store
 
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=store.BUSY_TIMEOUT_S)
     try:
@@ -501,7 +491,7 @@ def _xembed_tray_present() -> bool:
 
 
 def check_disk() -> Check:
-    from . import library
+    from ..models import library
 
     models_dir = config.paths().models_dir
     where = models_dir

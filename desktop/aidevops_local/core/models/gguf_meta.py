@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CorruptModel, ModelNotFound
+from ..system.errors import CorruptModel, ModelNotFound
 
 GGUF_MAGIC = b"GGUF"
 # GGUF value types (gguf spec): scalar sizes in bytes; 8 = string, 9 = array.

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import clock, store, usage
-from .config import load_settings, paths
-from .errors import ModelNotFound, Refused
+from ..accounting import usage
+from ..database import store
+from ..system import clock
+from ..system.config import load_settings, paths
+from ..system.errors import ModelNotFound, Refused
 
 NUDGE_KEY = "last_nudge"
 NUDGE_EVERY = timedelta(days=1)
@@ -185,7 +187,7 @@ def _inside(files: list[Path], folder: Path) -> bool:
 
 def _served() -> tuple[str, Path] | None:
     """The model and file of the server we run, if it is alive."""
-    from . import server  # here: server imports usage, which this module imports
+    from ..serving import server  # here: server imports usage, which this module imports
 
     state = server.current_state()
     if state is None or server.owned_process(state) is None:

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import archives, config, hardware, macho, macos, releases
-from .config import Paths
-from .errors import (
+from ..system import config, hardware, macho, macos
+from ..system.config import Paths
+from ..system.errors import (
     AssetNotFound,
     DiskFull,
     NeedsNewerMacOS,
@@ -40,7 +40,8 @@ from .errors import (
     RuntimeNotInstalled,
     VerificationFailed,
 )
-from .progress import ProgressCallback, check_cancelled, report
+from ..system.progress import ProgressCallback, check_cancelled, report
+from . import archives, releases
 
 log = logging.getLogger(__name__)
 
