@@ -54,17 +54,22 @@ def bundle_dir() -> Path:
 def appdir_dir() -> Path:
     return BUILD / "AppDir"
 
+
 # Pinned tools for the AppImage. The sha256s are GitHub's published digests for these release assets.
 APPIMAGETOOL_VERSION = "1.9.1"
 RUNTIME_VERSION = "20251108"
 PINNED = {
     ("appimagetool", "x86_64"): (
-        (f"https://github.com/AppImage/appimagetool/releases/download/{APPIMAGETOOL_VERSION}/"
-         "appimagetool-x86_64.AppImage"),
-        "ed4ce84f0d9caff66f50bcca6ff6f35aae54ce8135408b3fa33abfc3cb384eb0"),
+        (
+            f"https://github.com/AppImage/appimagetool/releases/download/{APPIMAGETOOL_VERSION}/"
+            "appimagetool-x86_64.AppImage"
+        ),
+        "ed4ce84f0d9caff66f50bcca6ff6f35aae54ce8135408b3fa33abfc3cb384eb0",
+    ),
     ("runtime", "x86_64"): (
         f"https://github.com/AppImage/type2-runtime/releases/download/{RUNTIME_VERSION}/runtime-x86_64",
-        "2fca8b443c92510f1483a883f60061ad09b46b978b2631c807cd873a47ec260d"),
+        "2fca8b443c92510f1483a883f60061ad09b46b978b2631c807cd873a47ec260d",
+    ),
 }
 # appimagetool's own mksquashfs settings, used when the AppImage is assembled from the runtime directly.
 MKSQUASHFS_ARGS = ["-comp", "zstd", "-b", "1M", "-root-owned", "-noappend", "-mkfs-time", "0"]
@@ -99,8 +104,10 @@ def app_version() -> str:
     installed = dist_version(identity.DIST_NAME)
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("version")
     if declared and declared != installed:
-        raise BuildError(f"pyproject.toml says {declared} but the installed metadata says {installed}: "
-                         "reinstall with `pip install -e .` first")
+        raise BuildError(
+            f"pyproject.toml says {declared} but the installed metadata says {installed}: "
+            "reinstall with `pip install -e .` first"
+        )
     return installed
 
 
@@ -109,8 +116,9 @@ def release_date() -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if not epoch:
         try:
-            epoch = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"], capture_output=True,
-                                   text=True, check=True).stdout.strip()
+            epoch = subprocess.run(
+                ["git", "-C", str(ROOT), "log", "-1", "--format=%ct"], capture_output=True, text=True, check=True
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             epoch = ""
     moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
@@ -119,13 +127,29 @@ def release_date() -> str:
 
 # ---- the PyInstaller bundle ------------------------------------------------------------------------------
 
+
 def build_bundle() -> Path:
     version = app_version()
     started = time.monotonic()
     log(f"bundle: PyInstaller {SPEC.name} -> {bundle_dir()} (version {version})")
-    subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
-                    "--distpath", str(DIST), "--workpath", str(BUILD / "pyinstaller"), str(SPEC)],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--clean",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            str(DIST),
+            "--workpath",
+            str(BUILD / "pyinstaller"),
+            str(SPEC),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
     log(f"bundle: done in {time.monotonic() - started:.0f} s, {tree_size(bundle_dir()) / 2**20:.0f} MiB")
     return bundle_dir()
 
@@ -135,6 +159,7 @@ def tree_size(path: Path) -> int:
 
 
 # ---- the AppDir ------------------------------------------------------------------------------------------
+
 
 def fill(template: str, **values: str) -> str:
     return Template((HERE / "linux" / template).read_text()).substitute(values)
@@ -164,18 +189,33 @@ def build_appdir(bundle: Path | None = None, appdir: Path | None = None) -> Path
     (appdir / ".DirIcon").symlink_to(f"{identity.APP_ID}.png")
 
     categories = "".join(f"{c};" for c in identity.CATEGORIES)
-    desktop = fill("app.desktop.in", name=identity.NAME, summary=identity.SUMMARY, exe=identity.EXE,
-                   app_id=identity.APP_ID, categories=categories, version=version)
+    desktop = fill(
+        "app.desktop.in",
+        name=identity.NAME,
+        summary=identity.SUMMARY,
+        exe=identity.EXE,
+        app_id=identity.APP_ID,
+        categories=categories,
+        version=version,
+    )
     applications = appdir / "usr" / "share" / "applications"
     applications.mkdir(parents=True)
     (applications / f"{identity.APP_ID}.desktop").write_text(desktop)
     (appdir / f"{identity.APP_ID}.desktop").symlink_to(f"usr/share/applications/{identity.APP_ID}.desktop")
 
     url_xml = f'  <url type="homepage">{identity.HOMEPAGE}</url>\n' if identity.HOMEPAGE else ""
-    metainfo = fill("app.metainfo.xml.in", app_id=identity.APP_ID, license=identity.LICENSE, name=identity.NAME,
-                    summary=identity.SUMMARY, exe=identity.EXE, version=version, date=release_date(),
-                    categories_xml="\n".join(f"    <category>{c}</category>" for c in identity.CATEGORIES),
-                    url_xml=url_xml)
+    metainfo = fill(
+        "app.metainfo.xml.in",
+        app_id=identity.APP_ID,
+        license=identity.LICENSE,
+        name=identity.NAME,
+        summary=identity.SUMMARY,
+        exe=identity.EXE,
+        version=version,
+        date=release_date(),
+        categories_xml="\n".join(f"    <category>{c}</category>" for c in identity.CATEGORIES),
+        url_xml=url_xml,
+    )
     metainfo_dir = appdir / "usr" / "share" / "metainfo"
     metainfo_dir.mkdir(parents=True)
     # appimagetool looks for <id>.appdata.xml; AppStream reads either name.
@@ -187,8 +227,10 @@ def build_appdir(bundle: Path | None = None, appdir: Path | None = None) -> Path
 def validate_appdir(appdir: Path) -> None:
     desktop = appdir / "usr" / "share" / "applications" / f"{identity.APP_ID}.desktop"
     metainfo = appdir / "usr" / "share" / "metainfo" / f"{identity.APP_ID}.appdata.xml"
-    checks = [("desktop-file-validate", [str(desktop)], "desktop-file-utils"),
-              ("appstreamcli", ["validate", "--no-net", "--no-color", str(metainfo)], "appstream")]
+    checks = [
+        ("desktop-file-validate", [str(desktop)], "desktop-file-utils"),
+        ("appstreamcli", ["validate", "--no-net", "--no-color", str(metainfo)], "appstream"),
+    ]
     for tool, args, package in checks:
         if shutil.which(tool) is None:
             log(f"appdir: {tool} not found, {package} not validated (apt-get install {package})")
@@ -201,6 +243,7 @@ def validate_appdir(appdir: Path) -> None:
 
 
 # ---- the AppImage ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Tool:
@@ -267,14 +310,25 @@ def build_appimage(appdir: Path | None = None, *, require: bool = False) -> Path
     if tool.path and runtime.path:
         # --runtime-file: appimagetool would otherwise download the runtime itself, unpinned.
         env = dict(os.environ, ARCH=arch(), APPIMAGE_EXTRACT_AND_RUN="1", VERSION=version)
-        subprocess.run([str(tool.path), "--no-appstream" if not shutil.which("appstreamcli") else "--verbose",
-                        "--runtime-file", str(runtime.path), str(appdir), str(out)], env=env, check=True)
+        subprocess.run(
+            [
+                str(tool.path),
+                "--no-appstream" if not shutil.which("appstreamcli") else "--verbose",
+                "--runtime-file",
+                str(runtime.path),
+                str(appdir),
+                str(out),
+            ],
+            env=env,
+            check=True,
+        )
     elif runtime.path and shutil.which("mksquashfs"):
         # What appimagetool does, with Debian's squashfs-tools: the runtime, then the AppDir as squashfs.
         log(f"appimage: appimagetool unavailable ({tool.problem}); assembling runtime + squashfs with mksquashfs")
         payload = BUILD / "appimage-payload.squashfs"
-        subprocess.run(["mksquashfs", str(appdir), str(payload), *MKSQUASHFS_ARGS, "-quiet", "-no-progress"],
-                       check=True)
+        subprocess.run(
+            ["mksquashfs", str(appdir), str(payload), *MKSQUASHFS_ARGS, "-quiet", "-no-progress"], check=True
+        )
         with open(out, "wb") as f:
             f.write(runtime.path.read_bytes())
             with open(payload, "rb") as p:
@@ -282,8 +336,16 @@ def build_appimage(appdir: Path | None = None, *, require: bool = False) -> Path
         payload.unlink()
     else:
         missing = "appimagetool" if not tool.path else "the AppImage runtime"
-        log(NO_GITHUB.format(what=missing, error=tool.problem or runtime.problem, appdir=appdir, arch=arch(),
-                             tool_version=APPIMAGETOOL_VERSION, runtime_version=RUNTIME_VERSION))
+        log(
+            NO_GITHUB.format(
+                what=missing,
+                error=tool.problem or runtime.problem,
+                appdir=appdir,
+                arch=arch(),
+                tool_version=APPIMAGETOOL_VERSION,
+                runtime_version=RUNTIME_VERSION,
+            )
+        )
         if require:
             raise BuildError("--require-appimage: no AppImage was made")
         return None
@@ -293,6 +355,7 @@ def build_appimage(appdir: Path | None = None, *, require: bool = False) -> Path
 
 
 # ---- macOS -----------------------------------------------------------------------------------------------
+
 
 def build_macos() -> Path:
     if sys.platform != "darwin":
@@ -307,8 +370,11 @@ def build_macos() -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", choices=("linux", "bundle", "appdir", "appimage", "macos"))
-    parser.add_argument("--require-appimage", action="store_true",
-                        help="fail (exit 3) when the AppImage cannot be made, instead of stopping at the AppDir")
+    parser.add_argument(
+        "--require-appimage",
+        action="store_true",
+        help="fail (exit 3) when the AppImage cannot be made, instead of stopping at the AppDir",
+    )
     parser.add_argument("--build-dir", type=Path, help="work files and the AppDir (default: build/)")
     parser.add_argument("--dist-dir", type=Path, help="the bundle and the AppImage (default: dist/)")
     args = parser.parse_args(argv)

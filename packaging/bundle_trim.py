@@ -22,19 +22,44 @@ import sys
 from pathlib import Path
 
 EXCLUDED_QT_MODULES = [
-    f"PySide6.{m}" for m in (
-        "QtConcurrent", "QtDBus", "QtDesigner", "QtHelp", "QtPrintSupport", "QtQml", "QtQuick",
-        "QtQuickControls2", "QtQuickTest", "QtQuickWidgets", "QtSql", "QtSvgWidgets", "QtTest", "QtUiTools",
-        "QtXml", "Qt3DCore", "QtCharts", "QtGraphs", "QtMultimedia", "QtWebEngineCore", "QtWebEngineWidgets",
-        "QtBluetooth", "QtPositioning", "QtSerialPort", "QtPdf", "QtPdfWidgets",
+    f"PySide6.{m}"
+    for m in (
+        "QtConcurrent",
+        "QtDBus",
+        "QtDesigner",
+        "QtHelp",
+        "QtPrintSupport",
+        "QtQml",
+        "QtQuick",
+        "QtQuickControls2",
+        "QtQuickTest",
+        "QtQuickWidgets",
+        "QtSql",
+        "QtSvgWidgets",
+        "QtTest",
+        "QtUiTools",
+        "QtXml",
+        "Qt3DCore",
+        "QtCharts",
+        "QtGraphs",
+        "QtMultimedia",
+        "QtWebEngineCore",
+        "QtWebEngineWidgets",
+        "QtBluetooth",
+        "QtPositioning",
+        "QtSerialPort",
+        "QtPdf",
+        "QtPdfWidgets",
     )
 ]
 
 _PLUGINS = r"PySide6/Qt/plugins/"
 _DROP = [
     # Plugin kinds the app never needs.
-    (_PLUGINS + r"(designer|egldeviceintegrations|generic|qmllint|qmltooling|sqldrivers|printsupport|"
-                r"vectorimageformats|networkinformation|tls|wayland-graphics-integration-server)/"),
+    (
+        _PLUGINS + r"(designer|egldeviceintegrations|generic|qmllint|qmltooling|sqldrivers|printsupport|"
+        r"vectorimageformats|networkinformation|tls|wayland-graphics-integration-server)/"
+    ),
     # Platforms: keep xcb and wayland (desktops), offscreen and minimal (headless runs, tests).
     _PLUGINS + r"platforms/lib(qeglfs|qlinuxfb|qminimalegl|qvkkhrdisplay|qvnc)\.",
     # The GTK3 theme plugin would drag the build machine's GTK into the bundle; the portal theme stays.
@@ -46,11 +71,15 @@ _DROP = [
     # English only: the app installs no QTranslator.
     r"PySide6/Qt/translations/",
     # Libraries only the plugins and modules above link.
-    (r"PySide6/Qt/lib/(lib)?Qt6?(Quick|Qml|Pdf|VirtualKeyboard|Designer|Help|Sql|Test|UiTools|Labs|Lottie|"
-     r"WaylandCompositor|WaylandEgl|EglFs|EglFS|Concurrent|Xml|ShaderTools|PrintSupport|SvgWidgets)"),
+    (
+        r"PySide6/Qt/lib/(lib)?Qt6?(Quick|Qml|Pdf|VirtualKeyboard|Designer|Help|Sql|Test|UiTools|Labs|Lottie|"
+        r"WaylandCompositor|WaylandEgl|EglFs|EglFS|Concurrent|Xml|ShaderTools|PrintSupport|SvgWidgets)"
+    ),
     # macOS frameworks of the same.
-    (r"PySide6/Qt/lib/Qt(Quick|Qml|Pdf|VirtualKeyboard|Designer|Help|Sql|Test|UiTools|Labs|Lottie|Concurrent|"
-     r"Xml|ShaderTools|PrintSupport|SvgWidgets)[A-Za-z0-9]*\.framework/"),
+    (
+        r"PySide6/Qt/lib/Qt(Quick|Qml|Pdf|VirtualKeyboard|Designer|Help|Sql|Test|UiTools|Labs|Lottie|Concurrent|"
+        r"Xml|ShaderTools|PrintSupport|SvgWidgets)[A-Za-z0-9]*\.framework/"
+    ),
 ]
 _DROP_RE = re.compile("|".join(f"(?:{p})" for p in _DROP))
 
@@ -72,7 +101,7 @@ def elf_needed(path: str) -> list[str]:
         data = f.read()
     if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
         return []
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
     sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
     names = []
@@ -85,7 +114,7 @@ def elf_needed(path: str) -> list[str]:
             if tag == 0:
                 break
             if tag == 1:  # DT_NEEDED
-                names.append(data[strtab + val:data.index(b"\0", strtab + val)].decode())
+                names.append(data[strtab + val : data.index(b"\0", strtab + val)].decode())
     return names
 
 

@@ -51,8 +51,9 @@ def bundle_info() -> dict:
         "executable": sys.executable,
         # What subprocesses inherit: PyInstaller points LD_LIBRARY_PATH at the bundle and keeps the user's own
         # value in LD_LIBRARY_PATH_ORIG; a child that is not ours (llama-server, a browser) needs it restored.
-        "library_path": {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "LD_LIBRARY_PATH_ORIG",
-                                                        "DYLD_LIBRARY_PATH")},
+        "library_path": {
+            k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "LD_LIBRARY_PATH_ORIG", "DYLD_LIBRARY_PATH")
+        },
         "keyring": {
             "backend": status.backend,
             "usable": status.usable,

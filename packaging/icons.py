@@ -24,9 +24,16 @@ SVG = HERE.parent / "desktop" / "aidevops_local" / "resources" / "app-icon.svg"
 
 # .icns entry types holding PNG data, by pixel size; the @2x entries reuse the next size up.
 ICNS_TYPES = (
-    (b"icp4", 16), (b"icp5", 32), (b"ic11", 32),  # 16, 32, 16@2x
-    (b"ic12", 64), (b"ic07", 128), (b"ic13", 256),  # 32@2x, 128, 128@2x
-    (b"ic08", 256), (b"ic14", 512), (b"ic09", 512), (b"ic10", 1024),  # 256, 256@2x, 512, 512@2x
+    (b"icp4", 16),
+    (b"icp5", 32),
+    (b"ic11", 32),  # 16, 32, 16@2x
+    (b"ic12", 64),
+    (b"ic07", 128),
+    (b"ic13", 256),  # 32@2x, 128, 128@2x
+    (b"ic08", 256),
+    (b"ic14", 512),
+    (b"ic09", 512),
+    (b"ic10", 1024),  # 256, 256@2x, 512, 512@2x
 )
 
 
@@ -70,10 +77,10 @@ def read_icns(data: bytes) -> dict[bytes, bytes]:
         raise ValueError("not an icns file")
     entries, pos = {}, 8
     while pos < len(data):
-        kind, length = data[pos:pos + 4], struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        kind, length = data[pos : pos + 4], struct.unpack(">I", data[pos + 4 : pos + 8])[0]
         if length < 8 or pos + length > len(data):
             raise ValueError(f"bad icns entry {kind!r}")
-        entries[kind] = data[pos + 8:pos + length]
+        entries[kind] = data[pos + 8 : pos + length]
         pos += length
     return entries
 

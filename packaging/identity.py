@@ -30,8 +30,11 @@ def macos_minimum(path: list[str] | None = None) -> str:
     lowest_per_wheel = []
     for name in QT_DISTS:
         for dist in distributions(name=name, **({"path": path} if path is not None else {})):
-            tags = [line.split(":", 1)[1].strip() for line in (dist.read_text("WHEEL") or "").splitlines()
-                    if line.startswith("Tag:")]
+            tags = [
+                line.split(":", 1)[1].strip()
+                for line in (dist.read_text("WHEEL") or "").splitlines()
+                if line.startswith("Tag:")
+            ]
             found = [(int(m[1]), int(m[2])) for t in tags if (m := _MACOS_TAG.search(t))]
             if found:
                 lowest_per_wheel.append(min(found))

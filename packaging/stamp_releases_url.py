@@ -27,8 +27,9 @@ def stamp(url: str, pyproject: Path = PYPROJECT) -> bool:
         return False
     entry = f'Releases = "{url}"\n'
     if urls or re.search(r"^\[project\.urls\]\s*$", text, re.MULTILINE):
-        stamped, found = re.subn(r"^\[project\.urls\]\s*\n", lambda m: m.group(0) + entry, text, count=1,
-                                 flags=re.MULTILINE)
+        stamped, found = re.subn(
+            r"^\[project\.urls\]\s*\n", lambda m: m.group(0) + entry, text, count=1, flags=re.MULTILINE
+        )
         if not found:
             raise ValueError(f"{pyproject}: [project] has urls, but not as a [project.urls] table")
     else:

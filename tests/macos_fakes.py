@@ -24,16 +24,25 @@ def packed(version: tuple[int, int, int]) -> int:
     return major << 16 | minor << 8 | patch
 
 
-def macho_program(minos: tuple[int, int, int] | None = (26, 0, 0), *, cputype: int = CPU_ARM64, order: str = "<",
-          old_style: bool = False, platform_id: int = 1) -> bytes:
+def macho_program(
+    minos: tuple[int, int, int] | None = (26, 0, 0),
+    *,
+    cputype: int = CPU_ARM64,
+    order: str = "<",
+    old_style: bool = False,
+    platform_id: int = 1,
+) -> bytes:
     """A thin 64-bit executable: a __PAGEZERO segment, then the version command (or none)."""
     segment = struct.pack(order + "II16sQQQQiiII", LC_SEGMENT_64, 72, b"__PAGEZERO", 0, 1 << 32, 0, 0, 0, 0, 0, 0)
     commands = [segment]
     if minos is not None and old_style:
         commands.append(struct.pack(order + "IIII", LC_VERSION_MIN_MACOSX, 16, packed(minos), packed(minos)))
     elif minos is not None:  # one tool (ld) after the fixed part, as the linker writes it
-        commands.append(struct.pack(order + "IIIIIIII", LC_BUILD_VERSION, 32, platform_id, packed(minos),
-                                    packed(minos), 1, 3, 0x04CE0100))
+        commands.append(
+            struct.pack(
+                order + "IIIIIIII", LC_BUILD_VERSION, 32, platform_id, packed(minos), packed(minos), 1, 3, 0x04CE0100
+            )
+        )
     body = b"".join(commands)
     header = struct.pack(order + "IiiIIIII", MH_MAGIC_64, cputype, 3, 2, len(commands), len(body), 0x00200085, 0)
     return header + body + b"\0" * 256
@@ -100,8 +109,18 @@ def fake_mac(monkeypatch, tmp_path: Path, *, arch: str = "arm64", profile: bool 
     monkeypatch.setattr(hardware, "_static_probe", functools.lru_cache(maxsize=1)(hardware._static_probe.__wrapped__))
     if profile:
         path = tmp_path / "mac.json"
-        path.write_text(json.dumps({
-            "os": "darwin", "arch": arch, "physical_cores": 8, "ram_gb": 16, "cpu_name": "Apple M2",
-            "unified_memory": arch == "arm64", "backends": ["metal", "cpu"] if arch == "arm64" else ["cpu"]}))
+        path.write_text(
+            json.dumps(
+                {
+                    "os": "darwin",
+                    "arch": arch,
+                    "physical_cores": 8,
+                    "ram_gb": 16,
+                    "cpu_name": "Apple M2",
+                    "unified_memory": arch == "arm64",
+                    "backends": ["metal", "cpu"] if arch == "arm64" else ["cpu"],
+                }
+            )
+        )
         monkeypatch.setenv("AIDEVOPS_HARDWARE_PROFILE", str(path))
     return mac

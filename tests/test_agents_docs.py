@@ -42,17 +42,31 @@ SHELL_FENCES = {"", "bash", "sh", "shell", "zsh", "console"}
 TOOL = "aidevops-local"
 HELPER_NAME = "local-model-helper.sh"
 # The subcommands the framework expects of the helper (each a cmd_<name> handing over to aidevops-local).
-HELPER_SUBCOMMANDS = ("install", "serve", "stop", "status", "models", "search", "pull", "recommend", "usage",
-                      "cleanup", "update")
+HELPER_SUBCOMMANDS = (
+    "install",
+    "serve",
+    "stop",
+    "status",
+    "models",
+    "search",
+    "pull",
+    "recommend",
+    "usage",
+    "cleanup",
+    "update",
+)
 HELPER_ALIASES = {"setup": "install", "start": "serve", "download": "pull"}
 NOT_INSTALLED_MESSAGE = "aidevops-local is not installed"
 
-_INVOCATION = re.compile(r"(?:^|(?<=[\s;&|(`\"']))(?:[\w.~/-]*/)?(aidevops-local|local-model-helper\.sh)"
-                         r"(?=$|[\s;&|)`\"'])")
+_INVOCATION = re.compile(
+    r"(?:^|(?<=[\s;&|(`\"']))(?:[\w.~/-]*/)?(aidevops-local|local-model-helper\.sh)"
+    r"(?=$|[\s;&|)`\"'])"
+)
 _STOPS = set("|;&)`<>")
 
 
 # ---- extracting the commands the docs show -----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DocCommand:
@@ -137,7 +151,7 @@ def doc_commands(paths=DOCS) -> list[DocCommand]:
             for number, line in _logical_lines(start, body):
                 line = _without_comment(line)
                 for match in _INVOCATION.finditer(line):
-                    rest = line[match.end():]
+                    rest = line[match.end() :]
                     end = _end_of_command(rest)
                     segment = rest[:end]
                     if end < len(rest) and rest[end] in "<>":
@@ -150,6 +164,7 @@ COMMANDS = doc_commands()
 
 
 # ---- parsing them with the real command line ---------------------------------------------------------------
+
 
 def _cli_argv(command: DocCommand) -> list[str] | None:
     """The aidevops-local arguments a documented command amounts to; None for the helper's own `help`."""
@@ -178,8 +193,7 @@ def _parse(argv: list[str]):
             return None, stderr.getvalue().strip() or f"exit {exc.code}"
 
 
-@pytest.mark.parametrize("command", COMMANDS,
-                         ids=[f"{c.path.name}:{c.line}:{' '.join(c.argv[:2])}" for c in COMMANDS])
+@pytest.mark.parametrize("command", COMMANDS, ids=[f"{c.path.name}:{c.line}:{' '.join(c.argv[:2])}" for c in COMMANDS])
 def test_documented_command_parses(command):
     argv = _cli_argv(command)
     if argv is None:
@@ -195,15 +209,15 @@ def test_every_guide_shows_commands_and_routing_shows_discovery():
     for command in COMMANDS:
         by_file.setdefault(command.path, []).append(command)
     for guide in GUIDES:
-        assert by_file.get(guide), (
-            f"{guide.relative_to(REPO)} shows no aidevops-local command in a shell block")
+        assert by_file.get(guide), f"{guide.relative_to(REPO)} shows no aidevops-local command in a shell block"
     routing = [c.argv for c in by_file[GUIDES[0]] if c.program == TOOL]
     assert ("status", "--json") in routing, "model-routing.md must show aidevops-local status --json"
 
 
 def test_extractor_reads_shell_the_way_a_shell_would(tmp_path):
     doc = tmp_path / "doc.md"
-    doc.write_text(textwrap.dedent("""\
+    doc.write_text(
+        textwrap.dedent("""\
         ```bash
         aidevops-local pull org/repo:Q4_K_M   # trailing comment
         # aidevops-local not a command, a comment
@@ -218,7 +232,9 @@ def test_extractor_reads_shell_the_way_a_shell_would(tmp_path):
         ```sh
         local-model-helper.sh download org/repo
         ```
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     found = [(c.line, c.program, c.argv) for c in doc_commands([doc])]
     assert found == [
         (2, TOOL, ("pull", "org/repo:Q4_K_M")),
@@ -243,6 +259,7 @@ def test_status_json_example_uses_the_real_fields():
 
 # ---- the helper --------------------------------------------------------------------------------------------
 
+
 def _helper_source() -> str:
     return HELPER.read_text(encoding="utf-8")
 
@@ -253,11 +270,11 @@ def test_helper_defines_and_dispatches_a_function_per_subcommand():
     missing = [name for name in HELPER_SUBCOMMANDS if name not in defined]
     assert not missing, f"local-model-helper.sh lacks cmd_ functions for: {missing}"
     for name in defined - {"help"}:
-        assert re.search(rf"^\s*{name}\b.*\)\s*cmd_{name} \"\$@\"", source, re.MULTILINE), \
-            f"main() does not dispatch {name} to cmd_{name} with \"$@\""
+        assert re.search(rf"^\s*{name}\b.*\)\s*cmd_{name} \"\$@\"", source, re.MULTILINE), (
+            f'main() does not dispatch {name} to cmd_{name} with "$@"'
+        )
         handover = rf"^cmd_{name}\(\) \{{\n(?:.*\n)*?\s*run_tool {name} \"\$@\""
-        assert re.search(handover, source, re.MULTILINE), \
-            f"cmd_{name} does not hand over to aidevops-local {name} \"$@\""
+        assert re.search(handover, source, re.MULTILINE), f'cmd_{name} does not hand over to aidevops-local {name} "$@"'
 
 
 def test_helper_exit_code_for_missing_tool_is_the_clis_not_installed():
@@ -277,8 +294,9 @@ def _run_helper(*args: str, path: str, extra_env: dict[str, str] | None = None, 
     env["PATH"] = path
     env.update(extra_env or {})
     bash = shutil.which("bash")
-    return subprocess.run([bash, str(HELPER), *args], check=False, capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [bash, str(HELPER), *args], check=False, capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("subcommand", HELPER_SUBCOMMANDS)
@@ -328,8 +346,10 @@ def test_helper_passes_arguments_and_exit_code_through_unchanged(tmp_path):
     stub.chmod(0o755)
     env = {"AIDEVOPS_LOCAL_BIN": str(stub)}
     cases = [
-        (("pull", "org/repo:Q4_K_M", "--file", "name with spaces.gguf", ""),
-         ["pull", "org/repo:Q4_K_M", "--file", "name with spaces.gguf", ""]),
+        (
+            ("pull", "org/repo:Q4_K_M", "--file", "name with spaces.gguf", ""),
+            ["pull", "org/repo:Q4_K_M", "--file", "name with spaces.gguf", ""],
+        ),
         (("download", "org/repo"), ["pull", "org/repo"]),
         (("setup", "--backend", "cpu"), ["install", "--backend", "cpu"]),
         (("start", "--port", "8081"), ["serve", "--port", "8081"]),
@@ -353,6 +373,7 @@ def test_helper_hands_over_to_the_real_cli():
 
 
 # ---- the index ---------------------------------------------------------------------------------------------
+
 
 def _toon_blocks(text: str):
     for match in re.finditer(r"<!--TOON:(\w+)\[(\d+)\]\{([^}]*)\}:\n(.*?)-->", text, re.DOTALL):
@@ -395,8 +416,12 @@ def test_routing_cost_table_is_the_tools_own_price_table():
 
     text = GUIDES[0].read_text(encoding="utf-8")
     assert prices.AS_OF.isoformat() in text, "model-routing.md should date its prices as core/accounting/prices.py does"
-    rows = {m.group(1): m.groups()[1:] for m in re.finditer(
-        r"^\| `(\w+)` \| ([^|]+?) \| \$([\d.]+) \| \$([\d.]+) \| \$([\d.]+) \|$", text, re.MULTILINE)}
+    rows = {
+        m.group(1): m.groups()[1:]
+        for m in re.finditer(
+            r"^\| `(\w+)` \| ([^|]+?) \| \$([\d.]+) \| \$([\d.]+) \| \$([\d.]+) \|$", text, re.MULTILINE
+        )
+    }
     assert rows.get("local", (None, "0", "0", "0"))[1:] == ("0", "0", "0")
     for price in prices.PRICES:
         assert price.tier in rows, f"the cost table has no row for {price.tier}"
@@ -414,18 +439,22 @@ def test_routing_guide_has_the_local_tier_row():
 
 # ---- lint --------------------------------------------------------------------------------------------------
 
+
 def test_shell_scripts_pass_shellcheck():
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed (tests/install-deps.sh installs the Debian package)")
-    done = subprocess.run(["bash", str(LINT), "--shell"], check=False, capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    done = subprocess.run(
+        ["bash", str(LINT), "--shell"], check=False, capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_markdown_passes_markdownlint():
     if shutil.which("markdownlint") is None:
-        pytest.skip("markdownlint is not installed: tests/install-deps.sh should run "
-                    "`npm install -g markdownlint-cli@0.48.0`")
-    done = subprocess.run(["bash", str(LINT), "--markdown"], check=False, capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+        pytest.skip(
+            "markdownlint is not installed: tests/install-deps.sh should run `npm install -g markdownlint-cli@0.48.0`"
+        )
+    done = subprocess.run(
+        ["bash", str(LINT), "--markdown"], check=False, capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr

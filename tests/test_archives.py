@@ -25,8 +25,13 @@ def _tar(path, members):
                 info.size, info.mode = len(payload), 0o644
                 tf.addfile(info, io.BytesIO(payload))
                 continue
-            info.type = {"symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE,
-                         "chardev": tarfile.CHRTYPE, "dir": tarfile.DIRTYPE}[kind]
+            info.type = {
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "fifo": tarfile.FIFOTYPE,
+                "chardev": tarfile.CHRTYPE,
+                "dir": tarfile.DIRTYPE,
+            }[kind]
             info.linkname = payload or ""
             tf.addfile(info)
     return path
@@ -42,14 +47,22 @@ def test_release_tarball_unpacks_with_library_symlinks_and_runs(llama_server_dir
     assert os.readlink(top / "libllama.so") == "libllama.so.0"
     assert os.readlink(top / "libllama.so.0") == "libllama.so.0.0.1"
     assert result.files == len(list(llama_server_dir.iterdir()))
-    done = subprocess.run([str(top / "llama-server"), "--version"], capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run(
+        [str(top / "llama-server"), "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 0 and "version: 1 (571d0d5)" in done.stderr
 
 
 def test_old_zip_layout_keeps_exec_bits_and_info_zip_symlinks(llama_server_dir, tmp_path):
-    archive = make_release_archive(llama_server_dir, "b3000", "llama-b3000-bin-ubuntu-x64.zip", tmp_path,
-                                   layout="build-bin", fmt="zip", zip_symlinks="keep")
+    archive = make_release_archive(
+        llama_server_dir,
+        "b3000",
+        "llama-b3000-bin-ubuntu-x64.zip",
+        tmp_path,
+        layout="build-bin",
+        fmt="zip",
+        zip_symlinks="keep",
+    )
     dest = tmp_path / "out"
 
     archives.extract(archive=archive, dest=dest)
@@ -57,15 +70,26 @@ def test_old_zip_layout_keeps_exec_bits_and_info_zip_symlinks(llama_server_dir, 
     bin_dir = dest / "build" / "bin"
     assert (bin_dir / "libggml.so").is_symlink() and os.readlink(bin_dir / "libggml.so") == "libggml.so.0"
     assert os.stat(bin_dir / "llama-server").st_mode & stat.S_IXUSR
-    done = subprocess.run([str(bin_dir / "llama-server"), "--version"], capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run(
+        [str(bin_dir / "llama-server"), "--version"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("fmt,kind", [
-    ("tar.gz", "dotdot"), ("tar.gz", "absolute"), ("tar.gz", "symlink"), ("tar.gz", "symlink-abs"),
-    ("tar.gz", "hardlink"), ("zip", "dotdot"), ("zip", "absolute"), ("zip", "symlink"), ("zip", "symlink-abs"),
-])
+@pytest.mark.parametrize(
+    "fmt,kind",
+    [
+        ("tar.gz", "dotdot"),
+        ("tar.gz", "absolute"),
+        ("tar.gz", "symlink"),
+        ("tar.gz", "symlink-abs"),
+        ("tar.gz", "hardlink"),
+        ("zip", "dotdot"),
+        ("zip", "absolute"),
+        ("zip", "symlink"),
+        ("zip", "symlink-abs"),
+    ],
+)
 def test_hostile_archive_is_refused_before_anything_is_written(tmp_path, fmt, kind):
     hostile = make_malicious_archive(tmp_path, kind, fmt)
     dest = tmp_path / "x" / "out"
@@ -80,9 +104,14 @@ def test_hostile_archive_is_refused_before_anything_is_written(tmp_path, fmt, ki
 
 def test_links_that_escape_only_together_are_refused(tmp_path):
     # Each link looks in-tree by name; resolved in this order, "a" ends up one level above the target.
-    archive = _tar(tmp_path / "chain.tar.gz", [
-        ("top/a", "symlink", "b/c/../.."), ("top/b", "dir", None), ("top/b/c", "symlink", "../.."),
-    ])
+    archive = _tar(
+        tmp_path / "chain.tar.gz",
+        [
+            ("top/a", "symlink", "b/c/../.."),
+            ("top/b", "dir", None),
+            ("top/b/c", "symlink", "../.."),
+        ],
+    )
     with pytest.raises(UnsafePath):
         archives.extract(archive=archive, dest=tmp_path / "x" / "out")
 
@@ -108,10 +137,14 @@ def test_special_files_are_refused(tmp_path, kind):
 
 
 def test_in_tree_directory_symlink_is_kept(tmp_path):
-    archive = _tar(tmp_path / "ok.tar.gz", [
-        ("top/lib/libx.so.1", "file", b"elf"), ("top/current", "symlink", "lib"),
-        ("top/lib/libx.so", "symlink", "libx.so.1"),
-    ])
+    archive = _tar(
+        tmp_path / "ok.tar.gz",
+        [
+            ("top/lib/libx.so.1", "file", b"elf"),
+            ("top/current", "symlink", "lib"),
+            ("top/lib/libx.so", "symlink", "libx.so.1"),
+        ],
+    )
     archives.extract(archive=archive, dest=tmp_path / "out")
     assert (tmp_path / "out" / "top" / "current" / "libx.so").read_bytes() == b"elf"
 

@@ -24,9 +24,23 @@ def test_the_real_build_has_what_the_server_relies_on(llama_server_dir):
     build_features.forget()
     found = build_features.features(llama_server_dir / "llama-server")
     assert found == build_features.BuildFeatures(
-        help_ran=True, cors_origins=True, cors_localhost=True, api_key=True, api_key_env=True, api_key_file=True,
-        trace_verbosity=True, router=True, models_preset=True, models_max=True, sleep_idle=True,
-        list_devices=True, no_webui=True, metrics=True, cache_ram=True, unix_socket=True)
+        help_ran=True,
+        cors_origins=True,
+        cors_localhost=True,
+        api_key=True,
+        api_key_env=True,
+        api_key_file=True,
+        trace_verbosity=True,
+        router=True,
+        models_preset=True,
+        models_max=True,
+        sleep_idle=True,
+        list_devices=True,
+        no_webui=True,
+        metrics=True,
+        cache_ram=True,
+        unix_socket=True,
+    )
 
 
 def test_help_runs_once_per_binary_and_is_cached_on_disk(llama_server_dir, tmp_path, monkeypatch):

@@ -22,22 +22,35 @@ from aidevops_local.core.system import config
 from aidevops_local.core.system.config import paths
 
 REPO = Path(__file__).resolve().parents[1]
-GIB = 1024 ** 3
+GIB = 1024**3
 FAKETIME = shutil.which("faketime")
-needs_faketime = pytest.mark.skipif(FAKETIME is None, reason="faketime (libfaketime) is not installed: "
-                                                              "tests/install-deps.sh installs it")
+needs_faketime = pytest.mark.skipif(
+    FAKETIME is None, reason="faketime (libfaketime) is not installed: tests/install-deps.sh installs it"
+)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def add_model(name: str, files: list[Path], *, source: str = "pulled", downloaded: datetime | None = None,
-              last_used: datetime | None = None) -> store.ModelInventory:
+def add_model(
+    name: str,
+    files: list[Path],
+    *,
+    source: str = "pulled",
+    downloaded: datetime | None = None,
+    last_used: datetime | None = None,
+) -> store.ModelInventory:
     store.database()
-    return store.ModelInventory.create(model=name, path=str(files[0]), files=[str(f) for f in files],
-                                       size_bytes=sum(f.stat().st_size for f in files), source=source,
-                                       downloaded=downloaded or now(), last_used=last_used)
+    return store.ModelInventory.create(
+        model=name,
+        path=str(files[0]),
+        files=[str(f) for f in files],
+        size_bytes=sum(f.stat().st_size for f in files),
+        source=source,
+        downloaded=downloaded or now(),
+        last_used=last_used,
+    )
 
 
 def pulled_copy(source: Path, name: str) -> Path:
@@ -70,6 +83,7 @@ def as_json(done: subprocess.CompletedProcess) -> dict:
 
 # ---- cleanup ---------------------------------------------------------------------------------------------
 
+
 @needs_faketime
 def test_cleanup_after_31_days_on_a_real_clock_jump(tiny_gguf, tiny_split_gguf):
     single = pulled_copy(tiny_gguf, "tiny")
@@ -98,8 +112,12 @@ def test_cleanup_after_31_days_on_a_real_clock_jump(tiny_gguf, tiny_split_gguf):
 
 
 def test_last_use_counts_before_the_download_date(tiny_gguf):
-    add_model("used-lately", [pulled_copy(tiny_gguf, "used-lately")], downloaded=now() - timedelta(days=90),
-              last_used=now() - timedelta(days=5))
+    add_model(
+        "used-lately",
+        [pulled_copy(tiny_gguf, "used-lately")],
+        downloaded=now() - timedelta(days=90),
+        last_used=now() - timedelta(days=5),
+    )
     add_model("never-used", [pulled_copy(tiny_gguf, "never-used")], downloaded=now() - timedelta(days=40))
     assert [m.model for m in cleanup.find_stale(days=30).models] == ["never-used"]
     assert [m.model for m in cleanup.find_stale(days=3).models] == ["never-used", "used-lately"]
@@ -160,8 +178,13 @@ def test_cleanup_asks_on_a_terminal(tiny_gguf):
     add_model("asked", [model], downloaded=now() - timedelta(days=45))
     for answer, kept in ((b"n\n", True), (b"y\n", False)):
         leader, follower = pty.openpty()
-        proc = subprocess.Popen([sys.executable, "-m", "aidevops_local", "cleanup"], stdin=follower,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aidevops_local", "cleanup"],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=REPO,
+        )
         os.close(follower)
         os.write(leader, answer)
         _, err = proc.communicate(timeout=60)
@@ -172,13 +195,13 @@ def test_cleanup_asks_on_a_terminal(tiny_gguf):
 
 # ---- the nudge -------------------------------------------------------------------------------------------
 
+
 def stale_bytes(*sizes: int) -> None:
     """Pulled models of these sizes (sparse files), unused for 45 days."""
     long_ago = now() - timedelta(days=45)
     store.database()
     for n, size in enumerate(sizes, start=store.ModelInventory.select().count()):
-        add_model(f"big{n}", [sparse(paths().models_dir / "org" / f"big{n}" / "model.gguf", size)],
-                  downloaded=long_ago)
+        add_model(f"big{n}", [sparse(paths().models_dir / "org" / f"big{n}" / "model.gguf", size)], downloaded=long_ago)
 
 
 def test_nudge_is_silent_at_the_threshold_and_speaks_just_over_it(capsys):
@@ -200,8 +223,7 @@ def test_nudge_threshold_and_age_come_from_settings(capsys):
 
 
 def test_nudge_ignores_models_cleanup_would_keep(tmp_path):
-    add_model("ext", [sparse(tmp_path / "ext.gguf", 6 * GIB)], source="external",
-              downloaded=now() - timedelta(days=90))
+    add_model("ext", [sparse(tmp_path / "ext.gguf", 6 * GIB)], source="external", downloaded=now() - timedelta(days=90))
     assert cleanup.nudge() is None
 
 
@@ -218,6 +240,7 @@ def test_nudge_at_most_once_a_day():
 
 
 # ---- links and paths that are not plainly ours (issue 12, items 5 and 17) --------------------------------
+
 
 def test_a_link_out_of_the_models_folder_is_kept_and_named_only_its_link_goes(tmp_path, tiny_gguf, capsys):
     precious = tmp_path / "elsewhere" / "precious.gguf"
@@ -238,13 +261,18 @@ def test_a_link_out_of_the_models_folder_is_kept_and_named_only_its_link_goes(tm
     assert not link.is_symlink() and precious.exists()
 
 
-def test_a_relative_stored_path_never_reaches_a_file_in_the_current_folder(tmp_path, tiny_gguf, monkeypatch,
-                                                                         capsys):
+def test_a_relative_stored_path_never_reaches_a_file_in_the_current_folder(tmp_path, tiny_gguf, monkeypatch, capsys):
     """An older version stored `serve ./rel.gguf` as rel.gguf; run from a folder holding another rel.gguf,
     cleanup must not take that file for the model's."""
     store.database()
-    store.ModelInventory.create(model="rel", path="rel.gguf", files=["rel.gguf"], size_bytes=10, source="pulled",
-                                downloaded=now() - timedelta(days=100))
+    store.ModelInventory.create(
+        model="rel",
+        path="rel.gguf",
+        files=["rel.gguf"],
+        size_bytes=10,
+        source="pulled",
+        downloaded=now() - timedelta(days=100),
+    )
     here = tmp_path / "somewhere"
     here.mkdir()
     unrelated = here / "rel.gguf"

@@ -26,8 +26,9 @@ def hub_env(fake_hub, monkeypatch):
 
 def _cli(*args, code: str | None = None):
     argv = [sys.executable, "-c", code] if code else [sys.executable, "-m", "aidevops_local", *args]
-    return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}, timeout=120,
-                          check=False)
+    return subprocess.run(
+        argv, capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"}, timeout=120, check=False
+    )
 
 
 def test_printable_strips_control_characters():
@@ -47,8 +48,11 @@ def test_search_prints_no_escape_sequence_from_the_hub(hub_env):
 
 
 def test_brackets_in_errors_and_hints_are_printed_as_written(capsys):
-    render.error(LocalModelsError("No [bold]model[/bold] here.", hint="pip install 'aidevops-local[gui]'",
-                                  details="[red]details[/red]"))
+    render.error(
+        LocalModelsError(
+            "No [bold]model[/bold] here.", hint="pip install 'aidevops-local[gui]'", details="[red]details[/red]"
+        )
+    )
     render.warn("a [link=x]name[/link]")
     render.table(["name"], [["[b]m[/b]"]], title="[gui]")
     captured = capsys.readouterr()
@@ -58,9 +62,9 @@ def test_brackets_in_errors_and_hints_are_printed_as_written(capsys):
 
 
 def test_tray_without_the_gui_extra_names_the_extra():
-    code = ("import sys; sys.modules['PySide6'] = None\n"
-            "from aidevops_local.cli.main import main\n"
-            "sys.exit(main(['tray']))")
+    code = (
+        "import sys; sys.modules['PySide6'] = None\nfrom aidevops_local.cli.main import main\nsys.exit(main(['tray']))"
+    )
     done = _cli(code=code)
     assert done.returncode == 1, done.stderr
     assert "pip install 'aidevops-local[gui]'" in done.stderr

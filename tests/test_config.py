@@ -22,7 +22,7 @@ HOSTILE = [
     "unicodé 模型 🦙 \u2028 \u2029 \ufeff \u200b",
     "",
     " edge spaces ",
-    "key = \"injected\"\n[section]\nport = 1",
+    'key = "injected"\n[section]\nport = 1',
 ]
 
 
@@ -38,18 +38,34 @@ def write_config(text: str) -> None:
 def every_setting_changed(text: str) -> config.Settings:
     """Each setting away from its default; the text settings hold ``text``."""
     return config.Settings(
-        port=65535, host="::1", ctx_size=4 * 1024 * 1024, threads=512, parallel=256, gpu_layers=0,
-        extra_server_args=[text, "--alias", text, "--no-webui"], health_timeout_s=0.5 + 1, stop_grace_s=0.0,
-        default_model=text, stale_days=36_500, stale_nudge_gb=0.25, start_at_login=True,
-        keep_server_on_quit=False, idle_unload_s=1, auto_restart=True, router_mode=False, require_api_key=True,
-        allowed_hosts=["mybox.lan", "192.168.1.20", "[::1]"])  # names only: hostile ones are refused (below)
+        port=65535,
+        host="::1",
+        ctx_size=4 * 1024 * 1024,
+        threads=512,
+        parallel=256,
+        gpu_layers=0,
+        extra_server_args=[text, "--alias", text, "--no-webui"],
+        health_timeout_s=0.5 + 1,
+        stop_grace_s=0.0,
+        default_model=text,
+        stale_days=36_500,
+        stale_nudge_gb=0.25,
+        start_at_login=True,
+        keep_server_on_quit=False,
+        idle_unload_s=1,
+        auto_restart=True,
+        router_mode=False,
+        require_api_key=True,
+        allowed_hosts=["mybox.lan", "192.168.1.20", "[::1]"],
+    )  # names only: hostile ones are refused (below)
 
 
 @pytest.mark.parametrize("text", HOSTILE)
 def test_every_setting_round_trips_hostile_text(text):
     covered = every_setting_changed("x")
-    changed = {f.name for f in fields(config.Settings)
-               if getattr(covered, f.name) != getattr(config.Settings(), f.name)}
+    changed = {
+        f.name for f in fields(config.Settings) if getattr(covered, f.name) != getattr(config.Settings(), f.name)
+    }
     assert changed == {f.name for f in fields(config.Settings)}  # the test covers every setting
     saved = every_setting_changed(text)
     config.save_settings(saved)
@@ -60,8 +76,9 @@ def test_every_setting_round_trips_hostile_text(text):
 
 
 def test_a_save_keeps_the_users_comments_and_leaves_out_defaults():
-    write_config("# my box: keep the fans quiet\nthreads = 2  # two of four cores\n\n# the big model\n"
-                 'default_model = "qwen"\n')
+    write_config(
+        '# my box: keep the fans quiet\nthreads = 2  # two of four cores\n\n# the big model\ndefault_model = "qwen"\n'
+    )
     settings = config.load_settings()
     settings.threads, settings.ctx_size = 3, 8192
     config.save_settings(settings)
@@ -141,8 +158,10 @@ def test_a_bad_value_is_one_line_and_exit_11_before_anything_starts(line, named,
 
 
 def test_the_edges_of_each_range_are_accepted():
-    write_config("port = 1\nctx_size = 256\nthreads = 1\nparallel = 1\ngpu_layers = -1\nstale_days = 1\n"
-                 "idle_unload_s = 0\nstop_grace_s = 0\nhealth_timeout_s = 1\n")
+    write_config(
+        "port = 1\nctx_size = 256\nthreads = 1\nparallel = 1\ngpu_layers = -1\nstale_days = 1\n"
+        "idle_unload_s = 0\nstop_grace_s = 0\nhealth_timeout_s = 1\n"
+    )
     loaded = config.load_settings()
     assert (loaded.port, loaded.ctx_size, loaded.gpu_layers, loaded.health_timeout_s) == (1, 256, -1, 1.0)
 

@@ -55,8 +55,18 @@ def test_a_working_setup_passes(private_desktop, system_runtime, monkeypatch, ca
     code, checks = doctor_json(capsys)
     assert code == 0, [c for c in checks.values() if c["status"] != "ok"]
     assert {name: c["status"] for name, c in checks.items()} == {
-        "settings": "ok", "app": "ok", "runtime": "ok", "previous runtime": "ok", "server security": "ok",
-        "database": "ok", "models": "ok", "keyring": "ok", "port": "ok", "tray host": "ok", "disk": "ok"}
+        "settings": "ok",
+        "app": "ok",
+        "runtime": "ok",
+        "previous runtime": "ok",
+        "server security": "ok",
+        "database": "ok",
+        "models": "ok",
+        "keyring": "ok",
+        "port": "ok",
+        "tray host": "ok",
+        "disk": "ok",
+    }
     assert "version: 1 (571d0d5)" in checks["runtime"]["summary"]
     assert "--cors-origins localhost" in checks["server security"]["summary"]
     assert "SecretService" in checks["keyring"]["summary"]
@@ -144,10 +154,18 @@ def test_a_database_with_migrations_pending():
 def test_the_port_held_by_another_program_then_by_our_server(system_runtime, tiny_gguf, free_port):
     port = free_port()
     serving_settings(port=port)
-    holder = subprocess.Popen([sys.executable, "-c", f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
 import socket, time
 s = socket.socket(); s.bind(("127.0.0.1", {port})); s.listen(); print("ready", flush=True); time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
+""",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         taken = check("port")
@@ -185,8 +203,13 @@ def test_tray_host_absent_then_a_status_notifier_watcher(private_desktop, monkey
     monkeypatch.delenv("DISPLAY", raising=False)
     missing = check("tray host")
     assert missing.status == "warn" and "gnome-shell-extension-appindicator" in missing.fix
-    watcher = subprocess.Popen([sys.executable, "-m", "tests.tray.sni_watcher"], stdout=subprocess.PIPE, text=True,
-                               cwd=Path(__file__).resolve().parents[1], env=dict(os.environ))
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "tests.tray.sni_watcher"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env=dict(os.environ),
+    )
     try:
         assert watcher.stdout.readline().strip() == "ready"
         found = check("tray host")
@@ -224,8 +247,9 @@ def test_a_key_on_the_command_line_fails_the_settings_check_and_is_never_shown(s
     assert checks["runtime"]["status"] == "ok"  # the other checks still run
 
 
-def test_security_reports_where_the_running_server_really_listens(system_runtime, llama_server_dir, tiny_gguf,
-                                                                   free_port):
+def test_security_reports_where_the_running_server_really_listens(
+    system_runtime, llama_server_dir, tiny_gguf, free_port
+):
     port = free_port()
     status = server.serve(str(tiny_gguf), port=port)
     try:
@@ -240,10 +264,20 @@ def test_security_reports_where_the_running_server_really_listens(system_runtime
 
     port = free_port()
     with llama_server(llama_server_dir, tiny_gguf, port=port, extra_args=["--host", "0.0.0.0"]) as srv:
-        server._write_state(server.ServerState(
-            pid=srv.proc.pid, create_time=psutil.Process(srv.proc.pid).create_time(), host="127.0.0.1", port=port,
-            model="tiny", model_path=str(tiny_gguf), binary=str(llama_server_dir / "llama-server"),
-            log_path=str(srv.log_path), started_at=time.time(), session_id="s"))
+        server._write_state(
+            server.ServerState(
+                pid=srv.proc.pid,
+                create_time=psutil.Process(srv.proc.pid).create_time(),
+                host="127.0.0.1",
+                port=port,
+                model="tiny",
+                model_path=str(tiny_gguf),
+                binary=str(llama_server_dir / "llama-server"),
+                log_path=str(srv.log_path),
+                started_at=time.time(),
+                session_id="s",
+            )
+        )
         exposed = check("server security")
         server._clear_state()
     assert exposed.status == "fail"

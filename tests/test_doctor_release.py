@@ -23,8 +23,10 @@ def test_doctor_names_the_version_and_the_releases_page_from_the_environment(mon
     found = app_check()
 
     assert found.status == doctor.OK
-    assert found.summary == (f"aidevops-local {__version__}; newer releases are published at "
-                             "https://github.com/example/aidevops-local/releases")
+    assert found.summary == (
+        f"aidevops-local {__version__}; newer releases are published at "
+        "https://github.com/example/aidevops-local/releases"
+    )
     cli(["doctor", "--json"])
     report = json.loads(capsys.readouterr().out)
     shown = [c for c in report["checks"] if c["name"] == "app"]
@@ -46,8 +48,7 @@ def test_without_a_releases_page_doctor_says_how_to_name_one(monkeypatch):
     found = app_check()
 
     assert found.status == doctor.OK
-    assert found.summary == (f"aidevops-local {__version__}; where newer releases are published is not "
-                             "configured")
+    assert found.summary == (f"aidevops-local {__version__}; where newer releases are published is not configured")
     assert "AIDEVOPS_APP_RELEASES_URL" in found.details[0] and "[project.urls]" in found.details[0]
 
 
@@ -57,6 +58,7 @@ def test_a_releases_page_that_is_not_a_web_address_is_a_warning(monkeypatch):
     found = app_check()
 
     assert found.status == doctor.WARN
-    assert found.summary == (f"aidevops-local {__version__}; AIDEVOPS_APP_RELEASES_URL is not an http(s) "
-                             "address: 'javascript:alert(1)'")
+    assert found.summary == (
+        f"aidevops-local {__version__}; AIDEVOPS_APP_RELEASES_URL is not an http(s) address: 'javascript:alert(1)'"
+    )
     assert "AIDEVOPS_APP_RELEASES_URL" in found.fix

@@ -17,8 +17,7 @@ CLI = [sys.executable, "-m", "aidevops_local"]
 
 
 def run(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=180,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, timeout=180, stdin=subprocess.DEVNULL)
 
 
 def test_install_serve_chat_status_stop(fake_releases, release_archive, tiny_gguf, free_port, isolated_home):

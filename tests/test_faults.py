@@ -55,11 +55,13 @@ OLD, NEW = "b10068", "b10100"
 VERSION_LINE = "version: 1 (571d0d5)"
 SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 FAKETIME = shutil.which("faketime")
-needs_faketime = pytest.mark.skipif(FAKETIME is None, reason="faketime (libfaketime) is not installed: "
-                                                              "tests/install-deps.sh installs it")
+needs_faketime = pytest.mark.skipif(
+    FAKETIME is None, reason="faketime (libfaketime) is not installed: tests/install-deps.sh installs it"
+)
 
 
 # ---- processes ---------------------------------------------------------------------------------------------
+
 
 class Procs:
     """Every process a test starts, killed (with its group) at the end whatever happened."""
@@ -71,22 +73,33 @@ class Procs:
 
     def cli(self, *args: str, shift: str | None = None, code: str | None = None) -> subprocess.Popen:
         """`python -m aidevops_local ARGS` in its own session, output to files (read with .out/.err)."""
-        argv = [sys.executable, "-m", "aidevops_local", *args] if code is None else \
-            [sys.executable, "-c", textwrap.dedent(code), *args]
+        argv = (
+            [sys.executable, "-m", "aidevops_local", *args]
+            if code is None
+            else [sys.executable, "-c", textwrap.dedent(code), *args]
+        )
         if shift:
             argv = [FAKETIME, shift, *argv]
         name = uuid.uuid4().hex[:8]
         # Files, not pipes: a chatty process never blocks on a full pipe; closed in kill_all.
         out = open(self.tmp / f"{name}.out", "w+")  # noqa: SIM115
         err = open(self.tmp / f"{name}.err", "w+")  # noqa: SIM115
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=REPO,
-                                env=os.environ.copy(), start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=REPO,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
         proc.out_file, proc.err_file = out, err  # type: ignore[attr-defined]
         self.started.append(proc)
         return proc
 
-    def run(self, *args: str, shift: str | None = None, code: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, shift: str | None = None, code: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         proc = self.cli(*args, shift=shift, code=code)
         try:
             proc.wait(timeout=timeout)
@@ -203,8 +216,7 @@ def tree(folder: Path) -> dict[str, str]:
 
 
 def assert_runs(server_path: Path) -> None:
-    done = subprocess.run([str(server_path), "--version"], capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run([str(server_path), "--version"], capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0 and VERSION_LINE in done.stderr, done.stderr
 
 
@@ -236,6 +248,7 @@ def fill_disk(folder: Path) -> Path:
 
 
 # ---- parts: releases, hub, runtime, tmpfs ------------------------------------------------------------------
+
 
 def asset_name(tag: str) -> str:
     return f"llama-{tag}-bin-ubuntu-x64.tar.gz"
@@ -272,8 +285,12 @@ def tmpfs_home(tmp_path, monkeypatch) -> Iterator[Callable[[int], Path]]:
         disk.mkdir()
         if os.geteuid() != 0 or not shutil.which("mount"):
             pytest.skip("mounting a small tmpfs needs root and mount(8)")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(disk)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(disk)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounted.append(disk)
@@ -294,9 +311,11 @@ def tmpfs_home(tmp_path, monkeypatch) -> Iterator[Callable[[int], Path]]:
 # kill -9 of the app
 # ============================================================================================================
 
+
 @pytest.mark.parametrize("phase", ["download", "unpack"])
-def test_install_killed_by_sigkill_leaves_the_previous_build_serving(gh, release_archive, tiny_gguf,
-                                                                     free_port, procs, phase):
+def test_install_killed_by_sigkill_leaves_the_previous_build_serving(
+    gh, release_archive, tiny_gguf, free_port, procs, phase
+):
     """`install` SIGKILLed mid-download or mid-unpack: the next run finds the old build byte for byte, serves
     a model with it, and the next install finishes and sweeps the killed run's leftovers."""
     publish(gh, release_archive, OLD)
@@ -314,8 +333,7 @@ def test_install_killed_by_sigkill_leaves_the_previous_build_serving(gh, release
         return any(p.is_dir() and any(p.rglob("*")) for p in work.glob("*/build/unpacked-0"))
 
     install = procs.cli("install", "--tag", NEW)
-    wait_for(lambda: reached() or install.poll() is not None, 60, f"the install to reach its {phase}",
-             interval=0.002)
+    wait_for(lambda: reached() or install.poll() is not None, 60, f"the install to reach its {phase}", interval=0.002)
     assert install.poll() is None, finished(install).stderr
     kill9(install)
     leftovers = list(work.iterdir())
@@ -387,8 +405,7 @@ def test_usage_ingest_killed_repeatedly_loses_and_doubles_no_row(llama_server_di
     answers: list[Answer] = []
     with logged_server(llama_server_dir, tiny_gguf, model="tiny", parallel=2) as srv, http_client() as client:
         for i in range(6):
-            answers.append(chat(client, srv.url, f"request {i} " + "y" * i, max_tokens=3 + i,
-                                stream=bool(i % 2)))
+            answers.append(chat(client, srv.url, f"request {i} " + "y" * i, max_tokens=3 + i, stream=bool(i % 2)))
     text = srv.log_path.read_text()
     srv.log_path.unlink()
     copies = 300
@@ -410,8 +427,12 @@ def test_usage_ingest_killed_repeatedly_loses_and_doubles_no_row(llama_server_di
     kills = 0
     for threshold in (20, 90, 160, 230):
         ingest = procs.cli("usage", "--json")
-        wait_for(lambda n=threshold, p=ingest: cursors() >= n or p.poll() is not None, 60,
-                 "ingest to get going", interval=0.001)
+        wait_for(
+            lambda n=threshold, p=ingest: cursors() >= n or p.poll() is not None,
+            60,
+            "ingest to get going",
+            interval=0.001,
+        )
         if ingest.poll() is None:
             kill9(ingest)
             kills += 1
@@ -436,6 +457,7 @@ def test_usage_ingest_killed_repeatedly_loses_and_doubles_no_row(llama_server_di
 # ============================================================================================================
 # the connection dropped mid-download
 # ============================================================================================================
+
 
 def test_release_download_cut_off_is_a_clear_network_error_and_changes_nothing(gh, release_archive, procs):
     publish(gh, release_archive, OLD)
@@ -468,8 +490,9 @@ def test_release_download_cut_off_is_a_clear_network_error_and_changes_nothing(g
     assert_runs(bin_dir / "llama-server")
 
 
-def test_pull_when_the_hub_goes_away_is_a_clear_error_and_resumes_from_another(hub_env, smollm2_gguf,
-                                                                                monkeypatch, capsys):
+def test_pull_when_the_hub_goes_away_is_a_clear_error_and_resumes_from_another(
+    hub_env, smollm2_gguf, monkeypatch, capsys
+):
     """The Hub vanishes mid-file: pull retries (with backoff, shortened here), then says so and keeps what it
     has; pulled again from a Hub that is back (another address even), only the rest travels."""
     from tests.fakes.hf_hub import FakeHub
@@ -479,8 +502,13 @@ def test_pull_when_the_hub_goes_away_is_a_clear_error_and_resumes_from_another(h
     hub_env.add_repo(repo, {SMOL: smollm2_gguf})
     hub_env.throttle(30 << 20, repo, SMOL)
     slept: list[float] = []
-    monkeypatch.setattr(downloads, "time", types.SimpleNamespace(
-        monotonic=time.monotonic, time=time.time, sleep=lambda s: (slept.append(s), time.sleep(0.01))))
+    monkeypatch.setattr(
+        downloads,
+        "time",
+        types.SimpleNamespace(
+            monotonic=time.monotonic, time=time.time, sleep=lambda s: (slept.append(s), time.sleep(0.01))
+        ),
+    )
 
     def pull_the_plug():
         wait_for(lambda: hub_env.served(repo, SMOL) > size // 3, 60, "a third of the file")
@@ -513,6 +541,7 @@ def test_pull_when_the_hub_goes_away_is_a_clear_error_and_resumes_from_another(h
 # ============================================================================================================
 # the disk filling up mid-download
 # ============================================================================================================
+
 
 def test_disk_filling_up_during_install_download(gh, release_archive, tmpfs_home, procs):
     """AIDEVOPS_HOME on a 200 MiB tmpfs: the free-space check passes, then another program takes the rest
@@ -576,8 +605,9 @@ def test_disk_filling_up_later_in_install_is_disk_full_too(gh, release_archive, 
     assert runtime.install_release(tag=NEW).tag == NEW
 
 
-def test_disk_filling_up_during_pull_keeps_the_partial_and_resumes(hub_env, smollm2_gguf, tmpfs_home, procs,
-                                                                   monkeypatch):
+def test_disk_filling_up_during_pull_keeps_the_partial_and_resumes(
+    hub_env, smollm2_gguf, tmpfs_home, procs, monkeypatch
+):
     """AIDEVOPS_HOME (models and the database) on a tmpfs that passes pull's check (file + 256 MiB margin);
     another program fills it mid-file. Exit 10, the partial kept, nothing recorded, the database intact and
     still readable; once space is freed the pull resumes from the partial."""
@@ -625,8 +655,9 @@ def test_disk_filling_up_during_pull_keeps_the_partial_and_resumes(hub_env, smol
     assert sha256_file(Path(result["model"]["path"])) == sha256_file(smollm2_gguf)
 
 
-def test_disk_filling_up_as_a_pull_finishes_is_disk_full_and_the_next_pull_records_it(hub_env, tiny_gguf,
-                                                                                       tmpfs_home, capsys):
+def test_disk_filling_up_as_a_pull_finishes_is_disk_full_and_the_next_pull_records_it(
+    hub_env, tiny_gguf, tmpfs_home, capsys
+):
     """The file is complete and verified when the disk fills, so recording it in the database fails: that is
     DiskFull too (not SQLite's "cannot rollback" masking it), and the next pull records the file already in
     place without fetching a byte."""
@@ -655,8 +686,9 @@ def test_disk_filling_up_as_a_pull_finishes_is_disk_full_and_the_next_pull_recor
     assert [r.model for r in store.ModelInventory.select()] == ["tiny-Q8_0"]
 
 
-def test_serve_from_a_process_that_has_the_database_open_on_a_full_disk(llama_server_dir, tiny_gguf,
-                                                                       tmpfs_home, free_port):
+def test_serve_from_a_process_that_has_the_database_open_on_a_full_disk(
+    llama_server_dir, tiny_gguf, tmpfs_home, free_port
+):
     disk = tmpfs_home(20)
     runtime.use_system(path=llama_server_dir / "llama-server")
     serving_settings()
@@ -671,6 +703,7 @@ def test_serve_from_a_process_that_has_the_database_open_on_a_full_disk(llama_se
 # ============================================================================================================
 # llama-server crashing under load
 # ============================================================================================================
+
 
 @pytest.mark.real_server
 def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, free_port, procs):
@@ -690,8 +723,9 @@ def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, 
     finished_long: list[int] = []
 
     def long_request(i: int) -> None:
-        body = with_model({"messages": [{"role": "user", "content": f"long {i}"}], "max_tokens": 4000,
-                           "stream": True}, url)
+        body = with_model(
+            {"messages": [{"role": "user", "content": f"long {i}"}], "max_tokens": 4000, "stream": True}, url
+        )
         chunks = 0
         try:
             with http_client(60) as c, c.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
@@ -709,8 +743,7 @@ def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, 
         t.start()
     streaming.wait(30)  # all three are generating
     with http_client(60) as client:  # the fourth slot answers short requests meanwhile
-        completed += [chat(client, url, f"beside {i}", max_tokens=3 + i, stream=bool(i % 2))
-                      for i in range(4)]
+        completed += [chat(client, url, f"beside {i}", max_tokens=3 + i, stream=bool(i % 2)) for i in range(4)]
     time.sleep(0.3)  # llama-server writes its log from a worker thread
     assert server.owned_process(server.current_state()) is not None
     os.kill(served["pid"], signal.SIGKILL)
@@ -752,8 +785,12 @@ HOLDER = """
 
 def hold_lock(procs: Procs, mode: str, seconds: float) -> subprocess.Popen:
     """Another program (plain sqlite3) takes the database's lock for `seconds`; returns once it holds it."""
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(HOLDER), str(config.paths().database),
-                               mode, str(seconds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), str(config.paths().database), mode, str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     procs.others.append(holder)
     assert holder.stdout.readline().strip() == "held", holder.stderr.read()
     return holder
@@ -802,8 +839,7 @@ PATIENCE = """
 
 @pytest.mark.real_server
 @pytest.mark.parametrize("mode", ["exclusive", "exclusive-mode"])
-def test_a_lock_held_past_the_deadline_is_a_clear_database_error(system_runtime, tiny_gguf, free_port, procs,
-                                                                 mode):
+def test_a_lock_held_past_the_deadline_is_a_clear_database_error(system_runtime, tiny_gguf, free_port, procs, mode):
     """The lock outlasts the CLI's patience: `usage` fails with exit 13 and a sentence, `stop` still stops
     the server and warns that usage waits for the next run, which then records every request once."""
     store.database()  # the database exists before another program locks it
@@ -831,13 +867,20 @@ def test_a_lock_held_past_the_deadline_is_a_clear_database_error(system_runtime,
 # a clock jump
 # ============================================================================================================
 
+
 def _pulled(source: Path, name: str, *, downloaded: datetime) -> None:
     target = config.paths().models_dir / "org" / name / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
     store.database()
-    store.ModelInventory.create(model=name, path=str(target), files=[str(target)],
-                                size_bytes=target.stat().st_size, source="pulled", downloaded=downloaded)
+    store.ModelInventory.create(
+        model=name,
+        path=str(target),
+        files=[str(target)],
+        size_bytes=target.stat().st_size,
+        source="pulled",
+        downloaded=downloaded,
+    )
 
 
 @needs_faketime

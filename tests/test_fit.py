@@ -18,16 +18,31 @@ GIB = 1 << 30
 
 
 def _cpu(ram_gb: float, available_gb: float | None = None, cores: int = 8) -> hardware.Hardware:
-    return hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": cores, "ram_gb": ram_gb,
-                                  "available_gb": available_gb or ram_gb, "cpu_features": ["avx2"],
-                                  "backends": ["cpu"]})
+    return hardware.from_profile(
+        {
+            "os": "linux",
+            "arch": "x64",
+            "physical_cores": cores,
+            "ram_gb": ram_gb,
+            "available_gb": available_gb or ram_gb,
+            "cpu_features": ["avx2"],
+            "backends": ["cpu"],
+        }
+    )
 
 
 def _nvidia(vram_gb: float, ram_gb: float = 32) -> hardware.Hardware:
-    return hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 8, "ram_gb": ram_gb,
-                                  "cpu_features": ["avx2"], "backends": ["cuda", "cpu"],
-                                  "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090",
-                                            "vram_gb": vram_gb, "backend": "cuda"}]})
+    return hardware.from_profile(
+        {
+            "os": "linux",
+            "arch": "x64",
+            "physical_cores": 8,
+            "ram_gb": ram_gb,
+            "cpu_features": ["avx2"],
+            "backends": ["cuda", "cpu"],
+            "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090", "vram_gb": vram_gb, "backend": "cuda"}],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +101,28 @@ def _llama_server_log(binary, model, port, ctx):
     """Start the real llama-server, wait for /health, return (its log, RSS) and stop it."""
     import psutil
 
-    proc = subprocess.Popen([str(binary), "-m", str(model), "-c", str(ctx), "-np", "4", "-t", "1",
-                             "--host", "127.0.0.1", "--port", str(port), "-lv", "4", "--no-webui"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "-m",
+            str(model),
+            "-c",
+            str(ctx),
+            "-np",
+            "4",
+            "-t",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-lv",
+            "4",
+            "--no-webui",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -133,8 +167,9 @@ def test_plan_takes_the_trained_context_when_it_fits(gemma3):
 
 def test_plan_shrinks_the_context_to_fit(smollm2):
     roomy = fit.plan_server(header=smollm2, hardware=_cpu(16), ctx=None, parallel=None, backend="cpu")
-    tight = fit.plan_server(header=smollm2, hardware=_cpu(16, available_gb=1.25), ctx=None, parallel=None,
-                            backend="cpu")
+    tight = fit.plan_server(
+        header=smollm2, hardware=_cpu(16, available_gb=1.25), ctx=None, parallel=None, backend="cpu"
+    )
     assert roomy.ctx_size == 8192
     assert tight.fits and tight.ctx_size < roomy.ctx_size
     assert tight.estimate.ram_required <= tight.estimate.budget_ram
@@ -142,8 +177,7 @@ def test_plan_shrinks_the_context_to_fit(smollm2):
 
 
 def test_plan_that_cannot_fit_says_so(gemma3):
-    plan = fit.plan_server(header=gemma3, hardware=_cpu(1, available_gb=1.1), ctx=None, parallel=None,
-                           backend="cpu")
+    plan = fit.plan_server(header=gemma3, hardware=_cpu(1, available_gb=1.1), ctx=None, parallel=None, backend="cpu")
     assert not plan.fits
     assert plan.ctx_size == 2048
     assert any("swapping" in r for r in plan.reasons)
@@ -167,9 +201,21 @@ def test_plan_offloads_everything_to_a_gpu_that_holds_it(gemma3):
 
 
 def test_plan_offloads_part_of_a_model_too_big_for_the_gpu():
-    big = fit.ModelShape(architecture="llama", n_layer=32, n_embd=4096, n_ff=14336, n_head=32, n_head_kv=8,
-                         head_dim_k=128, head_dim_v=128, n_vocab=128256, ctx_train=131072,
-                         weights_bytes=int(4.9e9), embd_bytes=int(0.4e9), output_bytes=int(0.4e9))
+    big = fit.ModelShape(
+        architecture="llama",
+        n_layer=32,
+        n_embd=4096,
+        n_ff=14336,
+        n_head=32,
+        n_head_kv=8,
+        head_dim_k=128,
+        head_dim_v=128,
+        n_vocab=128256,
+        ctx_train=131072,
+        weights_bytes=int(4.9e9),
+        embd_bytes=int(0.4e9),
+        output_bytes=int(0.4e9),
+    )
     plan = fit.plan_server(header=big, hardware=_nvidia(4, ram_gb=32), ctx=None, parallel=None, backend="cuda")
     assert 0 < plan.gpu_layers < 32
     assert plan.fits
@@ -183,8 +229,17 @@ def test_no_gpu_backend_means_no_offload(gemma3):
 
 
 def test_unified_memory_counts_once(gemma3):
-    mac = hardware.from_profile({"os": "darwin", "arch": "arm64", "physical_cores": 8, "ram_gb": 16,
-                                 "cpu_name": "Apple M2", "unified_memory": True, "backends": ["metal", "cpu"]})
+    mac = hardware.from_profile(
+        {
+            "os": "darwin",
+            "arch": "arm64",
+            "physical_cores": 8,
+            "ram_gb": 16,
+            "cpu_name": "Apple M2",
+            "unified_memory": True,
+            "backends": ["metal", "cpu"],
+        }
+    )
     plan = fit.plan_server(header=gemma3, hardware=mac, ctx=None, parallel=None, backend="metal")
     assert plan.fits and plan.gpu_layers == 19
     est = plan.estimate
@@ -231,9 +286,11 @@ def test_server_path_modules_import_neither_the_hub_nor_gguf():
     import subprocess
     import sys
 
-    code = ("import sys; import aidevops_local.core.models.library, aidevops_local.core.models.fit, "
-            "aidevops_local.core.system.hardware, aidevops_local.core.models.gguf_meta; "
-            "bad = [m for m in ('huggingface_hub', 'gguf', 'numpy', 'PySide6') if m in sys.modules]; "
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; import aidevops_local.core.models.library, aidevops_local.core.models.fit, "
+        "aidevops_local.core.system.hardware, aidevops_local.core.models.gguf_meta; "
+        "bad = [m for m in ('huggingface_hub', 'gguf', 'numpy', 'PySide6') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"imported {done.stdout.strip()} {done.stderr}"

@@ -99,6 +99,7 @@ def test_split_names():
 
 # ---- fuzzing ------------------------------------------------------------------------------------------------
 
+
 def _header(n_tensors: int, n_kv: int) -> bytes:
     return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_kv)
 
@@ -122,8 +123,7 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 @FUZZ
-@given(body=st.binary(min_size=0, max_size=4096), n_tensors=st.integers(0, 2**64 - 1),
-       n_kv=st.integers(0, 2**64 - 1))
+@given(body=st.binary(min_size=0, max_size=4096), n_tensors=st.integers(0, 2**64 - 1), n_kv=st.integers(0, 2**64 - 1))
 def test_fuzz_random_bodies_and_counts(tmp_path, body, n_tensors, n_kv):
     path = tmp_path / "fuzz.gguf"
     path.write_bytes(_header(n_tensors, n_kv) + body)
@@ -139,7 +139,7 @@ def test_fuzz_mutated_real_header(tmp_path, tiny_gguf, data):
         at = data.draw(st.integers(0, header_len - 1))
         raw[at] = data.draw(st.integers(0, 255))
     if data.draw(st.booleans()):
-        raw = raw[:data.draw(st.integers(0, len(raw)))]
+        raw = raw[: data.draw(st.integers(0, len(raw)))]
     path = tmp_path / "mutated.gguf"
     path.write_bytes(bytes(raw))
     _expect_clean(path)

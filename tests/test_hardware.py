@@ -121,8 +121,17 @@ def test_free_disk_of_a_folder_not_made_yet(tmp_path):
 
 
 def test_apple_silicon_working_set():
-    mac = hardware.from_profile({"os": "darwin", "arch": "arm64", "physical_cores": 8, "ram_gb": 16,
-                                 "cpu_name": "Apple M2", "unified_memory": True, "backends": ["metal", "cpu"]})
+    mac = hardware.from_profile(
+        {
+            "os": "darwin",
+            "arch": "arm64",
+            "physical_cores": 8,
+            "ram_gb": 16,
+            "cpu_name": "Apple M2",
+            "unified_memory": True,
+            "backends": ["metal", "cpu"],
+        }
+    )
     assert mac.gpu_working_set == int(16 * GIB * 0.67)
     assert mac.ram_bandwidth_gbs == 100
     big = replace(mac, memory=hardware.Memory(64 * GIB, 60 * GIB))
@@ -138,10 +147,16 @@ def test_profile_round_trip_and_environment(tmp_path, monkeypatch):
 
 
 def test_hand_written_profile_in_gigabytes():
-    hw = hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 8, "ram_gb": 32,
-                                "backends": ["cuda", "cpu"],
-                                "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 3090", "vram_gb": 24,
-                                          "backend": "cuda"}]})
+    hw = hardware.from_profile(
+        {
+            "os": "linux",
+            "arch": "x64",
+            "physical_cores": 8,
+            "ram_gb": 32,
+            "backends": ["cuda", "cpu"],
+            "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 3090", "vram_gb": 24, "backend": "cuda"}],
+        }
+    )
     assert hw.memory.total == 32 * GIB and hw.memory.available == 32 * GIB
     assert hw.gpus[0].vram_total == 24 * GIB and hw.gpus[0].bandwidth_gbs == 936
     assert hw.vram_total == 24 * GIB

@@ -16,8 +16,14 @@ TOKEN = "hf_test_token_0123456789abcdef"
 
 
 def cli(*args: str, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aidevops_local", "hf-token", *args], input=stdin,
-                          capture_output=True, text=True, timeout=60, env=env or dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "aidevops_local", "hf-token", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or dict(os.environ),
+    )
 
 
 def test_set_check_forget_through_the_secret_service(private_desktop, fake_hub, monkeypatch):  # noqa: F811

@@ -66,8 +66,9 @@ def test_a_rebinding_host_is_refused_naming_the_setting_and_loopback_names_are_s
     port, base = running.port, f"http://127.0.0.1:{running.port}"
     body = chat_body(base)
 
-    refused = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Host": f"attacker.example:{port}"},
-                         timeout=60)
+    refused = httpx.post(
+        f"{base}/v1/chat/completions", json=body, headers={"Host": f"attacker.example:{port}"}, timeout=60
+    )
     assert refused.status_code == 403
     message = refused.json()["error"]["message"]
     assert "attacker.example" in message and "allowed_hosts" in message and str(config.paths().config_file) in message
@@ -75,8 +76,18 @@ def test_a_rebinding_host_is_refused_naming_the_setting_and_loopback_names_are_s
     for evil in ("attacker.example", "localhost.attacker.example", "127.0.0.1.nip.io:80", "0x7f000001.example"):
         assert httpx.get(f"{base}/v1/models", headers={"Host": evil}, timeout=10).status_code == 403, evil
 
-    for host in ("localhost", f"localhost:{port}", "localhost:1", "127.0.0.1", f"127.0.0.1:{port}", "127.0.0.1:9",
-                 "[::1]", f"[::1]:{port}", "LOCALHOST:80", "127.1.2.3:5"):
+    for host in (
+        "localhost",
+        f"localhost:{port}",
+        "localhost:1",
+        "127.0.0.1",
+        f"127.0.0.1:{port}",
+        "127.0.0.1:9",
+        "[::1]",
+        f"[::1]:{port}",
+        "LOCALHOST:80",
+        "127.1.2.3:5",
+    ):
         answer = httpx.post(f"{base}/v1/chat/completions", json=body, headers={"Host": host}, timeout=60)
         assert answer.status_code == 200, host
         assert answer.json()["choices"][0]["message"]["role"] == "assistant"
@@ -112,8 +123,12 @@ def test_streamed_chat_goes_through_the_front_and_usage_records_it(running):
         assert events[-1] == "data: [DONE]" and len(events) > 10  # token by token, not one buffered blob
         answers = [usage_chat(client, base, f"counted {i}", max_tokens=3 + i, stream=bool(i % 2)) for i in range(4)]
     with httpx.Client(timeout=60) as client:  # and a rebinding request is not a usage row
-        assert client.post(f"{base}/v1/chat/completions", json=chat_body(base),
-                           headers={"Host": "attacker.example"}).status_code == 403
+        assert (
+            client.post(
+                f"{base}/v1/chat/completions", json=chat_body(base), headers={"Host": "attacker.example"}
+            ).status_code
+            == 403
+        )
     server.stop(grace=2)
     found = rows()
     assert len(found) == 5  # the streamed chat and the four counted ones; the refused one never reached it
@@ -135,17 +150,28 @@ def test_ambiguous_requests_are_refused_before_they_reach_the_model(running):
         return statuses(raw(port, request))[0]
 
     assert one(b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: attacker.example\r\n\r\n") == 400
-    assert one(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
-               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n") == 400
-    assert one(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
-               b"Content-Length: 5\r\n\r\nabcde") == 400
+    assert (
+        one(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        == 400
+    )
+    assert (
+        one(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
+            b"Content-Length: 5\r\n\r\nabcde"
+        )
+        == 400
+    )
     assert one(b"GET /health HTTP/1.1\r\nHost : attacker.example\r\n\r\n") == 400
     assert one(b"GET /health HTTP/1.1\r\nX: a\nHost: attacker.example\r\n\r\n") == 400
     assert one(b"GET http://attacker.example/health HTTP/1.1\r\nHost: localhost\r\n\r\n") == 400
     assert one(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX: " + b"a" * 70000 + b"\r\n\r\n") == 431
     assert one(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n") == 501
-    assert one("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: \u00b2\r\n\r\nab"
-               .encode()) == 400  # a digit to str.isdigit, not to int()
+    assert (
+        one("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: \u00b2\r\n\r\nab".encode()) == 400
+    )  # a digit to str.isdigit, not to int()
     oversized = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
     assert statuses(raw(port, oversized + b"1;" + b"x" * 70000 + b"\r\n"))[-1] == 431
 
@@ -158,8 +184,9 @@ def test_chunked_request_bodies_are_passed_through(running):
         yield payload[:10]
         yield payload[10:]
 
-    answer = httpx.post(f"{base}/v1/chat/completions", content=chunks(), timeout=60,
-                        headers={"Content-Type": "application/json"})
+    answer = httpx.post(
+        f"{base}/v1/chat/completions", content=chunks(), timeout=60, headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 200 and answer.json()["choices"]
 
 
@@ -254,8 +281,9 @@ def test_in_an_appimage_the_front_runs_the_image_not_its_temporary_mount(monkeyp
     assert host_guard.command()[:2] == ["/tmp/.mount_aidevoQ3xZ9k/usr/bin/aidevops-local", "--host-guard"]
 
 
-def test_a_build_that_cannot_listen_on_a_unix_socket_is_refused_before_anything_starts(system_runtime, tiny_gguf,
-                                                                                       port, monkeypatch):
+def test_a_build_that_cannot_listen_on_a_unix_socket_is_refused_before_anything_starts(
+    system_runtime, tiny_gguf, port, monkeypatch
+):
     """Older builds read `--host x.sock` as a host name and fail with "couldn't bind", which reads like a taken
     port: the tool says what is wrong instead."""
     from aidevops_local.core.llamacpp import build_features
@@ -278,26 +306,37 @@ def test_a_routers_model_instance_port_needs_the_runs_key_that_only_the_front_ad
     [instance] = psutil.Process(state.pid).children()
     [child] = listening.tcp_listen_addresses([instance.pid])
     body = chat_body(f"http://127.0.0.1:{running.port}")
-    direct = httpx.post(f"http://127.0.0.1:{child.port}/v1/chat/completions", json=body,
-                        headers={"Host": f"attacker.example:{child.port}"}, timeout=60)
+    direct = httpx.post(
+        f"http://127.0.0.1:{child.port}/v1/chat/completions",
+        json=body,
+        headers={"Host": f"attacker.example:{child.port}"},
+        timeout=60,
+    )
     assert direct.status_code == 401 and "choices" not in direct.text
-    through = httpx.post(f"http://127.0.0.1:{running.port}/v1/chat/completions", json=body,
-                         headers={"Authorization": "Bearer sk-no-key-required"}, timeout=60)
+    through = httpx.post(
+        f"http://127.0.0.1:{running.port}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": "Bearer sk-no-key-required"},
+        timeout=60,
+    )
     assert through.status_code == 200 and through.json()["choices"]
     assert not [arg for arg in psutil.Process(state.guard_pid).cmdline() + instance.cmdline() if "Bearer" in arg]
 
 
 def test_the_key_replaces_whatever_key_the_client_sent():
-    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer mine\r\n" \
-           b"x-api-key: mine\r\nContent-Length: 2\r\n\r\n"
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer mine\r\n"
+        b"x-api-key: mine\r\nContent-Length: 2\r\n\r\n"
+    )
     keyed = host_guard.with_key(head, b"Authorization: Bearer RUN\r\n")
-    assert keyed == (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
-                     b"Authorization: Bearer RUN\r\n\r\n")
+    assert keyed == (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n"
+        b"Authorization: Bearer RUN\r\n\r\n"
+    )
     assert host_guard.parse_head(keyed).content_length == 2
 
 
-def test_the_front_never_imports_from_the_folder_serve_runs_in(system_runtime, tiny_gguf, port, tmp_path,
-                                                               monkeypatch):
+def test_the_front_never_imports_from_the_folder_serve_runs_in(system_runtime, tiny_gguf, port, tmp_path, monkeypatch):
     """`python -m` puts the current folder first on sys.path: a json.py there would run inside the front."""
     folder = tmp_path / "a-cloned-repo"
     folder.mkdir()

@@ -25,8 +25,13 @@ def _quants(*names: str, data: bytes = b"GGUF-not-really") -> dict:
 
 
 def test_search_lists_gguf_repos_by_downloads(hub_env):
-    hub_env.add_repo("bartowski/Qwen-Coder-GGUF", _quants("a-Q4_K_M.gguf"), downloads=500, likes=9,
-                     last_modified="2026-03-04T05:06:07Z")
+    hub_env.add_repo(
+        "bartowski/Qwen-Coder-GGUF",
+        _quants("a-Q4_K_M.gguf"),
+        downloads=500,
+        likes=9,
+        last_modified="2026-03-04T05:06:07Z",
+    )
     hub_env.add_repo("unsloth/Qwen-Chat-GGUF", _quants("b-Q4_K_M.gguf"), downloads=9000, gated="manual")
     hub_env.add_repo("someone/qwen-safetensors", {"model.safetensors": b"x"}, downloads=10**6)
     hub_env.add_repo("other/Llama-GGUF", _quants("c-Q4_K_M.gguf"), downloads=10**5)
@@ -40,10 +45,14 @@ def test_search_lists_gguf_repos_by_downloads(hub_env):
 
 
 def test_list_files_groups_split_sets_and_marks_fit(hub_env, tiny_gguf, tiny_split_gguf):
-    files = {"tiny-Q8_0.gguf": tiny_gguf, "README.md": b"# tiny", "mmproj-model-f16.gguf": tiny_gguf,
-             "Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf": tiny_split_gguf[0],
-             "Q4_K_M/tiny-Q4_K_M-00002-of-00002.gguf": tiny_split_gguf[1],
-             "broken-Q2_K-00001-of-00003.gguf": tiny_gguf}  # an incomplete set: left out
+    files = {
+        "tiny-Q8_0.gguf": tiny_gguf,
+        "README.md": b"# tiny",
+        "mmproj-model-f16.gguf": tiny_gguf,
+        "Q4_K_M/tiny-Q4_K_M-00001-of-00002.gguf": tiny_split_gguf[0],
+        "Q4_K_M/tiny-Q4_K_M-00002-of-00002.gguf": tiny_split_gguf[1],
+        "broken-Q2_K-00001-of-00003.gguf": tiny_gguf,
+    }  # an incomplete set: left out
     hub_env.add_repo("org/tiny-GGUF", files)
     listed = hub.list_files("org/tiny-GGUF", hardware=hardware.detect())
     by_name = {f.filename: f for f in listed}
@@ -54,8 +63,9 @@ def test_list_files_groups_split_sets_and_marks_fit(hub_env, tiny_gguf, tiny_spl
     single = by_name["tiny-Q8_0.gguf"]
     assert single.parts[0].sha256 and len(single.parts[0].sha256) == 64
     assert single.fits is True and single.needs_bytes > 0
-    tiny_machine = hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 2, "ram_gb": 2.05,
-                                          "backends": ["cpu"]})
+    tiny_machine = hardware.from_profile(
+        {"os": "linux", "arch": "x64", "physical_cores": 2, "ram_gb": 2.05, "backends": ["cpu"]}
+    )
     assert all(f.fits is False for f in hub.list_files("org/tiny-GGUF", hardware=tiny_machine))
     assert all(f.fits is None for f in hub.list_files("org/tiny-GGUF"))
 
@@ -122,8 +132,14 @@ def test_no_default_quant_asks():
 
 def _cli(*args):
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "aidevops_local", *args], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aidevops_local", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_cli_search_and_repo_listing(hub_env, tiny_gguf):
@@ -146,8 +162,14 @@ def test_an_unreachable_hub_fails_at_once_with_one_error(free_port, command, whe
     """A refused connection or a name that does not resolve is not retried (huggingface_hub would try six
     times over ~24 s, logging each try): one error line, its hint, exit 7."""
     endpoint = f"http://127.0.0.1:{free_port()}" if where == "closed port" else "http://nonexistent.invalid"
-    done = subprocess.run([sys.executable, "-m", "aidevops_local", *command], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "300", "HF_ENDPOINT": endpoint}, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "aidevops_local", *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300", "HF_ENDPOINT": endpoint},
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 7, done.stderr
     lines = done.stderr.splitlines()
     assert [line.split(":")[0] for line in lines] == ["error", "hint"], done.stderr
@@ -173,10 +195,21 @@ def test_the_hub_is_reached_through_the_users_proxy():
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
         env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
-        env.update({"HF_ENDPOINT": "http://hub.invalid", "HTTP_PROXY": f"http://127.0.0.1:{proxy.server_address[1]}",
-                    "COLUMNS": "300"})
-        done = subprocess.run([sys.executable, "-m", "aidevops_local", "search", "qwen"], capture_output=True,
-                              text=True, env=env, timeout=120, check=False)
+        env.update(
+            {
+                "HF_ENDPOINT": "http://hub.invalid",
+                "HTTP_PROXY": f"http://127.0.0.1:{proxy.server_address[1]}",
+                "COLUMNS": "300",
+            }
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "aidevops_local", "search", "qwen"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
     finally:
         proxy.shutdown()
         proxy.server_close()

@@ -46,10 +46,18 @@ def _hf_cache_model(root: Path, repo: str, filename: str, source: Path) -> Path:
 
 def _record(name: str, files: list[Path], *, source="pulled", repo="org/repo", last_used=None, requests=0):
     store.database()
-    store.ModelInventory.insert(model=name, path=str(files[0]), size_bytes=sum(f.stat().st_size for f in files),
-                                repo=repo, quant="Q8_0", sha256="x", files=[str(f) for f in files],
-                                source=source, last_used=last_used,
-                                total_requests=requests).on_conflict_replace().execute()
+    store.ModelInventory.insert(
+        model=name,
+        path=str(files[0]),
+        size_bytes=sum(f.stat().st_size for f in files),
+        repo=repo,
+        quant="Q8_0",
+        sha256="x",
+        files=[str(f) for f in files],
+        source=source,
+        last_used=last_used,
+        total_requests=requests,
+    ).on_conflict_replace().execute()
 
 
 def test_lists_every_kind_of_model(homes, tiny_gguf, tiny_split_gguf):
@@ -76,8 +84,15 @@ def test_lists_every_kind_of_model(homes, tiny_gguf, tiny_split_gguf):
     shutil.copy(tiny_gguf, lms)
 
     found = {m.name: m for m in library.list_models()}
-    assert set(found) == {"tiny-pulled.Q8_0", "dropped-in-Q4_K_M", "tiny-random-llama-split", "old-helper-Q5_K_M",
-                          "tiny-hf-Q8_0", "ggml-org_tiny-GGUF_tiny-llamacpp-Q6_K", "tiny-lms-IQ4_XS"}
+    assert set(found) == {
+        "tiny-pulled.Q8_0",
+        "dropped-in-Q4_K_M",
+        "tiny-random-llama-split",
+        "old-helper-Q5_K_M",
+        "tiny-hf-Q8_0",
+        "ggml-org_tiny-GGUF_tiny-llamacpp-Q6_K",
+        "tiny-lms-IQ4_XS",
+    }
     assert found["tiny-pulled.Q8_0"].source == "pulled" and not found["tiny-pulled.Q8_0"].read_only
     assert found["tiny-pulled.Q8_0"].total_requests == 7
     assert found["tiny-pulled.Q8_0"].last_used == "2026-01-02 03:04:05"
@@ -185,8 +200,14 @@ def test_rm_of_an_hf_cache_entry_keeps_a_blob_another_snapshot_still_uses(homes,
 
 def _cli(*args):
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "aidevops_local", *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aidevops_local", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_cli_models_lists_an_hf_cache_model_read_only(homes, tiny_gguf):
@@ -235,6 +256,7 @@ def test_a_model_served_in_place_is_remembered(homes, tiny_gguf):
 
 # ---- never delete through a link (issue 12, item 5) -----------------------------------------------------
 
+
 def test_rm_of_a_link_into_another_tools_cache_removes_only_the_link(homes, tiny_gguf):
     snap = _hf_cache_model(homes / "hf-cache", "org/tiny", "cached-Q8_0.gguf", tiny_gguf)
     blob = snap.resolve()
@@ -273,8 +295,10 @@ def test_a_pulled_model_replaced_by_a_link_needs_confirmation_and_keeps_its_targ
 
 # ---- what enters the inventory, and how (items 16, 17, 22) ------------------------------------------------
 
-def test_a_serve_refused_for_a_corrupt_file_records_nothing(homes, system_runtime, corrupt_ggufs, tiny_gguf,
-                                                             tmp_path, port):
+
+def test_a_serve_refused_for_a_corrupt_file_records_nothing(
+    homes, system_runtime, corrupt_ggufs, tiny_gguf, tmp_path, port
+):
     from aidevops_local.core.maintenance import doctor
     from aidevops_local.core.serving import launch
 
@@ -326,8 +350,14 @@ def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(
     here.mkdir()
     shutil.copy(tiny_gguf, here / "rel-Q8_0.gguf")
     store.database()
-    store.ModelInventory.insert(model="rel-Q8_0", path="rel-Q8_0.gguf", files=["rel-Q8_0.gguf"], source="external",
-                                total_requests=4, last_used="2026-11-01 00:00:00").execute()
+    store.ModelInventory.insert(
+        model="rel-Q8_0",
+        path="rel-Q8_0.gguf",
+        files=["rel-Q8_0.gguf"],
+        source="external",
+        total_requests=4,
+        last_used="2026-11-01 00:00:00",
+    ).execute()
     monkeypatch.chdir(here)
     assert library.list_models(include_external=False) == []
     from aidevops_local.core.maintenance import doctor
@@ -346,8 +376,9 @@ def test_a_history_row_from_the_old_helper_is_linked_to_the_file_once_it_is_serv
     path, so its usage and cleanup find the model, and its history stays."""
     shutil.copy(tiny_gguf, homes / "old-Q8_0.gguf")
     store.database()
-    store.ModelInventory.insert(model="old-Q8_0", path="", files=[], source="legacy", total_requests=7,
-                                last_used="2026-10-01 00:00:00").execute()
+    store.ModelInventory.insert(
+        model="old-Q8_0", path="", files=[], source="legacy", total_requests=7, last_used="2026-10-01 00:00:00"
+    ).execute()
     library.remember(library.resolve_model(str(homes / "old-Q8_0.gguf")))
     row = store.ModelInventory.get_by_id("old-Q8_0")
     assert (row.path, row.total_requests) == (str(homes / "old-Q8_0.gguf"), 7)

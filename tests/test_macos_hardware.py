@@ -23,7 +23,8 @@ INTEL_MAC_SYSCTL = (  # `sysctl machdep.cpu hw.optional` on an Intel Mac, shorte
     "SSE4.2 x2APIC MOVBE POPCNT AES PCID XSAVE OSXSAVE SEGLIM64 TSCTMR AVX1.0 RDRAND F16C\n"
     "machdep.cpu.leaf7_features: RDWRFSGS TSC_THREAD_OFFSET SGX BMI1 AVX2 SMEP BMI2 ERMS INVPCID FPU_CSDS AVX512F "
     "AVX512DQ AVX512CD AVX512BW AVX512VL AVX512VBMI AVX512VNNI MDCLEAR IBRS STIBP L1DF SSBD\n"
-    "hw.optional.avx1_0: 1\nhw.optional.avx2_0: 1\n")
+    "hw.optional.avx1_0: 1\nhw.optional.avx2_0: 1\n"
+)
 
 VM_STAT = """Mach Virtual Memory Statistics: (page size of 16384 bytes)
 Pages free:                               12000.
@@ -59,6 +60,7 @@ def mac(monkeypatch, tmp_path):
 
 # --- threads --------------------------------------------------------------------------------------------------
 
+
 def test_threads_are_the_performance_cores_on_apple_silicon(mac, monkeypatch):
     monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 12)  # 8 performance + 4 efficiency
     mac.sysctl.update({"hw.perflevel0.physicalcpu": 8, "hw.perflevel1.physicalcpu": 4, "hw.nperflevels": 2})
@@ -72,12 +74,15 @@ def test_without_performance_levels_the_threads_are_the_physical_cores(mac, monk
     assert hw.performance_cores == 0 and hw.threads == 4
 
 
-def test_a_launch_on_apple_silicon_uses_the_performance_cores(system_runtime, tiny_gguf, tmp_path, monkeypatch,
-                                                              free_port):
+def test_a_launch_on_apple_silicon_uses_the_performance_cores(
+    system_runtime, tiny_gguf, tmp_path, monkeypatch, free_port
+):
     profile = tmp_path / "m2pro.json"
-    profile.write_text('{"os": "darwin", "arch": "arm64", "physical_cores": 12, "performance_cores": 8, '
-                       '"ram_gb": 16, "cpu_name": "Apple M2 Pro", "unified_memory": true, '
-                       '"backends": ["metal", "cpu"]}')
+    profile.write_text(
+        '{"os": "darwin", "arch": "arm64", "physical_cores": 12, "performance_cores": 8, '
+        '"ram_gb": 16, "cpu_name": "Apple M2 Pro", "unified_memory": true, '
+        '"backends": ["metal", "cpu"]}'
+    )
     monkeypatch.setenv("AIDEVOPS_HARDWARE_PROFILE", str(profile))
     serving_settings(threads=0)  # 0: the machine decides
     argv = launch.plan_launch(str(tiny_gguf), port=free_port()).argv
@@ -85,6 +90,7 @@ def test_a_launch_on_apple_silicon_uses_the_performance_cores(system_runtime, ti
 
 
 # --- CPU flags of Intel Macs ------------------------------------------------------------------------------------
+
 
 def test_intel_mac_flags_read_as_llama_cpp_names_them(monkeypatch, tmp_path):
     fake_mac(monkeypatch, tmp_path, arch="x64", profile=False)
@@ -95,11 +101,13 @@ def test_intel_mac_flags_read_as_llama_cpp_names_them(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     name, features = hardware.cpu_info("darwin")
     assert name.startswith("Intel(R) Core(TM) i9")
-    assert {"sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vbmi",
-            "avx512_vnni"} <= set(features)
+    assert {"sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vbmi", "avx512_vnni"} <= set(
+        features
+    )
 
 
 # --- the GPU's share of unified memory -------------------------------------------------------------------------
+
 
 def test_the_users_wired_limit_is_the_gpu_working_set(mac):
     mac.sysctl["iogpu.wired_limit_mb"] = 1024
@@ -136,8 +144,11 @@ def test_metals_recommended_working_set_through_rubicon(mac, monkeypatch, Device
     runtime_module = types.ModuleType("rubicon.objc.runtime")
     runtime_module.load_library = lambda name: Metal() if name == "Metal" else None
     runtime_module.objc_id = object
-    for name, module in (("rubicon", types.ModuleType("rubicon")), ("rubicon.objc", objc),
-                         ("rubicon.objc.runtime", runtime_module)):
+    for name, module in (
+        ("rubicon", types.ModuleType("rubicon")),
+        ("rubicon.objc", objc),
+        ("rubicon.objc.runtime", runtime_module),
+    ):
         monkeypatch.setitem(sys.modules, name, module)
     found = mac_memory.gpu_working_set(16 * GIB)
     assert found == mac_memory.WorkingSet(11453 * MIB, "Metal") and calls == ["create"]
@@ -146,18 +157,20 @@ def test_metals_recommended_working_set_through_rubicon(mac, monkeypatch, Device
 
 def test_without_rubicon_the_working_set_comes_from_list_devices(mac, tmp_path):
     server = tmp_path / "llama-server"
-    server.write_text("#!/bin/sh\necho 'Available devices:'\n"
-                      "echo '  MTL0: Apple M2 (10922 MiB, 10922 MiB free)'\n")
+    server.write_text("#!/bin/sh\necho 'Available devices:'\necho '  MTL0: Apple M2 (10922 MiB, 10922 MiB free)'\n")
     server.chmod(0o755)
-    assert mac_memory.gpu_working_set(16 * GIB, server=server) == mac_memory.WorkingSet(10922 * MIB,
-                                                                                       "llama-server --list-devices")
+    assert mac_memory.gpu_working_set(16 * GIB, server=server) == mac_memory.WorkingSet(
+        10922 * MIB, "llama-server --list-devices"
+    )
     server.write_text("#!/bin/sh\necho 'Available devices:'\n")  # no Metal device listed: the usual share
-    assert mac_memory.gpu_working_set(16 * GIB, server=server) == mac_memory.WorkingSet(int(16 * GIB * 0.67),
-                                                                                       "estimate")
+    assert mac_memory.gpu_working_set(16 * GIB, server=server) == mac_memory.WorkingSet(
+        int(16 * GIB * 0.67), "estimate"
+    )
     assert mac_memory.parse_list_devices("  Metal: Apple M1 Max (49152 MiB, 49151 MiB free)") == 49152 * MIB
 
 
 # --- free memory, the way macOS counts it -----------------------------------------------------------------------
+
 
 def test_free_memory_on_macos_is_the_kernels_memory_status_level(mac):
     mac.sysctl["kern.memorystatus_level"] = 63  # what `memory_pressure` prints as "free percentage"

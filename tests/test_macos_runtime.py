@@ -29,6 +29,7 @@ def minimum(tmp_path, data: bytes, arch: str = "arm64"):
 
 # --- reading the minimum macOS -----------------------------------------------------------------------------
 
+
 def test_minimum_macos_from_a_thin_binary(tmp_path):
     assert minimum(tmp_path, macho_program((26, 0, 0))) == (26, 0, 0)
     assert minimum(tmp_path, macho_program((13, 3, 0), cputype=CPU_X86_64)) == (13, 3, 0)
@@ -58,8 +59,10 @@ def test_what_is_not_a_macos_program_has_no_minimum(tmp_path, llama_server_dir):
 
 
 @settings(max_examples=300, deadline=None)
-@given(prefix=st.sampled_from([b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf"]),
-       rest=st.binary(max_size=600))
+@given(
+    prefix=st.sampled_from([b"\xcf\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf"]),
+    rest=st.binary(max_size=600),
+)
 def test_hostile_bytes_never_break_the_reader(tmp_path_factory, prefix, rest):
     path = tmp_path_factory.mktemp("fuzz") / "llama-server"
     path.write_bytes(prefix + rest)
@@ -68,6 +71,7 @@ def test_hostile_bytes_never_break_the_reader(tmp_path_factory, prefix, rest):
 
 
 # --- install and update on a Mac whose macOS is older than the latest build wants ----------------------------
+
 
 @pytest.fixture
 def mac(monkeypatch, tmp_path):
@@ -191,6 +195,7 @@ def test_a_build_that_does_not_run_on_a_mac_does_not_suggest_the_cpu_backend(mac
 
 # --- Rosetta ---------------------------------------------------------------------------------------------------
 
+
 def test_install_under_rosetta_says_to_use_the_apple_silicon_app(monkeypatch, tmp_path, gh, publish, capsys):
     mac = fake_mac(monkeypatch, tmp_path, arch="x64")
     mac.sysctl["sysctl.proc_translated"] = 1
@@ -207,6 +212,7 @@ def test_install_under_rosetta_says_to_use_the_apple_silicon_app(monkeypatch, tm
 
 
 # --- a quarantined llama-server given to --use-system ------------------------------------------------------------
+
 
 def test_use_system_names_the_quarantine_and_how_to_clear_it(mac, gh, llama_server_dir, tmp_path, capsys):
     folder = tmp_path / "Downloads" / "llama b100"

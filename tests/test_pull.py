@@ -92,8 +92,13 @@ def test_pull_resumes_after_kill(hub_env, smollm2_gguf):
     hub_env.throttle(25 * 2**20, "org/smol-GGUF", SMOL)  # ~4 s for the whole file
     partial = _partial(_sha(smollm2_gguf))
     env = {**os.environ, "HF_ENDPOINT": hub_env.endpoint}
-    proc = subprocess.Popen([sys.executable, "-m", "aidevops_local", "pull", "org/smol-GGUF"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aidevops_local", "pull", "org/smol-GGUF"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -176,8 +181,9 @@ def test_gated_repo_needs_an_accepted_licence_and_token(hub_env, tiny_gguf, monk
     monkeypatch.setenv("HF_TOKEN", "hf_ok")
     result = downloads.pull("google/gated-GGUF")
     assert result.model.path.read_bytes() == tiny_gguf.read_bytes()
-    assert all(r.header("Authorization") == "Bearer hf_ok" for r in _gets(hub_env, "google/gated-GGUF",
-                                                                            "g-Q4_K_M.gguf")[-1:])
+    assert all(
+        r.header("Authorization") == "Bearer hf_ok" for r in _gets(hub_env, "google/gated-GGUF", "g-Q4_K_M.gguf")[-1:]
+    )
 
 
 def test_token_is_not_sent_to_the_cdn(tiny_gguf, monkeypatch):
@@ -192,9 +198,16 @@ def test_token_is_not_sent_to_the_cdn(tiny_gguf, monkeypatch):
         assert not hub.errors
 
 
-@pytest.mark.parametrize("name", ["../../evil-Q4_K_M.gguf", "sub/../../evil-Q4_K_M.gguf",
-                                  "..\\..\\evil-Q4_K_M.gguf", "evil-\u202efuug.Q4_K_M.gguf",
-                                  "evil-\x9b2J-Q4_K_M.gguf"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../../evil-Q4_K_M.gguf",
+        "sub/../../evil-Q4_K_M.gguf",
+        "..\\..\\evil-Q4_K_M.gguf",
+        "evil-\u202efuug.Q4_K_M.gguf",
+        "evil-\x9b2J-Q4_K_M.gguf",
+    ],
+)
 def test_names_that_escape_the_models_folder_are_refused(hub_env, tiny_gguf, tmp_path, name):
     hub_env.add_repo("evil/repo-GGUF", {name: tiny_gguf})
     with pytest.raises(UnsafePath):
@@ -212,8 +225,12 @@ def small_disk():
     folder.mkdir(parents=True, exist_ok=True)
 
     def mount(size_mb: int) -> Path:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(folder)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounted.append(folder)
@@ -243,8 +260,10 @@ def test_disk_filling_up_during_a_download(hub_env, smollm2_gguf, small_disk, mo
 
     def progress(p):  # another program fills the disk while we download
         if p.done > p.total // 4 and not filler.exists():
-            subprocess.run(["fallocate", "-l", str(os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize),
-                            str(filler)], check=False)
+            subprocess.run(
+                ["fallocate", "-l", str(os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize), str(filler)],
+                check=False,
+            )
             if not filler.exists() or filler.stat().st_size == 0:
                 with open(filler, "wb") as fh:
                     try:
@@ -286,8 +305,15 @@ def test_a_download_in_progress_elsewhere_is_not_joined(hub_env, tiny_gguf):
 
 def _cli(*args, hub):
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "aidevops_local", *args], capture_output=True, text=True,
-                          env=env, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "aidevops_local", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def test_cli_pull_without_a_default_quant_lists_the_choices(hub_env, tiny_gguf):
@@ -349,6 +375,7 @@ def test_stale_partials_are_dropped_fresh_ones_kept(hub_env, tiny_gguf):
 
 # ---- a hostile or broken Hub --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["lfs_oid", "oid"])
 def test_a_checksum_id_from_the_hub_never_names_a_path(hub_env, tiny_gguf, tmp_path, kind):
     """The partial file is named after the Hub's checksum id: one that climbs out of .partial must neither
@@ -383,7 +410,11 @@ def test_a_hub_that_lists_more_bytes_than_it_serves_fails_verification(hub_env, 
     assert info.value.exit_code == 6 and "fewer bytes" in info.value.message
     assert hub_env.served("org/tiny-GGUF", "tiny-Q8_0.gguf") == 2 * size  # started over exactly once
     assert [r.header("Range") for r in _gets(hub_env, "org/tiny-GGUF", "tiny-Q8_0.gguf")] == [
-        "bytes=0-", f"bytes={size}-", "bytes=0-", f"bytes={size}-"]
+        "bytes=0-",
+        f"bytes={size}-",
+        "bytes=0-",
+        f"bytes={size}-",
+    ]
     assert list(config.paths().partial_dir.glob("*.part")) == []
     assert library.list_models() == []
 
@@ -416,9 +447,16 @@ def test_a_file_name_over_255_bytes_is_refused(hub_env, tiny_gguf, tmp_path):
     assert not any(len(p.name) > 255 for p in tmp_path.rglob("*"))
 
 
-@pytest.mark.parametrize("args", [["pull", "org/" + "a" * 100], ["pull", "org/modèle-GGUF"],
-                                  ["search", "--repo", "a/b/c"], ["search", "--repo", "org/" + "a" * 100],
-                                  ["search", "--repo", "org/modèle-GGUF"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pull", "org/" + "a" * 100],
+        ["pull", "org/modèle-GGUF"],
+        ["search", "--repo", "a/b/c"],
+        ["search", "--repo", "org/" + "a" * 100],
+        ["search", "--repo", "org/modèle-GGUF"],
+    ],
+)
 def test_cli_bad_repo_ids_and_names_are_one_line_errors(hub_env, tiny_gguf, args):
     hub_env.add_repo("org/m-GGUF", {"m-Q8_0.gguf": tiny_gguf})
     done = _cli(*args, hub=hub_env)

@@ -15,17 +15,44 @@ from aidevops_local.core.system import hardware
 from aidevops_local.core.system.errors import ConfigError
 
 PROFILES = {
-    "8 GB laptop": {"os": "linux", "arch": "x64", "physical_cores": 4, "ram_gb": 8,
-                    "cpu_name": "Intel Core i5-1135G7", "cpu_features": ["avx2", "fma", "f16c"], "backends": ["cpu"]},
-    "16 GB Apple Silicon": {"os": "darwin", "arch": "arm64", "physical_cores": 8, "ram_gb": 16,
-                            "cpu_name": "Apple M2", "unified_memory": True, "backends": ["metal", "cpu"],
-                            "gpus": [{"vendor": "apple", "name": "Apple M2", "backend": "metal"}]},
-    "24 GB NVIDIA": {"os": "linux", "arch": "x64", "physical_cores": 8, "ram_gb": 32,
-                     "cpu_name": "AMD Ryzen 7 7700X", "cpu_features": ["avx2", "avx512f"], "backends": ["cuda", "cpu"],
-                     "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090", "vram_gb": 24,
-                               "backend": "cuda"}]},
-    "CPU-only 64 GB": {"os": "linux", "arch": "x64", "physical_cores": 16, "ram_gb": 64,
-                       "cpu_name": "AMD Ryzen 9 7950X", "cpu_features": ["avx2", "avx512f"], "backends": ["cpu"]},
+    "8 GB laptop": {
+        "os": "linux",
+        "arch": "x64",
+        "physical_cores": 4,
+        "ram_gb": 8,
+        "cpu_name": "Intel Core i5-1135G7",
+        "cpu_features": ["avx2", "fma", "f16c"],
+        "backends": ["cpu"],
+    },
+    "16 GB Apple Silicon": {
+        "os": "darwin",
+        "arch": "arm64",
+        "physical_cores": 8,
+        "ram_gb": 16,
+        "cpu_name": "Apple M2",
+        "unified_memory": True,
+        "backends": ["metal", "cpu"],
+        "gpus": [{"vendor": "apple", "name": "Apple M2", "backend": "metal"}],
+    },
+    "24 GB NVIDIA": {
+        "os": "linux",
+        "arch": "x64",
+        "physical_cores": 8,
+        "ram_gb": 32,
+        "cpu_name": "AMD Ryzen 7 7700X",
+        "cpu_features": ["avx2", "avx512f"],
+        "backends": ["cuda", "cpu"],
+        "gpus": [{"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090", "vram_gb": 24, "backend": "cuda"}],
+    },
+    "CPU-only 64 GB": {
+        "os": "linux",
+        "arch": "x64",
+        "physical_cores": 16,
+        "ram_gb": 64,
+        "cpu_name": "AMD Ryzen 9 7950X",
+        "cpu_features": ["avx2", "avx512f"],
+        "backends": ["cpu"],
+    },
 }
 
 EXPECTED = {  # (chat pick, coding pick, where they run)
@@ -72,15 +99,15 @@ def test_next_tier_names_what_it_would_take():
 
 
 def test_a_machine_too_small_for_anything():
-    tiny = hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 2, "ram_gb": 2,
-                                  "backends": ["cpu"]})
+    tiny = hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 2, "ram_gb": 2, "backends": ["cpu"]})
     result = recommend.recommend(tiny)
     assert result.picks == () and "fits" in result.note
 
 
 def test_slow_machine_still_gets_chat_and_coding():
-    slow = hardware.from_profile({"os": "linux", "arch": "x64", "physical_cores": 1, "ram_gb": 16,
-                                  "cpu_features": ["avx2"], "backends": ["cpu"]})
+    slow = hardware.from_profile(
+        {"os": "linux", "arch": "x64", "physical_cores": 1, "ram_gb": 16, "cpu_features": ["avx2"], "backends": ["cpu"]}
+    )
     result = recommend.recommend(slow)
     assert {p.use for p in result.picks} == {"chat", "coding"}
 
@@ -109,13 +136,25 @@ def test_cli_recommend_for_a_profile(tmp_path):
     profile = tmp_path / "machine.json"
     profile.write_text(json.dumps(PROFILES["24 GB NVIDIA"]))
     env = {**os.environ, "AIDEVOPS_HARDWARE_PROFILE": str(profile), "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "aidevops_local", "recommend", "--json"], capture_output=True,
-                          text=True, env=env, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "aidevops_local", "recommend", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert [p["name"] for p in data["picks"][:2]] == ["Qwen3 32B", "Qwen3 Coder 30B A3B Instruct"]
     assert data["hardware"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 4090"
-    done = subprocess.run([sys.executable, "-m", "aidevops_local", "recommend"], capture_output=True, text=True,
-                          env=env, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "aidevops_local", "recommend"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "Qwen3 32B" in done.stdout and "next:" in done.stdout and "aidevops-local pull" in done.stdout

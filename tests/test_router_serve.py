@@ -92,8 +92,7 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
     rows = {}
     for row in usage.store.ModelUsage.select().order_by(usage.store.ModelUsage.timestamp):
         rows.setdefault(row.model, []).append((row.tokens_in, row.tokens_out))
-    assert rows == {name: [(u["prompt_tokens"], u["completion_tokens"]) for u in got]
-                    for name, got in asked.items()}
+    assert rows == {name: [(u["prompt_tokens"], u["completion_tokens"]) for u in got] for name, got in asked.items()}
 
 
 def test_a_model_the_router_loads_on_request_gets_an_inventory_row(router_running, models_dir):
@@ -200,8 +199,9 @@ def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, m
     assert (status.host, status.port) == (router_running.host, router_running.port)  # not the default 8080
 
 
-def test_a_restart_to_a_model_that_cannot_start_leaves_the_running_server_alone(router_running, models_dir,
-                                                                                corrupt_ggufs):
+def test_a_restart_to_a_model_that_cannot_start_leaves_the_running_server_alone(
+    router_running, models_dir, corrupt_ggufs
+):
     shutil.copy(corrupt_ggufs["truncated"], models_dir / "gamma.gguf")  # pulled after the start, and damaged
     with pytest.raises(CorruptModel):
         router.switch_model("gamma")
@@ -228,8 +228,9 @@ def test_a_restart_the_keyring_refuses_leaves_the_running_server_alone(router_ru
     assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
 
 
-def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_back(router_running, models_dir,
-                                                                                    tiny_gguf, monkeypatch):
+def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_back(
+    router_running, models_dir, tiny_gguf, monkeypatch
+):
     from aidevops_local.core.serving import launch
 
     shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
@@ -248,8 +249,9 @@ def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_ba
     assert (status.state, status.model, status.port) == ("running", "alpha", router_running.port)
 
 
-def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(system_runtime, models_dir,
-                                                                         corrupt_ggufs, port):
+def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(
+    system_runtime, models_dir, corrupt_ggufs, port
+):
     shutil.copy(corrupt_ggufs["truncated"], models_dir / "broken.gguf")
     status = server.serve("alpha", port=port)
     try:
@@ -258,8 +260,9 @@ def test_damaged_models_are_not_offered_and_the_chosen_one_still_serves(system_r
         server.stop(grace=2)
 
 
-def test_a_model_that_fails_to_load_at_start_fails_the_start_and_leaves_nothing(system_runtime, models_dir,
-                                                                              port, monkeypatch):
+def test_a_model_that_fails_to_load_at_start_fails_the_start_and_leaves_nothing(
+    system_runtime, models_dir, port, monkeypatch
+):
     # The checks pass (they read the header) but the load fails: the file changes between plan and start.
     from aidevops_local.core.serving import launch
 
@@ -309,8 +312,9 @@ def test_router_mode_off_serves_one_model_that_answers_any_request(system_runtim
         server.stop(grace=2)
 
 
-def test_a_start_context_is_for_the_chosen_model_and_odd_names_stay_out_of_the_preset(system_runtime, models_dir,
-                                                                                      tiny_gguf, port):
+def test_a_start_context_is_for_the_chosen_model_and_odd_names_stay_out_of_the_preset(
+    system_runtime, models_dir, tiny_gguf, port
+):
     from aidevops_local.core.serving import launch
 
     shutil.copy(tiny_gguf, models_dir / "odd[name].gguf")  # cannot be an INI section
@@ -325,8 +329,13 @@ def test_a_start_context_is_for_the_chosen_model_and_odd_names_stay_out_of_the_p
 
 # ---- the log of a router, read on its own ---------------------------------------------------------------------
 
-ROUTER_LOG = format_header(model="alpha", model_path="/m/alpha.gguf", port=8080, session_id="s",
-                           started=datetime(2026, 11, 25, 10, 0, tzinfo=UTC)) + textwrap.dedent("""\
+ROUTER_LOG = format_header(
+    model="alpha",
+    model_path="/m/alpha.gguf",
+    port=8080,
+    session_id="s",
+    started=datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+) + textwrap.dedent("""\
     0.00.011.285 I srv  llama_server: listening on http://127.0.0.1:8080
     0.00.037.430 I srv          load: spawning server instance with name=alpha on port 51035
     0.00.037.492 I srv          load: spawning server instance with args:
@@ -363,7 +372,9 @@ def test_router_log_charges_each_instance_to_its_model_at_its_time():
         got += [r for line in lines[cut:] if (r := reader.feed(line))]
         # The second task 0 is beta's own (a new instance); the exited instance's later line counts nothing.
         assert [(r.key, r.model, r.model_path, r.tokens_in, r.tokens_out) for r in got] == [
-            ("s/1:0", "alpha", "/m/alpha.gguf", 20, 5), ("s/2:0", "beta", "/m/beta.gguf", 31, 5)]
+            ("s/1:0", "alpha", "/m/alpha.gguf", 20, 5),
+            ("s/2:0", "beta", "/m/beta.gguf", 31, 5),
+        ]
         alpha, beta = got
         # An instance's clock starts at its spawn line: 37.43 ms + 3.019935 s, and 3.078446 s + 0.536553 s.
         assert alpha.finished == datetime(2026, 11, 25, 10, 0, 3, 57365, UTC)

@@ -58,8 +58,7 @@ def publish(gh, release_archive, tag: str, **kwargs) -> str:
 
 
 def assert_runs(server: Path) -> None:
-    done = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=30,
-                          check=False)
+    done = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0 and VERSION_LINE in done.stderr, done.stderr
 
 
@@ -83,6 +82,7 @@ def installed_old(gh, release_archive):
 
 
 # --- installing --------------------------------------------------------------------------------------------------
+
 
 def test_install_puts_a_verified_working_build_in_bin(gh, release_archive, fixtures):
     name = publish(gh, release_archive, OLD)
@@ -144,8 +144,7 @@ def test_cuda_build_brings_its_cuda_runtime_libraries(gh, release_archive, tmp_p
         link = tarfile.TarInfo("libcudart.so.12")
         link.type, link.linkname = tarfile.SYMTYPE, lib.name
         tf.addfile(link)
-    gh.add_release(NEW, {name: release_archive(NEW, name), cudart.name: cudart,
-                         asset_name(NEW): release_archive(NEW)})
+    gh.add_release(NEW, {name: release_archive(NEW, name), cudart.name: cudart, asset_name(NEW): release_archive(NEW)})
 
     result = runtime.install_release(backend="cuda")
 
@@ -157,12 +156,14 @@ def test_cuda_build_brings_its_cuda_runtime_libraries(gh, release_archive, tmp_p
 
 # --- refusing bad downloads and archives, keeping the previous build -------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["wrong digest", "tampered bytes"])
 def test_checksum_mismatch_is_refused_and_the_previous_build_stays(installed_old, release_archive, how):
     name = asset_name(NEW)
     wrong = "sha256:" + "0" * 64
-    installed_old.add_release(NEW, {name: release_archive(NEW)},
-                              digest_override={name: wrong} if how == "wrong digest" else None)
+    installed_old.add_release(
+        NEW, {name: release_archive(NEW)}, digest_override={name: wrong} if how == "wrong digest" else None
+    )
     if how == "tampered bytes":
         installed_old.tamper(name)
 
@@ -239,11 +240,16 @@ def assert_no_link_leaves(folder: Path) -> None:
 def test_link_that_leaves_the_installed_folder_is_refused(installed_old, tmp_path):
     # Inside the archive the link stays in: it climbs to the archive's root and back into shared-tmp/. But only
     # a/b/c/d/ (llama-server's folder) becomes bin/, where the same four steps up lead out of the install.
-    archive = script_tarball(tmp_path / asset_name(NEW), [
-        ("dir", "a/b/c/d", None), ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
-        ("dir", "shared-tmp", None), ("file", "shared-tmp/libggml-x.so", b"\x7fELF"),
-        ("symlink", "a/b/c/d/libggml-x.so", "../../../../shared-tmp/libggml-x.so"),
-    ])
+    archive = script_tarball(
+        tmp_path / asset_name(NEW),
+        [
+            ("dir", "a/b/c/d", None),
+            ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
+            ("dir", "shared-tmp", None),
+            ("file", "shared-tmp/libggml-x.so", b"\x7fELF"),
+            ("symlink", "a/b/c/d/libggml-x.so", "../../../../shared-tmp/libggml-x.so"),
+        ],
+    )
     installed_old.add_release(NEW, {archive.name: archive})
 
     assert main(["install", "--tag", NEW]) == ExitCode.REFUSED
@@ -259,10 +265,15 @@ def test_companion_link_that_leaves_once_merged_is_refused(gh, release_archive, 
     # The CUDA runtime archive's link resolves inside that archive from a/b/c/, but its libraries are merged
     # flat into llama-server's folder, where "../../../" leads out of the install.
     name = asset_name(NEW, "ubuntu-cuda-12.8-x64")
-    cudart = script_tarball(tmp_path / f"cudart-{name}", [
-        ("dir", "a/b/c", None), ("dir", "y", None), ("file", "y/libcudart.so.12.8.90", b"\x7fELF"),
-        ("symlink", "a/b/c/libcudart.so.12", "../../../y/libcudart.so.12.8.90"),
-    ])
+    cudart = script_tarball(
+        tmp_path / f"cudart-{name}",
+        [
+            ("dir", "a/b/c", None),
+            ("dir", "y", None),
+            ("file", "y/libcudart.so.12.8.90", b"\x7fELF"),
+            ("symlink", "a/b/c/libcudart.so.12", "../../../y/libcudart.so.12.8.90"),
+        ],
+    )
     gh.add_release(NEW, {name: release_archive(NEW, name), cudart.name: cudart})
 
     with pytest.raises(UnsafePath, match="libcudart.so.12"):
@@ -274,11 +285,16 @@ def test_companion_link_that_leaves_once_merged_is_refused(gh, release_archive, 
 
 def test_links_that_stay_inside_the_installed_folder_install(gh, tmp_path):
     # The same shapes, kept inside llama-server's folder, are what real builds hold.
-    archive = script_tarball(tmp_path / asset_name(NEW), [
-        ("dir", "a/b/c/d/lib", None), ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
-        ("file", "a/b/c/d/lib/libggml-x.so.1", b"\x7fELF"), ("symlink", "a/b/c/d/libggml-x.so", "lib/libggml-x.so.1"),
-        ("symlink", "a/b/c/d/lib/libggml-x.so", "../lib/./libggml-x.so.1"),
-    ])
+    archive = script_tarball(
+        tmp_path / asset_name(NEW),
+        [
+            ("dir", "a/b/c/d/lib", None),
+            ("file", "a/b/c/d/llama-server", SCRIPT_SERVER),
+            ("file", "a/b/c/d/lib/libggml-x.so.1", b"\x7fELF"),
+            ("symlink", "a/b/c/d/libggml-x.so", "lib/libggml-x.so.1"),
+            ("symlink", "a/b/c/d/lib/libggml-x.so", "../lib/./libggml-x.so.1"),
+        ],
+    )
     gh.add_release(NEW, {archive.name: archive})
 
     runtime.install_release()
@@ -287,15 +303,18 @@ def test_links_that_stay_inside_the_installed_folder_install(gh, tmp_path):
     assert (bin_dir / "libggml-x.so").read_bytes() == (bin_dir / "lib" / "libggml-x.so").read_bytes() == b"\x7fELF"
 
 
-@pytest.mark.parametrize("fields,code,words", [
-    ({"digest": 5}, ExitCode.VERIFY_FAILED, "digest"),
-    ({"digest": ["sha256:" + "a" * 64]}, ExitCode.VERIFY_FAILED, "digest"),
-    ({"digest": "sha256:not-hex"}, ExitCode.VERIFY_FAILED, "digest"),
-    ({"size": "123"}, ExitCode.VERIFY_FAILED, "size"),
-    ({"size": -1}, ExitCode.VERIFY_FAILED, "size"),
-    ({"browser_download_url": None}, ExitCode.VERIFY_FAILED, "download address"),
-    ({"name": None}, ExitCode.NOT_FOUND, "without a name"),
-])
+@pytest.mark.parametrize(
+    "fields,code,words",
+    [
+        ({"digest": 5}, ExitCode.VERIFY_FAILED, "digest"),
+        ({"digest": ["sha256:" + "a" * 64]}, ExitCode.VERIFY_FAILED, "digest"),
+        ({"digest": "sha256:not-hex"}, ExitCode.VERIFY_FAILED, "digest"),
+        ({"size": "123"}, ExitCode.VERIFY_FAILED, "size"),
+        ({"size": -1}, ExitCode.VERIFY_FAILED, "size"),
+        ({"browser_download_url": None}, ExitCode.VERIFY_FAILED, "download address"),
+        ({"name": None}, ExitCode.NOT_FOUND, "without a name"),
+    ],
+)
 def test_a_malformed_asset_record_is_a_one_line_error(gh, release_archive, capsys, fields, code, words):
     name = asset_name(OLD)
     gh.add_release(OLD, {name: release_archive(OLD)}, asset_fields={name: fields})
@@ -309,16 +328,21 @@ def test_a_malformed_asset_record_is_a_one_line_error(gh, release_archive, capsy
 
 def test_malformed_records_of_other_assets_do_not_stop_an_install(gh, release_archive):
     name = asset_name(OLD)
-    others = {asset_name(OLD, "macos-arm64"): {"name": None}, asset_name(OLD, "ubuntu-vulkan-x64"): {"digest": 5},
-              asset_name(OLD, "ubuntu-arm64"): {"size": "big"}, "notes.txt": {"name": ["a", "b"]}}
+    others = {
+        asset_name(OLD, "macos-arm64"): {"name": None},
+        asset_name(OLD, "ubuntu-vulkan-x64"): {"digest": 5},
+        asset_name(OLD, "ubuntu-arm64"): {"size": "big"},
+        "notes.txt": {"name": ["a", "b"]},
+    }
     gh.add_release(OLD, {name: release_archive(OLD), **{other: b"x" for other in others}}, asset_fields=others)
 
     assert runtime.install_release().asset == name
     assert_active(OLD)
 
 
-@pytest.mark.parametrize("fields", [{"tag_name": None}, {"tag_name": "b1\nversion: 9"}, {"assets": "none"},
-                                    {"assets": None}])
+@pytest.mark.parametrize(
+    "fields", [{"tag_name": None}, {"tag_name": "b1\nversion: 9"}, {"assets": "none"}, {"assets": None}]
+)
 def test_a_malformed_release_record_is_a_one_line_error(gh, release_archive, capsys, fields):
     publish(gh, release_archive, OLD, release_fields=fields)
 
@@ -342,8 +366,14 @@ def test_truncated_download_is_a_network_error_and_nothing_changes(installed_old
 
 
 def test_no_build_for_this_platform_lists_what_is_there(gh, release_archive, capsys):
-    gh.add_release(NEW, {asset_name(NEW, "macos-arm64"): b"x", asset_name(NEW, "ubuntu-vulkan-x64"): b"x",
-                         asset_name(NEW, "win-cpu-x64", "zip"): b"x"})
+    gh.add_release(
+        NEW,
+        {
+            asset_name(NEW, "macos-arm64"): b"x",
+            asset_name(NEW, "ubuntu-vulkan-x64"): b"x",
+            asset_name(NEW, "win-cpu-x64", "zip"): b"x",
+        },
+    )
 
     with pytest.raises(AssetNotFound) as caught:
         runtime.install_release(backend="rocm")
@@ -396,8 +426,9 @@ def small_disk(tmp_path, monkeypatch):
     mount.mkdir()
     if os.geteuid() != 0 or not shutil.which("mount"):
         pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True,
-                          check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     monkeypatch.setenv("AIDEVOPS_HOME", str(mount / "home"))
@@ -430,6 +461,7 @@ def test_archive_that_unpacks_bigger_than_the_disk_is_refused(gh, llama_server_d
 
 # --- interrupted installs ----------------------------------------------------------------------------------------
 
+
 def test_interrupt_and_cancel_remove_the_partial_download(installed_old, release_archive):
     publish(installed_old, release_archive, NEW)
 
@@ -450,8 +482,14 @@ def test_interrupt_and_cancel_remove_the_partial_download(installed_old, release
 
 
 def _run_killed(script: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                          timeout=120, env=os.environ.copy(), check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+        check=False,
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     return done
 
@@ -526,6 +564,7 @@ def test_second_install_at_once_is_refused(installed_old):
 
 # --- update and rollback -----------------------------------------------------------------------------------------
 
+
 def test_update_check_update_and_rollback(installed_old, release_archive, capsys):
     assert main(["update", "--check", "--json"]) == 0
     check = json.loads(capsys.readouterr().out)
@@ -566,8 +605,8 @@ def test_nothing_installed(gh):
 
 # --- the system's llama-server ------------------------------------------------------------------------------------
 
-def test_use_system_records_the_llama_server_on_path(installed_old, llama_server_dir, tmp_path, monkeypatch,
-                                                     capsys):
+
+def test_use_system_records_the_llama_server_on_path(installed_old, llama_server_dir, tmp_path, monkeypatch, capsys):
     # Like Homebrew: a bin folder on PATH with a symlink into the package's own folder.
     path_dir = tmp_path / "brew-bin"
     path_dir.mkdir()
@@ -601,12 +640,19 @@ def test_use_system_without_one_on_path(gh, tmp_path, monkeypatch):
 
 # --- the command as users run it ----------------------------------------------------------------------------------
 
+
 def test_install_command_as_a_subprocess(gh, release_archive):
     publish(gh, release_archive, OLD)
     command = Path(sys.executable).with_name("aidevops-local")
     started = time.monotonic()
-    done = subprocess.run([str(command), "install", "--json"], capture_output=True, text=True, timeout=120,
-                          env=os.environ.copy(), check=False)
+    done = subprocess.run(
+        [str(command), "install", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+        check=False,
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
@@ -618,31 +664,51 @@ def test_install_command_as_a_subprocess(gh, release_archive):
 # --- choosing the asset from a real release's list -------------------------------------------------------------
 
 # Asset names of llama.cpp release b11101, as published.
-B11101 = [f"{prefix}llama-b11101-bin-{rest}" for prefix, rest in [
-    ("cudart-", "ubuntu-cuda-12.8-x64.tar.gz"), ("cudart-", "ubuntu-cuda-13.4-arm64.tar.gz"),
-    ("cudart-", "ubuntu-cuda-13.4-x64.tar.gz"), ("", "android-arm64.tar.gz"), ("", "macos-arm64.tar.gz"),
-    ("", "macos-x64.tar.gz"), ("", "ubuntu-arm64.tar.gz"), ("", "ubuntu-cuda-12.8-x64.tar.gz"),
-    ("", "ubuntu-cuda-13.4-arm64.tar.gz"), ("", "ubuntu-cuda-13.4-x64.tar.gz"),
-    ("", "ubuntu-openvino-2026.4-x64.tar.gz"), ("", "ubuntu-rocm-10.0-x64.tar.gz"), ("", "ubuntu-s390x.tar.gz"),
-    ("", "ubuntu-sycl-fp16-x64.tar.gz"), ("", "ubuntu-vulkan-arm64.tar.gz"), ("", "ubuntu-vulkan-x64.tar.gz"),
-    ("", "ubuntu-x64.tar.gz"), ("", "win-cpu-x64.zip"), ("", "win-cuda-12.4-x64.zip"), ("", "win-vulkan-x64.zip"),
-]] + ["llama-b11101-xcframework.zip", "cudart-llama-bin-win-cuda-12.4-x64.zip"]
-REAL = releases.Release("b11101", tuple(releases.Asset(n, f"https://example.invalid/{n}", 1, "sha256:" + "a" * 64)
-                                        for n in B11101))
+B11101 = [
+    f"{prefix}llama-b11101-bin-{rest}"
+    for prefix, rest in [
+        ("cudart-", "ubuntu-cuda-12.8-x64.tar.gz"),
+        ("cudart-", "ubuntu-cuda-13.4-arm64.tar.gz"),
+        ("cudart-", "ubuntu-cuda-13.4-x64.tar.gz"),
+        ("", "android-arm64.tar.gz"),
+        ("", "macos-arm64.tar.gz"),
+        ("", "macos-x64.tar.gz"),
+        ("", "ubuntu-arm64.tar.gz"),
+        ("", "ubuntu-cuda-12.8-x64.tar.gz"),
+        ("", "ubuntu-cuda-13.4-arm64.tar.gz"),
+        ("", "ubuntu-cuda-13.4-x64.tar.gz"),
+        ("", "ubuntu-openvino-2026.4-x64.tar.gz"),
+        ("", "ubuntu-rocm-10.0-x64.tar.gz"),
+        ("", "ubuntu-s390x.tar.gz"),
+        ("", "ubuntu-sycl-fp16-x64.tar.gz"),
+        ("", "ubuntu-vulkan-arm64.tar.gz"),
+        ("", "ubuntu-vulkan-x64.tar.gz"),
+        ("", "ubuntu-x64.tar.gz"),
+        ("", "win-cpu-x64.zip"),
+        ("", "win-cuda-12.4-x64.zip"),
+        ("", "win-vulkan-x64.zip"),
+    ]
+] + ["llama-b11101-xcframework.zip", "cudart-llama-bin-win-cuda-12.4-x64.zip"]
+REAL = releases.Release(
+    "b11101", tuple(releases.Asset(n, f"https://example.invalid/{n}", 1, "sha256:" + "a" * 64) for n in B11101)
+)
 
 
-@pytest.mark.parametrize("os_,arch,backends,cuda_major,expected,companion", [
-    ("linux", "x64", ("cuda", "vulkan", "cpu"), None, "ubuntu-cuda-12.8-x64.tar.gz", True),
-    ("linux", "x64", ("cuda", "cpu"), 13, "ubuntu-cuda-13.4-x64.tar.gz", True),
-    ("linux", "x64", ("cuda", "cpu"), 11, "ubuntu-x64.tar.gz", False),
-    ("linux", "x64", ("rocm", "cpu"), None, "ubuntu-rocm-10.0-x64.tar.gz", False),
-    ("linux", "x64", ("vulkan", "cpu"), None, "ubuntu-vulkan-x64.tar.gz", False),
-    ("linux", "arm64", ("vulkan", "cpu"), None, "ubuntu-vulkan-arm64.tar.gz", False),
-    ("linux", "arm64", ("cpu",), None, "ubuntu-arm64.tar.gz", False),
-    ("darwin", "arm64", ("metal", "cpu"), None, "macos-arm64.tar.gz", False),
-    ("darwin", "arm64", ("cpu",), None, "macos-arm64.tar.gz", False),
-    ("darwin", "x64", ("cpu",), None, "macos-x64.tar.gz", False),
-])
+@pytest.mark.parametrize(
+    "os_,arch,backends,cuda_major,expected,companion",
+    [
+        ("linux", "x64", ("cuda", "vulkan", "cpu"), None, "ubuntu-cuda-12.8-x64.tar.gz", True),
+        ("linux", "x64", ("cuda", "cpu"), 13, "ubuntu-cuda-13.4-x64.tar.gz", True),
+        ("linux", "x64", ("cuda", "cpu"), 11, "ubuntu-x64.tar.gz", False),
+        ("linux", "x64", ("rocm", "cpu"), None, "ubuntu-rocm-10.0-x64.tar.gz", False),
+        ("linux", "x64", ("vulkan", "cpu"), None, "ubuntu-vulkan-x64.tar.gz", False),
+        ("linux", "arm64", ("vulkan", "cpu"), None, "ubuntu-vulkan-arm64.tar.gz", False),
+        ("linux", "arm64", ("cpu",), None, "ubuntu-arm64.tar.gz", False),
+        ("darwin", "arm64", ("metal", "cpu"), None, "macos-arm64.tar.gz", False),
+        ("darwin", "arm64", ("cpu",), None, "macos-arm64.tar.gz", False),
+        ("darwin", "x64", ("cpu",), None, "macos-x64.tar.gz", False),
+    ],
+)
 def test_choose_asset_from_a_real_release(os_, arch, backends, cuda_major, expected, companion):
     chosen = releases.choose_asset(REAL, os=os_, arch=arch, backends=backends, cuda_major=cuda_major)
     assert chosen.asset.name == f"llama-b11101-bin-{expected}"

@@ -61,8 +61,15 @@ def only_backend():
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env or dict(os.environ),
-                          timeout=120, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        env=env or dict(os.environ),
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def chat(base_url: str, headers: dict | None = None) -> httpx.Response:
@@ -86,12 +93,15 @@ def files_holding(root: Path, needles: dict[str, str]) -> list[str]:
 
 # ---- where it listens -----------------------------------------------------------------------------------
 
+
 def test_listens_on_the_host_it_is_given_and_nowhere_else(system_runtime, tiny_gguf, port):
     status = server.serve(str(tiny_gguf), port=port, host="127.0.0.2")  # loopback too: nothing leaves the box
     try:
+
         def listening(pid: int) -> list[str]:
-            return [c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
-                    if c.status == psutil.CONN_LISTEN]
+            return [
+                c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+            ]
 
         # The Host-checking front holds the public address; llama-server only its private UNIX socket.
         assert listening(server.current_state().guard_pid) == ["127.0.0.2"]
@@ -111,6 +121,7 @@ def test_cli_warns_before_binding_beyond_loopback(tiny_gguf, capsys):
 
 
 # ---- CORS -----------------------------------------------------------------------------------------------
+
 
 def test_cors_reflects_only_localhost_origins(running):
     base = f"http://127.0.0.1:{running.port}"
@@ -145,6 +156,7 @@ def test_no_cors_flag_for_a_build_that_lacks_it(system_runtime, tiny_gguf, port,
 
 # ---- the API key ----------------------------------------------------------------------------------------
 
+
 def test_api_key_off_leaves_no_key_and_no_tool_secret_in_the_server(system_runtime, tiny_gguf, port, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", HF_SECRET)
     monkeypatch.setenv("GITHUB_TOKEN", GH_SECRET)
@@ -160,8 +172,13 @@ def test_api_key_off_leaves_no_key_and_no_tool_secret_in_the_server(system_runti
         server.stop(grace=2)
 
 
-def test_api_key_is_generated_kept_in_the_keyring_and_enforced(private_desktop, system_runtime, tiny_gguf, port,  # noqa: F811
-                                                               isolated_home):
+def test_api_key_is_generated_kept_in_the_keyring_and_enforced(
+    private_desktop,  # noqa: F811
+    system_runtime,
+    tiny_gguf,
+    port,  # noqa: F811
+    isolated_home,
+):
     secrets.forget(secrets.API_KEY)
     serving_settings(require_api_key=True)
     env = dict(os.environ, HF_TOKEN=HF_SECRET, GITHUB_TOKEN=GH_SECRET)
@@ -267,10 +284,12 @@ def test_a_keyring_that_raises_is_refused_with_the_way_out(only_backend):
     assert api_key.headers(required=True) == {}
 
 
-def test_a_build_that_cannot_take_the_key_from_its_environment_is_refused(system_runtime, tiny_gguf, port,
-                                                                           monkeypatch):
-    monkeypatch.setattr(build_features, "features",
-                        lambda binary: build_features.BuildFeatures(help_ran=True, api_key=True, unix_socket=True))
+def test_a_build_that_cannot_take_the_key_from_its_environment_is_refused(system_runtime, tiny_gguf, port, monkeypatch):
+    monkeypatch.setattr(
+        build_features,
+        "features",
+        lambda binary: build_features.BuildFeatures(help_ran=True, api_key=True, unix_socket=True),
+    )
     serving_settings(require_api_key=True)
     with pytest.raises(Refused, match="LLAMA_API_KEY") as err:
         launch.plan_launch(str(tiny_gguf), port=port)
@@ -278,6 +297,7 @@ def test_a_build_that_cannot_take_the_key_from_its_environment_is_refused(system
 
 
 # ---- only verified files are served ---------------------------------------------------------------------
+
 
 def test_an_unfinished_download_is_never_served(system_runtime, tiny_gguf, port):
     partial = config.paths().partial_dir

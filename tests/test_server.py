@@ -82,8 +82,7 @@ def test_second_serve_is_refused_while_one_runs(running, tiny_gguf):
         server.serve(str(tiny_gguf), port=running.port + 1)
 
 
-def test_two_serves_at_once_leave_one_server_and_the_other_names_it(system_runtime, tiny_gguf, free_port,
-                                                                    monkeypatch):
+def test_two_serves_at_once_leave_one_server_and_the_other_names_it(system_runtime, tiny_gguf, free_port, monkeypatch):
     """Both pass the "already running" check unless a lock holds it through the start: each waits at a
     barrier after planning (the lock makes the second wait before its check; the barrier then gives up)."""
     from aidevops_local.core.system.errors import ExitCode
@@ -159,8 +158,9 @@ def test_port_taken_during_start_is_port_in_use(system_runtime, tiny_gguf, port,
             server.serve(str(tiny_gguf), port=port)
     assert "bind" in err.value.details or len(calls) == 2
     assert server.current_state() is None
-    assert not [p for p in psutil.process_iter(["name"]) if p.info["name"] == "llama-server"
-                and p.ppid() == os.getpid()]
+    assert not [
+        p for p in psutil.process_iter(["name"]) if p.info["name"] == "llama-server" and p.ppid() == os.getpid()
+    ]
 
 
 @pytest.mark.parametrize("kind", ["empty", "truncated", "cut_header", "random_header"])
@@ -284,10 +284,18 @@ def test_stop_when_nothing_runs():
 def test_stale_state_whose_pid_is_another_process_is_never_signalled():
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        state = server.ServerState(pid=stranger.pid, create_time=psutil.Process(stranger.pid).create_time(),
-                                   host="127.0.0.1", port=8080, model="m", model_path="/m.gguf",
-                                   binary="/x/llama-server", log_path="/nonexistent.log",
-                                   started_at=time.time(), session_id="s")
+        state = server.ServerState(
+            pid=stranger.pid,
+            create_time=psutil.Process(stranger.pid).create_time(),
+            host="127.0.0.1",
+            port=8080,
+            model="m",
+            model_path="/m.gguf",
+            binary="/x/llama-server",
+            log_path="/nonexistent.log",
+            started_at=time.time(),
+            session_id="s",
+        )
         server._write_state(state)
         assert server.status().state == "crashed"
         result = server.stop(grace=1)
@@ -303,16 +311,25 @@ def test_a_process_that_only_calls_itself_llama_server_is_never_signalled(llama_
     """Its pid and start time match the state file and its argv[0] is our binary's path, but what it runs is
     another program: stop leaves it alone."""
     binary = llama_server_dir / "llama-server"
-    stranger = subprocess.Popen([str(binary), "-c", "import time; time.sleep(60)"], executable=sys.executable,
-                                start_new_session=True)
+    stranger = subprocess.Popen(
+        [str(binary), "-c", "import time; time.sleep(60)"], executable=sys.executable, start_new_session=True
+    )
     try:
         while not psutil.Process(stranger.pid).cmdline():  # its argv appears a moment after exec
             time.sleep(0.01)
         assert psutil.Process(stranger.pid).cmdline()[0] == str(binary)
-        state = server.ServerState(pid=stranger.pid, create_time=psutil.Process(stranger.pid).create_time(),
-                                   host="127.0.0.1", port=8080, model="m", model_path="/m.gguf",
-                                   binary=str(binary), log_path="/nonexistent.log", started_at=time.time(),
-                                   session_id="s")
+        state = server.ServerState(
+            pid=stranger.pid,
+            create_time=psutil.Process(stranger.pid).create_time(),
+            host="127.0.0.1",
+            port=8080,
+            model="m",
+            model_path="/m.gguf",
+            binary=str(binary),
+            log_path="/nonexistent.log",
+            started_at=time.time(),
+            session_id="s",
+        )
         server._write_state(state)
         assert server.owned_process(state) is None
         result = server.stop(grace=1)
@@ -358,6 +375,7 @@ def test_state_with_a_recycled_pid_is_not_ours(running):
 
 def test_in_flight_request_does_not_block_stop(running):
     """llama-server ignores the first SIGTERM while generating; stop must still end it well within grace."""
+
     def long_request():
         try:
             chat(running.endpoint, "Write a long story", max_tokens=4000)
@@ -390,9 +408,11 @@ def test_cli_serve_status_stop_json(system_runtime, tiny_gguf, port, capsys):
 
 
 def test_status_in_a_fresh_process_imports_no_hub(running):
-    code = ("import sys, time; t = time.perf_counter(); from aidevops_local.cli.main import main; "
-            "rc = main(['status', '--json']); "
-            "assert 'huggingface_hub' not in sys.modules and 'PySide6' not in sys.modules; sys.exit(rc)")
+    code = (
+        "import sys, time; t = time.perf_counter(); from aidevops_local.cli.main import main; "
+        "rc = main(['status', '--json']); "
+        "assert 'huggingface_hub' not in sys.modules and 'PySide6' not in sys.modules; sys.exit(rc)"
+    )
     env = dict(os.environ)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 0, done.stderr
@@ -430,6 +450,7 @@ def test_prompt_cache_is_capped_at_what_the_plan_leaves_spare(system_runtime, ti
 
 # ---- where it really listens ----------------------------------------------------------------------------
 
+
 def test_status_says_where_the_server_listens(running, capsys):
     assert running.listening == [f"127.0.0.1:{running.port}"]
     assert server.status(probe_health=False).listening is None  # the liveness poll leaves the socket scan out
@@ -455,17 +476,26 @@ def test_extra_args_cannot_move_the_bind(system_runtime, tiny_gguf, port, capsys
     assert server.current_state() is None
 
 
-def test_status_reports_a_server_listening_beyond_what_it_was_told(llama_server_dir, tiny_gguf, port, tmp_path,
-                                                                   capsys):
+def test_status_reports_a_server_listening_beyond_what_it_was_told(llama_server_dir, tiny_gguf, port, tmp_path, capsys):
     """A server bound to every interface while the state file says 127.0.0.1 (what an overriding flag did):
     status reads the address from the kernel and says so."""
     from tests.fixtures.prepare import llama_server
 
     with llama_server(llama_server_dir, tiny_gguf, port=port, extra_args=["--host", "0.0.0.0"]) as srv:
-        server._write_state(server.ServerState(
-            pid=srv.proc.pid, create_time=psutil.Process(srv.proc.pid).create_time(), host="127.0.0.1", port=port,
-            model="tiny", model_path=str(tiny_gguf), binary=str(llama_server_dir / "llama-server"),
-            log_path=str(srv.log_path), started_at=time.time(), session_id="s"))
+        server._write_state(
+            server.ServerState(
+                pid=srv.proc.pid,
+                create_time=psutil.Process(srv.proc.pid).create_time(),
+                host="127.0.0.1",
+                port=port,
+                model="tiny",
+                model_path=str(tiny_gguf),
+                binary=str(llama_server_dir / "llama-server"),
+                log_path=str(srv.log_path),
+                started_at=time.time(),
+                session_id="s",
+            )
+        )
         status = server.status()
         assert status.running and status.listening == [f"0.0.0.0:{port}"]
         assert f"listens on 0.0.0.0:{port}" in status.message and "other machines" in status.message
@@ -483,8 +513,9 @@ def test_a_public_host_in_the_settings_warns_like_the_flag(tiny_gguf, capsys):
     assert "warning: Binding to 0.0.0.0" in err and "require_api_key = true" in err
 
 
-def test_llama_arg_host_and_port_in_the_environment_do_not_move_the_bind(system_runtime, tiny_gguf, port,
-                                                                         free_port, monkeypatch):
+def test_llama_arg_host_and_port_in_the_environment_do_not_move_the_bind(
+    system_runtime, tiny_gguf, port, free_port, monkeypatch
+):
     """llama-server reads LLAMA_ARG_HOST/PORT, which the server inherits; our --host and --port win over them."""
     monkeypatch.setenv("LLAMA_ARG_HOST", "0.0.0.0")
     monkeypatch.setenv("LLAMA_ARG_PORT", str(free_port()))
@@ -500,8 +531,18 @@ def test_a_start_failure_waits_for_the_line_that_explains_it(tmp_path):
     says why reaches the log: the failure is read once that line is there, not called unexplained."""
     log = tmp_path / "server.log"
     log.write_text("[40001] 0.00.001.000 I loading model\n")
-    state = server.ServerState(pid=1, create_time=0.0, host="127.0.0.1", port=1, model="m", model_path="/m.gguf",
-                               binary="/b", log_path=str(log), started_at=0.0, session_id="s")
+    state = server.ServerState(
+        pid=1,
+        create_time=0.0,
+        host="127.0.0.1",
+        port=1,
+        model="m",
+        model_path="/m.gguf",
+        binary="/b",
+        log_path=str(log),
+        started_at=0.0,
+        session_id="s",
+    )
 
     def explain_later():
         time.sleep(0.4)

@@ -21,22 +21,31 @@ STEPS = ["install", "search", "pull", "serve", "chat", "usage", "stop", "update-
 
 
 def run_smoke(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SMOKE), *args], capture_output=True, text=True, env=env, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        ["bash", str(SMOKE), *args], capture_output=True, text=True, env=env, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.mark.real_server
 def test_smoke_script_passes_every_step_against_the_stand_ins(
-        fake_releases, fake_hub, release_archive, tiny_gguf, free_port, isolated_home):
+    fake_releases, fake_hub, release_archive, tiny_gguf, free_port, isolated_home
+):
     archive = release_archive()
     fake_releases.add_release("b10068", {archive.name: archive})
     fake_hub.add_repo(REPO, files={FILE: tiny_gguf, "README.md": b"# tiny"}, downloads=4321)
     (isolated_home / "local-models").mkdir(parents=True)
     (isolated_home / "local-models" / "config.toml").write_text("threads = 1\nctx_size = 2048\nparallel = 1\n")
     port = free_port()
-    env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url,
-               HF_ENDPOINT=fake_hub.endpoint, SMOKE_MODEL=f"{REPO}:Q8_0", SMOKE_QUERY="Tiny-Random-Llama-Instruct",
-               SMOKE_PORT=str(port), COLUMNS="60")
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url,
+        HF_ENDPOINT=fake_hub.endpoint,
+        SMOKE_MODEL=f"{REPO}:Q8_0",
+        SMOKE_QUERY="Tiny-Random-Llama-Instruct",
+        SMOKE_PORT=str(port),
+        COLUMNS="60",
+    )
 
     done = run_smoke("--offline", env=env)
 
@@ -58,14 +67,20 @@ def test_smoke_script_passes_every_step_against_the_stand_ins(
 
 def test_offline_refuses_to_reach_the_real_services(isolated_home):
     for endpoint in ("https://huggingface.co", "http://127.0.0.1:9@huggingface.co", "http://localhost.example.org"):
-        env = dict(os.environ, PYTHON=sys.executable, AIDEVOPS_LLAMA_RELEASES_URL="http://127.0.0.1:9/releases",
-                   HF_ENDPOINT=endpoint)
+        env = dict(
+            os.environ,
+            PYTHON=sys.executable,
+            AIDEVOPS_LLAMA_RELEASES_URL="http://127.0.0.1:9/releases",
+            HF_ENDPOINT=endpoint,
+        )
 
         done = run_smoke("--offline", env=env, timeout=60)
 
         assert done.returncode == 2, endpoint
-        assert done.stderr.strip() == ("smoke: --offline needs HF_ENDPOINT pointing at a local stand-in "
-                                       f"(http://127.0.0.1:PORT...), got '{endpoint}'")
+        assert done.stderr.strip() == (
+            "smoke: --offline needs HF_ENDPOINT pointing at a local stand-in "
+            f"(http://127.0.0.1:PORT...), got '{endpoint}'"
+        )
         assert done.stdout == ""
 
 
@@ -76,15 +91,22 @@ def test_unknown_argument_is_a_usage_error(isolated_home):
     assert "unknown argument '--offlin'" in done.stderr and "--help" in done.stderr
 
 
-def test_a_failed_step_says_which_and_why_on_one_line(fake_releases, fake_hub, release_archive, tiny_gguf,
-                                                      free_port, isolated_home):
+def test_a_failed_step_says_which_and_why_on_one_line(
+    fake_releases, fake_hub, release_archive, tiny_gguf, free_port, isolated_home
+):
     archive = release_archive()
     fake_releases.add_release("b10068", {archive.name: archive})
     fake_hub.add_repo(REPO, files={FILE.replace("Q8_0", "Q4_0"): tiny_gguf}, downloads=4321)  # no Q8_0
-    env = dict(os.environ, PYTHON=sys.executable,
-               AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url, HF_ENDPOINT=fake_hub.endpoint,
-               SMOKE_MODEL=f"{REPO}:Q8_0", SMOKE_QUERY="Tiny-Random-Llama-Instruct", SMOKE_PORT=str(free_port()),
-               COLUMNS="60")  # a narrow terminal: the CLI's messages would wrap
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        AIDEVOPS_LLAMA_RELEASES_URL=fake_releases.base_url,
+        HF_ENDPOINT=fake_hub.endpoint,
+        SMOKE_MODEL=f"{REPO}:Q8_0",
+        SMOKE_QUERY="Tiny-Random-Llama-Instruct",
+        SMOKE_PORT=str(free_port()),
+        COLUMNS="60",
+    )  # a narrow terminal: the CLI's messages would wrap
 
     done = run_smoke("--offline", env=env)
 

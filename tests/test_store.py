@@ -91,6 +91,7 @@ def sha(path: Path) -> str:
 
 # ---- schema and migrations ------------------------------------------------------------------------------
 
+
 def test_empty_database_migrates_to_the_exact_columns():
     store.database()
     assert columns("model_usage") == USAGE_COLUMNS
@@ -98,8 +99,13 @@ def test_empty_database_migrates_to_the_exact_columns():
     assert columns("usage_log_cursor") == CURSOR_COLUMNS
     assert columns("app_state") == APP_STATE_COLUMNS
     assert [r[0] for r in plain("SELECT name FROM schema_migrations ORDER BY rowid")] == [
-        "m001_seed_tables", "m002_usage_request_columns", "m003_usage_indexes", "m004_inventory_details",
-        "m005_log_cursors", "m006_app_state"]
+        "m001_seed_tables",
+        "m002_usage_request_columns",
+        "m003_usage_indexes",
+        "m004_inventory_details",
+        "m005_log_cursors",
+        "m006_app_state",
+    ]
     assert plain("PRAGMA journal_mode") == [("wal",)]
 
 
@@ -129,8 +135,7 @@ def test_timestamps_are_stored_as_sqlite_utc_text():
     # The framework's own plain-sqlite3 queries keep working on our rows.
     stale = "SELECT model FROM model_inventory WHERE last_used < datetime('now', '-30 days')"
     assert plain(stale) == [("m",)]
-    plain("INSERT INTO model_usage (model, tokens_in, tokens_out, duration_ms) "
-          "VALUES ('seed-style', 1, 2, 3)")
+    plain("INSERT INTO model_usage (model, tokens_in, tokens_out, duration_ms) VALUES ('seed-style', 1, 2, 3)")
     row = store.ModelUsage.get(store.ModelUsage.model == "seed-style")
     assert (row.tokens_in, row.status, row.request_key) == (1, "ok", None)
     assert abs(row.timestamp - datetime.now(UTC)) < timedelta(minutes=1)
@@ -157,24 +162,32 @@ CREATE TABLE model_inventory (
 
 
 def test_seed_schema_database_is_adopted_without_losing_a_row():
-    rows = "".join(f"INSERT INTO model_usage VALUES ('qwen', '2026-01-0{d} 10:00:00', {d}, {2 * d}, "
-                   f"{100 * d});" for d in range(1, 6))
-    seed_database(paths().database, SEED_SCHEMA + rows + """
+    rows = "".join(
+        f"INSERT INTO model_usage VALUES ('qwen', '2026-01-0{d} 10:00:00', {d}, {2 * d}, {100 * d});"
+        for d in range(1, 6)
+    )
+    seed_database(
+        paths().database,
+        SEED_SCHEMA
+        + rows
+        + """
         INSERT INTO model_inventory VALUES ('qwen', '/models/qwen.gguf', 4000000000, '2025-12-01 09:00:00',
-                                            '2026-01-05 10:00:00');""")
+                                            '2026-01-05 10:00:00');""",
+    )
     store.database()
     assert columns("model_usage") == USAGE_COLUMNS and columns("model_inventory") == INVENTORY_COLUMNS
-    assert plain("SELECT id, model, timestamp, tokens_in, tokens_out, duration_ms, status "
-                 "FROM model_usage") == [(d, "qwen", f"2026-01-0{d} 10:00:00", d, 2 * d, 100 * d, "ok")
-                                         for d in range(1, 6)]
+    assert plain("SELECT id, model, timestamp, tokens_in, tokens_out, duration_ms, status FROM model_usage") == [
+        (d, "qwen", f"2026-01-0{d} 10:00:00", d, 2 * d, 100 * d, "ok") for d in range(1, 6)
+    ]
     inv = store.ModelInventory.get_by_id("qwen")
-    assert (inv.path, inv.size_bytes, inv.source, inv.total_requests) == (
-        "/models/qwen.gguf", 4000000000, "legacy", 5)
+    assert (inv.path, inv.size_bytes, inv.source, inv.total_requests) == ("/models/qwen.gguf", 4000000000, "legacy", 5)
     assert inv.downloaded == datetime(2025, 12, 1, 9, tzinfo=UTC)
 
 
 def test_shell_helper_database_is_adopted_with_its_columns_mapped():
-    seed_database(paths().database, """
+    seed_database(
+        paths().database,
+        """
         CREATE TABLE model_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT, session_id TEXT,
             timestamp TEXT, tokens_in INTEGER, tokens_out INTEGER, duration_ms INTEGER, tok_per_sec REAL);
         CREATE TABLE model_inventory (model TEXT PRIMARY KEY, file_path TEXT, repo_source TEXT,
@@ -185,17 +198,25 @@ def test_shell_helper_database_is_adopted_with_its_columns_mapped():
         INSERT INTO model_usage VALUES (12, 'llama', NULL, 1767225600, 1, 1, 1, NULL);
         INSERT INTO model_inventory VALUES ('llama', '/old/llama.gguf', 'org/llama-GGUF', 123, 'Q4_K_M',
             '2026-01-01T00:00:00+02:00', '2026-02-02 09:00:00', 42, 'my note');
-    """)
+    """,
+    )
     store.database()
     assert plain("SELECT id, session_id, timestamp, tokens_in, tok_per_sec FROM model_usage ORDER BY id") == [
-        (7, "sess-a", "2026-02-01 08:00:00", 10, 41.5), (9, "sess-b", "2026-02-02 09:00:00", 11, 40.0),
-        (12, None, "2026-01-01 00:00:00", 1, None)]
+        (7, "sess-a", "2026-02-01 08:00:00", 10, 41.5),
+        (9, "sess-b", "2026-02-02 09:00:00", 11, 40.0),
+        (12, None, "2026-01-01 00:00:00", 1, None),
+    ]
     inv = store.ModelInventory.get_by_id("llama")
     assert (inv.path, inv.repo, inv.quant, inv.total_requests, inv.source) == (
-        "/old/llama.gguf", "org/llama-GGUF", "Q4_K_M", 42, "legacy")
+        "/old/llama.gguf",
+        "org/llama-GGUF",
+        "Q4_K_M",
+        42,
+        "legacy",
+    )
     assert inv.downloaded == datetime(2025, 12, 31, 22, tzinfo=UTC)
     # A column we do not know is somebody's data: it stays.
-    assert columns("model_inventory")[:len(INVENTORY_COLUMNS)] == INVENTORY_COLUMNS
+    assert columns("model_inventory")[: len(INVENTORY_COLUMNS)] == INVENTORY_COLUMNS
     assert plain("SELECT notes FROM model_inventory") == [("my note",)]
     # New rows continue after the old ids.
     assert store.ModelUsage.create(model="llama").id == 13
@@ -203,17 +224,25 @@ def test_shell_helper_database_is_adopted_with_its_columns_mapped():
 
 def test_older_usage_db_is_imported_once_and_left_as_it_was():
     legacy = paths().legacy_dir / "usage.db"
-    seed_database(legacy, SEED_SCHEMA + """
+    seed_database(
+        legacy,
+        SEED_SCHEMA
+        + """
         INSERT INTO model_usage VALUES ('phi', '2025-10-01 10:00:00', 5, 6, 7);
         INSERT INTO model_usage VALUES ('phi', '2025-10-02 10:00:00', 8, 9, 10);
-        INSERT INTO model_inventory VALUES ('phi', '/old/phi.gguf', 99, '2025-09-01 00:00:00', NULL);""")
+        INSERT INTO model_inventory VALUES ('phi', '/old/phi.gguf', 99, '2025-09-01 00:00:00', NULL);""",
+    )
     before = sha(legacy)
     store.database()
     assert plain("SELECT model, tokens_in, tokens_out FROM model_usage") == [("phi", 5, 6), ("phi", 8, 9)]
     assert store.ModelInventory.get_by_id("phi").source == "legacy"
     # A new process (the app restarted) opens the same database: nothing is imported again.
-    done = subprocess.run([sys.executable, "-c", "from aidevops_local.core.database import store; store.database()"],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", "from aidevops_local.core.database import store; store.database()"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     assert plain("SELECT COUNT(*) FROM model_usage") == [(2,)]
     assert sha(legacy) == before
@@ -236,11 +265,17 @@ def test_older_usage_db_keeps_its_model_access_rows_and_lists_no_model(capsys):
     seed_database(legacy, OLDEST_USAGE_DB)
     store.database()
     assert plain("SELECT model, timestamp, tokens_in, tokens_out FROM model_usage ORDER BY id") == [
-        ("old", "2025-10-01 10:00:00", 5, 6), ("old", "2025-10-02 10:00:00", 8, 9)]
+        ("old", "2025-10-01 10:00:00", 5, 6),
+        ("old", "2025-10-02 10:00:00", 8, 9),
+    ]
     rows = {r.model: r for r in store.ModelInventory.select()}
     assert set(rows) == {"old", "gone"}
     assert (rows["old"].last_used, rows["old"].downloaded, rows["old"].total_requests, rows["old"].source) == (
-        datetime(2025, 10, 2, 10, tzinfo=UTC), datetime(2025, 9, 1, tzinfo=UTC), 2, "legacy")
+        datetime(2025, 10, 2, 10, tzinfo=UTC),
+        datetime(2025, 9, 1, tzinfo=UTC),
+        2,
+        "legacy",
+    )
     assert rows["gone"].downloaded == datetime(2025, 8, 1, tzinfo=UTC) and rows["gone"].total_requests == 11
     # History, not models: no file of theirs is known, and the database file is never one.
     assert cli(["models", "--json"]) == 0
@@ -254,7 +289,9 @@ def test_older_usage_db_the_helper_already_copied_is_not_counted_twice():
     """The shell helper copied usage.db into local-models.db and kept the old file: importing it again must
     neither double its requests nor raise its request counts."""
     seed_database(paths().legacy_dir / "usage.db", OLDEST_USAGE_DB)
-    seed_database(paths().database, """
+    seed_database(
+        paths().database,
+        """
         CREATE TABLE model_usage (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, session_id TEXT
             DEFAULT '', timestamp TEXT, tokens_in INTEGER, tokens_out INTEGER, duration_ms INTEGER,
             tok_per_sec REAL);
@@ -267,7 +304,8 @@ def test_older_usage_db_the_helper_already_copied_is_not_counted_twice():
         INSERT INTO model_usage (model, session_id, timestamp, tokens_in, tokens_out, duration_ms, tok_per_sec)
             SELECT 'old', 's', '2025-11-01 10:00:00', 1, 1, 1, 1.0;
         INSERT INTO model_inventory (model, first_seen, last_used, total_requests)
-            VALUES ('old', '2025-09-01 00:00:00', '2025-11-01 10:00:00', 3);""")
+            VALUES ('old', '2025-09-01 00:00:00', '2025-11-01 10:00:00', 3);""",
+    )
     store.database()
     assert plain("SELECT COUNT(*) FROM model_usage") == [(3,)]
     old = store.ModelInventory.get_by_id("old")
@@ -285,6 +323,7 @@ def test_damaged_older_usage_db_does_not_keep_ours_from_opening():
 
 
 # ---- damaged files --------------------------------------------------------------------------------------
+
 
 def test_a_file_that_is_not_a_database_is_a_clear_error_and_is_never_overwritten(capsys):
     db = paths().database
@@ -309,13 +348,12 @@ def test_a_file_that_is_not_a_database_is_a_clear_error_and_is_never_overwritten
 
 def test_a_malformed_database_is_a_clear_error():
     store.database()
-    store.write(lambda: [store.ModelUsage.create(model=f"m{i}", request_key=f"k{i}", tokens_in=i)
-                         for i in range(3000)])
+    store.write(lambda: [store.ModelUsage.create(model=f"m{i}", request_key=f"k{i}", tokens_in=i) for i in range(3000)])
     store.close()
     db = paths().database
     data = bytearray(db.read_bytes())
     page = 4096
-    data[2 * page:] = os.urandom(len(data) - 2 * page)  # page 1 (the schema) survives; the tables do not
+    data[2 * page :] = os.urandom(len(data) - 2 * page)  # page 1 (the schema) survives; the tables do not
     db.write_bytes(bytes(data))
     before = sha(db)
     with pytest.raises(DatabaseError) as caught:
@@ -354,8 +392,16 @@ WRITER = """
 
 
 def test_two_processes_writing_for_ten_seconds_lose_nothing():
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(WRITER), name], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO) for name in ("cli", "tray")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(WRITER), name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for name in ("cli", "tray")
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0 and "locked" not in err, err

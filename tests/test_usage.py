@@ -35,15 +35,21 @@ pytestmark = pytest.mark.real_server
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_python(code: str, *, env_extra: dict | None = None,
-               timeout: float = 120) -> subprocess.CompletedProcess:
+def run_python(code: str, *, env_extra: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """A fresh process of the app (same root): what a restart of the CLI or the tray would be."""
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
 
 
 # ---- a real log, captured once --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def captured_log(tmp_path_factory, llama_server_dir, tiny_gguf) -> tuple[Path, list[Answer]]:
@@ -58,8 +64,13 @@ def captured_log(tmp_path_factory, llama_server_dir, tiny_gguf) -> tuple[Path, l
 
             def worker(i: int) -> None:
                 for j in range(4):
-                    answer = chat(client, srv.url, f"request {i}-{j} " + "x" * (i * 7 + j),
-                                  max_tokens=5 + i + j, stream=bool((i + j) % 2))
+                    answer = chat(
+                        client,
+                        srv.url,
+                        f"request {i}-{j} " + "x" * (i * 7 + j),
+                        max_tokens=5 + i + j,
+                        stream=bool((i + j) % 2),
+                    )
                     with lock:
                         answers.append(answer)
 
@@ -95,13 +106,17 @@ def test_rows_equal_the_usage_clients_received(llama_server_dir, smollm2_gguf, l
             for stream in (False, True):
                 answers.append(chat(client, srv.url, "hi", max_tokens=12, stream=stream))
                 answers.append(chat(client, srv.url, "hi", max_tokens=12, stream=stream))  # cached prompt
-                answers.append(chat(client, srv.url, "Say just OK", max_tokens=200, temperature=0,
-                                    stream=stream))
+                answers.append(chat(client, srv.url, "Say just OK", max_tokens=200, temperature=0, stream=stream))
                 answers.append(chat(client, srv.url, "Count to three", max_tokens=1, stream=stream))
             out: list[Answer] = []
-            threads = [threading.Thread(target=lambda i=i: out.append(
-                chat(client, srv.url, f"Question {i}: what is {i}+{i}?", max_tokens=10 + i,
-                     stream=bool(i % 2)))) for i in range(4)]
+            threads = [
+                threading.Thread(
+                    target=lambda i=i: out.append(
+                        chat(client, srv.url, f"Question {i}: what is {i}+{i}?", max_tokens=10 + i, stream=bool(i % 2))
+                    )
+                )
+                for i in range(4)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -151,8 +166,9 @@ def test_long_generations_in_a_small_context_are_exact(llama_server_dir, tiny_gg
     still give the prompt count."""
     with logged_server(llama_server_dir, tiny_gguf, model="tiny", ctx=128, extra_args=extra) as srv:
         with http_client() as client:
-            answers = [chat(client, srv.url, "go on " * (5 + 10 * n), max_tokens=300, stream=bool(n % 2))
-                       for n in range(3)]
+            answers = [
+                chat(client, srv.url, "go on " * (5 + 10 * n), max_tokens=300, stream=bool(n % 2)) for n in range(3)
+            ]
     assert all(a.finish_reason == "length" for a in answers)
     assert ("context shift" in srv.log_path.read_text()) == bool(extra)
     usage.ingest()
@@ -166,8 +182,16 @@ def test_speculative_decoding_rows_equal_client_usage(llama_server_dir, smollm2_
     with logged_server(llama_server_dir, smollm2_gguf, model="smollm2", extra_args=draft) as srv:
         with http_client() as client:
             for n in range(10):
-                answers.append(chat(client, srv.url, "Repeat exactly: one two three four five six seven.",
-                                    max_tokens=5 + 3 * n, temperature=0, stream=bool(n % 2)))
+                answers.append(
+                    chat(
+                        client,
+                        srv.url,
+                        "Repeat exactly: one two three four five six seven.",
+                        max_tokens=5 + 3 * n,
+                        temperature=0,
+                        stream=bool(n % 2),
+                    )
+                )
     assert "draft acceptance" in srv.log_path.read_text()
     usage.ingest()
     assert triples(rows()) == triples(answers)
@@ -194,8 +218,7 @@ def test_cancelled_request_is_one_cancelled_row(llama_server_dir, tiny_gguf, log
     assert triples(r for r in rows() if r.status == "ok") == triples([done, after])
 
 
-def test_requests_to_the_served_model_are_rows_after_stop(llama_server_dir, tiny_gguf, free_port,
-                                                          monkeypatch):
+def test_requests_to_the_served_model_are_rows_after_stop(llama_server_dir, tiny_gguf, free_port, monkeypatch):
     """The product's own start and stop: serve() writes the header and passes our flags, stop() ingests."""
     monkeypatch.setenv("PATH", f"{llama_server_dir}{os.pathsep}{os.environ['PATH']}")
     runtime.use_system()
@@ -204,8 +227,7 @@ def test_requests_to_the_served_model_are_rows_after_stop(llama_server_dir, tiny
     try:
         with http_client() as client:
             url = status.endpoint.removesuffix("/v1")
-            answers = [chat(client, url, f"served {i}", max_tokens=4 + i, stream=bool(i % 2))
-                       for i in range(6)]
+            answers = [chat(client, url, f"served {i}", max_tokens=4 + i, stream=bool(i % 2)) for i in range(6)]
     finally:
         server.stop(grace=2)
     found = rows()
@@ -215,17 +237,16 @@ def test_requests_to_the_served_model_are_rows_after_stop(llama_server_dir, tiny
 
 # ---- nothing lost, nothing doubled ------------------------------------------------------------------------
 
+
 def test_app_restarts_between_requests_count_each_request_once(llama_server_dir, tiny_gguf):
     ingest = "from aidevops_local.core.accounting import usage; print(usage.ingest())"
     answers = []
     with logged_server(llama_server_dir, tiny_gguf, model="tiny") as srv:
         with http_client() as client:
-            answers += [chat(client, srv.url, f"first {i}", max_tokens=6, stream=bool(i % 2))
-                        for i in range(3)]
+            answers += [chat(client, srv.url, f"first {i}", max_tokens=6, stream=bool(i % 2)) for i in range(3)]
             time.sleep(0.3)  # llama-server writes its log from a worker thread
             first = run_python(ingest)
-            answers += [chat(client, srv.url, f"second {i}", max_tokens=7, stream=bool(i % 2))
-                        for i in range(3)]
+            answers += [chat(client, srv.url, f"second {i}", max_tokens=7, stream=bool(i % 2)) for i in range(3)]
         second = run_python(ingest)
     assert (first.stdout.strip(), second.stdout.strip()) == ("3", "3"), first.stderr + second.stderr
     assert usage.ingest() == 0
@@ -236,13 +257,11 @@ def test_server_killed_mid_request_counts_the_finished_ones(llama_server_dir, ti
     answers = []
     with logged_server(llama_server_dir, tiny_gguf, model="tiny", ctx=8192) as srv:
         with http_client() as client:
-            answers += [chat(client, srv.url, f"before {i}", max_tokens=5, stream=bool(i % 2))
-                        for i in range(3)]
+            answers += [chat(client, srv.url, f"before {i}", max_tokens=5, stream=bool(i % 2)) for i in range(3)]
             got_chunks = threading.Event()
 
             def long_request():
-                body = {"messages": [{"role": "user", "content": "go on"}], "max_tokens": 7000,
-                        "stream": True}
+                body = {"messages": [{"role": "user", "content": "go on"}], "max_tokens": 7000, "stream": True}
                 try:
                     with client.stream("POST", f"{srv.url}/v1/chat/completions", json=body) as response:
                         for n, _ in enumerate(response.iter_lines()):
@@ -274,8 +293,7 @@ def test_restart_into_the_same_log_without_a_header_keeps_requests_apart(llama_s
         with http_client() as client:
             answers += [chat(client, first.url, f"one {i}", max_tokens=5) for i in range(2)]
             time.sleep(1.5)  # the first process's clock must be past the restart threshold
-    with logged_server(llama_server_dir, tiny_gguf, model="tiny", log_path=first.log_path,
-                       header=False) as again:
+    with logged_server(llama_server_dir, tiny_gguf, model="tiny", log_path=first.log_path, header=False) as again:
         with http_client() as client:
             answers += [chat(client, again.url, f"two {i}", max_tokens=6) for i in range(2)]
     assert usage.ingest() == 4
@@ -348,8 +366,16 @@ def test_two_ingesters_at_once_count_each_request_once(captured_log):
         usage.CHUNK_BYTES = 700
         print(usage.ingest())
     """
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert sum(int(o[0]) for o in outs) == 3 * len(answers)
@@ -358,6 +384,7 @@ def test_two_ingesters_at_once_count_each_request_once(captured_log):
 
 
 # ---- inventory, reports, housekeeping ----------------------------------------------------------------------
+
 
 def test_inventory_follows_the_rows(captured_log, tiny_gguf):
     log, answers = captured_log
@@ -380,8 +407,7 @@ def test_inventory_follows_the_rows(captured_log, tiny_gguf):
 def test_model_not_in_inventory_still_gets_rows(captured_log, tiny_gguf, tmp_path):
     log = install_log(captured_log[0])
     # Its file is gone since: rows, and no inventory entry for a file that is not there.
-    log.write_text(log.read_text().replace(json.dumps(str(tiny_gguf)), json.dumps(str(tmp_path / "gone.gguf")),
-                                           1))
+    log.write_text(log.read_text().replace(json.dumps(str(tiny_gguf)), json.dumps(str(tmp_path / "gone.gguf")), 1))
     assert usage.ingest() == len(captured_log[1])
     store.database()
     assert store.ModelInventory.select().count() == 0
@@ -404,8 +430,15 @@ def test_usage_report_and_cli(captured_log, capsys):
     header = parse_header(text.splitlines()[0])
     install_log(log)
     install_log(log, "llama-server-20261101-100000-1.log").write_text(
-        format_header(model="older-model", model_path=header["model_path"], port=1, session_id="older",
-                      started=datetime.now(UTC) - timedelta(days=10)) + text.split("\n", 1)[1])
+        format_header(
+            model="older-model",
+            model_path=header["model_path"],
+            port=1,
+            session_id="older",
+            started=datetime.now(UTC) - timedelta(days=10),
+        )
+        + text.split("\n", 1)[1]
+    )
     tokens_in = sum(a.prompt_tokens for a in answers)
     tokens_out = sum(a.completion_tokens for a in answers)
 
@@ -432,7 +465,9 @@ def test_usage_report_and_cli(captured_log, capsys):
 
     days = usage.daily(since=timedelta(days=30))  # the tray's chart
     assert [(d.model, d.tokens_in, d.tokens_out) for d in days] == [
-        ("older-model", tokens_in, tokens_out), ("tiny", tokens_in, tokens_out)]
+        ("older-model", tokens_in, tokens_out),
+        ("tiny", tokens_in, tokens_out),
+    ]
     assert days[0].day < days[1].day and days[1].requests == len(answers)
 
 
@@ -464,8 +499,9 @@ def test_nothing_new_writes_nothing(captured_log):
 
 # ---- the reader on its own ---------------------------------------------------------------------------------
 
-HEADER = format_header(model="m", model_path="/m.gguf", port=1, session_id="s",
-                       started=datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+HEADER = format_header(
+    model="m", model_path="/m.gguf", port=1, session_id="s", started=datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+)
 
 
 def read(text: str) -> list:
@@ -492,15 +528,21 @@ def test_older_builds_multiline_timings_and_n_past():
 
 def test_failed_task_colours_and_a_new_header():
     colours = "\x1b[34m0.00.100.000\x1b[0m \x1b[32mI \x1b[0m"  # --log-colors on
-    text = HEADER + colours + textwrap.dedent("""\
+    text = (
+        HEADER
+        + colours
+        + textwrap.dedent("""\
         slot   operator(): id  1 | task 3 | new prompt, task.n_tokens = 90
         0.00.100.200 E srv    send_error: task id = 3, error: request (90 tokens) exceeds the context size
         0.00.100.300 I slot      release: id  1 | task 3 | stop processing: n_tokens = 0, truncated = 0
         0.00.200.000 I slot   operator(): id  0 | task 4 | new prompt, n_keep = 0, task.n_tokens = 20
-        """) + HEADER.replace('"s"', '"t"') + textwrap.dedent("""\
+        """)
+        + HEADER.replace('"s"', '"t"')
+        + textwrap.dedent("""\
         0.00.300.000 I slot print_timing: id  0 | task 4 |        eval time =      10.00 ms /     5 tokens
         0.00.300.100 I slot      release: id  0 | task 4 | stop processing: n_tokens = 24, truncated = 0
         """)
+    )
     first, second = read(text)
     assert (first.status, first.tokens_in, first.tokens_out) == ("error", 90, 0)
     # The new header is a new run: task 4 of run "t" knows nothing of run "s"'s task 4.
@@ -508,12 +550,15 @@ def test_failed_task_colours_and_a_new_header():
 
 
 def test_reader_state_survives_json():
-    lines = (HEADER + textwrap.dedent("""\
+    lines = (
+        HEADER
+        + textwrap.dedent("""\
         0.00.100.000 I slot   operator(): id  0 | task 1 | new prompt, n_keep = 0, task.n_tokens = 12
         0.00.200.000 I slot print_timing: id  0 | task 1 | prompt eval time =       5.00 ms /    12 tokens
         0.00.200.001 I slot print_timing: id  0 | task 1 |        eval time =      10.00 ms /     3 tokens
         0.00.200.002 I slot      release: id  0 | task 1 | stop processing: n_tokens = 14, truncated = 0
-        """)).splitlines()
+        """)
+    ).splitlines()
     for cut in range(len(lines) + 1):
         reader = LogReader()
         got = [r for line in lines[:cut] if (r := reader.feed(line))]

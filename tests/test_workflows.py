@@ -18,8 +18,10 @@ SMOKE = REPO / "tests" / "online" / "smoke.sh"
 STAMP = REPO / "packaging" / "stamp_releases_url.py"
 # Fixtures and helpers that bring the Linux llama-server or a Linux desktop (tests/fixtures/prepare.py,
 # tests/tray/desktop.py): a test file that uses one cannot run on the macOS runner.
-LINUX_ONLY = re.compile(r"\b(llama_server_dir|tiny_gguf|tiny_split_gguf|smollm2_gguf|gemma3_gguf|corrupt_ggufs|"
-                        r"release_archive|system_runtime|fixtures|prepare|private_desktop|usage_server|faketime)\b")
+LINUX_ONLY = re.compile(
+    r"\b(llama_server_dir|tiny_gguf|tiny_split_gguf|smollm2_gguf|gemma3_gguf|corrupt_ggufs|"
+    r"release_archive|system_runtime|fixtures|prepare|private_desktop|usage_server|faketime)\b"
+)
 
 
 def actionlint() -> str:
@@ -42,8 +44,13 @@ def test_the_workflows_pass_actionlint():
     assert {"ci.yml", "release.yml"} <= {f.name for f in files}
     assert shutil.which("shellcheck"), "shellcheck is missing (tests/install-deps.sh installs it)"
 
-    done = subprocess.run([actionlint(), "-shellcheck", shutil.which("shellcheck"), *map(str, files)],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [actionlint(), "-shellcheck", shutil.which("shellcheck"), *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == ""
@@ -54,8 +61,9 @@ def test_actionlint_fails_a_broken_workflow(tmp_path):
     broken = (WORKFLOWS / "ci.yml").read_text(encoding="utf-8").replace("${{ github.token }}", "${{ github.tokn }}")
     (tmp_path / "ci.yml").write_text(broken, encoding="utf-8")
 
-    done = subprocess.run([actionlint(), "-shellcheck=", str(tmp_path / "ci.yml")], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [actionlint(), "-shellcheck=", str(tmp_path / "ci.yml")], capture_output=True, text=True, timeout=120
+    )
 
     assert done.returncode == 1, done.stdout + done.stderr
     assert 'property "tokn" is not defined' in done.stdout, done.stdout
@@ -91,8 +99,11 @@ def test_the_macos_job_runs_only_tests_that_need_no_linux_fixture():
 def test_the_release_names_its_files_as_the_builds_make_them():
     text = (WORKFLOWS / "release.yml").read_text(encoding="utf-8")
     documented = re.findall(r"^#   (aidevops-local-V-\S+)", text, re.MULTILINE)
-    assert documented == ["aidevops-local-V-x86_64.AppImage", "aidevops-local-V-macos-arm64.app.zip",
-                          "aidevops-local-V-macos-arm64.dmg"]
+    assert documented == [
+        "aidevops-local-V-x86_64.AppImage",
+        "aidevops-local-V-macos-arm64.app.zip",
+        "aidevops-local-V-macos-arm64.dmg",
+    ]
     publish = next(step["run"] for step in steps("release.yml", "publish"))
     for name in documented:
         assert f'"{name.replace("-V-", "-$VERSION-")}"' in publish
@@ -136,8 +147,10 @@ def test_stamping_adds_to_an_existing_urls_table(tmp_path):
     import tomllib
 
     pyproject = tmp_path / "pyproject.toml"
-    pyproject.write_text('[project]\nname = "x"\nversion = "1"\n\n[project.urls]\nHomepage = "https://e.org"\n\n'
-                         '[tool.x]\na = 1\n', encoding="utf-8")
+    pyproject.write_text(
+        '[project]\nname = "x"\nversion = "1"\n\n[project.urls]\nHomepage = "https://e.org"\n\n[tool.x]\na = 1\n',
+        encoding="utf-8",
+    )
 
     assert stamp("https://e.org/releases", "--pyproject", str(pyproject)).returncode == 0
 

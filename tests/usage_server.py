@@ -32,10 +32,20 @@ class LoggedServer(RunningServer):
 
 
 @contextlib.contextmanager
-def logged_server(server_dir: Path, model_path: Path, *, model: str | None = None, port: int | None = None,
-                  parallel: int = 1, ctx: int = 2048, log_path: Path | None = None, header: bool = True,
-                  log_args: Sequence[str] | None = None, extra_args: Sequence[str] = (),
-                  ready_timeout: float = 60.0) -> Iterator[LoggedServer]:
+def logged_server(
+    server_dir: Path,
+    model_path: Path,
+    *,
+    model: str | None = None,
+    port: int | None = None,
+    parallel: int = 1,
+    ctx: int = 2048,
+    log_path: Path | None = None,
+    header: bool = True,
+    log_args: Sequence[str] | None = None,
+    extra_args: Sequence[str] = (),
+    ready_timeout: float = 60.0,
+) -> Iterator[LoggedServer]:
     """Run it with 1 thread on 127.0.0.1 until the block ends (SIGTERM, then SIGKILL). `log_args` None means
     the product's choice for this argv. `log_path` with `header=False` appends a second process to an existing
     log, as a restart without a new header would."""
@@ -49,16 +59,38 @@ def logged_server(server_dir: Path, model_path: Path, *, model: str | None = Non
         log_path = paths().logs_dir / f"llama-server-{started:%Y%m%d-%H%M%S}-{port}-{session_id[:6]}.log"
     if header:
         with open(log_path, "a", encoding="utf-8") as log:
-            log.write(format_header(model=model, model_path=str(model_path), port=port, started=started,
-                                    session_id=session_id))
-    argv = [str(binary), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port), "-t", "1",
-            "-tb", "1", "-c", str(ctx), "-np", str(parallel), "--jinja", "--no-webui", *extra_args]
+            log.write(
+                format_header(
+                    model=model, model_path=str(model_path), port=port, started=started, session_id=session_id
+                )
+            )
+    argv = [
+        str(binary),
+        "-m",
+        str(model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "-t",
+        "1",
+        "-tb",
+        "1",
+        "-c",
+        str(ctx),
+        "-np",
+        str(parallel),
+        "--jinja",
+        "--no-webui",
+        *extra_args,
+    ]
     if log_args is None:  # what the product passes
         log_args = usage.llama_server_log_args(server_binary=binary, server_args=argv)
     argv += list(log_args)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     srv = LoggedServer(proc, port, Path(log_path), session_id=session_id, model=model)
     try:
         wait_healthy(srv, ready_timeout)
@@ -88,8 +120,9 @@ class Answer:
         return self.prompt_tokens, self.completion_tokens
 
 
-def chat(client: httpx.Client, url: str, content: str, *, max_tokens: int = 16, stream: bool = False,
-         **extra) -> Answer:
+def chat(
+    client: httpx.Client, url: str, content: str, *, max_tokens: int = 16, stream: bool = False, **extra
+) -> Answer:
     """One chat completion; streaming asks for the usage chunk (stream_options.include_usage)."""
     body = with_model({"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, **extra}, url)
     if not stream:
@@ -122,8 +155,9 @@ def _answer(used: dict, timings: dict | None, finish: str | None, stream: bool) 
 
 def start_stream(client: httpx.Client, url: str, content: str, *, max_tokens: int, chunks: int) -> int:
     """Start a streaming request and walk away after `chunks` chunks (a client that cancels)."""
-    body = with_model({"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-                       "stream": True}, url)
+    body = with_model(
+        {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "stream": True}, url
+    )
     seen = 0
     with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
         for line in response.iter_lines():
@@ -142,5 +176,4 @@ def rows() -> list[store.ModelUsage]:
 
 def triples(items) -> Counter:
     """(tokens in, tokens out) per request, as a multiset: which row is which request does not matter."""
-    return Counter((i.tokens_in, i.tokens_out) if isinstance(i, store.ModelUsage) else i.tokens
-                   for i in items)
+    return Counter((i.tokens_in, i.tokens_out) if isinstance(i, store.ModelUsage) else i.tokens for i in items)

@@ -122,15 +122,27 @@ def figures(r: Result) -> list[Figure]:
     if size is None:
         artifact = missing("bundle: compressed Linux artifact", "no AppImage made, and no mksquashfs for its payload")
     else:
-        artifact = Figure("bundle: compressed Linux artifact", size, "MB", goal=f"< {GOAL_MB} MB", ok=size < GOAL_MB,
-                          note=("AppImage" if r.appimage else f"AppImage payload + ~{RUNTIME_MB:.0f} MB runtime")
-                               + f"; one-folder bundle {r.folder / 1e6:.1f} MB uncompressed")
+        artifact = Figure(
+            "bundle: compressed Linux artifact",
+            size,
+            "MB",
+            goal=f"< {GOAL_MB} MB",
+            ok=size < GOAL_MB,
+            note=("AppImage" if r.appimage else f"AppImage payload + ~{RUNTIME_MB:.0f} MB runtime")
+            + f"; one-folder bundle {r.folder / 1e6:.1f} MB uncompressed",
+        )
     runs = len(r.starts[FROZEN]) - 1
     return [
         artifact,
-        ratio_figure("bundle: start to tray icon, frozen vs unfrozen", statistics.median(r.starts[FROZEN][1:]),
-                     statistics.median(r.starts[UNFROZEN][1:]), unit="s", goal="", ok=None,
-                     note=f"medians of {runs} after a first launch each"),
+        ratio_figure(
+            "bundle: start to tray icon, frozen vs unfrozen",
+            statistics.median(r.starts[FROZEN][1:]),
+            statistics.median(r.starts[UNFROZEN][1:]),
+            unit="s",
+            goal="",
+            ok=None,
+            note=f"medians of {runs} after a first launch each",
+        ),
     ]
 
 
@@ -144,8 +156,10 @@ def report(r: Result) -> None:
         print("  AppImage                              not made here (appimagetool is on GitHub only)")
     if r.payload:
         met = r.compressed_mb < GOAL_MB
-        print(f"  AppImage payload (squashfs zstd 1M)   {mb(r.payload.size)}  + runtime ~1 MB; goal < {GOAL_MB} MB: "
-              f"{'met' if met else 'MISSED'}  ({r.payload.seconds:.0f} s)")
+        print(
+            f"  AppImage payload (squashfs zstd 1M)   {mb(r.payload.size)}  + runtime ~1 MB; goal < {GOAL_MB} MB: "
+            f"{'met' if met else 'MISSED'}  ({r.payload.seconds:.0f} s)"
+        )
     if r.tar_zst:
         print(f"  AppDir.tar.zst (zstd -19)             {mb(r.tar_zst.size)}  ({r.tar_zst.seconds:.0f} s)")
     runs = len(r.starts[FROZEN]) - 1
@@ -172,8 +186,12 @@ def build() -> tuple[Path, Path, bool]:
         return bundle, appdir, True
     dirs = ["--build-dir", str(BENCH_BUILD), "--dist-dir", str(dist)]
     for target in ("bundle", "appdir", "appimage"):
-        subprocess.run([sys.executable, str(PACKAGING / "build.py"), target, *dirs], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(PACKAGING / "build.py"), target, *dirs],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return bundle, appdir, False
 
 
@@ -183,8 +201,24 @@ def squashfs(appdir: Path) -> Made | None:
         return None
     payload = BENCH_BUILD / "payload.squashfs"
     started = time.monotonic()
-    subprocess.run(["mksquashfs", str(appdir), str(payload), "-comp", "zstd", "-b", "1M", "-root-owned",
-                    "-noappend", "-mkfs-time", "0", "-quiet", "-no-progress"], check=True)
+    subprocess.run(
+        [
+            "mksquashfs",
+            str(appdir),
+            str(payload),
+            "-comp",
+            "zstd",
+            "-b",
+            "1M",
+            "-root-owned",
+            "-noappend",
+            "-mkfs-time",
+            "0",
+            "-quiet",
+            "-no-progress",
+        ],
+        check=True,
+    )
     return Made(payload.stat().st_size, time.monotonic() - started)
 
 
@@ -193,8 +227,9 @@ def tar_zstd(appdir: Path) -> Made | None:
         return None
     archive = BENCH_BUILD / "AppDir.tar.zst"
     started = time.monotonic()
-    subprocess.run(f"tar -C '{appdir.parent}' -cf - '{appdir.name}' | zstd -q -19 -T0 -f -o '{archive}'",
-                   shell=True, check=True)
+    subprocess.run(
+        f"tar -C '{appdir.parent}' -cf - '{appdir.name}' | zstd -q -19 -T0 -f -o '{archive}'", shell=True, check=True
+    )
     return Made(archive.stat().st_size, time.monotonic() - started)
 
 

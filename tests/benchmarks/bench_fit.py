@@ -87,8 +87,9 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 120) -> No
 
 def _complete(base: str, prompt: str, n_predict: int = 8) -> None:
     # The raw completion endpoint: the tiny model's random output would not parse as a chat reply.
-    r = httpx.post(f"{base}/completion", json={"prompt": prompt, "n_predict": n_predict, "cache_prompt": True},
-                   timeout=300)
+    r = httpx.post(
+        f"{base}/completion", json={"prompt": prompt, "n_predict": n_predict, "cache_prompt": True}, timeout=300
+    )
     r.raise_for_status()
 
 
@@ -96,17 +97,42 @@ def _log_terms(log: str) -> dict[str, float]:
     def total(pattern: str) -> float:
         return sum(float(x) for x in re.findall(pattern + r" buffer size = +([\d.]+) MiB", log))
 
-    return {"model": total(r"CPU_Mapped model"), "repack": total(r"CPU_REPACK model"), "kv": total(r"KV"),
-            "compute": total(r"compute"), "output": total(r"output")}
+    return {
+        "model": total(r"CPU_Mapped model"),
+        "repack": total(r"CPU_REPACK model"),
+        "kv": total(r"KV"),
+        "compute": total(r"compute"),
+        "output": total(r"output"),
+    }
 
 
 def measure(binary: Path, model: Path, ctx: int, parallel: int, threads: int) -> dict:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-                                 "-c", str(ctx), "-np", str(parallel), "-t", str(threads), "--jinja",
-                                 "--no-webui", "-lv", "4"], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "-m",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "-c",
+                str(ctx),
+                "-np",
+                str(parallel),
+                "-t",
+                str(threads),
+                "--jinja",
+                "--no-webui",
+                "-lv",
+                "4",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             _wait_healthy(base, proc)
             _complete(base, "Hello there, how are you today?")
@@ -139,9 +165,17 @@ def run(quick: bool = True) -> list[Figure]:
         checks += [(abs(c.err_busy), c.est.ram_bytes, c.rss_busy, c.ctx, "busy") for c in mine]
         err, predicted, measured, ctx, which = max(checks)
         contexts = "/".join(str(c.ctx) for c in mine)
-        figures.append(ratio_figure(f"fit: {model} memory, worst of -c {contexts}", predicted / MIB, measured / MIB,
-                                    unit="MiB", goal=f"within {GOAL_PCT:.0f}%", ok=err <= GOAL_PCT,
-                                    note=f"predicted vs measured RSS; worst case -c {ctx} {which} ({err:.1f}% off)"))
+        figures.append(
+            ratio_figure(
+                f"fit: {model} memory, worst of -c {contexts}",
+                predicted / MIB,
+                measured / MIB,
+                unit="MiB",
+                goal=f"within {GOAL_PCT:.0f}%",
+                ok=err <= GOAL_PCT,
+                note=f"predicted vs measured RSS; worst case -c {ctx} {which} ({err:.1f}% off)",
+            )
+        )
     return figures
 
 
@@ -163,20 +197,28 @@ def measure_all(models: list[str], *, threads: int) -> tuple[int, list[Case]]:
 
 def report(cases: list[Case], *, build: int, threads: int) -> None:
     print(f"\nllama-server {build}, -t {threads}; RSS in MiB (predicted vs measured, error %)")
-    print(f"{'model':8} {'ctx':>6} {'np':>3} | {'load pred':>9} {'meas':>7} {'err%':>6} | "
-          f"{'busy pred':>9} {'meas':>7} {'err%':>6}")
+    print(
+        f"{'model':8} {'ctx':>6} {'np':>3} | {'load pred':>9} {'meas':>7} {'err%':>6} | "
+        f"{'busy pred':>9} {'meas':>7} {'err%':>6}"
+    )
     for c in cases:
-        print(f"{c.model:8} {c.ctx:>6} {c.parallel:>3} | {c.est.resident_at_load / MIB:9.1f} {c.rss_load / MIB:7.1f} "
-              f"{c.err_load:+6.1f} | {c.est.ram_bytes / MIB:9.1f} {c.rss_busy / MIB:7.1f} {c.err_busy:+6.1f}")
+        print(
+            f"{c.model:8} {c.ctx:>6} {c.parallel:>3} | {c.est.resident_at_load / MIB:9.1f} {c.rss_load / MIB:7.1f} "
+            f"{c.err_load:+6.1f} | {c.est.ram_bytes / MIB:9.1f} {c.rss_busy / MIB:7.1f} {c.err_busy:+6.1f}"
+        )
     print("\nper term, MiB: estimate / llama.cpp's log (overhead is the estimate's process + tokenizer share)")
-    print(f"{'model':8} {'ctx':>6} | {'weights':>15} {'repack':>13} {'kv':>15} {'compute':>13} {'output':>11} "
-          f"{'overhead':>8}")
+    print(
+        f"{'model':8} {'ctx':>6} | {'weights':>15} {'repack':>13} {'kv':>15} {'compute':>13} {'output':>11} "
+        f"{'overhead':>8}"
+    )
     for c in cases:
         est, log = c.est, c.log
-        print(f"{c.model:8} {c.ctx:>6} | {est.weights_ram / MIB:7.2f}/{log['model']:<7.2f} "
-              f"{est.repack_ram / MIB:6.2f}/{log['repack']:<6.2f} {est.kv_ram / MIB:7.2f}/{log['kv']:<7.2f} "
-              f"{est.compute_ram / MIB:6.2f}/{log['compute']:<6.2f} {est.output_ram / MIB:5.2f}/{log['output']:<5.2f} "
-              f"{est.overhead_ram / MIB:8.1f}")
+        print(
+            f"{c.model:8} {c.ctx:>6} | {est.weights_ram / MIB:7.2f}/{log['model']:<7.2f} "
+            f"{est.repack_ram / MIB:6.2f}/{log['repack']:<6.2f} {est.kv_ram / MIB:7.2f}/{log['kv']:<7.2f} "
+            f"{est.compute_ram / MIB:6.2f}/{log['compute']:<6.2f} {est.output_ram / MIB:5.2f}/{log['output']:<5.2f} "
+            f"{est.overhead_ram / MIB:8.1f}"
+        )
     worst = max((max(abs(c.err_load), abs(c.err_busy)) for c in cases), default=0.0)
     print(f"\nworst error: {worst:.1f}% (goal: within {GOAL_PCT:.0f}%)")
 

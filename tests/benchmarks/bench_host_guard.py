@@ -53,15 +53,31 @@ def run(quick: bool = True, *, tiny: bool = False, threads: int | None = None) -
     status = server.serve(str(fixtures.tiny_gguf if tiny else fixtures.smollm2_gguf), port=free_port(), threads=threads)
     try:
         state = server.current_state()
-        return measure(f"http://127.0.0.1:{state.port}", state.upstream, model=status.model,
-                       front_pid=state.guard_pid, sweeps=sweeps, tokens=tokens, what=f"{status.model}; ",
-                       upstream_pid=state.pid)
+        return measure(
+            f"http://127.0.0.1:{state.port}",
+            state.upstream,
+            model=status.model,
+            front_pid=state.guard_pid,
+            sweeps=sweeps,
+            tokens=tokens,
+            what=f"{status.model}; ",
+            upstream_pid=state.pid,
+        )
     finally:
         server.stop(grace=5)
 
 
-def measure(front_url: str, upstream: str, *, model: str, front_pid: int, sweeps: int, tokens: int,
-            what: str = "", upstream_pid: int = 0) -> list[Figure]:
+def measure(
+    front_url: str,
+    upstream: str,
+    *,
+    model: str,
+    front_pid: int,
+    sweeps: int,
+    tokens: int,
+    what: str = "",
+    upstream_pid: int = 0,
+) -> list[Figure]:
     """The comparison itself, for any running front and socket (``what`` names the model in the figures)."""
     routes = {"front": (front_url, None), "direct": ("http://localhost", upstream)}
     # A router takes the key of its run (the front adds it): the direct route sends it itself.
@@ -71,42 +87,65 @@ def measure(front_url: str, upstream: str, *, model: str, front_pid: int, sweeps
         _stream(*routes[who], model=model, tokens=8, headers=keys[who])  # warm-up
     results: dict[str, list[Stream]] = {"front": [], "direct": []}
     for s in range(sweeps):
-        for who in (("front", "direct", "direct", "front") if s % 2 == 0 else ("direct", "front", "front", "direct")):
+        for who in ("front", "direct", "direct", "front") if s % 2 == 0 else ("direct", "front", "front", "direct"):
             results[who].append(_stream(*routes[who], model=model, tokens=tokens, headers=keys[who]))
     front_rss = psutil.Process(front_pid).memory_info().rss / 2**20
     front, direct = results["front"], results["direct"]
     tps_ratios = _pairs(front, direct, lambda a, b: sum(x.tokens_per_s for x in a) / sum(x.tokens_per_s for x in b))
-    ttft_diffs = _pairs(front, direct, lambda a, b: 1000 * (sum(x.first_token_s for x in a)
-                                                           - sum(x.first_token_s for x in b)) / 2)
+    ttft_diffs = _pairs(
+        front, direct, lambda a, b: 1000 * (sum(x.first_token_s for x in a) - sum(x.first_token_s for x in b)) / 2
+    )
     tps_ratio, ttft_diff = statistics.median(tps_ratios), statistics.median(ttft_diffs)
     front_ttft = 1000 * statistics.median(x.first_token_s for x in front)
     direct_ttft = 1000 * statistics.median(x.first_token_s for x in direct)
     runs = f"{what}{tokens} tokens per streamed request, {len(front)} requests each way, one server"
     return [
-        Figure(name="host guard: generated tok/s, streamed, through the front vs direct to llama-server",
-               value=statistics.median(x.tokens_per_s for x in front), unit="tok/s",
-               baseline=statistics.median(x.tokens_per_s for x in direct), ratio=tps_ratio,
-               goal=f"ratio >= {TOKENS_GOAL}", ok=tps_ratio >= TOKENS_GOAL,
-               note=f"ratio: median of {len(tps_ratios)} sweep ratios ({spread(tps_ratios)}); {runs}"),
-        ratio_figure("host guard: time to first token, streamed, through the front vs direct", front_ttft,
-                     direct_ttft, unit="ms", goal=f"front - direct <= {FIRST_TOKEN_GOAL_MS:.0f} ms",
-                     ok=ttft_diff <= FIRST_TOKEN_GOAL_MS,
-                     note=f"front - direct: {ttft_diff:+.2f} ms, median of {len(ttft_diffs)} sweep differences "
-                          f"({spread(ttft_diffs)} ms); new connection per request; {runs}"),
-        Figure(name="host guard: the front process's memory (RSS)", value=front_rss, unit="MiB",
-               goal=f"< {RSS_GOAL_MIB:.0f} MiB", ok=front_rss < RSS_GOAL_MIB,
-               note="after the run; a Python process with asyncio and the standard library only"),
+        Figure(
+            name="host guard: generated tok/s, streamed, through the front vs direct to llama-server",
+            value=statistics.median(x.tokens_per_s for x in front),
+            unit="tok/s",
+            baseline=statistics.median(x.tokens_per_s for x in direct),
+            ratio=tps_ratio,
+            goal=f"ratio >= {TOKENS_GOAL}",
+            ok=tps_ratio >= TOKENS_GOAL,
+            note=f"ratio: median of {len(tps_ratios)} sweep ratios ({spread(tps_ratios)}); {runs}",
+        ),
+        ratio_figure(
+            "host guard: time to first token, streamed, through the front vs direct",
+            front_ttft,
+            direct_ttft,
+            unit="ms",
+            goal=f"front - direct <= {FIRST_TOKEN_GOAL_MS:.0f} ms",
+            ok=ttft_diff <= FIRST_TOKEN_GOAL_MS,
+            note=f"front - direct: {ttft_diff:+.2f} ms, median of {len(ttft_diffs)} sweep differences "
+            f"({spread(ttft_diffs)} ms); new connection per request; {runs}",
+        ),
+        Figure(
+            name="host guard: the front process's memory (RSS)",
+            value=front_rss,
+            unit="MiB",
+            goal=f"< {RSS_GOAL_MIB:.0f} MiB",
+            ok=front_rss < RSS_GOAL_MIB,
+            note="after the run; a Python process with asyncio and the standard library only",
+        ),
     ]
 
 
 def _pairs(front: list[Stream], direct: list[Stream], compare) -> list[float]:
     """Each sweep holds two of each, side by side in time: one comparison per sweep."""
-    return [compare(front[i:i + 2], direct[i:i + 2]) for i in range(0, len(front), 2)]
+    return [compare(front[i : i + 2], direct[i : i + 2]) for i in range(0, len(front), 2)]
 
 
 def _stream(base: str, uds: str | None, *, model: str, tokens: int, headers: dict | None = None) -> Stream:
-    body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens, "stream": True,
-            "temperature": 0, "ignore_eos": True, "cache_prompt": False}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": tokens,
+        "stream": True,
+        "temperature": 0,
+        "ignore_eos": True,
+        "cache_prompt": False,
+    }
     transport = httpx.HTTPTransport(uds=uds) if uds else None
     arrivals: list[float] = []
     with httpx.Client(timeout=120.0, transport=transport, headers=headers or {}) as http:
@@ -133,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = {True: "met", False: "NOT met", None: "no goal"}[figure.ok]
         baseline = f" vs {figure.baseline:.3f}" if figure.baseline is not None else ""
         ratio = f" (ratio {figure.ratio:.3f})" if figure.ratio is not None else ""
-        print(f"{figure.name}: {figure.value:.3f} {figure.unit}{baseline}{ratio}; goal {figure.goal or '-'}: "
-              f"{verdict} [{figure.note}]")
+        print(
+            f"{figure.name}: {figure.value:.3f} {figure.unit}{baseline}{ratio}; goal {figure.goal or '-'}: "
+            f"{verdict} [{figure.note}]"
+        )
     return 0
 
 

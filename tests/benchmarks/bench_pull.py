@@ -36,9 +36,16 @@ HF = Path(sys.executable).with_name("hf")
 
 
 def _env(hub: FakeHub, home: Path) -> dict:
-    return {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(home / "hf"),
-            "AIDEVOPS_HOME": str(home / "aidevops"), "HF_HUB_DISABLE_TELEMETRY": "1",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    return {
+        **os.environ,
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HOME": str(home / "hf"),
+        "AIDEVOPS_HOME": str(home / "aidevops"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 def _pull_cmd() -> list[str]:
@@ -70,8 +77,7 @@ def _settled(hub: FakeHub, filename: str) -> int:
 def _kill_at_half(cmd: list[str], env: dict, hub: FakeHub, filename: str, size: int) -> int:
     """Start cmd, SIGKILL it once the Hub has sent half the file; returns the bytes sent by then."""
     start = hub.served(REPO, filename)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if hub.served(REPO, filename) - start >= size // 2:
@@ -128,22 +134,35 @@ def report(r: Result) -> None:
     print(f"throughput ratio pull / hf download: {r.hf_s / r.pull_s:.2f}")
     print(f"\nresume after SIGKILL (file {r.size:,} bytes):")
     for label, (first, again) in r.resume.items():
-        print(f"{label:12}: killed after {first:,} bytes sent ({100 * first / r.size:.0f}%); the re-run "
-              f"transferred {again:,} bytes ({100 * again / r.size:.0f}% of the file, "
-              f"{100 * (first + again - r.size) / r.size:+.1f}% more than the file in all)")
+        print(
+            f"{label:12}: killed after {first:,} bytes sent ({100 * first / r.size:.0f}%); the re-run "
+            f"transferred {again:,} bytes ({100 * again / r.size:.0f}% of the file, "
+            f"{100 * (first + again - r.size) / r.size:+.1f}% more than the file in all)"
+        )
 
 
 def figures(r: Result) -> list[Figure]:
     (killed_pull, again_pull), (killed_hf, again_hf) = r.resume["pull"], r.resume["hf download"]
     return [
-        ratio_figure("pull: throughput vs hf download", r.mb_per_s(r.pull_s), r.mb_per_s(r.hf_s), unit="MB/s",
-                     goal="not set (issue 3: report)", ok=None,
-                     note=f"{r.filename}, {r.size / 1e6:.0f} MB from the local fake Hub; pull includes its sha256 "
-                          "check"),
-        ratio_figure("pull: bytes re-sent after kill -9 at half way", again_pull / 1e6, again_hf / 1e6, unit="MB",
-                     goal="only the rest (< hf)", ok=again_pull < again_hf,
-                     note=f"killed after {100 * killed_pull / r.size:.0f}% (pull) and "
-                          f"{100 * killed_hf / r.size:.0f}% (hf); hf download starts over"),
+        ratio_figure(
+            "pull: throughput vs hf download",
+            r.mb_per_s(r.pull_s),
+            r.mb_per_s(r.hf_s),
+            unit="MB/s",
+            goal="not set (issue 3: report)",
+            ok=None,
+            note=f"{r.filename}, {r.size / 1e6:.0f} MB from the local fake Hub; pull includes its sha256 check",
+        ),
+        ratio_figure(
+            "pull: bytes re-sent after kill -9 at half way",
+            again_pull / 1e6,
+            again_hf / 1e6,
+            unit="MB",
+            goal="only the rest (< hf)",
+            ok=again_pull < again_hf,
+            note=f"killed after {100 * killed_pull / r.size:.0f}% (pull) and "
+            f"{100 * killed_hf / r.size:.0f}% (hf); hf download starts over",
+        ),
     ]
 
 

@@ -65,27 +65,43 @@ def run(quick: bool = True) -> list[Figure]:
     start_tool, start_bare = statistics.median(tool_s), statistics.median(bare_s)
     overhead = start_tool - start_bare
     figures = [
-        ratio_figure("serve: cold start to first token", start_tool, start_bare, unit="s",
-                     goal=f"tool - bare <= {START_OVERHEAD_GOAL_S:.2f} s", ok=overhead <= START_OVERHEAD_GOAL_S,
-                     note=f"bare `llama-server -m`; medians, tool {spread(tool_s)}, bare {spread(bare_s)}; "
-                          f"overhead {overhead:+.2f} s"),
+        ratio_figure(
+            "serve: cold start to first token",
+            start_tool,
+            start_bare,
+            unit="s",
+            goal=f"tool - bare <= {START_OVERHEAD_GOAL_S:.2f} s",
+            ok=overhead <= START_OVERHEAD_GOAL_S,
+            note=f"bare `llama-server -m`; medians, tool {spread(tool_s)}, bare {spread(bare_s)}; "
+            f"overhead {overhead:+.2f} s",
+        ),
     ]
     server, server_ratios = _paired(tool_v, bare_v, "server_tps")
     client, _ = _paired(tool_v, bare_v, "client_tps")
     cpu, cpu_ratios = _paired(tool_v, bare_v, "cpu_tps")
     runs = f"{tokens} tokens per request, {len(tool_v)} requests each, {rounds} rounds of fresh servers"
     figures += [
-        Figure(name="serve: tokens/s, tool defaults vs bare `llama-server -m` defaults",
-               value=statistics.median(v.server_tps for v in tool_v), unit="tok/s",
-               baseline=statistics.median(v.server_tps for v in bare_v), ratio=server,
-               goal=f"ratio >= {TOKENS_GOAL}", ok=server >= TOKENS_GOAL,
-               note=f"server-measured; ratio: median of {len(server_ratios)} sweep ratios ({spread(server_ratios)}); "
-                    f"client-measured ratio {client:.3f}; {runs}"),
-        Figure(name="serve: tokens per CPU-second, tool vs bare defaults",
-               value=statistics.median(v.cpu_tps for v in tool_v), unit="tok/CPU-s",
-               baseline=statistics.median(v.cpu_tps for v in bare_v), ratio=cpu, goal="",
-               note=f"the server process's CPU time per request: less disturbed by other programs; "
-                    f"median of {len(cpu_ratios)} sweep ratios ({spread(cpu_ratios)})"),
+        Figure(
+            name="serve: tokens/s, tool defaults vs bare `llama-server -m` defaults",
+            value=statistics.median(v.server_tps for v in tool_v),
+            unit="tok/s",
+            baseline=statistics.median(v.server_tps for v in bare_v),
+            ratio=server,
+            goal=f"ratio >= {TOKENS_GOAL}",
+            ok=server >= TOKENS_GOAL,
+            note=f"server-measured; ratio: median of {len(server_ratios)} sweep ratios ({spread(server_ratios)}); "
+            f"client-measured ratio {client:.3f}; {runs}",
+        ),
+        Figure(
+            name="serve: tokens per CPU-second, tool vs bare defaults",
+            value=statistics.median(v.cpu_tps for v in tool_v),
+            unit="tok/CPU-s",
+            baseline=statistics.median(v.cpu_tps for v in bare_v),
+            ratio=cpu,
+            goal="",
+            note=f"the server process's CPU time per request: less disturbed by other programs; "
+            f"median of {len(cpu_ratios)} sweep ratios ({spread(cpu_ratios)})",
+        ),
     ]
     return figures
 
@@ -95,7 +111,7 @@ def _paired(tool: list[Speed], bare: list[Speed], attr: str) -> tuple[float, lis
     ratios, and the ratios."""
     t = [getattr(v, attr) for v in tool]
     b = [getattr(v, attr) for v in bare]
-    ratios = [sum(t[i:i + 2]) / sum(b[i:i + 2]) for i in range(0, len(t), 2)]
+    ratios = [sum(t[i : i + 2]) / sum(b[i : i + 2]) for i in range(0, len(t), 2)]
     return statistics.median(ratios), ratios
 
 
@@ -109,6 +125,7 @@ def _fresh_root(server_dir: Path) -> None:
 
 
 # ---- 1. cold start to first token ---------------------------------------------------------------------------
+
 
 def cold_starts(binary: Path, model: Path, *, pairs: int) -> tuple[list[float], list[float]]:
     tool, bare = [], []
@@ -128,8 +145,14 @@ def _tool_start(model: Path) -> float:
 
     port = free_port()
     t0 = time.perf_counter()
-    done = subprocess.run([*CLI, "serve", str(model), "--port", str(port)], capture_output=True, text=True, check=False,
-                          timeout=120, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [*CLI, "serve", str(model), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"serve failed: {done.stderr[-2000:]}")
     try:
@@ -142,8 +165,13 @@ def _tool_start(model: Path) -> float:
 def _bare_start(binary: Path, model: Path) -> float:
     port = free_port()
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(binary), "-m", str(model), "--port", str(port)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(binary), "-m", str(model), "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", proc)
         _first_token(f"http://127.0.0.1:{port}")
@@ -191,6 +219,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 # ---- 2. tokens/s with each side's defaults -------------------------------------------------------------------
 
+
 def speeds(binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int) -> tuple[list[Speed], list[Speed]]:
     from aidevops_local.core.serving import server
 
@@ -198,8 +227,13 @@ def speeds(binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int) 
     for r in range(rounds):
         status = server.serve(str(model), port=free_port())
         port = free_port()
-        proc = subprocess.Popen([str(binary), "-m", str(model), "--port", str(port)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(binary), "-m", str(model), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             _wait_healthy(f"http://127.0.0.1:{port}", proc)
             urls = {"tool": f"http://127.0.0.1:{status.port}", "bare": f"http://127.0.0.1:{port}"}
@@ -217,8 +251,16 @@ def speeds(binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int) 
 
 
 def _generate(base: str, proc: psutil.Process, tokens: int) -> Speed:
-    body = with_model({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens, "temperature": 0,
-                       "ignore_eos": True, "cache_prompt": False}, base)
+    body = with_model(
+        {
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "cache_prompt": False,
+        },
+        base,
+    )
     cpu0, t0 = _cpu_seconds(proc), time.perf_counter()
     response = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=300)
     wall, cpu = time.perf_counter() - t0, _cpu_seconds(proc) - cpu0
@@ -239,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for figure in run(quick=not args.full):
         verdict = {True: "met", False: "NOT met", None: "no goal"}[figure.ok]
-        print(f"{figure.name}: {figure.value:.3f} {figure.unit} vs {figure.baseline:.3f} (ratio {figure.ratio:.3f}; "
-              f"goal {figure.goal or '-'}: {verdict}) [{figure.note}]")
+        print(
+            f"{figure.name}: {figure.value:.3f} {figure.unit} vs {figure.baseline:.3f} (ratio {figure.ratio:.3f}; "
+            f"goal {figure.goal or '-'}: {verdict}) [{figure.note}]"
+        )
     return 0
 
 

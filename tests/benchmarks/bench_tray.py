@@ -93,17 +93,40 @@ def figures(r: Results) -> list[Figure]:
     rss_bytes = r.idle.rss_mib * 2**20
     click = f"; a real right-click to menu shown {r.click_ms:.0f} ms"
     return [
-        Figure("tray: cold start to icon shown", r.cold.reported_s, "s", goal="< 1 s", ok=r.cold.reported_s < 1.0,
-               note=f"the tray's own report, median of {len(r.cold.reported)}; "
-                    f"seen in trayer's panel after {r.cold.seen_s:.3f} s"),
-        Figure("tray: idle resident memory", r.idle.rss_mib, "MiB", goal="< 100 MiB", ok=r.idle.rss_mib < 100,
-               note=f"RSS; {r.idle.uss_mib:.1f} MiB unique to the process; the issue says 100 MB, and "
-                    f"{rss_bytes / 1e6:.1f} MB is {'under' if rss_bytes < 100e6 else 'over'} that"),
-        Figure("tray: idle CPU, server running", r.idle.cpu_percent, "%", goal="< 0.5 %",
-               ok=r.idle.cpu_percent < 0.5, note=f"over {r.idle.wall_s:.0f} s"),
-        Figure(f"tray: menu open with {r.menu.models} models", r.menu.build_ms + r.menu.submenu_ms, "ms", goal="",
-               note=f"menu build {r.menu.build_ms:.2f} ms + model submenu {r.menu.submenu_ms:.2f} ms on the GUI "
-                    f"thread; the worker's refresh {r.menu.refresh_ms:.0f} ms" + click),
+        Figure(
+            "tray: cold start to icon shown",
+            r.cold.reported_s,
+            "s",
+            goal="< 1 s",
+            ok=r.cold.reported_s < 1.0,
+            note=f"the tray's own report, median of {len(r.cold.reported)}; "
+            f"seen in trayer's panel after {r.cold.seen_s:.3f} s",
+        ),
+        Figure(
+            "tray: idle resident memory",
+            r.idle.rss_mib,
+            "MiB",
+            goal="< 100 MiB",
+            ok=r.idle.rss_mib < 100,
+            note=f"RSS; {r.idle.uss_mib:.1f} MiB unique to the process; the issue says 100 MB, and "
+            f"{rss_bytes / 1e6:.1f} MB is {'under' if rss_bytes < 100e6 else 'over'} that",
+        ),
+        Figure(
+            "tray: idle CPU, server running",
+            r.idle.cpu_percent,
+            "%",
+            goal="< 0.5 %",
+            ok=r.idle.cpu_percent < 0.5,
+            note=f"over {r.idle.wall_s:.0f} s",
+        ),
+        Figure(
+            f"tray: menu open with {r.menu.models} models",
+            r.menu.build_ms + r.menu.submenu_ms,
+            "ms",
+            goal="",
+            note=f"menu build {r.menu.build_ms:.2f} ms + model submenu {r.menu.submenu_ms:.2f} ms on the GUI "
+            f"thread; the worker's refresh {r.menu.refresh_ms:.0f} ms" + click,
+        ),
     ]
 
 
@@ -125,9 +148,7 @@ def report(r: Results) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--idle-seconds", type=float, default=IDLE_SECONDS)
     parser.add_argument("--models", type=int, default=MODELS)
     parser.add_argument("--starts", type=int, default=STARTS)
@@ -182,6 +203,7 @@ def measure(*, idle_seconds: float, n_models: int, starts: int) -> Results:
 
 # ---- the tray as a process ------------------------------------------------------------------------------------
 
+
 def spawn(env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "aidevops_local.tray", "--report-ready"],
@@ -229,6 +251,7 @@ def icon_in_panel(desktop) -> bool:
 
 # ---- 1. cold start ----------------------------------------------------------------------------------------------
 
+
 def cold_start(desktop, env: dict, starts: int) -> ColdStart:
     reported, seen = [], []
     for _ in range(starts):
@@ -248,6 +271,7 @@ def cold_start(desktop, env: dict, starts: int) -> ColdStart:
 
 # ---- 2. and 3. idle memory and CPU --------------------------------------------------------------------------
 
+
 def idle(env: dict, seconds: float) -> Idle:
     proc = launch(env)
     try:
@@ -265,6 +289,7 @@ def idle(env: dict, seconds: float) -> Idle:
 
 
 # ---- 4. menu open -----------------------------------------------------------------------------------------------
+
 
 def menu_open(n_models: int) -> MenuOpen:
     """In this process, from the cached snapshot: what the GUI thread pays, and the worker's refresh."""
@@ -292,8 +317,12 @@ def menu_open(n_models: int) -> MenuOpen:
         m.deleteLater()
         app.processEvents()
     assert len(snap.models) == n_models, f"expected {n_models} models, the snapshot has {len(snap.models)}"
-    return MenuOpen(models=n_models, build_ms=1000 * statistics.median(builds),
-                    submenu_ms=1000 * statistics.median(submenus), refresh_ms=1000 * collect_s)
+    return MenuOpen(
+        models=n_models,
+        build_ms=1000 * statistics.median(builds),
+        submenu_ms=1000 * statistics.median(submenus),
+        refresh_ms=1000 * collect_s,
+    )
 
 
 def right_click(desktop, env: dict) -> float:

@@ -69,37 +69,64 @@ class OnOff:
 
 
 def run(quick: bool = True) -> list[Figure]:
-    loads, on_off = measure(requests=500 if quick else REQUESTS, concurrency=CONCURRENCY,
-                            rounds=4 if quick else ROUNDS, per_round=PER_ROUND)
-    figures = [ratio_figure(f"usage: rows / requests ({load.label})", load.rows, load.requests, unit="rows",
-                            goal="= 1.000, tokens equal", ok=load.rows == load.requests and load.all_equal,
-                            note=f"{load.requests} requests under load; rows' tokens {_verdict(load)}")
-               for load in loads]
+    loads, on_off = measure(
+        requests=500 if quick else REQUESTS, concurrency=CONCURRENCY, rounds=4 if quick else ROUNDS, per_round=PER_ROUND
+    )
+    figures = [
+        ratio_figure(
+            f"usage: rows / requests ({load.label})",
+            load.rows,
+            load.requests,
+            unit="rows",
+            goal="= 1.000, tokens equal",
+            ok=load.rows == load.requests and load.all_equal,
+            note=f"{load.requests} requests under load; rows' tokens {_verdict(load)}",
+        )
+        for load in loads
+    ]
     baseline = on_off.off_client_tps
     for name, goal in (("on", f">= {ON_OFF_GOAL}"), ("on, trace", "")):
         ratio = on_off.client[name]
-        figures.append(Figure(name=f"usage: tokens/s, logging {name} vs off (client)", value=ratio.median * baseline,
-                              unit="tok/s", baseline=baseline, ratio=ratio.median, goal=goal,
-                              ok=ratio.median >= ON_OFF_GOAL if goal else None,
-                              note=f"value: the off mean times the ratio; ratio: median of requests paired in time "
-                                   f"(mean {ratio.mean:.3f} +- {ratio.se:.3f})"
-                                   + ("" if goal else "; trace is used only with speculative decoding")))
+        figures.append(
+            Figure(
+                name=f"usage: tokens/s, logging {name} vs off (client)",
+                value=ratio.median * baseline,
+                unit="tok/s",
+                baseline=baseline,
+                ratio=ratio.median,
+                goal=goal,
+                ok=ratio.median >= ON_OFF_GOAL if goal else None,
+                note=f"value: the off mean times the ratio; ratio: median of requests paired in time "
+                f"(mean {ratio.mean:.3f} +- {ratio.se:.3f})"
+                + ("" if goal else "; trace is used only with speculative decoding"),
+            )
+        )
     return figures
 
 
-def measure(*, requests: int, concurrency: int, rounds: int, per_round: int, load: bool = True,
-            ratio: bool = True) -> tuple[list[Load], OnOff | None]:
+def measure(
+    *, requests: int, concurrency: int, rounds: int, per_round: int, load: bool = True, ratio: bool = True
+) -> tuple[list[Load], OnOff | None]:
     """Both parts (or the ones asked for), each printing its report; their numbers."""
     fixtures = prepare()
     from aidevops_local.core.accounting import usage
 
     loads = []
     if load:
-        loads.append(load_test(fixtures, requests=requests, concurrency=concurrency, log_args=None,
-                               label="the product's log flags"))
-        loads.append(load_test(fixtures, requests=requests, concurrency=concurrency,
-                               log_args=[*usage.BASE_LOG_ARGS, "--log-verbosity", "4"],
-                               label="trace verbosity (-lv 4)"))
+        loads.append(
+            load_test(
+                fixtures, requests=requests, concurrency=concurrency, log_args=None, label="the product's log flags"
+            )
+        )
+        loads.append(
+            load_test(
+                fixtures,
+                requests=requests,
+                concurrency=concurrency,
+                log_args=[*usage.BASE_LOG_ARGS, "--log-verbosity", "4"],
+                label="trace verbosity (-lv 4)",
+            )
+        )
     on_off = on_off_ratio(fixtures, rounds=rounds, per_round=per_round) if ratio else None
     return loads, on_off
 
@@ -123,8 +150,14 @@ def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] 
     rng = random.Random(1338)
     prompts = [f"note {i}: " + "lorem ipsum " * rng.randint(0, 12) for i in range(requests // 3)]
     plan = [(rng.choice(prompts), rng.randint(1, 16), rng.random() < 0.5) for _ in range(requests)]
-    with logged_server(fixtures.llama_server_dir, fixtures.tiny_gguf, model="tiny", parallel=concurrency,
-                       ctx=1024 * concurrency, log_args=log_args) as srv:
+    with logged_server(
+        fixtures.llama_server_dir,
+        fixtures.tiny_gguf,
+        model="tiny",
+        parallel=concurrency,
+        ctx=1024 * concurrency,
+        log_args=log_args,
+    ) as srv:
         startup_bytes = srv.log_path.stat().st_size
         started = time.monotonic()
         with client() as http, ThreadPoolExecutor(concurrency) as pool:
@@ -145,24 +178,31 @@ def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] 
     streamed = sum(1 for a in answers if a.stream)
     cached = sum(1 for a in answers if a.cached_tokens)
     result = Load(label=label, requests=requests, rows=len(rows), all_equal=got == want and len(rows) == requests)
-    print(f"load test, {label}: {requests} requests to llama-server b10068 + tiny model in {elapsed:.1f} s "
-          f"({streamed} streaming, {requests - streamed} not; {concurrency} at a time in {concurrency} "
-          f"slots; "
-          f"max_tokens 1-16; {cached} served partly from the prompt cache)")
-    print(f"  rows found / requests sent: {len(rows)}/{requests} = {len(rows) / requests:.3f} "
-          f"(ingest added {added})")
-    print(f"  rows whose tokens in/out/cached equal a client's usage: {matching}/{requests} "
-          f"-> {_verdict(result)}")
-    print(f"  statuses: {dict(Counter(r.status for r in rows))}; distinct request keys: "
-          f"{len({r.request_key for r in rows})}")
-    print(f"  ingest: {ingest_s * 1e3:.0f} ms for the whole log "
-          f"({ingest_s / requests * 1e3:.2f} ms per request); "
-          f"again with nothing new: {idle_ingest_ms:.1f} ms; log: {per_request_bytes:.0f} bytes per request")
+    print(
+        f"load test, {label}: {requests} requests to llama-server b10068 + tiny model in {elapsed:.1f} s "
+        f"({streamed} streaming, {requests - streamed} not; {concurrency} at a time in {concurrency} "
+        f"slots; "
+        f"max_tokens 1-16; {cached} served partly from the prompt cache)"
+    )
+    print(f"  rows found / requests sent: {len(rows)}/{requests} = {len(rows) / requests:.3f} (ingest added {added})")
+    print(f"  rows whose tokens in/out/cached equal a client's usage: {matching}/{requests} -> {_verdict(result)}")
+    print(
+        f"  statuses: {dict(Counter(r.status for r in rows))}; distinct request keys: "
+        f"{len({r.request_key for r in rows})}"
+    )
+    print(
+        f"  ingest: {ingest_s * 1e3:.0f} ms for the whole log "
+        f"({ingest_s / requests * 1e3:.2f} ms per request); "
+        f"again with nothing new: {idle_ingest_ms:.1f} ms; log: {per_request_bytes:.0f} bytes per request"
+    )
     return result
 
 
-METRICS = (("client tok/s", "wall clock at the client"), ("server tok/s", "llama-server's own timings"),
-           ("tok per CPU-s", "tokens per CPU second of the server process"))
+METRICS = (
+    ("client tok/s", "wall clock at the client"),
+    ("server tok/s", "llama-server's own timings"),
+    ("tok per CPU-s", "tokens per CPU second of the server process"),
+)
 
 
 def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96) -> OnOff:
@@ -194,19 +234,24 @@ def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96)
     names = list(variants)
     with client() as http:
         for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             with contextlib.ExitStack() as stack:
-                servers = {name: stack.enter_context(logged_server(
-                    fixtures.llama_server_dir, fixtures.smollm2_gguf, **variants[name])) for name in order}
+                servers = {
+                    name: stack.enter_context(
+                        logged_server(fixtures.llama_server_dir, fixtures.smollm2_gguf, **variants[name])
+                    )
+                    for name in order
+                }
                 procs = {name: psutil.Process(srv.proc.pid) for name, srv in servers.items()}
                 for srv in servers.values():  # warm up
                     chat(http, srv.url, prompt, max_tokens=8, **body)
                 for _ in range(per_round):
                     for name in order + order[::-1]:
                         cpu0, t0 = sum(procs[name].cpu_times()[:2]), time.perf_counter()
-                        response = http.post(f"{servers[name].url}/v1/chat/completions", json={
-                            "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                            **body})
+                        response = http.post(
+                            f"{servers[name].url}/v1/chat/completions",
+                            json={"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, **body},
+                        )
                         wall, cpu = time.perf_counter() - t0, sum(procs[name].cpu_times()[:2]) - cpu0
                         data = response.json()
                         n = data["usage"]["completion_tokens"]
@@ -214,18 +259,24 @@ def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96)
     stop.set()
     ticker.join()
     n = len(samples["off"])
-    print(f"tokens/s with usage logging on vs off (SmolLM2-135M Q4_1, 1 thread, {max_tokens} tokens per "
-          f"request, {n} requests per variant in {rounds} rounds of fresh servers, ABC CBA order, an ingest "
-          "every 1 s while they run); ratios are on/off over requests paired in time: median, mean +- s.e.")
+    print(
+        f"tokens/s with usage logging on vs off (SmolLM2-135M Q4_1, 1 thread, {max_tokens} tokens per "
+        f"request, {n} requests per variant in {rounds} rounds of fresh servers, ABC CBA order, an ingest "
+        "every 1 s while they run); ratios are on/off over requests paired in time: median, mean +- s.e."
+    )
     off = samples["off"]
-    print("  off (no log flags, output discarded): " + ", ".join(
-        f"{statistics.fmean(v[k] for v in off):.1f} {label}" for k, (label, _) in enumerate(METRICS)))
+    print(
+        "  off (no log flags, output discarded): "
+        + ", ".join(f"{statistics.fmean(v[k] for v in off):.1f} {label}" for k, (label, _) in enumerate(METRICS))
+    )
     client = {}
     for name in ("on", "on, trace"):
         ratios = [_paired(samples[name], off, k) for k in range(len(METRICS))]
         client[name] = ratios[0]  # METRICS[0]: client tok/s
-        print(f"  {name}: " + "; ".join(f"{label} {r.median:.3f}, {r.mean:.3f} +- {r.se:.3f}"
-                                        for (label, _), r in zip(METRICS, ratios)))
+        print(
+            f"  {name}: "
+            + "; ".join(f"{label} {r.median:.3f}, {r.mean:.3f} +- {r.se:.3f}" for (label, _), r in zip(METRICS, ratios))
+        )
     print("  (" + "; ".join(f"{label}: {what}" for label, what in METRICS) + ")")
     return OnOff(off_client_tps=statistics.fmean(v[0] for v in off), client=client)
 
@@ -233,13 +284,15 @@ def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96)
 def _paired(on: list[tuple[float, ...]], off: list[tuple[float, ...]], k: int) -> Ratio:
     """Metric k, on over off, request by request (they were side by side in time)."""
     ratios = [a[k] / b[k] for a, b in zip(on, off, strict=True)]
-    return Ratio(median=statistics.median(ratios), mean=statistics.fmean(ratios),
-                 se=statistics.stdev(ratios) / len(ratios) ** 0.5)
+    return Ratio(
+        median=statistics.median(ratios),
+        mean=statistics.fmean(ratios),
+        se=statistics.stdev(ratios) / len(ratios) ** 0.5,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=REQUESTS)
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="on/off: rounds of fresh servers")
@@ -247,8 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-ratio", action="store_true")
     args = parser.parse_args(argv)
-    measure(requests=args.requests, concurrency=args.concurrency, rounds=args.rounds, per_round=args.per_round,
-            load=not args.skip_load, ratio=not args.skip_ratio)
+    measure(
+        requests=args.requests,
+        concurrency=args.concurrency,
+        rounds=args.rounds,
+        per_round=args.per_round,
+        load=not args.skip_load,
+        ratio=not args.skip_ratio,
+    )
     return 0
 
 

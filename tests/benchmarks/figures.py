@@ -27,8 +27,7 @@ class Figure:
         return asdict(self)
 
 
-def ratio_figure(name: str, value: float, baseline: float, *, unit: str, goal: str, ok: bool,
-                 note: str = "") -> Figure:
+def ratio_figure(name: str, value: float, baseline: float, *, unit: str, goal: str, ok: bool, note: str = "") -> Figure:
     """A figure compared with its baseline: the ratio is computed here, once, the same way for everyone."""
     ratio = value / baseline if baseline else None
     return Figure(name=name, value=value, unit=unit, baseline=baseline, ratio=ratio, goal=goal, ok=ok, note=note)

@@ -53,6 +53,7 @@ BENCHES = (
 
 # ---- the parent: run each benchmark in its own process, print one table ----------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="each benchmark's full length (tens of minutes)")
@@ -99,8 +100,15 @@ def _run_child(bench: Bench, *, quick: bool, cap: float, log: Path) -> list[Figu
         argv.append("--full")
     with open(log, "wb") as sink:
         # Its own session: on a timeout the whole group goes (servers, trays, Xvfb it started).
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             proc.wait(cap)
         except subprocess.TimeoutExpired:
@@ -136,17 +144,31 @@ def _print_table(results, *, total: float, load, logs: Path, full: bool) -> None
     for _bench, figures, _ in results:
         for f in figures:
             met = "MISSING" if f.value is None else {True: "yes", False: "NO", None: "-"}[f.ok]
-            rows.append((f.name, _fmt(f.value, f.unit) if f.value is not None else "missing",
-                         _fmt(f.baseline, f.unit), _fmt(f.ratio), f.goal or "-", met))
+            rows.append(
+                (
+                    f.name,
+                    _fmt(f.value, f.unit) if f.value is not None else "missing",
+                    _fmt(f.baseline, f.unit),
+                    _fmt(f.ratio),
+                    f.goal or "-",
+                    met,
+                )
+            )
             if f.note:
                 notes.append(f"{len(rows) - 1:>2}. {f.note}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    print(f"\nbenchmarks ({'full' if full else 'quick'}), {os.cpu_count()} CPUs, load average "
-          f"{load[0][0]:.1f} at start, {load[1][0]:.1f} at end; {total:.0f} s in all")
+    print(
+        f"\nbenchmarks ({'full' if full else 'quick'}), {os.cpu_count()} CPUs, load average "
+        f"{load[0][0]:.1f} at start, {load[1][0]:.1f} at end; {total:.0f} s in all"
+    )
     for i, row in enumerate(rows):
         prefix = "   " if i == 0 else f"{i:>2} "
-        print(prefix + "  ".join(cell.ljust(w) if c in (0, 4) else cell.rjust(w)
-                                 for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        print(
+            prefix
+            + "  ".join(
+                cell.ljust(w) if c in (0, 4) else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))
+            ).rstrip()
+        )
         if i == 0:
             print("   " + "  ".join("-" * w for w in widths))
     print("\nnotes:")
@@ -158,6 +180,7 @@ def _print_table(results, *, total: float, load, logs: Path, full: bool) -> None
 
 # ---- the child: one benchmark, its figures written as JSON --------------------------------------------------
 
+
 def _child(name: str, *, quick: bool, out: Path) -> int:
     try:
         module = importlib.import_module(f"tests.benchmarks.{name}")
@@ -166,8 +189,11 @@ def _child(name: str, *, quick: bool, out: Path) -> int:
             raise  # the benchmark exists but needs something absent: its traceback is the reason
         figures = [missing(name, "the benchmark module does not exist yet")]
     else:
-        figures = module.run(quick=quick) if hasattr(module, "run") else [
-            missing(name, "the module has no run(quick) -> list[Figure]")]
+        figures = (
+            module.run(quick=quick)
+            if hasattr(module, "run")
+            else [missing(name, "the module has no run(quick) -> list[Figure]")]
+        )
     out.write_text(json.dumps([f.as_dict() for f in figures], indent=2), encoding="utf-8")
     return 0
 

@@ -99,9 +99,7 @@ class FakeReleases(FakeHTTPServer):
     Anything else answers 404 with GitHub's {"message": "Not Found", ...} body.
     """
 
-    def __init__(
-        self, repo: str = "ggml-org/llama.cpp", *, redirect_downloads: bool = True, per_page: int = 30
-    ):
+    def __init__(self, repo: str = "ggml-org/llama.cpp", *, redirect_downloads: bool = True, per_page: int = 30):
         super().__init__()
         self.repo = repo
         self.redirect_downloads = redirect_downloads
@@ -167,7 +165,13 @@ class FakeReleases(FakeHTTPServer):
             if ts is None:
                 ts = max((r.published_at for r in self._releases), default=_BASE_TIME) + 3600
             rel = _Release(
-                next(self._ids), tag, name if name is not None else tag, ts, draft, prerelease, body,
+                next(self._ids),
+                tag,
+                name if name is not None else tag,
+                ts,
+                draft,
+                prerelease,
+                body,
                 fields=dict(release_fields or {}),
             )
             for asset_name, source in (assets or {}).items():
@@ -181,8 +185,15 @@ class FakeReleases(FakeHTTPServer):
                 else:
                     digest = f"sha256:{_sha256(src)}"
                 rel.assets.append(
-                    _Asset(next(self._ids), asset_name, blob, blob.size, digest, _content_type(asset_name),
-                           fields=dict(asset_fields.get(asset_name, {})))
+                    _Asset(
+                        next(self._ids),
+                        asset_name,
+                        blob,
+                        blob.size,
+                        digest,
+                        _content_type(asset_name),
+                        fields=dict(asset_fields.get(asset_name, {})),
+                    )
                 )
             self._releases.append(rel)
             return self._release_json(rel)

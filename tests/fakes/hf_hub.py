@@ -79,9 +79,7 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 def _digests(source: Path | bytes) -> tuple[str, str]:
     """(sha256, git blob sha1) in one pass; files cached by (path, size, mtime) as tests reuse big models."""
     if isinstance(source, bytes):
-        return hashlib.sha256(source).hexdigest(), hashlib.sha1(
-            b"blob %d\0" % len(source) + source
-        ).hexdigest()
+        return hashlib.sha256(source).hexdigest(), hashlib.sha1(b"blob %d\0" % len(source) + source).hexdigest()
     key = _file_key(source)
     with _CACHE_LOCK:
         if key in _DIGEST_CACHE:
@@ -286,11 +284,7 @@ class FakeHub(FakeHTTPServer):
             blob = Blob(src)
             size = blob.size
             sha256, sha1 = _digests(src)
-            is_lfs = (
-                (path in lfs)
-                if lfs is not None
-                else (path.lower().endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE)
-            )
+            is_lfs = (path in lfs) if lfs is not None else (path.lower().endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE)
             pointer = (
                 f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
                 if is_lfs
@@ -330,8 +324,15 @@ class FakeHub(FakeHTTPServer):
         """Answer HEAD/GET of this file with an HTTP error (e.g. 500, 503, 429)."""
         self._faults.add(self._key(repo_id, filename), Fault(status=status, times=times))
 
-    def advertise(self, repo_id: str, filename: str, *, oid: str | None = None, lfs_oid: str | None = None,
-                  size: int | None = None) -> None:
+    def advertise(
+        self,
+        repo_id: str,
+        filename: str,
+        *,
+        oid: str | None = None,
+        lfs_oid: str | None = None,
+        size: int | None = None,
+    ) -> None:
         """Make the tree, paths-info and siblings listings lie about a file of the head commit (a hostile or
         broken Hub): another git ``oid``, LFS ``oid`` or ``size``. Downloads still serve the real bytes."""
         f = self.repos[repo_id].head.files[filename]
@@ -493,8 +494,11 @@ class FakeHub(FakeHTTPServer):
                     s["blobId"] = f.listed.get("oid", f.oid)
                     s["size"] = f.listed.get("size", f.size)
                     if f.lfs:
-                        s["lfs"] = {"sha256": f.listed.get("lfs_oid", f.sha256), "size": s["size"],
-                                    "pointerSize": len(f.pointer)}
+                        s["lfs"] = {
+                            "sha256": f.listed.get("lfs_oid", f.sha256),
+                            "size": s["size"],
+                            "pointerSize": len(f.pointer),
+                        }
                 sib.append(s)
             d["siblings"] = sib
         return d
@@ -596,9 +600,7 @@ class FakeHub(FakeHTTPServer):
         if path and any(p.startswith(prefix) for p in commit.files):
             tree = hashlib.sha1(
                 (
-                    "tree "
-                    + path
-                    + "".join(commit.files[p].oid for p in sorted(commit.files) if p.startswith(prefix))
+                    "tree " + path + "".join(commit.files[p].oid for p in sorted(commit.files) if p.startswith(prefix))
                 ).encode()
             ).hexdigest()
             e = {"type": "directory", "oid": tree, "size": 0, "path": path}
@@ -733,8 +735,7 @@ class _Cdn(FakeHTTPServer):
             # S3-style signed URLs refuse a second auth mechanism; also proves the client dropped the token.
             return req.send(
                 400,
-                b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed"
-                b"</Message></Error>",
+                b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>",
                 content_type="application/xml",
             )
         sha = req.path.rsplit("/", 1)[-1]

@@ -284,9 +284,7 @@ def hub_repos(fake_hub: FakeHub, tiny_gguf, tiny_split_gguf):
     )
     fake_hub.add_repo("acme/other-GGUF", files={"o.gguf": b"GGUF" + b"\0" * 60}, downloads=900)
     fake_hub.add_repo("bob/not-gguf", files={"model.safetensors": b"st"}, downloads=10_000)
-    fake_hub.add_repo(
-        "meta/gated-GGUF", files={"g.gguf": tiny_gguf}, gated="manual", allowed_tokens={"hf_allowed"}
-    )
+    fake_hub.add_repo("meta/gated-GGUF", files={"g.gguf": tiny_gguf}, gated="manual", allowed_tokens={"hf_allowed"})
     return fake_hub
 
 
@@ -298,11 +296,7 @@ def test_hub_list_models(hub_repos: FakeHub):
     assert ids == ["acme/other-GGUF", "acme/tiny-GGUF", "meta/gated-GGUF"]
     assert [m.id for m in api.list_models(author="bob")] == ["bob/not-gguf"]
     m = next(iter(api.list_models(search="tiny", filter="gguf", expand=["gguf", "downloads", "siblings"])))
-    assert (
-        m.downloads == 500
-        and m.gguf["architecture"] == "llama"
-        and m.gguf["context_length"] == prep.TINY_N_CTX
-    )
+    assert m.downloads == 500 and m.gguf["architecture"] == "llama" and m.gguf["context_length"] == prep.TINY_N_CTX
     assert {s.rfilename for s in m.siblings} >= {"tiny.Q8_0.gguf", "README.md"}
     full = next(iter(api.list_models(search="gated", full=True)))
     assert full.gated == "manual" and full.sha
@@ -360,9 +354,7 @@ def test_hub_download_metadata_and_token_in_header_only(hub_repos: FakeHub, tiny
     assert meta.etag == expected and meta.size == tiny_gguf.stat().st_size
     assert meta.commit_hash == hub_repos.repos["acme/tiny-GGUF"].head.sha and meta.xet_file_data is None
 
-    path = hf_hub_download(
-        "acme/tiny-GGUF", "tiny.Q8_0.gguf", endpoint=ep, cache_dir=tmp_path, token="hf_secret_token"
-    )
+    path = hf_hub_download("acme/tiny-GGUF", "tiny.Q8_0.gguf", endpoint=ep, cache_dir=tmp_path, token="hf_secret_token")
     assert Path(path).read_bytes() == tiny_gguf.read_bytes()
     assert hub_repos.served("acme/tiny-GGUF", "tiny.Q8_0.gguf") == tiny_gguf.stat().st_size
     gets = hub_repos.requests_to("acme/tiny-GGUF", "tiny.Q8_0.gguf", "GET")
@@ -400,9 +392,7 @@ def test_hub_range_requests(hub_repos: FakeHub, tiny_gguf):
         assert head.headers["Accept-Ranges"] == "bytes"
         assert head.headers["ETag"] == f'"{sha256(data)}"' == head.headers["X-Linked-Etag"]
         assert head.headers["X-Linked-Size"] == str(len(data)) == head.headers["Content-Length"]
-        assert "X-Repo-Commit" in head.headers and not any(
-            k.lower().startswith("x-xet") for k in head.headers
-        )
+        assert "X-Repo-Commit" in head.headers and not any(k.lower().startswith("x-xet") for k in head.headers)
         r = c.get(url, headers={"Range": "bytes=10-19"})
         assert r.status_code == 206 and r.content == data[10:20]
         assert r.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
@@ -419,9 +409,7 @@ def test_hub_drop_once_inside_first_chunk_restarts_from_zero(hub_repos: FakeHub,
 
     size = tiny_gguf.stat().st_size
     hub_repos.drop_after("acme/tiny-GGUF", "tiny.Q8_0.gguf", 100_000, times=1)
-    path = hf_hub_download(
-        "acme/tiny-GGUF", "tiny.Q8_0.gguf", endpoint=hub_repos.endpoint, cache_dir=tmp_path
-    )
+    path = hf_hub_download("acme/tiny-GGUF", "tiny.Q8_0.gguf", endpoint=hub_repos.endpoint, cache_dir=tmp_path)
     assert Path(path).read_bytes() == tiny_gguf.read_bytes()
     gets = hub_repos.requests_to("acme/tiny-GGUF", "tiny.Q8_0.gguf", "GET")
     assert [g.body_bytes for g in gets] == [100_000, size]
@@ -462,9 +450,7 @@ def test_hub_tampered_bytes_pass_huggingface_hub_unnoticed(hub_repos: FakeHub, t
     from huggingface_hub import HfApi, hf_hub_download
 
     hub_repos.tamper("acme/tiny-GGUF", "tiny.Q8_0.gguf")
-    path = hf_hub_download(
-        "acme/tiny-GGUF", "tiny.Q8_0.gguf", endpoint=hub_repos.endpoint, cache_dir=tmp_path
-    )
+    path = hf_hub_download("acme/tiny-GGUF", "tiny.Q8_0.gguf", endpoint=hub_repos.endpoint, cache_dir=tmp_path)
     got = Path(path).read_bytes()
     advertised = HfApi(endpoint=hub_repos.endpoint).model_info("acme/tiny-GGUF", files_metadata=True)
     lfs = next(s.lfs for s in advertised.siblings if s.rfilename == "tiny.Q8_0.gguf")

@@ -120,8 +120,13 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"meta": self.meta, "scenarios": self.scenarios, "rows": [r.as_dict() for r in self.rows],
-                "errors": self.errors, "elapsed_s": round(time.monotonic() - T0, 1)}
+        return {
+            "meta": self.meta,
+            "scenarios": self.scenarios,
+            "rows": [r.as_dict() for r in self.rows],
+            "errors": self.errors,
+            "elapsed_s": round(time.monotonic() - T0, 1),
+        }
 
 
 def fmt(v, digits: int = 0) -> str:
@@ -133,20 +138,42 @@ def fmt(v, digits: int = 0) -> str:
 
 
 def table(report: Report) -> str:
-    head = ("| scenario | server | -c | -np | -ngl | offloaded | predicted VRAM MiB | measured VRAM MiB | miss MiB "
-            "| card +MiB at load | status --json GPU MiB | predicted RAM MiB | RSS MiB | gen tok/s (median) | runs "
-            "| note |")
+    head = (
+        "| scenario | server | -c | -np | -ngl | offloaded | predicted VRAM MiB | measured VRAM MiB | miss MiB "
+        "| card +MiB at load | status --json GPU MiB | predicted RAM MiB | RSS MiB | gen tok/s (median) | runs "
+        "| note |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in report.rows:
-        miss = (r.measured_vram_mib - r.predicted_vram_mib
-                if r.measured_vram_mib is not None and r.predicted_vram_mib is not None else None)
-        lines.append("| " + " | ".join([
-            r.scenario, r.server, fmt(r.ctx), fmt(r.parallel), fmt(r.ngl), fmt(r.offloaded),
-            fmt(r.predicted_vram_mib), fmt(r.measured_vram_mib) + ("*" if r.measured_source == "card delta" else ""),
-            fmt(miss), fmt(r.device_delta_mib), fmt(r.status_gpu_mib),
-            fmt(r.predicted_ram_mib), fmt(r.rss_mib), fmt(r.tok_s_median, 1),
-            ",".join(f"{t:.0f}" for t in r.tok_s) or "-", r.error.replace("|", "/").replace("\n", " ")[:160],
-        ]) + " |")
+        miss = (
+            r.measured_vram_mib - r.predicted_vram_mib
+            if r.measured_vram_mib is not None and r.predicted_vram_mib is not None
+            else None
+        )
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.scenario,
+                    r.server,
+                    fmt(r.ctx),
+                    fmt(r.parallel),
+                    fmt(r.ngl),
+                    fmt(r.offloaded),
+                    fmt(r.predicted_vram_mib),
+                    fmt(r.measured_vram_mib) + ("*" if r.measured_source == "card delta" else ""),
+                    fmt(miss),
+                    fmt(r.device_delta_mib),
+                    fmt(r.status_gpu_mib),
+                    fmt(r.predicted_ram_mib),
+                    fmt(r.rss_mib),
+                    fmt(r.tok_s_median, 1),
+                    ",".join(f"{t:.0f}" for t in r.tok_s) or "-",
+                    r.error.replace("|", "/").replace("\n", " ")[:160],
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -162,13 +189,16 @@ def save(report: Report, out: Path | None) -> None:
 # ---- the machine ----------------------------------------------------------------------------------------------
 
 
-def run(argv: list[str], *, timeout: float = 60, env: dict | None = None, check: bool = False,
-        cwd: Path | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
-                          stdin=subprocess.DEVNULL)
+def run(
+    argv: list[str], *, timeout: float = 60, env: dict | None = None, check: bool = False, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+    )
     if check and done.returncode != 0:
-        raise CheckFailed(f"{' '.join(map(str, argv))} exited {done.returncode}:\n"
-                          f"{(done.stdout + done.stderr)[-3000:]}")
+        raise CheckFailed(
+            f"{' '.join(map(str, argv))} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}"
+        )
     return done
 
 
@@ -209,9 +239,13 @@ def process_vram_mib(pids: list[int]) -> tuple[float | None, dict[str, float], s
     each pid's share and the raw listing (in a container the pids may not match: then the caller falls back)."""
     out = smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
     wanted = {str(p) for p in pids}
-    by_pid = {parts[0]: float(parts[1]) for line in out.splitlines()
-              if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in wanted
-              and re.fullmatch(r"\d+(\.\d+)?", parts[1])}
+    by_pid = {
+        parts[0]: float(parts[1])
+        for line in out.splitlines()
+        if len(parts := [p.strip() for p in line.split(",")]) == 2
+        and parts[0] in wanted
+        and re.fullmatch(r"\d+(\.\d+)?", parts[1])
+    }
     return (sum(by_pid.values()) if by_pid else None), by_pid, out.strip()
 
 
@@ -250,8 +284,10 @@ def find_source(arg: str | None) -> Path:
     else:
         hits = sorted((REPO / ".gpu-carry" / "src").glob("*.tar.gz"))
         if not hits:
-            raise CheckFailed(f"no llama.cpp source: put the sdist's llama.cpp/ as a .tar.gz in "
-                              f"{REPO / '.gpu-carry' / 'src'} or pass --src")
+            raise CheckFailed(
+                f"no llama.cpp source: put the sdist's llama.cpp/ as a .tar.gz in "
+                f"{REPO / '.gpu-carry' / 'src'} or pass --src"
+            )
         p = hits[0]
     if not p.exists():
         raise CheckFailed(f"llama.cpp source {p} does not exist")
@@ -276,8 +312,14 @@ def unpack_source(src: Path, work: Path) -> Path:
                     tf.extractall(dest)
             marker.touch()
         tree = dest
-    found = sorted((p.parent for p in tree.rglob("CMakeLists.txt") if (p.parent / "ggml").is_dir()
-                    and (p.parent / "tools" / "server").is_dir()), key=lambda p: len(p.parts))
+    found = sorted(
+        (
+            p.parent
+            for p in tree.rglob("CMakeLists.txt")
+            if (p.parent / "ggml").is_dir() and (p.parent / "tools" / "server").is_dir()
+        ),
+        key=lambda p: len(p.parts),
+    )
     if not found:
         raise CheckFailed(f"no llama.cpp tree (CMakeLists.txt beside ggml/ and tools/server/) in {tree}")
     return found[0]
@@ -313,8 +355,18 @@ class Build(threading.Thread):
         flags = [f"-DCMAKE_CUDA_ARCHITECTURES={self.arch}"]
         if self.arch == "cpu":  # a dry run of the build path on a machine without CUDA
             flags = ["-DGGML_CUDA=OFF"]
-        configure = ["cmake", "-S", str(self.tree), "-B", str(self.build_dir), *gen, *CMAKE_FLAGS, *flags,
-                     f"-DLLAMA_BUILD_NUMBER={self.build_number}", "-DLLAMA_BUILD_COMMIT=0000000"]
+        configure = [
+            "cmake",
+            "-S",
+            str(self.tree),
+            "-B",
+            str(self.build_dir),
+            *gen,
+            *CMAKE_FLAGS,
+            *flags,
+            f"-DLLAMA_BUILD_NUMBER={self.build_number}",
+            "-DLLAMA_BUILD_COMMIT=0000000",
+        ]
         build = ["cmake", "--build", str(self.build_dir), "--target", "llama-server", "-j", str(self.jobs)]
         deadline = time.monotonic() + self.timeout
         with open(self.log, "w") as log:
@@ -322,8 +374,9 @@ class Build(threading.Thread):
                 say(f"build: {step}: {' '.join(argv)}")
                 log.write(f"$ {' '.join(argv)}\n")
                 log.flush()
-                self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                             start_new_session=True)
+                self.proc = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                )
                 try:
                     rc = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
@@ -364,8 +417,10 @@ def check_binary(server_dir: Path, gpu: bool) -> str:
     server = server_dir / "llama-server"
     ldd = run(["ldd", str(server)], timeout=30) if shutil.which("ldd") else None
     if ldd is not None and "not found" in ldd.stdout:
-        raise CheckFailed(f"{server} has unresolved libraries:\n"
-                          + "\n".join(ln for ln in ldd.stdout.splitlines() if "not found" in ln))
+        raise CheckFailed(
+            f"{server} has unresolved libraries:\n"
+            + "\n".join(ln for ln in ldd.stdout.splitlines() if "not found" in ln)
+        )
     v = run([str(server), "--version"], timeout=60)
     text = (v.stderr + v.stdout).strip()
     if v.returncode != 0:
@@ -422,8 +477,10 @@ def install(server_dir: Path, work: Path, home: Path, gpu: bool, build: int) -> 
     with FakeReleases() as gh:
         gh.add_release(tag, {asset: archive})
         result = tool_json(["install"], tool_env(home, gh.base_url), timeout=300)
-    say(f"install: {result.get('tag')} {result.get('backend')} {result.get('asset')} {result.get('version')!r} "
-        f"verified={result.get('verified')}")
+    say(
+        f"install: {result.get('tag')} {result.get('backend')} {result.get('asset')} {result.get('version')!r} "
+        f"verified={result.get('verified')}"
+    )
     if gpu and result.get("backend") != "cuda":
         raise CheckFailed(f"install chose the {result.get('backend')} build, not cuda: {result}")
     return result
@@ -433,12 +490,17 @@ def install(server_dir: Path, work: Path, home: Path, gpu: bool, build: int) -> 
 
 
 def chat(url: str, model: str | None, max_tokens: int, timeout: float = 120) -> dict:
-    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "temperature": 0,
-            "ignore_eos": True}
+    body = {
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
     if model:
         body["model"] = model
-    req = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url + "/v1/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
 
@@ -497,19 +559,28 @@ def start_serve(scenario: str, model: Path, ctx: int | None, env: dict, gpu: boo
     state = json.loads((home / "local-models" / "server.json").read_text())
     row.ctx, row.parallel, row.ngl = state["ctx_size"], state["parallel"], str(state["gpu_layers"])
     backend = json.loads((home / "bin" / "aidevops-runtime.json").read_text()).get("backend", "cpu")
-    est = fit.estimate_memory(model, ctx=row.ctx, parallel=row.parallel, gpu_layers=state["gpu_layers"],
-                              backend=backend)
+    est = fit.estimate_memory(
+        model, ctx=row.ctx, parallel=row.parallel, gpu_layers=state["gpu_layers"], backend=backend
+    )
     row.predicted_vram_mib = round(est.vram_bytes / MIB, 1) if gpu else None
     row.predicted_ram_mib = round(est.ram_bytes / MIB, 1)
     if gpu and before is not None:
         after = device_used_mib()
         row.device_delta_mib = after - before if after is not None else None
-    srv = Server("serve", result["endpoint"].removesuffix("/v1"), result["pid"], result.get("model"),
-                 Path(result["log_path"]), row)
+    srv = Server(
+        "serve",
+        result["endpoint"].removesuffix("/v1"),
+        result["pid"],
+        result.get("model"),
+        Path(result["log_path"]),
+        row,
+    )
     srv.stop = lambda: tool(["stop"], env, timeout=60)
-    say(f"{scenario}: serve is up: pid {srv.pid}, router={result.get('router')}, model {srv.model!r}, "
+    say(
+        f"{scenario}: serve is up: pid {srv.pid}, router={result.get('router')}, model {srv.model!r}, "
         f"-c {row.ctx} -np {row.parallel} -ngl {row.ngl}, backend {backend}, predicted VRAM "
-        f"{fmt(row.predicted_vram_mib)} MiB, RAM {row.predicted_ram_mib:.0f} MiB")
+        f"{fmt(row.predicted_vram_mib)} MiB, RAM {row.predicted_ram_mib:.0f} MiB"
+    )
     return srv
 
 
@@ -523,8 +594,9 @@ def start_bare(scenario: str, server_bin: Path, model: Path, logs: Path, gpu: bo
     say(f"{scenario}: bare: {' '.join(argv)}")
     before = device_used_mib() if gpu else None
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
@@ -673,8 +745,13 @@ sys.stdin.read()
         raise CheckFailed("could not fill the GPU: " + " | ".join(failures))
 
     def _start(self, code: str) -> str:
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(self.free_mib)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(self.free_mib)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert self.proc.stdout is not None
         seen: list[str] = []
         deadline = time.monotonic() + 120
@@ -701,8 +778,19 @@ sys.stdin.read()
 # ---- the scenarios ------------------------------------------------------------------------------------------------
 
 
-def scenario_run(name: str, *, model: Path, env: dict, server_bin: Path, logs: Path, gpu: bool, requests: int,
-                 max_tokens: int, report: Report, partial_free_mib: int) -> None:
+def scenario_run(
+    name: str,
+    *,
+    model: Path,
+    env: dict,
+    server_bin: Path,
+    logs: Path,
+    gpu: bool,
+    requests: int,
+    max_tokens: int,
+    report: Report,
+    partial_free_mib: int,
+) -> None:
     ctx = int(name) if name.isdigit() else None
     info: dict = {"ctx_arg": ctx}
     report.scenarios[name] = info
@@ -721,8 +809,11 @@ def scenario_run(name: str, *, model: Path, env: dict, server_bin: Path, logs: P
             together = name != "partial"
             for kind in ("serve", "bare"):
                 try:
-                    s = (start_serve(name, model, ctx, env, gpu) if kind == "serve"
-                         else start_bare(name, server_bin, model, logs, gpu))
+                    s = (
+                        start_serve(name, model, ctx, env, gpu)
+                        if kind == "serve"
+                        else start_bare(name, server_bin, model, logs, gpu)
+                    )
                 except Exception as exc:  # noqa: BLE001 - report and go on with the rest
                     row = Row(name, kind, error=(str(exc) or type(exc).__name__).splitlines()[0][:300])
                     report.rows.append(row)
@@ -768,10 +859,15 @@ def plan_preview(model: Path, env: dict, ctx: int | None) -> dict:
     backend = json.loads((home / "bin" / "aidevops-runtime.json").read_text()).get("backend", "cpu")
     hw = hardware.detect(refresh=True)
     plan = fit.plan_server(header=validate_gguf(model), hardware=hw, ctx=ctx, parallel=None, backend=backend)
-    out = {"ctx": plan.ctx_size, "parallel": plan.parallel, "ngl": plan.gpu_layers,
-           "predicted_vram_mib": round(plan.predicted_vram_bytes / MIB, 1),
-           "predicted_ram_mib": round(plan.predicted_ram_bytes / MIB, 1), "reasons": list(plan.reasons),
-           "vram_free_seen_mib": [round(g.vram_free / MIB) for g in hw.gpus]}
+    out = {
+        "ctx": plan.ctx_size,
+        "parallel": plan.parallel,
+        "ngl": plan.gpu_layers,
+        "predicted_vram_mib": round(plan.predicted_vram_bytes / MIB, 1),
+        "predicted_ram_mib": round(plan.predicted_ram_bytes / MIB, 1),
+        "reasons": list(plan.reasons),
+        "vram_free_seen_mib": [round(g.vram_free / MIB) for g in hw.gpus],
+    }
     say(f"plan preview: {out}")
     return out
 
@@ -830,31 +926,59 @@ def _stop_builds() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     env_gpu = shutil.which("nvidia-smi") is not None and bool(smi("-L").strip())
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--src", default=os.environ.get("LLAMA_CPP_SRC"),
-                    help="llama.cpp source: a .tar.gz or a folder (default .gpu-carry/src/*.tar.gz; env LLAMA_CPP_SRC)")
-    ap.add_argument("--llama-server-dir", default=os.environ.get("LLAMA_SERVER_DIR"),
-                    help="skip the build: pack and install this llama-server folder (env LLAMA_SERVER_DIR)")
-    ap.add_argument("--cuda-arch", default=os.environ.get("CUDA_ARCH"),
-                    help="CMAKE_CUDA_ARCHITECTURES (default: nvidia-smi's compute capability, else 90; env "
-                         "CUDA_ARCH); `cpu` builds without CUDA (a dry run of the build path)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--src",
+        default=os.environ.get("LLAMA_CPP_SRC"),
+        help="llama.cpp source: a .tar.gz or a folder (default .gpu-carry/src/*.tar.gz; env LLAMA_CPP_SRC)",
+    )
+    ap.add_argument(
+        "--llama-server-dir",
+        default=os.environ.get("LLAMA_SERVER_DIR"),
+        help="skip the build: pack and install this llama-server folder (env LLAMA_SERVER_DIR)",
+    )
+    ap.add_argument(
+        "--cuda-arch",
+        default=os.environ.get("CUDA_ARCH"),
+        help="CMAKE_CUDA_ARCHITECTURES (default: nvidia-smi's compute capability, else 90; env "
+        "CUDA_ARCH); `cpu` builds without CUDA (a dry run of the build path)",
+    )
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("GPU_CHECK_JOBS") or os.cpu_count() or 4))
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("GPU_CHECK_WORK") or "/tmp/gpu-check"))
-    ap.add_argument("--preset", default=os.environ.get("GPU_CHECK_PRESET"),
-                    help="stand-in model size: 0.75b (default with a GPU) or small (default without)")
-    ap.add_argument("--model", type=Path, default=os.environ.get("GPU_CHECK_MODEL"),
-                    help="use this GGUF instead of writing a stand-in")
-    ap.add_argument("--scenarios", default=os.environ.get("GPU_CHECK_SCENARIOS") or "4096,32768,partial,auto",
-                    help="comma-separated: a context size (serve --ctx N), partial, auto (default: %(default)s)")
+    ap.add_argument(
+        "--preset",
+        default=os.environ.get("GPU_CHECK_PRESET"),
+        help="stand-in model size: 0.75b (default with a GPU) or small (default without)",
+    )
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=os.environ.get("GPU_CHECK_MODEL"),
+        help="use this GGUF instead of writing a stand-in",
+    )
+    ap.add_argument(
+        "--scenarios",
+        default=os.environ.get("GPU_CHECK_SCENARIOS") or "4096,32768,partial,auto",
+        help="comma-separated: a context size (serve --ctx N), partial, auto (default: %(default)s)",
+    )
     ap.add_argument("--requests", type=int, default=int(os.environ.get("GPU_CHECK_REQUESTS") or 3))
     ap.add_argument("--max-tokens", type=int, default=int(os.environ.get("GPU_CHECK_MAX_TOKENS") or 128))
     ap.add_argument("--partial-free-mib", type=int, default=int(os.environ.get("GPU_CHECK_PARTIAL_FREE_MIB") or 1800))
-    ap.add_argument("--deadline", type=float, default=float(os.environ.get("GPU_CHECK_DEADLINE_S") or 540),
-                    help="seconds from the start: later scenarios are skipped so the results come out in time")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=float(os.environ.get("GPU_CHECK_DEADLINE_S") or 540),
+        help="seconds from the start: later scenarios are skipped so the results come out in time",
+    )
     ap.add_argument("--build-number", type=int, default=11434)
-    ap.add_argument("--no-gpu", action="store_true", default=not env_gpu,
-                    help="skip the VRAM parts and the CUDA build (automatic when nvidia-smi finds no GPU)")
+    ap.add_argument(
+        "--no-gpu",
+        action="store_true",
+        default=not env_gpu,
+        help="skip the VRAM parts and the CUDA build (automatic when nvidia-smi finds no GPU)",
+    )
     ap.add_argument("--out", type=Path, default=Path(os.environ["OUT"]) if os.environ.get("OUT") else None)
     args = ap.parse_args(argv)
     # A timeout's SIGTERM unwinds like an exception: servers are stopped and the table is still printed.
@@ -870,9 +994,15 @@ def main(argv: list[str] | None = None) -> int:
     logs = (args.out / "logs") if args.out else (work / "logs")
     logs.mkdir(parents=True, exist_ok=True)
     report = Report()
-    report.meta = {"gpu": gpu, "preset": preset, "requests": args.requests, "max_tokens": args.max_tokens,
-                   "prompt": PROMPT, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "python": sys.version.split()[0]}
+    report.meta = {
+        "gpu": gpu,
+        "preset": preset,
+        "requests": args.requests,
+        "max_tokens": args.max_tokens,
+        "prompt": PROMPT,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": sys.version.split()[0],
+    }
     rc = 0
     try:
         rc = _main(args, gpu, preset, work, logs, report)
@@ -889,13 +1019,17 @@ def main(argv: list[str] | None = None) -> int:
         _stop_builds()
         save(report, args.out)
         print()
-        print(f"## GPU check ({'GPU: ' + str(report.meta.get('device')) if gpu else 'no GPU: VRAM skipped'}, "
-              f"model {report.meta.get('model_name')}, {args.requests} requests x {args.max_tokens} tokens each)")
+        print(
+            f"## GPU check ({'GPU: ' + str(report.meta.get('device')) if gpu else 'no GPU: VRAM skipped'}, "
+            f"model {report.meta.get('model_name')}, {args.requests} requests x {args.max_tokens} tokens each)"
+        )
         print()
         print(table(report))
-        print("\nmeasured: nvidia-smi's memory of the server's processes (router and model instance) after the "
-              "requests; * = the card's used memory rise at load instead (no per-process figure); miss = measured "
-              "- predicted")
+        print(
+            "\nmeasured: nvidia-smi's memory of the server's processes (router and model instance) after the "
+            "requests; * = the card's used memory rise at load instead (no per-process figure); miss = measured "
+            "- predicted"
+        )
         for name, info in report.scenarios.items():
             if info.get("plan_before"):
                 print(f"\n{name}: plan before serve: {info['plan_before']}")
@@ -910,8 +1044,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) -> int:
     if gpu:
-        report.meta["device"] = smi("--query-gpu=name,memory.total,driver_version,compute_cap",
-                                    "--format=csv,noheader").strip()
+        report.meta["device"] = smi(
+            "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader"
+        ).strip()
         say(f"GPU: {report.meta['device']}")
         nvcc = run(["nvcc", "--version"], timeout=30).stdout.strip().splitlines()[-1:] if shutil.which("nvcc") else []
         report.meta["nvcc"] = nvcc[0] if nvcc else None
@@ -924,15 +1059,25 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
     else:
         arch = args.cuda_arch or cuda_arch_default()
         if not gpu and arch != "cpu":
-            raise CheckFailed("no GPU here: pass --llama-server-dir (or LLAMA_SERVER_DIR) to skip the CUDA build, "
-                              "or CUDA_ARCH=cpu to build for the CPU")
+            raise CheckFailed(
+                "no GPU here: pass --llama-server-dir (or LLAMA_SERVER_DIR) to skip the CUDA build, "
+                "or CUDA_ARCH=cpu to build for the CPU"
+            )
         if (arch != "cpu" and shutil.which("nvcc") is None) or shutil.which("cmake") is None:
-            raise CheckFailed(f"the CUDA build needs nvcc and cmake on PATH (nvcc: {shutil.which('nvcc')}, "
-                              f"cmake: {shutil.which('cmake')})")
+            raise CheckFailed(
+                f"the CUDA build needs nvcc and cmake on PATH (nvcc: {shutil.which('nvcc')}, "
+                f"cmake: {shutil.which('cmake')})"
+            )
         report.meta["cuda_arch"] = arch
         tree = unpack_source(find_source(args.src), work)
-        build = Build(tree, work / "build", arch, args.jobs, args.build_number,
-                      timeout=max(60.0, args.deadline - 150 - (time.monotonic() - T0)))
+        build = Build(
+            tree,
+            work / "build",
+            arch,
+            args.jobs,
+            args.build_number,
+            timeout=max(60.0, args.deadline - 150 - (time.monotonic() - T0)),
+        )
         _BUILDS.append(build)
         build.start()
         server_src = work / "build" / "bin"
@@ -991,9 +1136,18 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
             continue
         say(f"=== scenario {name} ({left:.0f}s left)")
         try:
-            scenario_run(name, model=model, env=env, server_bin=server_bin, logs=logs, gpu=gpu,
-                         requests=args.requests, max_tokens=args.max_tokens, report=report,
-                         partial_free_mib=args.partial_free_mib)
+            scenario_run(
+                name,
+                model=model,
+                env=env,
+                server_bin=server_bin,
+                logs=logs,
+                gpu=gpu,
+                requests=args.requests,
+                max_tokens=args.max_tokens,
+                report=report,
+                partial_free_mib=args.partial_free_mib,
+            )
         except Exception as exc:  # noqa: BLE001 - one scenario's failure must not lose the others
             report.errors.append(f"{name}: {type(exc).__name__}: {exc}")
             report.scenarios.setdefault(name, {})["error"] = str(exc)[:1000]

@@ -65,8 +65,16 @@ def write_standin(path: Path, shape: Shape, *, seed: int = 1234) -> Path:
     w = gguf.GGUFWriter(tmp, "llama")
     w.add_name(f"Stand-in Random Llama {shape.params / 1e9:.2f}B")
     w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
-    add_llama_header(w, ctx=shape.ctx_train, embd=e, n_layer=shape.n_layer, ff=ff, n_head=shape.n_head,
-                     n_head_kv=shape.n_head_kv, vocab=(tokens, types, merges))
+    add_llama_header(
+        w,
+        ctx=shape.ctx_train,
+        embd=e,
+        n_layer=shape.n_layer,
+        ff=ff,
+        n_head=shape.n_head,
+        n_head_kv=shape.n_head_kv,
+        vocab=(tokens, types, merges),
+    )
 
     # Scaled by fan-in so activations stay near 1 at any width; the writes back into the residual stream are
     # small, so dimension 0 (a constant 4) keeps its weight through every layer and the output head's sign.
@@ -111,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     write_standin(args.out, shape)
     size = args.out.stat().st_size
-    print(f"wrote {args.out} ({size / 2**20:.0f} MiB, {shape.params / 1e9:.3f}B parameters, {asdict(shape)}) "
-          f"in {time.monotonic() - t0:.1f}s")
+    print(
+        f"wrote {args.out} ({size / 2**20:.0f} MiB, {shape.params / 1e9:.3f}B parameters, {asdict(shape)}) "
+        f"in {time.monotonic() - t0:.1f}s"
+    )
     return 0
 
 

@@ -60,10 +60,17 @@ TEST_BUILD = ROOT / "build" / "pytest-packaging"
 @pytest.fixture(scope="module")
 def built() -> Built:
     import PyInstaller  # noqa: F401 - tests/run.sh installs the packaging extra: missing, the bundle test fails
+
     dirs = ["--build-dir", str(TEST_BUILD), "--dist-dir", str(TEST_BUILD / "dist")]
     for target in ("bundle", "appdir"):
-        result = subprocess.run([sys.executable, str(PACKAGING / "build.py"), target, *dirs], cwd=ROOT,
-                                capture_output=True, text=True, timeout=300, check=False)
+        result = subprocess.run(
+            [sys.executable, str(PACKAGING / "build.py"), target, *dirs],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert result.returncode == 0, f"build.py {target} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return Built(TEST_BUILD / "dist" / identity.EXE, TEST_BUILD / "AppDir")
 
@@ -81,6 +88,7 @@ def run(argv, env=None, timeout=60) -> subprocess.CompletedProcess:
 
 
 # ---- through the bundle ----------------------------------------------------------------------------------
+
 
 def test_version_comes_from_the_package_metadata(built, app_env):
     expected = f"aidevops-local {version(identity.DIST_NAME)}"
@@ -142,8 +150,9 @@ def test_tray_icon_appears_when_started_without_arguments(built, desktop, app_en
         proc = subprocess.Popen([str(built.apprun)], env=app_env, stdout=out, stderr=subprocess.STDOUT)
     try:
         while not tray_icon_in_panel(desktop):
-            assert proc.poll() is None, f"the tray exited ({proc.returncode}):\n" + \
-                log.read_text(errors="replace")[-3000:]
+            assert proc.poll() is None, (
+                f"the tray exited ({proc.returncode}):\n" + log.read_text(errors="replace")[-3000:]
+            )
             assert time.monotonic() - started < 30, "no tray icon in trayer's panel after 30 s"
             time.sleep(0.05)
         print(f"tray icon shown {time.monotonic() - started:.2f} s after start")
@@ -163,14 +172,19 @@ def test_tray_icon_appears_when_started_without_arguments(built, desktop, app_en
 
 # ---- what is in it ---------------------------------------------------------------------------------------
 
+
 def test_bundle_holds_no_tests_caches_or_plaintext_keyring(built):
     offenders = []
     for path in built.bundle.rglob("*"):
         rel = path.relative_to(built.bundle).as_posix()
         name = path.name
-        if name in ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "conftest.py") \
-                or name.endswith((".pyc", ".pyo")) or re.match(r"test_.*\.py$", name) \
-                or (path.is_dir() and name in ("tests", "test", "testing")) or "keyrings" in rel.split("/"):
+        if (
+            name in ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "conftest.py")
+            or name.endswith((".pyc", ".pyo"))
+            or re.match(r"test_.*\.py$", name)
+            or (path.is_dir() and name in ("tests", "test", "testing"))
+            or "keyrings" in rel.split("/")
+        ):
             offenders.append(rel)
     assert not offenders, offenders[:20]
 
@@ -214,9 +228,10 @@ def test_appdir_has_desktop_entry_icons_and_metainfo(built):
         icon = appdir / "usr/share/icons/hicolor" / f"{size}x{size}" / "apps" / f"{identity.APP_ID}.png"
         assert png_size(icon) == (size, size)
     assert os.access(appdir / "usr/bin" / identity.EXE, os.X_OK)
-    for tool, args in (("desktop-file-validate", [appdir / "usr/share/applications" / f"{identity.APP_ID}.desktop"]),
-                       ("appstreamcli", ["validate", "--no-net",
-                                         appdir / "usr/share/metainfo" / f"{identity.APP_ID}.appdata.xml"])):
+    for tool, args in (
+        ("desktop-file-validate", [appdir / "usr/share/applications" / f"{identity.APP_ID}.desktop"]),
+        ("appstreamcli", ["validate", "--no-net", appdir / "usr/share/metainfo" / f"{identity.APP_ID}.appdata.xml"]),
+    ):
         if shutil.which(tool) is None:
             continue
         result = run([tool, *args])

@@ -30,42 +30,63 @@ def test_icons_at_every_hicolor_size_and_an_icns_macos_can_read(tmp_path):
     for size in identity.ICON_SIZES:
         assert png_size(written[f"png{size}"].read_bytes()) == (size, size)
     entries = icons.read_icns(written["icns"].read_bytes())
-    expected = {b"icp4": 16, b"icp5": 32, b"ic11": 32, b"ic12": 64, b"ic07": 128, b"ic13": 256, b"ic08": 256,
-                b"ic14": 512, b"ic09": 512, b"ic10": 1024}
+    expected = {
+        b"icp4": 16,
+        b"icp5": 32,
+        b"ic11": 32,
+        b"ic12": 64,
+        b"ic07": 128,
+        b"ic13": 256,
+        b"ic08": 256,
+        b"ic14": 512,
+        b"ic09": 512,
+        b"ic10": 1024,
+    }
     assert {kind: png_size(data)[0] for kind, data in entries.items()} == expected
 
 
-@pytest.mark.parametrize("dest, dropped", [
-    ("PySide6/Qt/plugins/platforms/libqxcb.so", False),
-    ("PySide6/Qt/plugins/platforms/libqwayland.so", False),
-    ("PySide6/Qt/plugins/platforms/libqoffscreen.so", False),
-    ("PySide6/Qt/plugins/platforms/libqeglfs.so", True),
-    ("PySide6/Qt/plugins/platformthemes/libqgtk3.so", True),
-    ("PySide6/Qt/plugins/platformthemes/libqxdgdesktopportal.so", False),
-    ("PySide6/Qt/plugins/imageformats/libqsvg.so", False),
-    ("PySide6/Qt/plugins/imageformats/libqpdf.so", True),
-    ("PySide6/Qt/plugins/platforminputcontexts/libibusplatforminputcontextplugin.so", False),
-    ("PySide6/Qt/translations/qtbase_de.qm", True),
-    ("PySide6/Qt/lib/libQt6Quick.so.6", True),
-    ("PySide6/Qt/lib/libQt6Widgets.so.6", False),
-    ("PySide6/Qt/lib/libQt6OpenGL.so.6", False),  # pyqtgraph imports QtOpenGL when it loads
-    ("PySide6/Qt/lib/QtQml.framework/Versions/A/QtQml", True),
-    ("PySide6/Qt/lib/QtGui.framework/Versions/A/QtGui", False),
-])
+@pytest.mark.parametrize(
+    "dest, dropped",
+    [
+        ("PySide6/Qt/plugins/platforms/libqxcb.so", False),
+        ("PySide6/Qt/plugins/platforms/libqwayland.so", False),
+        ("PySide6/Qt/plugins/platforms/libqoffscreen.so", False),
+        ("PySide6/Qt/plugins/platforms/libqeglfs.so", True),
+        ("PySide6/Qt/plugins/platformthemes/libqgtk3.so", True),
+        ("PySide6/Qt/plugins/platformthemes/libqxdgdesktopportal.so", False),
+        ("PySide6/Qt/plugins/imageformats/libqsvg.so", False),
+        ("PySide6/Qt/plugins/imageformats/libqpdf.so", True),
+        ("PySide6/Qt/plugins/platforminputcontexts/libibusplatforminputcontextplugin.so", False),
+        ("PySide6/Qt/translations/qtbase_de.qm", True),
+        ("PySide6/Qt/lib/libQt6Quick.so.6", True),
+        ("PySide6/Qt/lib/libQt6Widgets.so.6", False),
+        ("PySide6/Qt/lib/libQt6OpenGL.so.6", False),  # pyqtgraph imports QtOpenGL when it loads
+        ("PySide6/Qt/lib/QtQml.framework/Versions/A/QtQml", True),
+        ("PySide6/Qt/lib/QtGui.framework/Versions/A/QtGui", False),
+    ],
+)
 def test_qt_trimming_rules(dest, dropped):
     assert bundle_trim.dropped(dest) is dropped
 
 
 def test_symlinks_to_dropped_files_go_with_them():
-    toc = [("libQt6Quick.so.6", "PySide6/Qt/lib/libQt6Quick.so.6", "SYMLINK"),
-           ("PySide6/Qt/lib/libQt6Quick.so.6", "/x/libQt6Quick.so.6", "BINARY"),
-           ("libQt6Core.so.6", "PySide6/Qt/lib/libQt6Core.so.6", "SYMLINK")]
+    toc = [
+        ("libQt6Quick.so.6", "PySide6/Qt/lib/libQt6Quick.so.6", "SYMLINK"),
+        ("PySide6/Qt/lib/libQt6Quick.so.6", "/x/libQt6Quick.so.6", "BINARY"),
+        ("libQt6Core.so.6", "PySide6/Qt/lib/libQt6Core.so.6", "SYMLINK"),
+    ]
     assert [e[0] for e in bundle_trim.filter_toc(toc)] == ["libQt6Core.so.6"]
 
 
 def _system_lib(name: str) -> Path | None:
-    for folder in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
-                   "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"):
+    for folder in (
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/aarch64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+    ):
         if (Path(folder) / name).exists():
             return Path(folder) / name
     return None
@@ -80,9 +101,11 @@ def test_system_libraries_nothing_kept_links_are_pruned():
     if not (xcb.exists() and wanted and unwanted):  # the machine's own libraries, not ours: a platform skip
         pytest.skip("needs PySide6's xcb plugin, libxkbcommon-x11 and libsqlite3")
     assert "libxkbcommon-x11.so.0" in bundle_trim.elf_needed(str(xcb))
-    toc = [("PySide6/Qt/plugins/platforms/libqxcb.so", str(xcb), "BINARY"),
-           ("libxkbcommon-x11.so.0", str(wanted), "BINARY"),
-           ("libsqlite3.so.0", str(unwanted), "BINARY")]
+    toc = [
+        ("PySide6/Qt/plugins/platforms/libqxcb.so", str(xcb), "BINARY"),
+        ("libxkbcommon-x11.so.0", str(wanted), "BINARY"),
+        ("libsqlite3.so.0", str(unwanted), "BINARY"),
+    ]
     assert [e[0] for e in bundle_trim.prune_orphan_libraries(toc)] == [toc[0][0], toc[1][0]]
 
 
@@ -92,6 +115,7 @@ def test_elf_needed_of_a_non_elf_file_is_empty(tmp_path):
 
 
 # ---- the frozen entry point ------------------------------------------------------------------------------
+
 
 def test_entry_is_the_cli_and_drops_finder_process_serial_numbers(capsys):
     import entry
@@ -129,6 +153,7 @@ def test_entry_bundle_info_reports_the_keyring_and_packages():
 
 # ---- the AppImage step -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def build_module(monkeypatch, tmp_path):
     import build
@@ -156,8 +181,7 @@ def test_without_github_the_build_says_so_and_keeps_the_appdir(build_module, cap
         build.build_appimage(appdir, require=True)
 
 
-@pytest.mark.skipif(shutil.which("mksquashfs") is None or shutil.which("unsquashfs") is None,
-                    reason="squashfs-tools")
+@pytest.mark.skipif(shutil.which("mksquashfs") is None or shutil.which("unsquashfs") is None, reason="squashfs-tools")
 def test_runtime_plus_squashfs_assembly(build_module, monkeypatch, tmp_path):
     """With a runtime but no appimagetool, the AppImage is the runtime followed by the AppDir as squashfs, as
     appimagetool makes it. A stand-in runtime is enough to check the layout."""
@@ -168,8 +192,9 @@ def test_runtime_plus_squashfs_assembly(build_module, monkeypatch, tmp_path):
     out = build.build_appimage(appdir)
     data = out.read_bytes()
     assert data[:4096] == runtime.read_bytes() and data[4096:4100] == b"hsqs"
-    listing = subprocess.run(["unsquashfs", "-o", "4096", "-l", str(out)], capture_output=True, text=True,
-                             check=False).stdout
+    listing = subprocess.run(
+        ["unsquashfs", "-o", "4096", "-l", str(out)], capture_output=True, text=True, check=False
+    ).stdout
     assert "squashfs-root/AppRun" in listing
 
 
@@ -207,6 +232,7 @@ def test_shell_scripts_pass_shellcheck():
 
 
 # ---- macOS: the Qt the app needs and the system it asks for ----------------------------------------------
+
 
 def test_the_pyside6_pin_skips_the_click_abort_and_the_leaking_release():
     import tomllib

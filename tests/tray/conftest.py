@@ -135,9 +135,7 @@ def start_tray(tray_env, tmp_path):
                 break
         if not line.startswith("ready "):
             proc.kill()
-            raise AssertionError(
-                f"the tray did not become ready: {line!r}\n{log.read_text(errors='replace')}"
-            )
+            raise AssertionError(f"the tray did not become ready: {line!r}\n{log.read_text(errors='replace')}")
         tray = TrayProcess(proc, float(line.split()[1]), log)
         started.append(tray)
         return tray

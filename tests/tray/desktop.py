@@ -130,9 +130,7 @@ class Desktop:
 
     def tray_panel(self) -> tuple[int, int, int, int]:
         """trayer's panel geometry: x, y, width, height."""
-        found = re.search(
-            r'"panel": \("panel" "trayer"\)\s+(\d+)x(\d+)\+\S+\s+\+(\d+)\+(\d+)', self.window_tree()
-        )
+        found = re.search(r'"panel": \("panel" "trayer"\)\s+(\d+)x(\d+)\+\S+\s+\+(\d+)\+(\d+)', self.window_tree())
         assert found, "trayer's panel window is not on the display"
         w, h, x, y = map(int, found.groups())
         return x, y, w, h

@@ -141,9 +141,7 @@ def test_automatic_restart_with_backoff_when_the_setting_asks(tray, served, qtbo
     first_pid = served.pid
     os.killpg(first_pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
-    qtbot.waitUntil(
-        lambda: t.snapshot.status.state == "running" and t.snapshot.status.pid != first_pid, timeout=30_000
-    )
+    qtbot.waitUntil(lambda: t.snapshot.status.state == "running" and t.snapshot.status.pid != first_pid, timeout=30_000)
 
 
 def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models, qtbot):
@@ -197,8 +195,7 @@ def test_tray_start_and_switch_wait_for_a_start_elsewhere(tray, system_runtime, 
         qtbot.waitUntil(lambda: t.busy == "Waiting for another start to finish…", timeout=10_000)
         assert server.current_state() is None
         release.set()
-        qtbot.waitUntil(lambda: t.icon_state == "running" and t.snapshot.status.model == "tiny-a",
-                        timeout=30_000)
+        qtbot.waitUntil(lambda: t.icon_state == "running" and t.snapshot.status.model == "tiny-a", timeout=30_000)
 
         release = hold_the_start_lock()
         t.switch_model("tiny-b")
@@ -211,9 +208,7 @@ def test_tray_start_and_switch_wait_for_a_start_elsewhere(tray, system_runtime, 
         server.stop(grace=2)
 
 
-def test_menu_opens_at_once_while_the_server_is_loading(
-    tray, system_runtime, local_models, qtbot, monkeypatch
-):
+def test_menu_opens_at_once_while_the_server_is_loading(tray, system_runtime, local_models, qtbot, monkeypatch):
     real_wait = server._wait_healthy
 
     def slow_wait(*args, **kw):
@@ -233,9 +228,7 @@ def test_menu_opens_at_once_while_the_server_is_loading(
     qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
 
 
-def test_start_failure_is_an_error_state_with_a_notification(
-    tray, system_runtime, local_models, qtbot, desktop
-):
+def test_start_failure_is_an_error_state_with_a_notification(tray, system_runtime, local_models, qtbot, desktop):
     t = tray(native_notifications=True)
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", system_runtime.port))
@@ -284,7 +277,13 @@ def test_tray_without_a_display_says_so_instead_of_aborting(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    done = subprocess.run([sys.executable, "-m", "aidevops_local", "tray"], capture_output=True, text=True,
-                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "aidevops_local", "tray"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 1
     assert "no display" in done.stderr and "aidevops-local install" in done.stderr

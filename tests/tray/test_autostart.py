@@ -123,11 +123,14 @@ def test_inside_the_bundle_login_opens_the_app_by_its_bundle_id(macos_bundle):
     assert plist["ProgramArguments"] == ["/usr/bin/open", "-g", "-b", "com.aidevops.LocalModels"]
 
 
-@pytest.mark.parametrize("app", [
-    "/Volumes/aidevops Local Models/aidevops Local Models.app",
-    "/private/var/folders/x1/abc_123/T/AppTranslocation/6F0C2B4E-1111-2222-3333-444455556666/d/"
-    "aidevops Local Models.app",
-])
+@pytest.mark.parametrize(
+    "app",
+    [
+        "/Volumes/aidevops Local Models/aidevops Local Models.app",
+        "/private/var/folders/x1/abc_123/T/AppTranslocation/6F0C2B4E-1111-2222-3333-444455556666/d/"
+        "aidevops Local Models.app",
+    ],
+)
 def test_enabling_from_the_disk_image_or_a_translocated_copy_is_refused(macos_bundle, app):
     from aidevops_local.core.system.errors import Refused
 
@@ -173,7 +176,8 @@ def test_the_tray_refreshes_the_entry_when_it_starts(qtbot, macos_bundle, tmp_pa
     app._wizard_offered = True
     try:
         app.start()
-        qtbot.waitUntil(lambda: plistlib.loads(agent.read_bytes())["ProgramArguments"][0] == "/usr/bin/open",
-                        timeout=10_000)
+        qtbot.waitUntil(
+            lambda: plistlib.loads(agent.read_bytes())["ProgramArguments"][0] == "/usr/bin/open", timeout=10_000
+        )
     finally:
         dispose(app)

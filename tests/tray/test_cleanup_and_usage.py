@@ -84,9 +84,7 @@ def test_usage_table_lists_each_model(qtbot, app, isolated_home):
     window = UsageWindow(app)
     app.windows["usage"] = window
     qtbot.waitUntil(lambda: window.data is not None, timeout=10_000)
-    rows = {
-        window.table.item(r, 0).text(): window.table.item(r, 3).text() for r in range(window.table.rowCount())
-    }
+    rows = {window.table.item(r, 0).text(): window.table.item(r, 3).text() for r in range(window.table.rowCount())}
     assert rows == {"tiny-a": "30", "tiny-b": "3"}
     assert sum(sum(v) for v in window.data.series.values()) == 190
     assert "3 requests" in window.note.text()

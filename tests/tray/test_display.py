@@ -55,9 +55,7 @@ def embedded_icon(desktop) -> Geometry:
     px, py, pw, ph = desktop.tray_panel()
 
     def inside_panel():
-        icons = [
-            g for g in tray_windows(desktop) if px <= g.x < px + pw and py <= g.y < py + ph and g.w <= 64
-        ]
+        icons = [g for g in tray_windows(desktop) if px <= g.x < px + pw and py <= g.y < py + ph and g.w <= 64]
         return icons[0] if icons else None
 
     return wait_for(inside_panel, 10, "the tray icon inside trayer's panel")
@@ -169,9 +167,7 @@ async def _dbusmenu_labels(service: str) -> tuple[str, list[str]]:
     bus = await MessageBus().connect()
     try:
         intro = await bus.introspect(service, "/StatusNotifierItem")
-        item = bus.get_proxy_object(service, "/StatusNotifierItem", intro).get_interface(
-            "org.kde.StatusNotifierItem"
-        )
+        item = bus.get_proxy_object(service, "/StatusNotifierItem", intro).get_interface("org.kde.StatusNotifierItem")
         menu_path = await item.get_menu()
         tooltip = await item.get_tool_tip()
         intro = await bus.introspect(service, menu_path)

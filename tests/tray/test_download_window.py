@@ -7,9 +7,7 @@ from __future__ import annotations
 def test_search_pick_download_and_notify(qtbot, app, fake_hub, tiny_gguf, smollm2_gguf, monkeypatch, desktop):
     monkeypatch.setenv("HF_ENDPOINT", fake_hub.endpoint)
     fake_hub.add_repo("org/tiny-GGUF", files={"tiny.F32.gguf": tiny_gguf}, downloads=10)
-    fake_hub.add_repo(
-        "org/SmolLM2-GGUF", files={"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2_gguf}, downloads=99
-    )
+    fake_hub.add_repo("org/SmolLM2-GGUF", files={"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2_gguf}, downloads=99)
     app.open_download()
     window = app.windows["download"]
     window.query.setText("GGUF")

@@ -17,9 +17,7 @@ def image(state, size=32, pressure=False, variant="dark", dpr=1.0) -> QImage:
 
 
 def opaque(img: QImage) -> int:
-    return sum(
-        1 for y in range(img.height()) for x in range(img.width()) if img.pixelColor(x, y).alpha() > 128
-    )
+    return sum(1 for y in range(img.height()) for x in range(img.width()) if img.pixelColor(x, y).alpha() > 128)
 
 
 @pytest.mark.parametrize("variant", ["dark", "light", "template"])

@@ -103,13 +103,20 @@ def answered_boxes(monkeypatch, ns_app):
     calls: list[tuple[int, str]] = []
     for name in ("raise_", "activateWindow"):
         original = getattr(QMessageBox, name)
-        monkeypatch.setattr(QMessageBox, name,
-                            lambda box, _n=name, _o=original: (calls.append((id(box), _n)), _o(box))[1])
+        monkeypatch.setattr(
+            QMessageBox, name, lambda box, _n=name, _o=original: (calls.append((id(box), _n)), _o(box))[1]
+        )
 
     def exec_(box):
         mine = {n for i, n in calls if i == id(box)}
-        seen.append({"visible": box.isVisible(), "raised": "raise_" in mine, "activated": "activateWindow" in mine,
-                     "app_activated": ("activateIgnoringOtherApps", True) in ns_app.calls})
+        seen.append(
+            {
+                "visible": box.isVisible(),
+                "raised": "raise_" in mine,
+                "activated": "activateWindow" in mine,
+                "app_activated": ("activateIgnoringOtherApps", True) in ns_app.calls,
+            }
+        )
         for button in box.buttons():
             if button.text().replace("&", "") == answer[0]:
                 button.click()
@@ -170,6 +177,7 @@ def test_the_tray_entry_point_sets_the_policy_before_the_icon_shows():
 
 # ---- notifications the system refuses ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def notification_centre(monkeypatch):
     """desktop-notifier with a backend that answers as macOS does for an app the user has not allowed (or an
@@ -220,8 +228,15 @@ def test_a_refused_crash_notice_becomes_a_dialog_with_its_actions(notification_c
     chosen: list[tuple[str, str]] = []
     n.action.connect(lambda notice, action: chosen.append((notice.kind, action)))
     try:
-        n.notify(Notice("crash", "llama-server stopped unexpectedly", "tiny-a exited.",
-                        (Action("show_log", "Show log"), Action("restart", "Restart")), critical=True))
+        n.notify(
+            Notice(
+                "crash",
+                "llama-server stopped unexpectedly",
+                "tiny-a exited.",
+                (Action("show_log", "Show log"), Action("restart", "Restart")),
+                critical=True,
+            )
+        )
         qtbot.waitUntil(lambda: n.dialog is not None and n.dialog.isVisible(), timeout=5_000)
     finally:
         n.close()

@@ -196,8 +196,6 @@ def test_busy_job_shows_and_blocks_a_second_start(qapp):
     assert not found["start"].isEnabled()
 
 
-@pytest.mark.parametrize(
-    "n,expected", [(0, "0 B"), (1023, "1023 B"), (218 << 20, "218 MB"), (12 * GB, "12.0 GB")]
-)
+@pytest.mark.parametrize("n,expected", [(0, "0 B"), (1023, "1023 B"), (218 << 20, "218 MB"), (12 * GB, "12.0 GB")])
 def test_human_bytes(n, expected):
     assert menu.human_bytes(n) == expected

@@ -45,14 +45,16 @@ def router_server(llama_server, tiny_gguf, tmp_path, free_port):
     models.mkdir()
     for name in ("alpha", "beta"):
         shutil.copy(tiny_gguf, models / f"{name}.gguf")
-    with running_llama_server(llama_server, free_port(), tmp_path / "router.log", "--models-dir", str(models),
-                              "--models-max", "1") as base:
+    with running_llama_server(
+        llama_server, free_port(), tmp_path / "router.log", "--models-dir", str(models), "--models-max", "1"
+    ) as base:
         yield base, models
 
 
 def test_support_of_the_real_build(llama_server, isolated_home):
-    assert router.support(llama_server) == router.RouterSupport(router=True, presets=True, models_max=True,
-                                                                sleep_idle=True)
+    assert router.support(llama_server) == router.RouterSupport(
+        router=True, presets=True, models_max=True, sleep_idle=True
+    )
 
 
 def test_old_build_without_router_mode():

@@ -56,10 +56,18 @@ def test_stale_socket_is_taken_over(qtbot, isolated_home):
     try:
         assert second.listen()
         with qtbot.waitSignal(second.requested, timeout=5000) as got:
-            asker = subprocess.Popen([sys.executable, "-c", (
-                "import sys; from PySide6.QtCore import QCoreApplication; app = QCoreApplication([]); "
-                "from aidevops_local.tray.single_instance import ask_running_instance; "
-                f"sys.exit(0 if ask_running_instance('wizard', name={name!r}) else 1)")], env=dict(os.environ))
+            asker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    (
+                        "import sys; from PySide6.QtCore import QCoreApplication; app = QCoreApplication([]); "
+                        "from aidevops_local.tray.single_instance import ask_running_instance; "
+                        f"sys.exit(0 if ask_running_instance('wizard', name={name!r}) else 1)"
+                    ),
+                ],
+                env=dict(os.environ),
+            )
             qtbot.waitUntil(lambda: asker.poll() is not None, timeout=10_000)
         assert asker.returncode == 0 and got.args == ["wizard"]
     finally:

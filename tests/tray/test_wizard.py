@@ -41,9 +41,7 @@ def releases(fake_releases, release_archive, monkeypatch):
     return fake_releases
 
 
-def test_fresh_machine_starts_at_hardware_and_installs_the_runtime_after_a_retry(
-    qtbot, app, releases, release_archive
-):
+def test_fresh_machine_starts_at_hardware_and_installs_the_runtime_after_a_retry(qtbot, app, releases, release_archive):
     w = open_wizard(qtbot, app)
     assert w.currentId() == wizard_mod.PAGE_ID["hardware"]
     summary = w.page_named("hardware").summary.text()

@@ -48,8 +48,10 @@ def period(longest_days: int) -> Callable[[str], str]:
         except (ConfigError, OverflowError):
             value = None
         if value is None or not timedelta(0) < value <= timedelta(days=longest_days):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a period of up to {longest_days} days: use a "
-                                             "number and a unit, such as 30m, 24h, 7d or 2w")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a period of up to {longest_days} days: use a "
+                "number and a unit, such as 30m, 24h, 7d or 2w"
+            )
         return text
 
     return parse

@@ -21,10 +21,13 @@ _STYLE = {doctor.OK: "green", doctor.WARN: "yellow", doctor.FAIL: "bold red"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("doctor", help="check the runtime, models, database, keyring, port and tray host",
-                              description="Check what aidevops-local depends on and print what to fix. Changes "
-                                          "nothing.", epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "doctor",
+        help="check the runtime, models, database, keyring, port and tray host",
+        description="Check what aidevops-local depends on and print what to fix. Changes nothing.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--hashes", action="store_true", help="re-hash pulled models against their recorded sha256")
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.set_defaults(func=cmd_doctor)
@@ -42,12 +45,18 @@ def cmd_doctor(args) -> int:
 
 def _print(result: doctor.DoctorReport) -> None:
     for check in result.checks:
-        render.out.print(f"[{_STYLE[check.status]}]{check.status:>4}[/]  [bold]{escape(check.name)}[/]: "
-                         f"{escape(check.summary)}", markup=True, highlight=False)
+        render.out.print(
+            f"[{_STYLE[check.status]}]{check.status:>4}[/]  [bold]{escape(check.name)}[/]: {escape(check.summary)}",
+            markup=True,
+            highlight=False,
+        )
         for line in check.details:
             render.out.print(f"{'':6}{line}", markup=False, highlight=False)
         if check.fix and check.status != doctor.OK:
             render.out.print(f"{'':6}[cyan]fix:[/] {escape(check.fix)}", markup=True, highlight=False)
-    verdict = ("no problems" if not result.failed and not result.warned else
-               f"{result.failed} failed, {result.warned} warning(s)")
+    verdict = (
+        "no problems"
+        if not result.failed and not result.warned
+        else f"{result.failed} failed, {result.warned} warning(s)"
+    )
     render.out.print(f"\n{verdict}", markup=False, highlight=False)

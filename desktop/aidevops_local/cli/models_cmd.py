@@ -40,44 +40,61 @@ RECOMMEND_EXAMPLES = """examples:
 
 def register(subparsers) -> None:
     raw = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser("search", help="find GGUF models on the Hugging Face Hub",
-                              description="Search the Hub for GGUF repos (most downloaded first), or list one "
-                                          "repo's GGUF files with their quant, size and whether each fits here.",
-                              epilog=SEARCH_EXAMPLES, formatter_class=raw)
+    p = subparsers.add_parser(
+        "search",
+        help="find GGUF models on the Hugging Face Hub",
+        description="Search the Hub for GGUF repos (most downloaded first), or list one "
+        "repo's GGUF files with their quant, size and whether each fits here.",
+        epilog=SEARCH_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("query", nargs="*", help="words to search for")
     p.add_argument("--repo", help="list this repo's GGUF files instead")
     p.add_argument("--limit", type=int_between(1, 1000), default=20, help="at most this many repos (default 20)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_search)
 
-    p = subparsers.add_parser("pull", help="download a GGUF model (resumable, sha256-verified)",
-                              description="Download a model from the Hub into the models folder, with progress, "
-                                          "resume and sha256 verification.", epilog=PULL_EXAMPLES,
-                              formatter_class=raw)
+    p = subparsers.add_parser(
+        "pull",
+        help="download a GGUF model (resumable, sha256-verified)",
+        description="Download a model from the Hub into the models folder, with progress, "
+        "resume and sha256 verification.",
+        epilog=PULL_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("repo", metavar="REPO[:QUANT]", help="org/repo, optionally with :QUANT (e.g. :Q5_K_M)")
     p.add_argument("--file", help="the exact file to download (for split models: any part)")
     p.add_argument("--revision", help="a branch, tag or commit (default main)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_pull)
 
-    p = subparsers.add_parser("models", help="models on disk: pulled, old helper's, other tools' (read-only)",
-                              description="List every model on disk with its quant, size, last use and where it "
-                                          "came from; `models rm NAME` deletes one.", epilog=MODELS_EXAMPLES,
-                              formatter_class=raw)
+    p = subparsers.add_parser(
+        "models",
+        help="models on disk: pulled, old helper's, other tools' (read-only)",
+        description="List every model on disk with its quant, size, last use and where it "
+        "came from; `models rm NAME` deletes one.",
+        epilog=MODELS_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     sub = p.add_subparsers(dest="models_action", metavar="ACTION")
-    rm = sub.add_parser("rm", help="delete a model's files", description="Delete a model. Files another tool "
-                                                                         "downloaded need --yes.")
+    rm = sub.add_parser(
+        "rm", help="delete a model's files", description="Delete a model. Files another tool downloaded need --yes."
+    )
     rm.add_argument("name", help="the model's name (see `models`) or its path")
     rm.add_argument("--yes", "-y", action="store_true", help="also delete a file this tool did not download")
     rm.add_argument("--json", action="store_true", help="print the result as JSON")
     rm.set_defaults(func=cmd_models_rm)
     p.set_defaults(func=cmd_models)
 
-    p = subparsers.add_parser("recommend", help="2-3 models that fit this machine, for chat and coding",
-                              description="Pick models from a curated list by this machine's memory and speed, "
-                                          "and say why and what the next tier up would need.",
-                              epilog=RECOMMEND_EXAMPLES, formatter_class=raw)
+    p = subparsers.add_parser(
+        "recommend",
+        help="2-3 models that fit this machine, for chat and coding",
+        description="Pick models from a curated list by this machine's memory and speed, "
+        "and say why and what the next tier up would need.",
+        epilog=RECOMMEND_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_recommend)
 
@@ -92,10 +109,20 @@ def cmd_search(args) -> int:
             render.as_json(files)
             return ExitCode.OK
         marks = {True: "yes", False: "no", None: "?"}
-        render.table(["file", "quant", "size", "fits", "needs (est.)"],
-                     [[f.filename + (f" (+{len(f.parts) - 1} parts)" if f.split else ""), f.quant,
-                       render.human_bytes(f.size_bytes), marks[f.fits], render.human_bytes(f.needs_bytes)]
-                      for f in files], title=args.repo)
+        render.table(
+            ["file", "quant", "size", "fits", "needs (est.)"],
+            [
+                [
+                    f.filename + (f" (+{len(f.parts) - 1} parts)" if f.split else ""),
+                    f.quant,
+                    render.human_bytes(f.size_bytes),
+                    marks[f.fits],
+                    render.human_bytes(f.needs_bytes),
+                ]
+                for f in files
+            ],
+            title=args.repo,
+        )
         render.info(f"Pull one with: aidevops-local pull {args.repo}:QUANT")
         return ExitCode.OK
     query = " ".join(args.query)
@@ -106,9 +133,10 @@ def cmd_search(args) -> int:
     if not found:
         render.info(f"No GGUF repos match {query!r}.")
         return ExitCode.NOT_FOUND
-    render.table(["repo", "downloads", "likes", "updated", "gated"],
-                 [[r.repo_id, f"{r.downloads:,}", r.likes, r.last_modified, "yes" if r.gated else ""]
-                  for r in found])
+    render.table(
+        ["repo", "downloads", "likes", "updated", "gated"],
+        [[r.repo_id, f"{r.downloads:,}", r.likes, r.last_modified, "yes" if r.gated else ""] for r in found],
+    )
     render.info("List a repo's files (and whether they fit here) with: aidevops-local search --repo ORG/REPO")
     return ExitCode.OK
 
@@ -131,8 +159,10 @@ def cmd_pull(args) -> int:
     else:
         rate = render.human_bytes(result.rate_bps)
         resumed = f", {render.human_bytes(result.resumed_bytes)} resumed" if result.resumed_bytes else ""
-        render.info(f"Pulled {result.name}: {render.human_bytes(result.downloaded_bytes)} in "
-                    f"{result.seconds:.1f} s ({rate}/s{resumed}), sha256 verified.")
+        render.info(
+            f"Pulled {result.name}: {render.human_bytes(result.downloaded_bytes)} in "
+            f"{result.seconds:.1f} s ({rate}/s{resumed}), sha256 verified."
+        )
         print(result.model.path)
     return ExitCode.OK
 
@@ -140,8 +170,11 @@ def cmd_pull(args) -> int:
 def _ask_choice(exc: ChoiceNeeded, repo: str) -> str:
     """On a terminal, let the user pick; otherwise fail with the list."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        raise ChoiceNeeded(f"{exc.message} Choices: {', '.join(exc.choices)}", choices=exc.choices,
-                           hint=exc.hint or f"Run again as `pull {repo}:QUANT` or with --file NAME.")
+        raise ChoiceNeeded(
+            f"{exc.message} Choices: {', '.join(exc.choices)}",
+            choices=exc.choices,
+            hint=exc.hint or f"Run again as `pull {repo}:QUANT` or with --file NAME.",
+        )
     render.info(exc.message)
     for i, choice in enumerate(exc.choices, 1):
         render.info(f"  {i}. {choice}")
@@ -169,9 +202,21 @@ def cmd_models(args) -> int:
     if not found:
         render.info("No models yet. `aidevops-local recommend` suggests some; `aidevops-local pull REPO` gets one.")
         return ExitCode.OK
-    render.table(["name", "quant", "size", "last used", "requests", "source", "where"],
-                 [[m.name, m.quant, render.human_bytes(m.size_bytes), m.last_used or "never", m.total_requests,
-                   m.source + (" (read-only)" if m.read_only else ""), m.where] for m in found])
+    render.table(
+        ["name", "quant", "size", "last used", "requests", "source", "where"],
+        [
+            [
+                m.name,
+                m.quant,
+                render.human_bytes(m.size_bytes),
+                m.last_used or "never",
+                m.total_requests,
+                m.source + (" (read-only)" if m.read_only else ""),
+                m.where,
+            ]
+            for m in found
+        ],
+    )
     partials = library.partial_downloads()
     if partials:
         size = sum(p.stat().st_size for p in partials if p.exists())
@@ -205,15 +250,30 @@ def cmd_recommend(args) -> int:
         return ExitCode.OK
     hw = result.hardware
     gpu = ", ".join(f"{g.name} {render.human_bytes(g.vram_total) if g.vram_total else ''}".strip() for g in hw.gpus)
-    render.info(f"This machine: {hw.cpu_name or hw.arch}, {hw.physical_cores} cores, "
-                f"{render.human_bytes(hw.memory.total)} RAM" + (f", {gpu}" if gpu else "")
-                + f"; backend {hw.best_backend}. Catalog of {result.catalog_date}.")
+    render.info(
+        f"This machine: {hw.cpu_name or hw.arch}, {hw.physical_cores} cores, "
+        f"{render.human_bytes(hw.memory.total)} RAM"
+        + (f", {gpu}" if gpu else "")
+        + f"; backend {hw.best_backend}. Catalog of {result.catalog_date}."
+    )
     if not result.picks:
         render.info(result.note)
         return ExitCode.NOT_FOUND
-    render.table(["for", "model", "quant", "size", "needs", "tokens/s", "runs on"],
-                 [[p.use, p.name, p.quant, render.human_bytes(p.size_bytes), render.human_bytes(p.memory_bytes),
-                   f"~{p.tokens_per_s:.0f}", p.device] for p in result.picks])
+    render.table(
+        ["for", "model", "quant", "size", "needs", "tokens/s", "runs on"],
+        [
+            [
+                p.use,
+                p.name,
+                p.quant,
+                render.human_bytes(p.size_bytes),
+                render.human_bytes(p.memory_bytes),
+                f"~{p.tokens_per_s:.0f}",
+                p.device,
+            ]
+            for p in result.picks
+        ],
+    )
     for p in result.picks:
         print(f"\n{p.name} ({p.use})\n  why:  {p.why}\n  next: {p.next_tier}\n  get:  {p.pull_command}")
     return ExitCode.OK

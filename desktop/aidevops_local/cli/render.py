@@ -126,8 +126,14 @@ def progress_bar(quiet: bool = False) -> Iterator:
     if quiet or not err.is_terminal:
         yield _line_progress(quiet)
         return
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=err, transient=False) as bar:
         tasks: dict[str, int] = {}
 

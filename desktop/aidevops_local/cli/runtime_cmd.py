@@ -31,30 +31,46 @@ UPDATE_EPILOG = """examples:
 
 def register(subparsers) -> None:
     install = subparsers.add_parser(
-        "install", help="install llama.cpp (llama-server) for this machine",
-        description="Install the official llama.cpp build that fits this machine, verified, under "
-                    "$AIDEVOPS_HOME/bin.",
-        epilog=INSTALL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    install.add_argument("--backend", choices=("auto", *hardware.BACKENDS), default="auto",
-                         help="which build to install (default: the best one this machine can use)")
+        "install",
+        help="install llama.cpp (llama-server) for this machine",
+        description="Install the official llama.cpp build that fits this machine, verified, under $AIDEVOPS_HOME/bin.",
+        epilog=INSTALL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    install.add_argument(
+        "--backend",
+        choices=("auto", *hardware.BACKENDS),
+        default="auto",
+        help="which build to install (default: the best one this machine can use)",
+    )
     install.add_argument("--tag", metavar="bNNNN", help="a release tag (default: the latest release)")
-    install.add_argument("--use-system", nargs="?", const="", metavar="PATH",
-                         help="record an existing llama-server (default: the one on PATH) instead of downloading")
-    install.add_argument("--insecure-skip-checksum", action="store_true",
-                         help="install an asset that has no published sha256 digest")
+    install.add_argument(
+        "--use-system",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="record an existing llama-server (default: the one on PATH) instead of downloading",
+    )
+    install.add_argument(
+        "--insecure-skip-checksum", action="store_true", help="install an asset that has no published sha256 digest"
+    )
     install.add_argument("--force", action="store_true", help="reinstall even if this build is installed")
     install.add_argument("--json", action="store_true", help="print the result as JSON")
     install.set_defaults(func=_install)
 
     update = subparsers.add_parser(
-        "update", help="update llama.cpp to the latest release, or roll back",
+        "update",
+        help="update llama.cpp to the latest release, or roll back",
         description="Update the installed llama.cpp build to the latest release (same backend), or roll back.",
-        epilog=UPDATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=UPDATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = update.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="only say whether a newer release is out")
     mode.add_argument("--rollback", action="store_true", help="make the previous build active again")
-    update.add_argument("--insecure-skip-checksum", action="store_true",
-                        help="install an asset that has no published sha256 digest")
+    update.add_argument(
+        "--insecure-skip-checksum", action="store_true", help="install an asset that has no published sha256 digest"
+    )
     update.add_argument("--json", action="store_true", help="print the result as JSON")
     update.set_defaults(func=_update)
 
@@ -68,15 +84,22 @@ def _describe(rt: runtime.InstalledRuntime) -> str:
 def _install(args) -> int:
     if args.use_system is not None:
         if args.tag or args.backend != "auto" or args.insecure_skip_checksum:
-            render.error_text("--use-system records an existing llama-server; it takes no --tag, --backend "
-                              "or --insecure-skip-checksum.")
+            render.error_text(
+                "--use-system records an existing llama-server; it takes no --tag, --backend "
+                "or --insecure-skip-checksum."
+            )
             return ExitCode.USAGE
         result = runtime.use_system(path=Path(args.use_system) if args.use_system else None)
         return _show(args, result, f"Using {_describe(result)}.")
     before = runtime.installed_runtime()
     with render.progress_bar(quiet=args.json) as progress:
-        result = runtime.install_release(tag=args.tag, backend=args.backend, progress=progress,
-                                         insecure_skip_checksum=args.insecure_skip_checksum, force=args.force)
+        result = runtime.install_release(
+            tag=args.tag,
+            backend=args.backend,
+            progress=progress,
+            insecure_skip_checksum=args.insecure_skip_checksum,
+            force=args.force,
+        )
     if not result.verified:
         render.warn(f"{result.asset} was installed without checking its checksum.")
     if before is not None and before.installed_at == result.installed_at:
@@ -90,14 +113,17 @@ def _update(args) -> int:
         if args.json:
             render.as_json(check)
         elif check.installed is None:
-            render.out.print(f"llama.cpp is not installed; the latest release is {check.latest_tag}.",
-                             markup=False)
+            render.out.print(f"llama.cpp is not installed; the latest release is {check.latest_tag}.", markup=False)
         elif check.update_available:
-            render.out.print(f"Update available: {check.installed.tag or check.installed.version} -> "
-                             f"{check.latest_tag}. Run `aidevops-local update`.", markup=False)
+            render.out.print(
+                f"Update available: {check.installed.tag or check.installed.version} -> "
+                f"{check.latest_tag}. Run `aidevops-local update`.",
+                markup=False,
+            )
         else:
-            render.out.print(f"Up to date: {_describe(check.installed)}; the latest release is "
-                             f"{check.latest_tag}.", markup=False)
+            render.out.print(
+                f"Up to date: {_describe(check.installed)}; the latest release is {check.latest_tag}.", markup=False
+            )
         return ExitCode.OK
     if args.rollback:
         result = runtime.rollback()

@@ -39,39 +39,58 @@ keeps it in the OS keyring, and gives it to llama-server in its environment (nev
 
 def register(subparsers) -> None:
     raw = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser("serve", help="start llama-server on 127.0.0.1 with a model",
-                              description="Start llama-server in the background with sensible flags and wait "
-                                          "until it is healthy.", epilog=SERVE_EXAMPLES, formatter_class=raw)
+    p = subparsers.add_parser(
+        "serve",
+        help="start llama-server on 127.0.0.1 with a model",
+        description="Start llama-server in the background with sensible flags and wait until it is healthy.",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("model", nargs="?", help="a .gguf path or the name of a local model (see `models`)")
-    p.add_argument("--port", type=int_between(*config.PORT_RANGE),
-                   help="port to listen on (default 8080, or the settings file's)")
-    p.add_argument("--ctx", type=int_between(*config.CTX_RANGE),
-                   help="context size in tokens (default: the largest that fits)")
+    p.add_argument(
+        "--port", type=int_between(*config.PORT_RANGE), help="port to listen on (default 8080, or the settings file's)"
+    )
+    p.add_argument(
+        "--ctx", type=int_between(*config.CTX_RANGE), help="context size in tokens (default: the largest that fits)"
+    )
     p.add_argument("--threads", type=int_between(*config.THREADS_RANGE), help="CPU threads (default: physical cores)")
-    p.add_argument("--host", type=host_address,
-                   help="address to bind; anything but 127.0.0.1 exposes the model to the network")
+    p.add_argument(
+        "--host", type=host_address, help="address to bind; anything but 127.0.0.1 exposes the model to the network"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_serve)
 
-    p = subparsers.add_parser("stop", help="stop the server this tool started",
-                              description="Stop the llama-server this tool started (never any other).",
-                              epilog=STOP_EXAMPLES, formatter_class=raw)
-    p.add_argument("--grace", type=float_between(*config.GRACE_RANGE_S),
-                   help="seconds to wait before SIGKILL (default 10)")
+    p = subparsers.add_parser(
+        "stop",
+        help="stop the server this tool started",
+        description="Stop the llama-server this tool started (never any other).",
+        epilog=STOP_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "--grace", type=float_between(*config.GRACE_RANGE_S), help="seconds to wait before SIGKILL (default 10)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_stop)
 
-    p = subparsers.add_parser("status", help="is the server running; model, port, memory, uptime",
-                              description="Report the server's state, endpoint, model, memory and uptime, and "
-                                          "the machine's memory pressure.", epilog=STATUS_EXAMPLES,
-                              formatter_class=raw)
+    p = subparsers.add_parser(
+        "status",
+        help="is the server running; model, port, memory, uptime",
+        description="Report the server's state, endpoint, model, memory and uptime, and the machine's memory pressure.",
+        epilog=STATUS_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("api-key", help="the server's API key: where it is kept; show or rotate it",
-                              description="Report whether the server requires an API key and where the key is "
-                                          "kept. Only --show prints the key itself.",
-                              epilog=API_KEY_EXAMPLES, formatter_class=raw)
+    p = subparsers.add_parser(
+        "api-key",
+        help="the server's API key: where it is kept; show or rotate it",
+        description="Report whether the server requires an API key and where the key is "
+        "kept. Only --show prints the key itself.",
+        epilog=API_KEY_EXAMPLES,
+        formatter_class=raw,
+    )
     p.add_argument("--show", action="store_true", help="print the key (creating it if the setting is on)")
     p.add_argument("--rotate", action="store_true", help="replace the key with a new one")
     p.add_argument("--json", action="store_true", help="print the result as JSON (the key only with --show)")
@@ -82,13 +101,19 @@ def cmd_serve(args) -> int:
     settings = config.load_settings()
     host = args.host or settings.host  # the settings file's host is warned about like --host
     if not launch.is_loopback(host):
-        unguarded = "" if settings.require_api_key else (
-            " Without an API key anyone can; set `require_api_key = true` in the settings file.")
-        render.warn(f"Binding to {host}: anyone who can reach this machine can reach the model."
-                    f"{unguarded} Use 127.0.0.1 unless you mean to share it.")
+        unguarded = (
+            ""
+            if settings.require_api_key
+            else (" Without an API key anyone can; set `require_api_key = true` in the settings file.")
+        )
+        render.warn(
+            f"Binding to {host}: anyone who can reach this machine can reach the model."
+            f"{unguarded} Use 127.0.0.1 unless you mean to share it."
+        )
     with render.progress_bar(quiet=args.json) as progress:
-        result = server.serve(args.model, port=args.port, ctx=args.ctx, host=args.host, threads=args.threads,
-                              progress=progress)
+        result = server.serve(
+            args.model, port=args.port, ctx=args.ctx, host=args.host, threads=args.threads, progress=progress
+        )
     if args.json:
         render.as_json(result)
     else:
@@ -121,8 +146,10 @@ def cmd_status(args) -> int:
 
 
 def _print_status(s: server.ServerStatus) -> None:
-    ram = (f"{render.human_bytes(s.ram_total_bytes - s.ram_available_bytes)} used of "
-           f"{render.human_bytes(s.ram_total_bytes)} ({s.ram_used_percent:.0f}%)")
+    ram = (
+        f"{render.human_bytes(s.ram_total_bytes - s.ram_available_bytes)} used of "
+        f"{render.human_bytes(s.ram_total_bytes)} ({s.ram_used_percent:.0f}%)"
+    )
     rows = [["state", s.state]]
     if s.state != "stopped":
         rows += [["model", s.model], ["endpoint", s.endpoint or f"http://{s.host}:{s.port}/v1"], ["pid", s.pid]]
@@ -150,8 +177,10 @@ def cmd_api_key(args) -> int:
         key = api_key.rotate()
         state = server.current_state()
         if state is not None and server.owned_process(state) is not None and state.api_key_required:
-            render.warn("The running server still takes the old key until it is restarted: "
-                        "`aidevops-local stop` then `aidevops-local serve`.")
+            render.warn(
+                "The running server still takes the old key until it is restarted: "
+                "`aidevops-local stop` then `aidevops-local serve`."
+            )
     else:
         key = api_key.ensure() if args.show else None
     info = api_key.info()
@@ -162,12 +191,18 @@ def cmd_api_key(args) -> int:
         render.info(f"The API key, kept in {info.where} ({info.backend}):")
         print(key)  # alone on stdout, so that KEY=$(aidevops-local api-key --show) works
         return ExitCode.OK
-    render.key_values([
-        ["required", "yes (require_api_key = true)" if info.required else
-         f"no (set `require_api_key = true` in {config.paths().config_file} to require one)"],
-        ["stored", "yes" if info.stored else "no (made the first time it is needed)"],
-        ["kept in", f"{info.where} ({info.backend})"],
-    ])
+    render.key_values(
+        [
+            [
+                "required",
+                "yes (require_api_key = true)"
+                if info.required
+                else f"no (set `require_api_key = true` in {config.paths().config_file} to require one)",
+            ],
+            ["stored", "yes" if info.stored else "no (made the first time it is needed)"],
+            ["kept in", f"{info.where} ({info.backend})"],
+        ]
+    )
     if not info.keyring_usable:
         render.warn(f"{info.reason} {info.hint}")
     if args.rotate:

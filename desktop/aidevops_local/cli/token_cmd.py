@@ -22,9 +22,13 @@ OS keyring (macOS Keychain, Secret Service on Linux); HF_TOKEN in the environmen
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("hf-token", help="set, check or forget the Hugging Face token (OS keyring)",
-                              description="Keep the Hugging Face token (for gated models) in the OS keyring.",
-                              epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "hf-token",
+        help="set, check or forget the Hugging Face token (OS keyring)",
+        description="Keep the Hugging Face token (for gated models) in the OS keyring.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     action = p.add_mutually_exclusive_group()
     action.add_argument("--set", action="store_true", help="read a token from standard input and store it")
     action.add_argument("--check", action="store_true", help="ask the Hub whose token is set")
@@ -49,12 +53,18 @@ def cmd_hf_token(args) -> int:
     info = secrets.hf_token_info()
     if args.check:
         account = secrets.check_hf_token()
-        render.info(f"The token from the {info.source} belongs to {account.name}"
-                    + (f" (orgs: {', '.join(account.orgs)})." if account.orgs else "."))
+        render.info(
+            f"The token from the {info.source} belongs to {account.name}"
+            + (f" (orgs: {', '.join(account.orgs)})." if account.orgs else ".")
+        )
         return ExitCode.OK
     status = secrets.keyring_status()
-    render.key_values([["token", f"set, from the {info.source}" if info.present else "not set"],
-                       ["keyring", status.backend if status.usable else f"unusable: {status.reason}"]])
+    render.key_values(
+        [
+            ["token", f"set, from the {info.source}" if info.present else "not set"],
+            ["keyring", status.backend if status.usable else f"unusable: {status.reason}"],
+        ]
+    )
     if not status.usable and status.hint:
         render.warn(status.hint)
     return ExitCode.OK
@@ -62,8 +72,9 @@ def cmd_hf_token(args) -> int:
 
 def _read_token() -> str:
     if sys.stdin is None:
-        raise LocalModelsError("No token was given.", hint="Pipe it in: printf %s \"$TOKEN\" | aidevops-local "
-                                                           "hf-token --set")
+        raise LocalModelsError(
+            "No token was given.", hint='Pipe it in: printf %s "$TOKEN" | aidevops-local hf-token --set'
+        )
     token = getpass.getpass("Hugging Face token: ") if sys.stdin.isatty() else sys.stdin.read()
     if not token.strip():
         raise LocalModelsError("No token was given.", hint="Paste the whole token (it starts with hf_).")

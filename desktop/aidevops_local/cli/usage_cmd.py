@@ -28,37 +28,49 @@ CLEANUP_EXAMPLES = """examples:
 def register(subparsers) -> None:
     raw = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser(
-        "usage", help="requests, tokens and speed per model, and the cloud cost avoided",
+        "usage",
+        help="requests, tokens and speed per model, and the cloud cost avoided",
         description="Per-model usage of the local server: requests, tokens in/out, mean tokens/s, time, last "
-                    "use, and what the same tokens would have cost on the cloud tiers.",
-        epilog=USAGE_EXAMPLES, formatter_class=raw)
-    p.add_argument("--since", metavar="PERIOD", type=period(DAYS_RANGE[1]),
-                   help="only the last PERIOD: 30m, 24h, 7d, 2w")
+        "use, and what the same tokens would have cost on the cloud tiers.",
+        epilog=USAGE_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "--since", metavar="PERIOD", type=period(DAYS_RANGE[1]), help="only the last PERIOD: 30m, 24h, 7d, 2w"
+    )
     p.add_argument("--model", help="only this model")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--reset-db", action="store_true", help="move a damaged database aside (kept as "
-                                                           "local-models.db.corrupt-<time>) and start fresh")
+    p.add_argument(
+        "--reset-db",
+        action="store_true",
+        help="move a damaged database aside (kept as local-models.db.corrupt-<time>) and start fresh",
+    )
     p.set_defaults(func=cmd_usage)
 
     p = subparsers.add_parser(
-        "cleanup", help="find models unused for 30+ days and offer to remove them",
+        "cleanup",
+        help="find models unused for 30+ days and offer to remove them",
         description="List models whose last use (or download) is older than --days, with their sizes, "
-                    "and remove them after asking. The model being served and files this tool did not "
-                    "download are kept unless named.",
-        epilog=CLEANUP_EXAMPLES, formatter_class=raw)
-    p.add_argument("models", nargs="*", metavar="MODEL",
-                   help="remove exactly these models, whatever their age")
-    p.add_argument("--days", type=int_between(*DAYS_RANGE),
-                   help="unused for this many days counts as stale (default 30)")
+        "and remove them after asking. The model being served and files this tool did not "
+        "download are kept unless named.",
+        epilog=CLEANUP_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument("models", nargs="*", metavar="MODEL", help="remove exactly these models, whatever their age")
+    p.add_argument(
+        "--days", type=int_between(*DAYS_RANGE), help="unused for this many days counts as stale (default 30)"
+    )
     p.add_argument("--dry-run", action="store_true", help="only list; remove nothing")
     p.add_argument("--yes", "-y", action="store_true", help="remove without asking")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_cleanup)
 
     p = subparsers.add_parser(
-        "nudge", help="one line if stale models take a lot of disk (at most once a day)",
+        "nudge",
+        help="one line if stale models take a lot of disk (at most once a day)",
         description="Print one reminder line when models unused for a while take more than the configured "
-                    "size; silent otherwise, and at most once a day. Meant for a session-start hook.")
+        "size; silent otherwise, and at most once a day. Meant for a session-start hook.",
+    )
     p.add_argument("--json", action="store_true", help="print the nudge (or null) as JSON")
     p.set_defaults(func=cmd_nudge)
 
@@ -80,23 +92,47 @@ def cmd_usage(args) -> int:
     if not result.models:
         render.info("No requests recorded" + (f" in the last {args.since}." if args.since else " yet."))
         return 0
-    rows = [[m.model, m.requests, f"{m.tokens_in:,}", f"{m.tokens_out:,}", _speed(m.mean_tok_per_sec),
-             render.human_duration(m.total_ms / 1000), _when(m.last_used)] for m in result.models]
+    rows = [
+        [
+            m.model,
+            m.requests,
+            f"{m.tokens_in:,}",
+            f"{m.tokens_out:,}",
+            _speed(m.mean_tok_per_sec),
+            render.human_duration(m.total_ms / 1000),
+            _when(m.last_used),
+        ]
+        for m in result.models
+    ]
     if len(result.models) > 1:
         t = result.total
-        rows.append(["all", t.requests, f"{t.tokens_in:,}", f"{t.tokens_out:,}", _speed(t.mean_tok_per_sec),
-                     render.human_duration(t.total_ms / 1000), _when(t.last_used)])
-    render.table(["model", "requests", "tokens in", "tokens out", "tok/s", "time", "last used"], rows,
-                 title="Local model usage" + (f" (last {args.since})" if args.since else ""))
+        rows.append(
+            [
+                "all",
+                t.requests,
+                f"{t.tokens_in:,}",
+                f"{t.tokens_out:,}",
+                _speed(t.mean_tok_per_sec),
+                render.human_duration(t.total_ms / 1000),
+                _when(t.last_used),
+            ]
+        )
+    render.table(
+        ["model", "requests", "tokens in", "tokens out", "tok/s", "time", "last used"],
+        rows,
+        title="Local model usage" + (f" (last {args.since})" if args.since else ""),
+    )
     tiers = list(result.price_models)
     shown = result.models + ([result.total] if len(result.models) > 1 else [])
     cost_rows = [[m.model] + [_usd(m.cloud_cost_usd[t]) for t in tiers] for m in shown]
     render.table(["model"] + tiers, cost_rows, title="The same tokens on the cloud tiers (locally: $0)")
-    render.info(f"List prices as of {result.prices_as_of}: "
-                + ", ".join(f"{t} = {name}" for t, name in result.price_models.items()) + ".")
+    render.info(
+        f"List prices as of {result.prices_as_of}: "
+        + ", ".join(f"{t} = {name}" for t, name in result.price_models.items())
+        + "."
+    )
     if result.total.incomplete:
-        render.info(f"{result.total.incomplete} request(s) were cancelled or failed; "
-                    "their tokens are included.")
+        render.info(f"{result.total.incomplete} request(s) were cancelled or failed; their tokens are included.")
     render.info(f"Data: {paths().database}")
     return 0
 
@@ -114,12 +150,18 @@ def cmd_cleanup(args) -> int:
     if removable and not args.dry_run and (args.yes or _confirm(plan, quiet=args.json)):
         removed = cleanup.remove(plan=plan)
         if not args.json:
-            render.info(f"Removed {len(removed.removed)} model(s), "
-                        f"freed {render.human_bytes(removed.freed_bytes)}.")
+            render.info(f"Removed {len(removed.removed)} model(s), freed {render.human_bytes(removed.freed_bytes)}.")
     if args.json:
-        render.as_json({"days": plan.days, "dry_run": args.dry_run, "models": plan.models,
-                        "removable_bytes": plan.removable_bytes,
-                        "removed": [m.model for m in removed.removed], "freed_bytes": removed.freed_bytes})
+        render.as_json(
+            {
+                "days": plan.days,
+                "dry_run": args.dry_run,
+                "models": plan.models,
+                "removable_bytes": plan.removable_bytes,
+                "removed": [m.model for m in removed.removed],
+                "freed_bytes": removed.freed_bytes,
+            }
+        )
     return 0
 
 
@@ -127,24 +169,33 @@ def _show_plan(plan, *, named: bool) -> None:
     if not plan.models:
         render.info(f"No model has been unused for {plan.days}+ days.")
         return
-    rows = [[m.model, render.human_bytes(m.size_bytes), _when(m.last_active),
-             "-" if m.idle_days is None else f"{m.idle_days}d",
-             "remove" if m.removable else f"keep: {m.reason}"] for m in plan.models]
+    rows = [
+        [
+            m.model,
+            render.human_bytes(m.size_bytes),
+            _when(m.last_active),
+            "-" if m.idle_days is None else f"{m.idle_days}d",
+            "remove" if m.removable else f"keep: {m.reason}",
+        ]
+        for m in plan.models
+    ]
     title = "Models named for removal" if named else f"Models unused for {plan.days}+ days"
     render.table(["model", "size", "last active", "idle", "action"], rows, title=title)
     if plan.removable:
-        render.info(f"Removing {len(plan.removable)} model(s) frees "
-                    f"{render.human_bytes(plan.removable_bytes)}.")
+        render.info(f"Removing {len(plan.removable)} model(s) frees {render.human_bytes(plan.removable_bytes)}.")
 
 
 def _confirm(plan, *, quiet: bool) -> bool:
     """Ask on the terminal; with no terminal to ask on, remove nothing and say how to."""
     if not sys.stdin or not sys.stdin.isatty():
-        render.info("Nothing removed: there is no terminal to ask on. Run again with --yes to remove "
-                    f"{len(plan.removable)} model(s), or --dry-run to only list them.")
+        render.info(
+            "Nothing removed: there is no terminal to ask on. Run again with --yes to remove "
+            f"{len(plan.removable)} model(s), or --dry-run to only list them."
+        )
         return False
-    sys.stderr.write(f"Remove {len(plan.removable)} model(s) and free "
-                     f"{render.human_bytes(plan.removable_bytes)}? [y/N] ")
+    sys.stderr.write(
+        f"Remove {len(plan.removable)} model(s) and free {render.human_bytes(plan.removable_bytes)}? [y/N] "
+    )
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
     if answer not in ("y", "yes"):

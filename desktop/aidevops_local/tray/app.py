@@ -173,8 +173,12 @@ class TrayApp(QObject):
         self._refreshing = False
         prev, self.snapshot = self.snapshot, snap
         # A stop, ours or from elsewhere (state "stopping"), is intended; only an exit nobody asked for alerts.
-        if (prev.status.running and prev.status.state not in ("crashed", "stopping")
-                and snap.status.state == "crashed" and self._server_job is None):
+        if (
+            prev.status.running
+            and prev.status.state not in ("crashed", "stopping")
+            and snap.status.state == "crashed"
+            and self._server_job is None
+        ):
             self._on_crash(snap)
         if snap.status.state == "running" and prev.status.state != "running":
             self._running_since = time.time()
@@ -297,11 +301,7 @@ class TrayApp(QObject):
         )
 
     def start_server(self, model: str | None = None) -> None:
-        name = (
-            model
-            or self.settings.default_model
-            or (self.snapshot.served[0] if self.snapshot.served else None)
-        )
+        name = model or self.settings.default_model or (self.snapshot.served[0] if self.snapshot.served else None)
         label = name or "the default model"
         self._server_action(f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report))
 
@@ -317,8 +317,7 @@ class TrayApp(QObject):
             and entry.fits is False
             and not self._confirm(
                 "Model may not fit",
-                f"{name} needs about {menu.human_bytes(entry.needs_bytes)} and may not fit in memory. "
-                "Start it anyway?",
+                f"{name} needs about {menu.human_bytes(entry.needs_bytes)} and may not fit in memory. Start it anyway?",
             )
         ):
             return
@@ -444,8 +443,9 @@ class TrayApp(QObject):
         dialogs.show_error(None, exc)
 
     def _confirm(self, title: str, text: str) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, title, text,
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box = QMessageBox(
+            QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+        )
         dialogs.ask(box)
         return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
 

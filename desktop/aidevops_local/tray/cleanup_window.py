@@ -30,9 +30,7 @@ class CleanupWindow(QWidget):
         self.setWindowTitle("Clean up stale models")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.resize(720, 380)
-        self.note = QLabel(
-            "Looking for models you have not used in a while…", wordWrap=True, objectName="note"
-        )
+        self.note = QLabel("Looking for models you have not used in a while…", wordWrap=True, objectName="note")
         self.tree = QTreeWidget(objectName="models")
         self.tree.setHeaderLabels(["Model", "Size", "Unused for", "Source"])
         self.tree.setRootIsDecorated(False)
@@ -89,9 +87,7 @@ class CleanupWindow(QWidget):
         chosen = self.selected()
         total = sum(m.size_bytes for m in chosen)
         self.remove_button.setEnabled(bool(chosen))
-        self.remove_button.setText(
-            f"Remove selected ({menu.human_bytes(total)})" if chosen else "Remove selected"
-        )
+        self.remove_button.setText(f"Remove selected ({menu.human_bytes(total)})" if chosen else "Remove selected")
 
     def remove(self, confirmed: bool = False) -> None:
         chosen = self.selected()
@@ -113,9 +109,7 @@ class CleanupWindow(QWidget):
         )
 
     def _removed(self, result: cleanup.CleanupResult) -> None:
-        self.last_removal = (
-            f"Removed {len(result.removed)} model(s), freed {menu.human_bytes(result.freed_bytes)}."
-        )
+        self.last_removal = f"Removed {len(result.removed)} model(s), freed {menu.human_bytes(result.freed_bytes)}."
         self.note.setText(self.last_removal)
         self.app.refresh(full=True)
         self.load()

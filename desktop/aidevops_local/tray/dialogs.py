@@ -28,9 +28,7 @@ def error_text(exc: BaseException) -> tuple[str, str, str]:
     )
 
 
-def show_error(
-    parent: QWidget | None, exc: BaseException, title: str = "aidevops Local Models"
-) -> QMessageBox:
+def show_error(parent: QWidget | None, exc: BaseException, title: str = "aidevops Local Models") -> QMessageBox:
     """Non-modal, so a failure never blocks the tray's event loop."""
     message, hint, details = error_text(exc)
     box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, parent)

@@ -132,8 +132,9 @@ class DownloadWindow(QWidget):
         self.files.clear()
         for f in files:
             fits = {True: "yes", False: f"no, needs {menu.human_bytes(f.needs_bytes)}", None: "?"}[f.fits]
-            item = QTreeWidgetItem([printable(f.filename), printable(f.quant or ""), menu.human_bytes(f.size_bytes),
-                                    fits])
+            item = QTreeWidgetItem(
+                [printable(f.filename), printable(f.quant or ""), menu.human_bytes(f.size_bytes), fits]
+            )
             item.setData(0, Qt.ItemDataRole.UserRole, (repo_id, f.filename))
             if f.fits is False:
                 item.setForeground(3, Qt.GlobalColor.darkRed)

@@ -78,9 +78,7 @@ def _seconds_since_start() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="aidevops-local-tray", description="The aidevops Local Models tray."
-    )
+    parser = argparse.ArgumentParser(prog="aidevops-local-tray", description="The aidevops Local Models tray.")
     parser.add_argument("--wizard", action="store_true", help="open the setup wizard")
     parser.add_argument("--no-tray", action="store_true", help="use a window instead of a tray icon")
     parser.add_argument(
@@ -91,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not config.graphical_session():
         # Without this, Qt aborts the process with a plugin error that says nothing useful.
-        print("error: the tray needs a desktop session, and this one has no display (DISPLAY and "
-              "WAYLAND_DISPLAY are unset).\nhint: run it from your desktop, or use the commands instead: "
-              "aidevops-local install, recommend, pull, serve.", file=sys.stderr)
+        print(
+            "error: the tray needs a desktop session, and this one has no display (DISPLAY and "
+            "WAYLAND_DISPLAY are unset).\nhint: run it from your desktop, or use the commands instead: "
+            "aidevops-local install, recommend, pull, serve.",
+            file=sys.stderr,
+        )
         return 1
 
     app = QApplication(sys.argv[:1])

@@ -118,8 +118,9 @@ def build(menu: QMenu, ctl: Controller) -> None:
         menu.addAction("Show log…", ctl.show_log).setObjectName("show_log")
     crashed = snap.status.state == "crashed"  # a router whose model crashed still runs: Restart and Stop
     if crashed or not running:
-        start = menu.addAction("Restart server" if crashed else "Start server",
-                               ctl.restart_server if crashed else ctl.start_server)
+        start = menu.addAction(
+            "Restart server" if crashed else "Start server", ctl.restart_server if crashed else ctl.start_server
+        )
         start.setObjectName("start")
         start.setEnabled(snap.runtime_installed and bool(snap.models) and not ctl.busy)
     if running:

@@ -164,11 +164,7 @@ class BalloonBackend(Backend):
             log.info("No way to show a notification: %s", notice.title)
             return
         self._last = notice
-        icon = (
-            QSystemTrayIcon.MessageIcon.Critical
-            if notice.critical
-            else QSystemTrayIcon.MessageIcon.Information
-        )
+        icon = QSystemTrayIcon.MessageIcon.Critical if notice.critical else QSystemTrayIcon.MessageIcon.Information
         hint = f"\n(click: {notice.actions[0].label})" if notice.actions else ""
         self.tray.showMessage(notice.title, notice.body + hint, icon, 10_000)
         self.router.sent.emit(self.name, notice.title)
@@ -185,9 +181,7 @@ class Notifications(QObject):
     action = Signal(object, str)
     sent = Signal(str, str)
 
-    def __init__(
-        self, tray: QSystemTrayIcon | None = None, parent: QObject | None = None, use_native: bool = True
-    ):
+    def __init__(self, tray: QSystemTrayIcon | None = None, parent: QObject | None = None, use_native: bool = True):
         super().__init__(parent)
         self.router = Router(self)
         self.router.action.connect(self.action)

@@ -73,8 +73,9 @@ class SettingsWindow(QWidget):
             specialValueText="never",
         )
         self.idle_label = QLabel("Unload the model when idle for")
-        self.router = QCheckBox("Switch models without a restart (requests must name their model)",
-                                objectName="router_mode")
+        self.router = QCheckBox(
+            "Switch models without a restart (requests must name their model)", objectName="router_mode"
+        )
         server_box = QGroupBox("Server")
         form = QFormLayout(server_box)
         form.addRow("Port", self.port)
@@ -107,9 +108,7 @@ class SettingsWindow(QWidget):
         token_layout.addWidget(self.token_state)
 
         self.status = QLabel(objectName="status", wordWrap=True)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
-        )
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close)
         buttons.button(QDialogButtonBox.StandardButton.Save).setObjectName("save")
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.close)
@@ -138,7 +137,8 @@ class SettingsWindow(QWidget):
         self.router.setEnabled(router_ok)
         self.router.setToolTip(
             "One server offers every local model and loads the one a request names."
-            if router_ok else "The installed llama.cpp build has no router mode: switching restarts the server."
+            if router_ok
+            else "The installed llama.cpp build has no router mode: switching restarts the server."
         )
         idle_ok = self.app.snapshot.router.sleep_idle
         self.idle.setEnabled(idle_ok)
@@ -194,9 +194,7 @@ class SettingsWindow(QWidget):
         self.settings = settings
         self.app.settings = settings
         self.save_button.setEnabled(True)
-        note = (
-            " The server settings apply at its next start." if self.app.snapshot.status.running else ""
-        )
+        note = " The server settings apply at its next start." if self.app.snapshot.status.running else ""
         self.status.setText("Saved." + note)
 
     def _take_token(self) -> str:
@@ -217,9 +215,7 @@ class SettingsWindow(QWidget):
             secrets.store(secrets.HF_TOKEN, token)
             return account, secrets.keyring_status(), secrets.hf_token_info()
 
-        self.app.workers.submit(
-            job, name="save-token", on_done=self._token_saved, on_error=self._token_failed
-        )
+        self.app.workers.submit(job, name="save-token", on_done=self._token_saved, on_error=self._token_failed)
 
     def _token_saved(self, result) -> None:
         account, ring, info = result

@@ -68,9 +68,7 @@ class Snapshot:
 
 def placeholder() -> Snapshot:
     """What the tray shows for the few hundred milliseconds before the first refresh lands."""
-    return Snapshot(
-        status=server.ServerStatus(state="stopped", running=False, message="Checking…"), loaded=False
-    )
+    return Snapshot(status=server.ServerStatus(state="stopped", running=False, message="Checking…"), loaded=False)
 
 
 def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health: bool = True) -> Snapshot:
@@ -146,9 +144,7 @@ def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int |
     marks: dict[str, tuple[bool | None, int | None]] = {}
     for model in found:
         try:
-            estimate = fit.estimate_memory(
-                model.path, hardware=hw, backend=hw.best_backend, gpu_layers=10_000
-            )
+            estimate = fit.estimate_memory(model.path, hardware=hw, backend=hw.best_backend, gpu_layers=10_000)
         except (LocalModelsError, OSError, ValueError) as exc:
             problems.append(f"{model.name}: {exc}")
             continue
@@ -195,9 +191,7 @@ def _macos_pressure_level() -> int | None:
         value = ctypes.c_int(0)
         size = ctypes.c_size_t(ctypes.sizeof(value))
         if (
-            libc.sysctlbyname(
-                b"kern.memorystatus_vm_pressure_level", ctypes.byref(value), ctypes.byref(size), None, 0
-            )
+            libc.sysctlbyname(b"kern.memorystatus_vm_pressure_level", ctypes.byref(value), ctypes.byref(size), None, 0)
             != 0
         ):
             return None

@@ -90,9 +90,7 @@ class UsageWindow(QWidget):
     def reload(self) -> None:
         days = self.period.currentData()
         self.note.setText("Reading usage…")
-        self.app.workers.submit(
-            lambda job: load(days), name="usage", on_done=self.show_data, on_error=self._failed
-        )
+        self.app.workers.submit(lambda job: load(days), name="usage", on_done=self.show_data, on_error=self._failed)
 
     def _failed(self, exc: BaseException) -> None:
         message, hint, _ = dialogs.error_text(exc)

@@ -124,8 +124,17 @@ def install_runtime(job) -> str:
 def recommendations(job, hw: hardware.Hardware) -> list[Pick]:
     from ..core.models import recommend
 
-    return [Pick(name=r.name, repo=r.repo, file=r.file, quant=r.quant, memory_bytes=r.memory_bytes,
-                 tokens_per_s=r.tokens_per_s or 0.0) for r in recommend.recommend(hw).picks]
+    return [
+        Pick(
+            name=r.name,
+            repo=r.repo,
+            file=r.file,
+            quant=r.quant,
+            memory_bytes=r.memory_bytes,
+            tokens_per_s=r.tokens_per_s or 0.0,
+        )
+        for r in recommend.recommend(hw).picks
+    ]
 
 
 def download(job, pick: Pick) -> str:
@@ -391,9 +400,7 @@ class TokenPage(QWizardPage):
             "Only gated models need one. It is checked with the Hub and kept in your OS keyring, "
             "nowhere else. Skip this step if you do not have one."
         )
-        self.token = QLineEdit(
-            objectName="token", echoMode=QLineEdit.EchoMode.Password, placeholderText="hf_…"
-        )
+        self.token = QLineEdit(objectName="token", echoMode=QLineEdit.EchoMode.Password, placeholderText="hf_…")
         self.save = QPushButton("Test and save", objectName="action")
         self.note = QLabel(wordWrap=True, objectName="result")
         self.note.setTextFormat(Qt.TextFormat.PlainText)  # it quotes the Hub's account name: never HTML

@@ -72,9 +72,13 @@ _RESTART_BACKSTEP_S = 1.0
 
 def format_header(*, model: str, model_path: str, port: int, started: datetime, session_id: str) -> str:
     """The first line of a server log (with its newline)."""
-    data = {"model": model, "model_path": model_path, "port": port,
-            "started": started.astimezone(UTC).isoformat(timespec="milliseconds"),
-            "session_id": session_id}
+    data = {
+        "model": model,
+        "model_path": model_path,
+        "port": port,
+        "started": started.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "session_id": session_id,
+    }
     return HEADER_PREFIX + json.dumps(data) + "\n"
 
 
@@ -82,7 +86,7 @@ def parse_header(line: str) -> dict | None:
     if not line.startswith(HEADER_PREFIX):
         return None
     try:
-        data = json.loads(line[len(HEADER_PREFIX):])
+        data = json.loads(line[len(HEADER_PREFIX) :])
     except ValueError:
         return None
     if not isinstance(data, dict) or not data.get("session_id") or not data.get("model"):
@@ -136,11 +140,20 @@ class LogReader:
         self.spawn_args: list = state.get("spawn_args") or []  # [port, previous argument]
 
     def state(self) -> dict:
-        state = {"header": self.header, "epoch": self.epoch, "epoch_offset_s": self.epoch_offset_s,
-                 "last_s": self.last_s, "pending": self.pending, "timing_task": self.timing_task}
+        state = {
+            "header": self.header,
+            "epoch": self.epoch,
+            "epoch_offset_s": self.epoch_offset_s,
+            "last_s": self.last_s,
+            "pending": self.pending,
+            "timing_task": self.timing_task,
+        }
         if self.spawns:
-            state.update(instances={port: r.state() for port, r in self.instances.items()}, spawns=self.spawns,
-                         spawn_args=self.spawn_args)
+            state.update(
+                instances={port: r.state() for port, r in self.instances.items()},
+                spawns=self.spawns,
+                spawn_args=self.spawn_args,
+            )
         return state
 
     def feed(self, line: str) -> Request | None:
@@ -218,8 +231,12 @@ class LogReader:
             if self.header is None:
                 return  # not a log of ours
             self.spawns += 1
-            header = {"model": names["name"], "model_path": "", "session_id": f"{self.header['session_id']}/"
-                      f"{self.spawns}", "started": self._wall(now_s).isoformat(timespec="microseconds")}
+            header = {
+                "model": names["name"],
+                "model_path": "",
+                "session_id": f"{self.header['session_id']}/{self.spawns}",
+                "started": self._wall(now_s).isoformat(timespec="microseconds"),
+            }
             self.instances[names["port"]] = LogReader({"header": header})
             self.spawn_args = [names["port"], ""]
         else:
@@ -275,10 +292,19 @@ class LogReader:
             t0 = entry.get("t0")
             duration = (now_s - t0) * 1e3 if now_s is not None and t0 is not None else 0.0
             cache, tps = 0, None
-        return Request(key=key, session_id=session, model=self.header["model"],
-                       model_path=self.header.get("model_path") or "", finished=self._wall(now_s),
-                       tokens_in=int(prompt), tokens_out=int(n_gen), cache_tokens=int(cache),
-                       duration_ms=round(duration), tok_per_sec=tps, status=status)
+        return Request(
+            key=key,
+            session_id=session,
+            model=self.header["model"],
+            model_path=self.header.get("model_path") or "",
+            finished=self._wall(now_s),
+            tokens_in=int(prompt),
+            tokens_out=int(n_gen),
+            cache_tokens=int(cache),
+            duration_ms=round(duration),
+            tok_per_sec=tps,
+            status=status,
+        )
 
     def _wall(self, seconds: float | None) -> datetime:
         try:

@@ -37,8 +37,8 @@ BASE_LOG_ARGS = ("--log-timestamps", "--log-prefix")
 
 # ---- what llama-server is asked to log ------------------------------------------------------------------
 
-def llama_server_log_args(*, server_binary: Path | None = None,
-                          server_args: Sequence[str] | None = None) -> list[str]:
+
+def llama_server_log_args(*, server_binary: Path | None = None, server_args: Sequence[str] | None = None) -> list[str]:
     """Flags that make llama-server's log carry what ingestion reads; pass the rest of its argv as
     `server_args`.
 
@@ -68,6 +68,7 @@ def _may_speculate(server_args: Sequence[str]) -> bool:
 
 
 # ---- ingestion -------------------------------------------------------------------------------------------
+
 
 def ingest(*, logs_dir: Path | None = None) -> int:
     """Read what is new in every server log into model_usage; returns the number of rows added."""
@@ -113,12 +114,12 @@ def _ingest_file(path: Path, cursor: store.LogCursor | None) -> int:
                 if len(data) < CHUNK_BYTES:
                     break  # only a line still being written: leave it for next time
                 end = len(data) - 1  # a line longer than a chunk is not one of ours: skip it
-            chunk = data[:end + 1]
+            chunk = data[: end + 1]
             reader = LogReader(state)
-            requests = [r for line in chunk.decode("utf-8", "replace").split("\n")[:-1]
-                        if (r := reader.feed(line)) is not None]
-            result = store.write(_commit, path.name, session, offset, offset + len(chunk), reader.state(),
-                                 requests)
+            requests = [
+                r for line in chunk.decode("utf-8", "replace").split("\n")[:-1] if (r := reader.feed(line)) is not None
+            ]
+            result = store.write(_commit, path.name, session, offset, offset + len(chunk), reader.state(), requests)
             if result is None:
                 # Another process moved this cursor meanwhile: go on from where it got to.
                 moved = store.LogCursor.get_or_none(store.LogCursor.file == path.name)
@@ -129,8 +130,9 @@ def _ingest_file(path: Path, cursor: store.LogCursor | None) -> int:
     return added
 
 
-def _commit(file: str, session: str | None, expected: int, offset: int, state: dict,
-            requests: list[Request]) -> int | None:
+def _commit(
+    file: str, session: str | None, expected: int, offset: int, state: dict, requests: list[Request]
+) -> int | None:
     """Rows, inventory and cursor in one transaction. None if the cursor is no longer at `expected`."""
     current = store.LogCursor.get_or_none(store.LogCursor.file == file)
     if (current.offset if current else 0) != expected:
@@ -147,19 +149,37 @@ def _commit(file: str, session: str | None, expected: int, offset: int, state: d
         if inserted:
             _touch_inventory(model, model_path, inserted, max(r.finished for r in group))
         added += inserted
-    (store.LogCursor.insert(file=file, session_id=session, offset=offset, state=json.dumps(state),
-                            updated=clock.now())
-     .on_conflict(conflict_target=[store.LogCursor.file],
-                  update={store.LogCursor.session_id: session, store.LogCursor.offset: offset,
-                          store.LogCursor.state: json.dumps(state), store.LogCursor.updated: clock.now()})
-     .execute())
+    (
+        store.LogCursor.insert(
+            file=file, session_id=session, offset=offset, state=json.dumps(state), updated=clock.now()
+        )
+        .on_conflict(
+            conflict_target=[store.LogCursor.file],
+            update={
+                store.LogCursor.session_id: session,
+                store.LogCursor.offset: offset,
+                store.LogCursor.state: json.dumps(state),
+                store.LogCursor.updated: clock.now(),
+            },
+        )
+        .execute()
+    )
     return added
 
 
 def _row(r: Request) -> dict:
-    return {"model": r.model, "timestamp": r.finished, "tokens_in": r.tokens_in, "tokens_out": r.tokens_out,
-            "duration_ms": r.duration_ms, "session_id": r.session_id, "request_key": r.key,
-            "tok_per_sec": r.tok_per_sec, "cache_tokens": r.cache_tokens, "status": r.status}
+    return {
+        "model": r.model,
+        "timestamp": r.finished,
+        "tokens_in": r.tokens_in,
+        "tokens_out": r.tokens_out,
+        "duration_ms": r.duration_ms,
+        "session_id": r.session_id,
+        "request_key": r.key,
+        "tok_per_sec": r.tok_per_sec,
+        "cache_tokens": r.cache_tokens,
+        "status": r.status,
+    }
 
 
 def _touch_inventory(model: str, model_path: str, count: int, latest: datetime) -> None:
@@ -170,18 +190,25 @@ def _touch_inventory(model: str, model_path: str, count: int, latest: datetime) 
     match = inv.model == model
     if model_path:
         match |= inv.path == model_path
-    updated = (inv.update(total_requests=peewee.fn.COALESCE(inv.total_requests, 0) + count,
-                          last_used=peewee.Case(None, [((inv.last_used.is_null()) | (inv.last_used < stamp),
-                                                        stamp)], inv.last_used))
-               .where(match).execute())
+    updated = (
+        inv.update(
+            total_requests=peewee.fn.COALESCE(inv.total_requests, 0) + count,
+            last_used=peewee.Case(None, [((inv.last_used.is_null()) | (inv.last_used < stamp), stamp)], inv.last_used),
+        )
+        .where(match)
+        .execute()
+    )
     if updated or not model_path:
         return
     from ..models import library  # here: library is only needed for a model met for the first time
 
     found = library.model_on_disk(model, Path(model_path))
     if found is not None:
-        (inv.insert(**library.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
-         .on_conflict_ignore().execute())
+        (
+            inv.insert(**library.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
+            .on_conflict_ignore()
+            .execute()
+        )
 
 
 def _prune(sizes: dict[Path, int]) -> None:
@@ -200,7 +227,7 @@ def _prune(sizes: dict[Path, int]) -> None:
     done.sort()
     excess = len(sizes) - KEEP_LOGS
     removed = []
-    for _, path in done[:max(0, excess)]:
+    for _, path in done[: max(0, excess)]:
         path.unlink(missing_ok=True)
         removed.append(path.name)
     if removed:
@@ -215,6 +242,7 @@ def _live_log() -> Path | None:
 
 
 # ---- reports ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -252,24 +280,29 @@ def parse_period(text: str) -> timedelta:
     return timedelta(**{unit: float(found.group(1))})
 
 
-def report(*, since: timedelta | None = None, model: str | None = None,
-           ingest_first: bool = True) -> UsageReport:
+def report(*, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True) -> UsageReport:
     """Per-model totals of model_usage, newest activity first, with what the same tokens cost in the cloud."""
     if ingest_first:
         ingest()
     db = store.database()
     start, scope, params = _scope(since, model)
-    columns = ("COUNT(*), SUM(status != 'ok'), SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0)), "
-               "SUM(COALESCE(cache_tokens, 0)), SUM(COALESCE(duration_ms, 0)), "
-               "SUM(CASE WHEN tok_per_sec > 0 THEN tokens_out END), "
-               "SUM(CASE WHEN tok_per_sec > 0 THEN tokens_out / tok_per_sec END), MAX(timestamp)")
-    rows = db.execute_sql(f"SELECT model, {columns}{scope} GROUP BY model ORDER BY MAX(timestamp) DESC",
-                          params)
+    columns = (
+        "COUNT(*), SUM(status != 'ok'), SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0)), "
+        "SUM(COALESCE(cache_tokens, 0)), SUM(COALESCE(duration_ms, 0)), "
+        "SUM(CASE WHEN tok_per_sec > 0 THEN tokens_out END), "
+        "SUM(CASE WHEN tok_per_sec > 0 THEN tokens_out / tok_per_sec END), MAX(timestamp)"
+    )
+    rows = db.execute_sql(f"SELECT model, {columns}{scope} GROUP BY model ORDER BY MAX(timestamp) DESC", params)
     models = [_summary(*row) for row in rows.fetchall()]
     total = _summary("all", *db.execute_sql(f"SELECT {columns}{scope}", params).fetchone())
-    return UsageReport(since=start, model=model, models=models, total=total,
-                       prices_as_of=prices.AS_OF.isoformat(),
-                       price_models={p.tier: p.model for p in prices.PRICES})
+    return UsageReport(
+        since=start,
+        model=model,
+        models=models,
+        total=total,
+        prices_as_of=prices.AS_OF.isoformat(),
+        price_models={p.tier: p.model for p in prices.PRICES},
+    )
 
 
 @dataclass(frozen=True)
@@ -281,21 +314,30 @@ class DailyUsage:
     tokens_out: int
 
 
-def daily(*, since: timedelta | None = None, model: str | None = None,
-          ingest_first: bool = True) -> list[DailyUsage]:
+def daily(*, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True) -> list[DailyUsage]:
     """Totals per UTC day and model, oldest first (the tray's chart)."""
     if ingest_first:
         ingest()
     db = store.database()
     _, scope, params = _scope(since, model)
-    rows = db.execute_sql("SELECT substr(timestamp, 1, 10) AS day, model, COUNT(*), "
-                          f"SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0)){scope} "
-                          "GROUP BY day, model ORDER BY day, model", params)
+    rows = db.execute_sql(
+        "SELECT substr(timestamp, 1, 10) AS day, model, COUNT(*), "
+        f"SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0)){scope} "
+        "GROUP BY day, model ORDER BY day, model",
+        params,
+    )
     result = []
     for day, name, requests, tokens_in, tokens_out in rows.fetchall():
         try:
-            result.append(DailyUsage(day=date.fromisoformat(day), model=name, requests=requests,
-                                     tokens_in=tokens_in or 0, tokens_out=tokens_out or 0))
+            result.append(
+                DailyUsage(
+                    day=date.fromisoformat(day),
+                    model=name,
+                    requests=requests,
+                    tokens_in=tokens_in or 0,
+                    tokens_out=tokens_out or 0,
+                )
+            )
         except (TypeError, ValueError):
             continue  # an adopted row whose timestamp is not a date
     return result
@@ -314,15 +356,21 @@ def _scope(since: timedelta | None, model: str | None) -> tuple[datetime | None,
     return start, " FROM model_usage" + (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def _summary(model, requests, incomplete, tokens_in, tokens_out, cached, total_ms, timed_tokens, gen_seconds,
-             last_used) -> ModelSummary:
+def _summary(
+    model, requests, incomplete, tokens_in, tokens_out, cached, total_ms, timed_tokens, gen_seconds, last_used
+) -> ModelSummary:
     speed = round(timed_tokens / gen_seconds, 1) if timed_tokens and gen_seconds else None
     if isinstance(last_used, str):
         last_used = store.parse_timestamp(last_used)
-    return ModelSummary(model=model, requests=int(requests or 0), incomplete=int(incomplete or 0),
-                        tokens_in=int(tokens_in or 0), tokens_out=int(tokens_out or 0),
-                        cached_tokens=int(cached or 0), mean_tok_per_sec=speed, total_ms=int(total_ms or 0),
-                        last_used=last_used,
-                        cloud_cost_usd=prices.cloud_costs(tokens_in=int(tokens_in or 0),
-                                                          tokens_out=int(tokens_out or 0)))
-
+    return ModelSummary(
+        model=model,
+        requests=int(requests or 0),
+        incomplete=int(incomplete or 0),
+        tokens_in=int(tokens_in or 0),
+        tokens_out=int(tokens_out or 0),
+        cached_tokens=int(cached or 0),
+        mean_tok_per_sec=speed,
+        total_ms=int(total_ms or 0),
+        last_used=last_used,
+        cloud_cost_usd=prices.cloud_costs(tokens_in=int(tokens_in or 0), tokens_out=int(tokens_out or 0)),
+    )

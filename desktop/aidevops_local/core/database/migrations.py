@@ -48,11 +48,13 @@ def _ts(column: str) -> str:
     """SQL that normalises an old timestamp (ISO with T/Z/offset, fractions, unix seconds) to ours; text it
     cannot read is kept as it was rather than lost."""
     c = f'"{column}"'
-    return (f"CASE WHEN {c} IS NULL THEN NULL "
-            f"WHEN typeof({c}) IN ('integer', 'real') THEN datetime({c}, 'unixepoch') "
-            f"WHEN {c} NOT GLOB '*[^0-9.]*' AND CAST({c} AS REAL) > 100000000 "
-            f"THEN datetime(CAST({c} AS REAL), 'unixepoch') "
-            f"ELSE COALESCE(datetime({c}), {c}) END")
+    return (
+        f"CASE WHEN {c} IS NULL THEN NULL "
+        f"WHEN typeof({c}) IN ('integer', 'real') THEN datetime({c}, 'unixepoch') "
+        f"WHEN {c} NOT GLOB '*[^0-9.]*' AND CAST({c} AS REAL) > 100000000 "
+        f"THEN datetime(CAST({c} AS REAL), 'unixepoch') "
+        f"ELSE COALESCE(datetime({c}), {c}) END"
+    )
 
 
 # target column -> (source columns to try in order, SQL template for the value or None to copy as is)
@@ -93,8 +95,7 @@ def _columns(conn: sqlite3.Connection, table: str, schema: str = "main") -> list
     return [(r[1], r[2], r[5]) for r in conn.execute(f'PRAGMA "{schema}".table_info("{table}")')]
 
 
-def _select_list(old: list[tuple[str, str, int]], mapping: dict,
-                 defaults: dict[str, str]) -> tuple[list, list]:
+def _select_list(old: list[tuple[str, str, int]], mapping: dict, defaults: dict[str, str]) -> tuple[list, list]:
     """The target columns we can fill from an old table, and the SQL expressions that fill them."""
     have = {name for name, _, _ in old}
     targets, exprs = [], []
@@ -111,8 +112,14 @@ def _select_list(old: list[tuple[str, str, int]], mapping: dict,
     return targets, exprs
 
 
-def _rebuild(conn: sqlite3.Connection, table: str, ddl: str, mapping: dict, defaults: dict[str, str],
-             keep_rowid_column: str | None = None) -> None:
+def _rebuild(
+    conn: sqlite3.Connection,
+    table: str,
+    ddl: str,
+    mapping: dict,
+    defaults: dict[str, str],
+    keep_rowid_column: str | None = None,
+) -> None:
     """Replace `table` by the target schema, copying every row. Columns we do not know are carried over
     unchanged (their data is someone's), appended after ours."""
     old = _columns(conn, table)
@@ -128,8 +135,7 @@ def _rebuild(conn: sqlite3.Connection, table: str, ddl: str, mapping: dict, defa
         targets.insert(0, keep_rowid_column)
         exprs.insert(0, f'"{keep_rowid_column}"')
     cols = ", ".join(f'"{t}"' for t in targets)
-    conn.execute(f'INSERT INTO "{table}__new" ({cols}) '
-                 f'SELECT {", ".join(exprs)} FROM "{table}" ORDER BY rowid')
+    conn.execute(f'INSERT INTO "{table}__new" ({cols}) SELECT {", ".join(exprs)} FROM "{table}" ORDER BY rowid')
     conn.execute(f'DROP TABLE "{table}"')
     conn.execute(f'ALTER TABLE "{table}__new" RENAME TO "{table}"')
 
@@ -190,8 +196,12 @@ def m006_app_state(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    m001_seed_tables, m002_usage_request_columns, m003_usage_indexes, m004_inventory_details,
-    m005_log_cursors, m006_app_state,
+    m001_seed_tables,
+    m002_usage_request_columns,
+    m003_usage_indexes,
+    m004_inventory_details,
+    m005_log_cursors,
+    m006_app_state,
 )
 
 
@@ -199,8 +209,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply the migrations this database has not recorded; returns their names. Each runs in its own
     IMMEDIATE transaction and re-checks the record inside it, so two processes opening a new database at
     once apply each migration exactly once."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                 "(name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
     done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
     applied = []
     for fn in MIGRATIONS:
@@ -212,8 +221,9 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
                 conn.execute("COMMIT")
                 continue
             fn(conn)
-            conn.execute("INSERT INTO schema_migrations (name, applied) VALUES (?, ?)",
-                         (fn.__name__, clock.sqlite_text()))
+            conn.execute(
+                "INSERT INTO schema_migrations (name, applied) VALUES (?, ?)", (fn.__name__, clock.sqlite_text())
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -246,8 +256,10 @@ def import_legacy_usage_db(conn: sqlite3.Connection, legacy: Path) -> int:
         except sqlite3.DatabaseError as exc:
             # A damaged old file must not keep ours from opening; say what happened in the record.
             note = {"path": str(legacy), "error": str(exc)}
-        conn.execute("INSERT INTO app_state (key, value, updated) VALUES (?, ?, ?)",
-                     (LEGACY_IMPORT_KEY, json.dumps(note), clock.sqlite_text()))
+        conn.execute(
+            "INSERT INTO app_state (key, value, updated) VALUES (?, ?, ?)",
+            (LEGACY_IMPORT_KEY, json.dumps(note), clock.sqlite_text()),
+        )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -270,8 +282,10 @@ def _copy_legacy_tables(conn: sqlite3.Connection) -> tuple[int, int]:
             usage_rows += _copy_legacy_usage(conn, table, cols)
         elif names & {"path", "file_path"}:
             targets, exprs = _select_list(cols, _INVENTORY_MAP, _INVENTORY_DEFAULTS)
-            cur = conn.execute(f'INSERT OR IGNORE INTO main.model_inventory ({", ".join(targets)}) '
-                               f'SELECT {", ".join(exprs)} FROM legacy."{table}"')
+            cur = conn.execute(
+                f"INSERT OR IGNORE INTO main.model_inventory ({', '.join(targets)}) "
+                f'SELECT {", ".join(exprs)} FROM legacy."{table}"'
+            )
             inventory_rows += cur.rowcount
         elif names & {"first_used", "last_used", "total_requests"}:
             inventory_rows += _copy_legacy_access(conn, table, cols)
@@ -286,10 +300,11 @@ def _copy_legacy_usage(conn: sqlite3.Connection, table: str, cols: list) -> int:
     targets = [t for t, _ in pairs]
     same = " AND ".join(f"u.{c} IS n.{c}" for c in _SAME_REQUEST if c in targets)
     cur = conn.execute(
-        f'INSERT INTO main.model_usage ({", ".join(targets)}) SELECT {", ".join(f"n.{t}" for t in targets)} '
-        f'FROM (SELECT {", ".join(f"{e} AS {t}" for t, e in pairs)}, rowid AS old_rowid '
+        f"INSERT INTO main.model_usage ({', '.join(targets)}) SELECT {', '.join(f'n.{t}' for t in targets)} "
+        f"FROM (SELECT {', '.join(f'{e} AS {t}' for t, e in pairs)}, rowid AS old_rowid "
         f'FROM legacy."{table}") AS n '
-        f'WHERE NOT EXISTS (SELECT 1 FROM main.model_usage AS u WHERE {same}) ORDER BY n.old_rowid')
+        f"WHERE NOT EXISTS (SELECT 1 FROM main.model_usage AS u WHERE {same}) ORDER BY n.old_rowid"
+    )
     return cur.rowcount
 
 
@@ -299,10 +314,11 @@ def _copy_legacy_access(conn: sqlite3.Connection, table: str, cols: list) -> int
     copied these very counts into ours already)."""
     targets, exprs = _select_list(cols, _ACCESS_MAP, _ACCESS_DEFAULTS)
     cur = conn.execute(
-        f'INSERT INTO main.model_inventory ({", ".join(targets)}) '
+        f"INSERT INTO main.model_inventory ({', '.join(targets)}) "
         f'SELECT {", ".join(exprs)} FROM legacy."{table}" WHERE model IS NOT NULL '
-        f'ON CONFLICT (model) DO UPDATE SET '
-        f'last_used = CASE WHEN excluded.last_used > COALESCE(model_inventory.last_used, \'\') '
-        f'THEN excluded.last_used ELSE model_inventory.last_used END, '
-        f'total_requests = MAX(COALESCE(model_inventory.total_requests, 0), COALESCE(excluded.total_requests, 0))')
+        f"ON CONFLICT (model) DO UPDATE SET "
+        f"last_used = CASE WHEN excluded.last_used > COALESCE(model_inventory.last_used, '') "
+        f"THEN excluded.last_used ELSE model_inventory.last_used END, "
+        f"total_requests = MAX(COALESCE(model_inventory.total_requests, 0), COALESCE(excluded.total_requests, 0))"
+    )
     return cur.rowcount

@@ -154,6 +154,7 @@ class AppState(_Table):
 
 # ---- opening --------------------------------------------------------------------------------------------
 
+
 class _Database(peewee.SqliteDatabase):
     """Turns "this file is damaged" into the user-facing DatabaseError wherever a query meets it."""
 
@@ -198,11 +199,21 @@ def _open(path: Path) -> _Database:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatabaseError(f"Cannot create the folder for the usage database {path}: {exc.strerror}",
-                            hint="Check the permissions of that folder.") from exc
-    db = _Database(str(path), timeout=BUSY_TIMEOUT_S, uri=True,
-                   pragmas=[("busy_timeout", int(BUSY_TIMEOUT_S * 1000)), ("foreign_keys", 1),
-                            ("journal_mode", "wal"), ("synchronous", "normal")])
+        raise DatabaseError(
+            f"Cannot create the folder for the usage database {path}: {exc.strerror}",
+            hint="Check the permissions of that folder.",
+        ) from exc
+    db = _Database(
+        str(path),
+        timeout=BUSY_TIMEOUT_S,
+        uri=True,
+        pragmas=[
+            ("busy_timeout", int(BUSY_TIMEOUT_S * 1000)),
+            ("foreign_keys", 1),
+            ("journal_mode", "wal"),
+            ("synchronous", "normal"),
+        ],
+    )
     try:
         _retry_busy(lambda: db.connect(reuse_if_open=True))
         _retry_busy(lambda: migrate(db.connection()))
@@ -214,8 +225,10 @@ def _open(path: Path) -> _Database:
             raise _corrupt_error(path, exc) from exc
         if _is_disk_full(path, exc):
             raise _disk_full_error(path) from exc
-        raise DatabaseError(f"Cannot open the usage database {path}: {exc}",
-                            hint="Check that the file and its folder are readable and writable.") from exc
+        raise DatabaseError(
+            f"Cannot open the usage database {path}: {exc}",
+            hint="Check that the file and its folder are readable and writable.",
+        ) from exc
     except BaseException:
         if not db.is_closed():
             db.close()
@@ -243,18 +256,22 @@ def _is_disk_full(path: Path, exc: BaseException) -> bool:
 
 
 def _disk_full_error(path: Path) -> DiskFull:
-    return DiskFull(f"The disk holding the usage database {path} is full.",
-                    hint="Free some disk space and run the command again; nothing recorded so far was lost.")
+    return DiskFull(
+        f"The disk holding the usage database {path} is full.",
+        hint="Free some disk space and run the command again; nothing recorded so far was lost.",
+    )
 
 
 def _corrupt_error(path: Path, exc: BaseException) -> DatabaseError:
     return DatabaseError(
         f"The usage database {path} is damaged ({exc}). It was left as it is.",
         hint="Run `aidevops-local usage --reset-db` to move it aside (kept as "
-             "local-models.db.corrupt-<time>) and start a fresh one.")
+        "local-models.db.corrupt-<time>) and start a fresh one.",
+    )
 
 
 # ---- writing --------------------------------------------------------------------------------------------
+
 
 def _is_busy(exc: BaseException) -> bool:
     text = str(exc).lower()
@@ -279,7 +296,8 @@ def _retry_busy(fn: Callable[[], T], deadline_s: float | None = None) -> T:
             if time.monotonic() - start > deadline_s:
                 raise DatabaseError(
                     f"The usage database stayed locked for {deadline_s:.0f} s.",
-                    hint="Another program holds it; try again, or close that program.") from exc
+                    hint="Another program holds it; try again, or close that program.",
+                ) from exc
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
 
@@ -319,12 +337,15 @@ def set_state(key: str, value: str) -> None:
     """Within a write() transaction, or alone."""
     database()
     now = clock.now()
-    (AppState.insert(key=key, value=value, updated=now)
-     .on_conflict(conflict_target=[AppState.key], update={AppState.value: value, AppState.updated: now})
-     .execute())
+    (
+        AppState.insert(key=key, value=value, updated=now)
+        .on_conflict(conflict_target=[AppState.key], update={AppState.value: value, AppState.updated: now})
+        .execute()
+    )
 
 
 # ---- damaged files --------------------------------------------------------------------------------------
+
 
 def check_health(path: Path | None = None) -> str:
     """'ok', or what SQLite says is wrong with the file. Opens it read-only; changes nothing."""
@@ -350,8 +371,10 @@ def move_aside_damaged() -> Path:
     path = paths().database
     problem = check_health(path)
     if problem == "ok":
-        raise Refused(f"The usage database {path} is healthy; it was not moved.",
-                      hint="--reset-db is only for a database that reports damage.")
+        raise Refused(
+            f"The usage database {path} is healthy; it was not moved.",
+            hint="--reset-db is only for a database that reports damage.",
+        )
     close()
     stamp = clock.now().strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")

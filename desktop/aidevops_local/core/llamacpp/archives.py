@@ -39,8 +39,9 @@ class Extracted:
     bytes: int
 
 
-def extract(*, archive: Path, dest: Path, progress: ProgressCallback | None = None,
-            cancel: threading.Event | None = None) -> Extracted:
+def extract(
+    *, archive: Path, dest: Path, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+) -> Extracted:
     """Unpack ``archive`` into ``dest`` (created if missing). Raises UnsafePath for a member that would
     escape ``dest``, VerificationFailed for an unreadable archive or a special file, DiskFull when the
     unpacked size does not fit."""
@@ -53,40 +54,52 @@ def extract(*, archive: Path, dest: Path, progress: ProgressCallback | None = No
         is_tar = False
     if is_tar:
         return _extract_tar(archive, dest, progress, cancel)
-    raise VerificationFailed(f"{archive.name} is neither a tar nor a zip archive.",
-                             hint="The download may be damaged; run the command again.")
+    raise VerificationFailed(
+        f"{archive.name} is neither a tar nor a zip archive.",
+        hint="The download may be damaged; run the command again.",
+    )
 
 
 def check_member_name(name: str, archive_name: str = "archive") -> str:
     """The member's normalized relative path; UnsafePath if it is absolute or climbs out."""
     drive = len(name) > 2 and name[1] == ":" and name[2] in "/\\"  # C:/ from a Windows-made archive
     if not name or name.startswith(("/", "\\")) or os.path.isabs(name) or drive:
-        raise UnsafePath(f"{archive_name} contains a member with an absolute path: {name!r}",
-                         hint="The archive was refused and nothing was unpacked.")
+        raise UnsafePath(
+            f"{archive_name} contains a member with an absolute path: {name!r}",
+            hint="The archive was refused and nothing was unpacked.",
+        )
     normalized = posixpath.normpath(name)
     if normalized == ".." or normalized.startswith("../"):
-        raise UnsafePath(f"{archive_name} contains a member that escapes its folder: {name!r}",
-                         hint="The archive was refused and nothing was unpacked.")
+        raise UnsafePath(
+            f"{archive_name} contains a member that escapes its folder: {name!r}",
+            hint="The archive was refused and nothing was unpacked.",
+        )
     return normalized
 
 
 def check_link_target(name: str, target: str, *, hard: bool, archive_name: str = "archive") -> None:
     """A symlink's target is relative to the link's own folder, a hard link's to the archive root."""
     if not target or target.startswith("/") or os.path.isabs(target):
-        raise UnsafePath(f"{archive_name}: link {name!r} points to an absolute path {target!r}",
-                         hint="The archive was refused and nothing was unpacked.")
+        raise UnsafePath(
+            f"{archive_name}: link {name!r} points to an absolute path {target!r}",
+            hint="The archive was refused and nothing was unpacked.",
+        )
     base = "" if hard else posixpath.dirname(posixpath.normpath(name))
     resolved = posixpath.normpath(posixpath.join(base, target))
     if resolved == ".." or resolved.startswith("../"):
-        raise UnsafePath(f"{archive_name}: link {name!r} points outside the archive ({target!r})",
-                         hint="The archive was refused and nothing was unpacked.")
+        raise UnsafePath(
+            f"{archive_name}: link {name!r} points outside the archive ({target!r})",
+            hint="The archive was refused and nothing was unpacked.",
+        )
 
 
 def _check_room(dest: Path, needed: int) -> None:
     free = shutil.disk_usage(dest).free
     if needed + _DISK_MARGIN > free:
-        raise DiskFull(f"Unpacking needs {needed >> 20} MiB but only {free >> 20} MiB is free at {dest}.",
-                       hint="Free some disk space and run the command again.")
+        raise DiskFull(
+            f"Unpacking needs {needed >> 20} MiB but only {free >> 20} MiB is free at {dest}.",
+            hint="Free some disk space and run the command again.",
+        )
 
 
 def _extract_tar(archive: Path, dest: Path, progress, cancel) -> Extracted:
@@ -96,12 +109,12 @@ def _extract_tar(archive: Path, dest: Path, progress, cancel) -> Extracted:
             for member in members:
                 check_member_name(member.name, archive.name)
                 if member.issym() or member.islnk():
-                    check_link_target(member.name, member.linkname, hard=member.islnk(),
-                                      archive_name=archive.name)
+                    check_link_target(member.name, member.linkname, hard=member.islnk(), archive_name=archive.name)
                 elif not (member.isfile() or member.isdir()):
                     raise VerificationFailed(
                         f"{archive.name} contains a device file or FIFO: {member.name!r}",
-                        hint="The archive was refused and nothing was unpacked.")
+                        hint="The archive was refused and nothing was unpacked.",
+                    )
             total = sum(m.size for m in members if m.isfile())
             _check_room(dest, total)
             done = 0
@@ -121,16 +134,17 @@ def _extract_tar(archive: Path, dest: Path, progress, cancel) -> Extracted:
         raise _damaged(archive, exc) from exc
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"The disk filled up while unpacking {archive.name}.",
-                           hint="Free some disk space and run the command again.") from exc
+            raise DiskFull(
+                f"The disk filled up while unpacking {archive.name}.",
+                hint="Free some disk space and run the command again.",
+            ) from exc
         if exc.errno is None:  # gzip.BadGzipFile and friends: the bytes, not the disk
             raise _damaged(archive, exc) from exc
         raise
 
 
 def _damaged(archive: Path, exc: BaseException) -> VerificationFailed:
-    return VerificationFailed(f"{archive.name} is damaged: {exc}",
-                              hint="Run the command again to download it afresh.")
+    return VerificationFailed(f"{archive.name} is damaged: {exc}", hint="Run the command again to download it afresh.")
 
 
 def _zip_mode(info: zipfile.ZipInfo) -> int:
@@ -161,7 +175,8 @@ def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
                 elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no type recorded
                     raise VerificationFailed(
                         f"{archive.name} contains a device file or FIFO: {info.filename!r}",
-                        hint="The archive was refused and nothing was unpacked.")
+                        hint="The archive was refused and nothing was unpacked.",
+                    )
             total = sum(i.file_size for i in infos if not i.is_dir())
             _check_room(dest, total)
             done = 0
@@ -194,8 +209,9 @@ def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
     except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
         raise _damaged(archive, exc) from exc
     except FileExistsError as exc:
-        raise VerificationFailed(f"{archive.name} names {exc.filename} twice.",
-                                 hint="The archive was refused.") from exc
+        raise VerificationFailed(
+            f"{archive.name} names {exc.filename} twice.", hint="The archive was refused."
+        ) from exc
 
 
 def _inside(dest: Path, path: Path) -> None:
@@ -209,8 +225,10 @@ def _inside(dest: Path, path: Path) -> None:
 def _check_links_resolve_inside(dest: Path, names: list[str], archive_name: str) -> None:
     for name in names:
         if not _resolves_beneath(dest, name):
-            raise UnsafePath(f"{archive_name}: link {name!r} resolves outside the archive (through other links)",
-                             hint="The archive was refused.")
+            raise UnsafePath(
+                f"{archive_name}: link {name!r} resolves outside the archive (through other links)",
+                hint="The archive was refused.",
+            )
 
 
 def check_links_stay_inside(folder: Path, *, what: str) -> None:
@@ -221,9 +239,11 @@ def check_links_stay_inside(folder: Path, *, what: str) -> None:
         for name in (*dirnames, *filenames):
             link = Path(dirpath) / name
             if link.is_symlink() and not _resolves_beneath(folder, link.relative_to(folder).as_posix()):
-                raise UnsafePath(f"{what}: the link {link.relative_to(folder).as_posix()!r} -> "
-                                 f"{os.readlink(link)!r} leads outside the folder that would be installed.",
-                                 hint="The build was refused and nothing was installed.")
+                raise UnsafePath(
+                    f"{what}: the link {link.relative_to(folder).as_posix()!r} -> "
+                    f"{os.readlink(link)!r} leads outside the folder that would be installed.",
+                    hint="The build was refused and nothing was installed.",
+                )
 
 
 _MAX_LINK_HOPS = 40  # what Linux allows before ELOOP

@@ -108,7 +108,7 @@ def _option_block(text: str, flag: str) -> str:
     for i, line in enumerate(lines):
         if line[:1] == "-" and flag_re.search(line.split("  ", 1)[0]):
             block = [line]
-            for follow in lines[i + 1:]:
+            for follow in lines[i + 1 :]:
                 if follow.strip() and not follow.startswith(" "):
                     break
                 block.append(follow)
@@ -119,8 +119,15 @@ def _option_block(text: str, flag: str) -> str:
 def help_text(binary: Path) -> str:
     """``llama-server --help`` (stdout and stderr together); "" when it does not run."""
     try:
-        done = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=HELP_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL, cwd=binary.parent, check=False)
+        done = subprocess.run(
+            [str(binary), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=HELP_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            cwd=binary.parent,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ""
     if done.returncode != 0:

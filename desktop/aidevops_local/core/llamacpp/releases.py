@@ -27,7 +27,8 @@ from ..system.progress import ProgressCallback, check_cancelled, report
 
 _ASSET_NAME = re.compile(
     r"^(?P<cudart>cudart-)?llama-(?P<tag>b\d+)-bin-(?P<os>macos|ubuntu)-"
-    r"(?:(?P<backend>[a-z]+)(?:-(?P<variant>[\w.]+))?-)?(?P<arch>x64|arm64)\.(?P<ext>tar\.gz|zip)$")
+    r"(?:(?P<backend>[a-z]+)(?:-(?P<variant>[\w.]+))?-)?(?P<arch>x64|arm64)\.(?P<ext>tar\.gz|zip)$"
+)
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SHA256_DIGEST = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 _CHUNK = 256 << 10
@@ -118,9 +119,13 @@ def normalize_tag(tag: str) -> str:
 
 # --- the release API ---------------------------------------------------------------------------------
 
+
 def _api_client() -> httpx.Client:
-    headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
-               "User-Agent": f"aidevops-local/{__version__}"}
+    headers = {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+        "User-Agent": f"aidevops-local/{__version__}",
+    }
     token = config.github_token()
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -133,17 +138,22 @@ def _get_json(path: str, *, what: str):
         with _api_client() as client:
             response = client.get(url)
     except httpx.TimeoutException as exc:
-        raise NetworkError(f"GitHub did not answer in time while fetching {what}.",
-                           hint="Check the network and run the command again.") from exc
+        raise NetworkError(
+            f"GitHub did not answer in time while fetching {what}.", hint="Check the network and run the command again."
+        ) from exc
     except httpx.HTTPError as exc:
-        raise NetworkError(f"Could not reach GitHub to fetch {what}: {exc}",
-                           hint="Check the network (and any proxy) and run the command again.") from exc
+        raise NetworkError(
+            f"Could not reach GitHub to fetch {what}: {exc}",
+            hint="Check the network (and any proxy) and run the command again.",
+        ) from exc
     _raise_for_status(response, what)
     try:
         return response.json()
     except ValueError as exc:
-        raise NetworkError(f"GitHub sent something that is not JSON for {what}.",
-                           hint="A proxy may be in the way; run the command again later.") from exc
+        raise NetworkError(
+            f"GitHub sent something that is not JSON for {what}.",
+            hint="A proxy may be in the way; run the command again later.",
+        ) from exc
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:
@@ -153,18 +163,26 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     if status == 404:
         raise NotFound(f"GitHub has no {what}.", hint="See https://github.com/ggml-org/llama.cpp/releases.")
     if status == 401:
-        raise NetworkError(f"GitHub refused the token while fetching {what} (401).",
-                           hint="GITHUB_TOKEN is wrong or expired: fix it or unset it.")
+        raise NetworkError(
+            f"GitHub refused the token while fetching {what} (401).",
+            hint="GITHUB_TOKEN is wrong or expired: fix it or unset it.",
+        )
     if status == 429 or (status == 403 and response.headers.get("x-ratelimit-remaining") == "0"):
         reset = response.headers.get("x-ratelimit-reset", "")
         when = time.strftime(" (it resets at %H:%M)", time.localtime(int(reset))) if reset.isdigit() else ""
-        raise NetworkError(f"GitHub's API rate limit is used up{when}.",
-                           hint="Wait, or set GITHUB_TOKEN to a GitHub token for a higher limit.")
+        raise NetworkError(
+            f"GitHub's API rate limit is used up{when}.",
+            hint="Wait, or set GITHUB_TOKEN to a GitHub token for a higher limit.",
+        )
     if status == 403:
-        raise NetworkError(f"GitHub refused the request for {what} (403).",
-                           hint="A token without access, or a blocked network: check GITHUB_TOKEN and proxies.")
-    raise NetworkError(f"GitHub answered {status} while fetching {what}.",
-                       hint="GitHub may be having trouble; run the command again later.")
+        raise NetworkError(
+            f"GitHub refused the request for {what} (403).",
+            hint="A token without access, or a blocked network: check GITHUB_TOKEN and proxies.",
+        )
+    raise NetworkError(
+        f"GitHub answered {status} while fetching {what}.",
+        hint="GitHub may be having trouble; run the command again later.",
+    )
 
 
 def _release(data: object) -> Release:
@@ -190,8 +208,13 @@ def _release(data: object) -> Release:
     for reason in skipped:
         log.warning("GitHub's release %s lists %s; it was left out", tag, reason)
     published = data.get("published_at")
-    return Release(tag=tag, assets=tuple(assets), published_at=published if isinstance(published, str) else None,
-                   prerelease=data.get("prerelease") is True, skipped=tuple(skipped))
+    return Release(
+        tag=tag,
+        assets=tuple(assets),
+        published_at=published if isinstance(published, str) else None,
+        prerelease=data.get("prerelease") is True,
+        skipped=tuple(skipped),
+    )
 
 
 def _asset(name: str, item: dict) -> Asset:
@@ -205,8 +228,9 @@ def _asset(name: str, item: dict) -> Asset:
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         problems.append(f"its size is {_shown(size)}, not a number of bytes")
         size = 0
-    if digest is not None and not (isinstance(digest, str) and (_SHA256_DIGEST.match(digest)
-                                                                or not digest.lower().startswith("sha256:"))):
+    if digest is not None and not (
+        isinstance(digest, str) and (_SHA256_DIGEST.match(digest) or not digest.lower().startswith("sha256:"))
+    ):
         problems.append(f"its digest is {_shown(digest)}, not sha256:<64 hex digits>")
         digest = None
     return Asset(name=name, url=url, size=size, digest=digest or None, problem="; ".join(problems) or None)
@@ -220,9 +244,10 @@ def _shown(value: object) -> str:
 
 def _malformed(what: str) -> NetworkError:
     # Like an answer that is not JSON: what came back is not what GitHub sends.
-    return NetworkError(f"GitHub's release data is malformed: {what}.",
-                        hint="A proxy or a mirror (AIDEVOPS_LLAMA_RELEASES_URL) may be in the way; run the "
-                             "command again later.")
+    return NetworkError(
+        f"GitHub's release data is malformed: {what}.",
+        hint="A proxy or a mirror (AIDEVOPS_LLAMA_RELEASES_URL) may be in the way; run the command again later.",
+    )
 
 
 def fetch_release(*, tag: str | None = None) -> Release:
@@ -250,12 +275,14 @@ def list_releases(*, limit: int = 30) -> list[Release]:
 
 # --- choosing ----------------------------------------------------------------------------------------
 
+
 def _variant_key(kind: AssetKind) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", kind.variant))
 
 
-def choose_asset(release: Release, *, os: str, arch: str, backends: Sequence[str],
-                 cuda_major: int | None = None) -> Selection:
+def choose_asset(
+    release: Release, *, os: str, arch: str, backends: Sequence[str], cuda_major: int | None = None
+) -> Selection:
     """The first of ``backends`` (best first) that the release has a build of for os/arch.
 
     ``cuda_major``: the newest CUDA major the driver runs. Unknown, the oldest CUDA build is taken: it runs
@@ -264,8 +291,11 @@ def choose_asset(release: Release, *, os: str, arch: str, backends: Sequence[str
     here = [(a, k) for a, k in kinds if k and not k.cudart and (k.os, k.arch) == (os, arch)]
     for wanted in backends:
         # A Mac has one build per arch; on Apple Silicon it is the Metal build, which also runs on the CPU.
-        matches = [(a, k) for a, k in here
-                   if k.backend == wanted or (os == "darwin" and wanted == "cpu" and k.backend == "metal")]
+        matches = [
+            (a, k)
+            for a, k in here
+            if k.backend == wanted or (os == "darwin" and wanted == "cpu" and k.backend == "metal")
+        ]
         if wanted == "cuda" and matches:
             usable = [m for m in matches if cuda_major is None or _variant_key(m[1])[:1] <= (cuda_major,)]
             if not usable:
@@ -281,54 +311,72 @@ def choose_asset(release: Release, *, os: str, arch: str, backends: Sequence[str
         companions = tuple(a for a in release.assets if a.name == f"cudart-{asset.name}")
         for chosen in (asset, *companions):
             if chosen.problem:
-                raise VerificationFailed(f"GitHub's record of {chosen.name} in release {release.tag} is "
-                                         f"malformed: {chosen.problem}.",
-                                         hint="Nothing was downloaded. Run the command again later, or pick "
-                                              "another release with --tag.")
+                raise VerificationFailed(
+                    f"GitHub's record of {chosen.name} in release {release.tag} is malformed: {chosen.problem}.",
+                    hint="Nothing was downloaded. Run the command again later, or pick another release with --tag.",
+                )
         return Selection(asset=asset, backend=kind.backend, companions=companions)
     raise _no_asset(release, os, arch, backends)
 
 
 def _no_asset(release: Release, os: str, arch: str, backends: Sequence[str]) -> AssetNotFound:
     platform = f"{os}-{arch}"
-    builds = sorted({f"{k.backend}{'-' + k.variant if k.variant else ''}"
-                     for k in map(classify, (a.name for a in release.assets))
-                     if k and not k.cudart and (k.os, k.arch) == (os, arch)})
+    builds = sorted(
+        {
+            f"{k.backend}{'-' + k.variant if k.variant else ''}"
+            for k in map(classify, (a.name for a in release.assets))
+            if k and not k.cudart and (k.os, k.arch) == (os, arch)
+        }
+    )
     if builds:
         there = f"It has these {platform} builds: {', '.join(builds)}."
         hint = f"Pick one with --backend {' | '.join(sorted({b.split('-')[0] for b in builds}))}."
     else:
         names = [a.name if a.name.isprintable() else _shown(a.name) for a in release.assets]  # no escapes
         there = f"It has no {platform} build at all; its assets are: {', '.join(names) or 'none'}."
-        hint = ("Install llama.cpp from your package manager and run `aidevops-local install --use-system`, "
-                "or pick another release with --tag.")
+        hint = (
+            "Install llama.cpp from your package manager and run `aidevops-local install --use-system`, "
+            "or pick another release with --tag."
+        )
     if release.skipped:
         there += f" Left out as malformed: {', '.join(release.skipped)}."
-    return AssetNotFound(f"llama.cpp {release.tag} has no {' or '.join(backends)} build for {platform}. {there}",
-                         hint=hint)
+    return AssetNotFound(
+        f"llama.cpp {release.tag} has no {' or '.join(backends)} build for {platform}. {there}", hint=hint
+    )
 
 
 # --- downloading -------------------------------------------------------------------------------------
 
-def download_asset(*, asset: Asset, dest: Path, progress: ProgressCallback | None = None,
-                   cancel: threading.Event | None = None, insecure_skip_checksum: bool = False) -> Downloaded:
+
+def download_asset(
+    *,
+    asset: Asset,
+    dest: Path,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    insecure_skip_checksum: bool = False,
+) -> Downloaded:
     """Stream ``asset`` into ``dest`` (a new file), hashing as it goes, and check it against the asset's digest.
 
     On any failure, cancellation or interrupt, ``dest`` is removed before the error leaves."""
     expected = asset.sha256
     if expected is None and not insecure_skip_checksum:
-        raise VerificationFailed(f"{asset.name} has no sha256 digest in the release, so it cannot be verified.",
-                                 hint="Pick a newer release with --tag, or pass --insecure-skip-checksum "
-                                      "if you trust the network path to GitHub.")
+        raise VerificationFailed(
+            f"{asset.name} has no sha256 digest in the release, so it cannot be verified.",
+            hint="Pick a newer release with --tag, or pass --insecure-skip-checksum "
+            "if you trust the network path to GitHub.",
+        )
     digest = hashlib.sha256()
     done = 0
     task = f"Downloading {asset.name}"
     dest.touch(exist_ok=False)  # before the try: a file that was already there is not ours to delete
     headers = {"User-Agent": f"aidevops-local/{__version__}", "Accept": "application/octet-stream"}
     try:
-        with (open(dest, "wb") as out,
-              httpx.Client(timeout=_TIMEOUT, follow_redirects=True, headers=headers) as client,
-              client.stream("GET", asset.url) as response):
+        with (
+            open(dest, "wb") as out,
+            httpx.Client(timeout=_TIMEOUT, follow_redirects=True, headers=headers) as client,
+            client.stream("GET", asset.url) as response,
+        ):
             _raise_for_status(response, f"file {asset.name}")
             declared = int(response.headers.get("content-length") or 0) or asset.size or None
             report(progress, task, 0, declared)
@@ -340,14 +388,18 @@ def download_asset(*, asset: Asset, dest: Path, progress: ProgressCallback | Non
                 report(progress, task, done, declared)
         expected_size = max(asset.size, declared or 0)
         if expected_size and done < expected_size:
-            raise NetworkError(f"The download of {asset.name} stopped after {done} of {expected_size} bytes.",
-                               hint="Run the command again.")
+            raise NetworkError(
+                f"The download of {asset.name} stopped after {done} of {expected_size} bytes.",
+                hint="Run the command again.",
+            )
         actual = digest.hexdigest()
         if expected is not None and actual != expected:
-            raise VerificationFailed(f"{asset.name} does not match its published checksum: expected sha256 "
-                                     f"{expected}, got {actual}. The download was deleted.",
-                                     hint="Run the command again; if it repeats, the file or the network "
-                                          "path to GitHub has been tampered with.")
+            raise VerificationFailed(
+                f"{asset.name} does not match its published checksum: expected sha256 "
+                f"{expected}, got {actual}. The download was deleted.",
+                hint="Run the command again; if it repeats, the file or the network "
+                "path to GitHub has been tampered with.",
+            )
         return Downloaded(path=dest, sha256=actual, size=done, verified=expected is not None)
     except BaseException as exc:
         dest.unlink(missing_ok=True)
@@ -359,12 +411,16 @@ def download_asset(*, asset: Asset, dest: Path, progress: ProgressCallback | Non
 
 def _download_error(exc: BaseException, name: str, done: int) -> BaseException:
     if isinstance(exc, httpx.TimeoutException):
-        return NetworkError(f"The download of {name} stalled after {done} bytes.",
-                            hint="Check the network and run the command again.")
+        return NetworkError(
+            f"The download of {name} stalled after {done} bytes.", hint="Check the network and run the command again."
+        )
     if isinstance(exc, httpx.HTTPError):
-        return NetworkError(f"The download of {name} broke off after {done} bytes: {exc}",
-                            hint="Check the network and run the command again.")
+        return NetworkError(
+            f"The download of {name} broke off after {done} bytes: {exc}",
+            hint="Check the network and run the command again.",
+        )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return DiskFull(f"The disk filled up while downloading {name}.",
-                        hint="Free some disk space and run the command again.")
+        return DiskFull(
+            f"The disk filled up while downloading {name}.", hint="Free some disk space and run the command again."
+        )
     return exc

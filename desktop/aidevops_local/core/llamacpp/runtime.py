@@ -50,8 +50,10 @@ _SHARED_LIB = re.compile(r"\.(so(\.\d+)*|dylib)$")
 _VERSION_LINE = re.compile(r"version:\s*(\d+)\s*\(([0-9a-fA-F]+)\)")
 _UNPACK_FACTOR = 3  # unpacked size / archive size, with room to spare: checked before downloading
 _FALLBACK_RELEASES = 100  # how far back (one page of GitHub's list) a Mac looks for a build its macOS runs
-_HOMEBREW_HINT = ("Install Homebrew's llama.cpp, which is built for your macOS (`brew install llama.cpp`), then "
-                  "run `aidevops-local install --use-system`")
+_HOMEBREW_HINT = (
+    "Install Homebrew's llama.cpp, which is built for your macOS (`brew install llama.cpp`), then "
+    "run `aidevops-local install --use-system`"
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class RollbackResult:
 
 
 # --- reading what is installed -----------------------------------------------------------------------
+
 
 def _load_manifest(build_dir: Path, manifest_name: str) -> InstalledRuntime | None:
     try:
@@ -132,15 +135,20 @@ def find_llama_server() -> Path:
     if server.is_file() and os.access(server, os.X_OK):
         return server
     if runtime and runtime.source == "system":
-        raise RuntimeNotInstalled(f"The system llama-server recorded at {server} is gone.",
-                                  hint="Run `aidevops-local install` for an official build, or "
-                                       "`aidevops-local install --use-system` once it is back on PATH.")
-    raise RuntimeNotInstalled("llama.cpp is not installed.",
-                              hint="Run `aidevops-local install` (or `aidevops-local install --use-system` "
-                                   "to use a llama-server already on PATH).")
+        raise RuntimeNotInstalled(
+            f"The system llama-server recorded at {server} is gone.",
+            hint="Run `aidevops-local install` for an official build, or "
+            "`aidevops-local install --use-system` once it is back on PATH.",
+        )
+    raise RuntimeNotInstalled(
+        "llama.cpp is not installed.",
+        hint="Run `aidevops-local install` (or `aidevops-local install --use-system` "
+        "to use a llama-server already on PATH).",
+    )
 
 
 # --- locks, work folders and the swap ----------------------------------------------------------------
+
 
 @contextmanager
 def _locked(path: Path, *, wait: bool) -> Iterator[None]:
@@ -149,8 +157,10 @@ def _locked(path: Path, *, wait: bool) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise Refused("Another install, update or rollback is running.",
-                          hint="Wait for it to finish, then run the command again.") from None
+            raise Refused(
+                "Another install, update or rollback is running.",
+                hint="Wait for it to finish, then run the command again.",
+            ) from None
         try:
             yield
         finally:
@@ -206,9 +216,10 @@ def _disk_full_is_ours(what: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno != errno.ENOSPC or isinstance(exc, DiskFull):
             raise
-        raise DiskFull(f"The disk filled up while {what}.",
-                       hint="Free some disk space and run the command again; the active build was not "
-                            "changed.") from exc
+        raise DiskFull(
+            f"The disk filled up while {what}.",
+            hint="Free some disk space and run the command again; the active build was not changed.",
+        ) from exc
 
 
 @contextmanager
@@ -237,22 +248,26 @@ def _install_session(p: Paths) -> Iterator[Path]:
 
 # --- building a new bin/ ---------------------------------------------------------------------------
 
+
 def _check_free_space(where: Path, download_bytes: int) -> None:
     needed = download_bytes * (1 + _UNPACK_FACTOR)
     free = shutil.disk_usage(where).free
     if needed > free:
-        raise DiskFull(f"Installing needs about {needed >> 20} MiB (download and unpack) but only "
-                       f"{free >> 20} MiB is free at {where}.",
-                       hint="Free some disk space, or point AIDEVOPS_HOME at a bigger disk.")
+        raise DiskFull(
+            f"Installing needs about {needed >> 20} MiB (download and unpack) but only "
+            f"{free >> 20} MiB is free at {where}.",
+            hint="Free some disk space, or point AIDEVOPS_HOME at a bigger disk.",
+        )
 
 
 def _locate_server(tree: Path, asset_name: str) -> Path:
     """The folder holding llama-server, at any depth (``llama-b1234/``, ``build/bin/``, or the top)."""
-    found = sorted((path for path in tree.rglob(SERVER) if path.is_file()),
-                   key=lambda path: len(path.parts))
+    found = sorted((path for path in tree.rglob(SERVER) if path.is_file()), key=lambda path: len(path.parts))
     if not found:
-        raise VerificationFailed(f"{asset_name} contains no {SERVER}.",
-                                 hint="Pick another backend with --backend, or another release with --tag.")
+        raise VerificationFailed(
+            f"{asset_name} contains no {SERVER}.",
+            hint="Pick another backend with --backend, or another release with --tag.",
+        )
     return found[0].parent
 
 
@@ -270,19 +285,29 @@ def check_server_runs(server: Path) -> str:
     marked = macos.quarantined_files(server)
     if marked:
         # Gatekeeper kills a quarantined program that is not notarized; the bare "killed" reads like a crash.
-        raise VerificationFailed(f"macOS has quarantined {server} (it came from a browser download), so "
-                                 "Gatekeeper will not let it run.", hint=macos.quarantine_hint(marked),
-                                 details="\n".join(f"com.apple.quarantine on {p}" for p in marked))
+        raise VerificationFailed(
+            f"macOS has quarantined {server} (it came from a browser download), so Gatekeeper will not let it run.",
+            hint=macos.quarantine_hint(marked),
+            details="\n".join(f"com.apple.quarantine on {p}" for p in marked),
+        )
     try:
-        done = subprocess.run([str(server), "--version"], capture_output=True, text=True, timeout=30,
-                              cwd=server.parent, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [str(server), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=server.parent,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise VerificationFailed(f"{server} does not run on this machine: {exc}", hint=_does_not_run_hint()) from exc
     output = (done.stderr or "") + (done.stdout or "")
     if done.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-10:])
-        raise VerificationFailed(f"{server} --version failed with exit status {done.returncode}.",
-                                 hint=_does_not_run_hint(), details=tail)
+        raise VerificationFailed(
+            f"{server} --version failed with exit status {done.returncode}.", hint=_does_not_run_hint(), details=tail
+        )
     match = _VERSION_LINE.search(output)
     if match:
         return match.group(0)
@@ -306,9 +331,16 @@ def _now() -> str:
 
 # --- the public operations -------------------------------------------------------------------------
 
-def install_release(*, tag: str | None = None, backend: str = "auto", progress: ProgressCallback | None = None,
-                    cancel: threading.Event | None = None, insecure_skip_checksum: bool = False,
-                    force: bool = False) -> InstalledRuntime:
+
+def install_release(
+    *,
+    tag: str | None = None,
+    backend: str = "auto",
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    insecure_skip_checksum: bool = False,
+    force: bool = False,
+) -> InstalledRuntime:
     """Install the official llama.cpp build for this machine (the latest release, or ``tag``).
 
     ``backend`` "auto" takes the best backend the hardware has that the release ships. The build it
@@ -320,18 +352,31 @@ def install_release(*, tag: str | None = None, backend: str = "auto", progress: 
     release = releases.fetch_release(tag=tag)
     selection = releases.choose_asset(release, os=hw.os, arch=hw.arch, backends=backends)
     current = installed_runtime()
-    if (not force and current and current.source == "release" and current.asset == selection.asset.name
-            and Path(current.server_path).is_file()):
+    if (
+        not force
+        and current
+        and current.source == "release"
+        and current.asset == selection.asset.name
+        and Path(current.server_path).is_file()
+    ):
         return current
-    return _install_selection(release, selection, progress=progress, cancel=cancel,
-                              insecure_skip_checksum=insecure_skip_checksum, fallback=tag is None,
-                              keep=None if force else current)
+    return _install_selection(
+        release,
+        selection,
+        progress=progress,
+        cancel=cancel,
+        insecure_skip_checksum=insecure_skip_checksum,
+        fallback=tag is None,
+        keep=None if force else current,
+    )
 
 
 def _refuse_under_rosetta(hw: hardware.Hardware) -> None:
     if hw.os == "darwin" and macos.under_rosetta():
-        raise Refused(macos.ROSETTA_MESSAGE + " It would install the Intel, CPU-only llama.cpp instead of the "
-                      "Metal build.", hint=f"{macos.ROSETTA_HINT} Or: {_HOMEBREW_HINT}.")
+        raise Refused(
+            macos.ROSETTA_MESSAGE + " It would install the Intel, CPU-only llama.cpp instead of the Metal build.",
+            hint=f"{macos.ROSETTA_HINT} Or: {_HOMEBREW_HINT}.",
+        )
 
 
 @dataclass(frozen=True)
@@ -349,10 +394,17 @@ class _Build:
         return self.server_dir / SERVER
 
 
-def _install_selection(release: releases.Release, selection: releases.Selection, *,
-                       progress: ProgressCallback | None, cancel: threading.Event | None,
-                       insecure_skip_checksum: bool, fallback: bool = False,
-                       newer_than: int | None = None, keep: InstalledRuntime | None = None) -> InstalledRuntime:
+def _install_selection(
+    release: releases.Release,
+    selection: releases.Selection,
+    *,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    insecure_skip_checksum: bool,
+    fallback: bool = False,
+    newer_than: int | None = None,
+    keep: InstalledRuntime | None = None,
+) -> InstalledRuntime:
     """Download, check and activate one build. ``fallback``: on a Mac whose macOS is too old for it, take
     the newest older release that runs here instead (only builds newer than ``newer_than``, for updates);
     when that is the build already active (``keep``), it stays as it is and the previous one is kept."""
@@ -365,24 +417,42 @@ def _install_selection(release: releases.Release, selection: releases.Selection,
             if not fallback:
                 raise _too_new(build, *gap, searched=0, updating=newer_than is not None)
             build = _newest_build_for_this_macos(build, *gap, work=work, newer_than=newer_than, **fetch)
-            if (keep is not None and keep.source == "release" and keep.asset == build.selection.asset.name
-                    and Path(keep.server_path).is_file()):
+            if (
+                keep is not None
+                and keep.source == "release"
+                and keep.asset == build.selection.asset.name
+                and Path(keep.server_path).is_file()
+            ):
                 return keep
         report(progress, f"Checking {SERVER}", 0, None)
         version = check_server_runs(build.server)
         runtime = InstalledRuntime(
-            tag=build.release.tag, build=build.release.build, backend=build.selection.backend,
-            asset=build.selection.asset.name, sha256=build.download.sha256, installed_at=_now(), version=version,
-            source="release", server_path=SERVER, verified=build.download.verified)
+            tag=build.release.tag,
+            build=build.release.build,
+            backend=build.selection.backend,
+            asset=build.selection.asset.name,
+            sha256=build.download.sha256,
+            installed_at=_now(),
+            version=version,
+            source="release",
+            server_path=SERVER,
+            verified=build.download.verified,
+        )
         _write_manifest(build.server_dir, p.runtime_manifest.name, runtime)
         check_cancelled(cancel)
         _activate(p, build.server_dir, work)
     return installed_runtime()
 
 
-def _fetch_build(release: releases.Release, selection: releases.Selection, folder: Path, *,
-                 progress: ProgressCallback | None, cancel: threading.Event | None,
-                 insecure_skip_checksum: bool) -> _Build:
+def _fetch_build(
+    release: releases.Release,
+    selection: releases.Selection,
+    folder: Path,
+    *,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    insecure_skip_checksum: bool,
+) -> _Build:
     folder.mkdir()
     assets = (selection.asset, *selection.companions)
     _check_free_space(folder, sum(asset.size for asset in assets))
@@ -391,8 +461,13 @@ def _fetch_build(release: releases.Release, selection: releases.Selection, folde
     # choose_asset only picks names of llama.cpp's own pattern: plain file names, safe to join.
     for asset in assets:
         check_cancelled(cancel)
-        got = releases.download_asset(asset=asset, dest=folder / asset.name, progress=progress,
-                                      cancel=cancel, insecure_skip_checksum=insecure_skip_checksum)
+        got = releases.download_asset(
+            asset=asset,
+            dest=folder / asset.name,
+            progress=progress,
+            cancel=cancel,
+            insecure_skip_checksum=insecure_skip_checksum,
+        )
         if not got.verified:
             log.warning("%s was installed without checking its checksum", asset.name)
         main_download = main_download or got
@@ -410,6 +485,7 @@ def _fetch_build(release: releases.Release, selection: releases.Selection, folde
 
 # --- a Mac whose macOS is older than the build wants ------------------------------------------------
 
+
 def _macos_gap(build: _Build) -> tuple[macho.Version, macho.Version] | None:
     """(needed, running) when the build's llama-server asks for a newer macOS than this Mac runs."""
     kind = releases.classify(build.selection.asset.name)
@@ -420,15 +496,27 @@ def _macos_gap(build: _Build) -> tuple[macho.Version, macho.Version] | None:
     return (needed, running) if needed is not None and needed > running else None
 
 
-def _newest_build_for_this_macos(failed: _Build, needed: macho.Version, running: macho.Version, *, work: Path,
-                                 newer_than: int | None, progress: ProgressCallback | None,
-                                 cancel: threading.Event | None, insecure_skip_checksum: bool) -> _Build:
+def _newest_build_for_this_macos(
+    failed: _Build,
+    needed: macho.Version,
+    running: macho.Version,
+    *,
+    work: Path,
+    newer_than: int | None,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    insecure_skip_checksum: bool,
+) -> _Build:
     """Bisect the releases before ``failed`` for the newest whose build runs on this macOS. A build's minimum
     macOS only grows with time (llama.cpp's builders move to newer macOS, never back), so a handful of
     downloads covers a hundred releases; each one is verified like any install."""
     shutil.rmtree(failed.folder, ignore_errors=True)
-    log.warning("llama.cpp %s needs macOS %s (this Mac runs %s); looking for an older build that runs here",
-                failed.release.tag, macho.shown(needed), macho.shown(running))
+    log.warning(
+        "llama.cpp %s needs macOS %s (this Mac runs %s); looking for an older build that runs here",
+        failed.release.tag,
+        macho.shown(needed),
+        macho.shown(running),
+    )
     kind = releases.classify(failed.selection.asset.name)
     candidates = []
     for release in releases.list_releases(limit=_FALLBACK_RELEASES):
@@ -438,8 +526,7 @@ def _newest_build_for_this_macos(failed: _Build, needed: macho.Version, running:
         if (newer_than is not None and build <= newer_than) or (release.prerelease and not failed.release.prerelease):
             continue
         try:
-            selection = releases.choose_asset(release, os=kind.os, arch=kind.arch,
-                                              backends=(failed.selection.backend,))
+            selection = releases.choose_asset(release, os=kind.os, arch=kind.arch, backends=(failed.selection.backend,))
         except (AssetNotFound, VerificationFailed):
             continue
         candidates.append((release, selection))
@@ -448,8 +535,13 @@ def _newest_build_for_this_macos(failed: _Build, needed: macho.Version, running:
     while low < high:
         middle = (low + high) // 2
         check_cancelled(cancel)
-        probe = _fetch_build(*candidates[middle], work / f"candidate-{middle}", progress=progress, cancel=cancel,
-                             insecure_skip_checksum=insecure_skip_checksum)
+        probe = _fetch_build(
+            *candidates[middle],
+            work / f"candidate-{middle}",
+            progress=progress,
+            cancel=cancel,
+            insecure_skip_checksum=insecure_skip_checksum,
+        )
         if _macos_gap(probe) is None:
             if best is not None:
                 shutil.rmtree(best.folder, ignore_errors=True)
@@ -459,15 +551,19 @@ def _newest_build_for_this_macos(failed: _Build, needed: macho.Version, running:
             low = middle + 1
     if best is None:
         raise _too_new(failed, needed, running, searched=len(candidates), updating=newer_than is not None)
-    log.warning("Installing llama.cpp %s, the newest build that runs on macOS %s", best.release.tag,
-                macho.shown(running))
+    log.warning(
+        "Installing llama.cpp %s, the newest build that runs on macOS %s", best.release.tag, macho.shown(running)
+    )
     return best
 
 
-def _too_new(build: _Build, needed: macho.Version, running: macho.Version, *, searched: int,
-             updating: bool) -> NeedsNewerMacOS:
-    message = (f"llama.cpp {build.release.tag}'s macOS build needs macOS {macho.shown(needed)}, and this Mac "
-               f"runs macOS {macho.shown(running)}")
+def _too_new(
+    build: _Build, needed: macho.Version, running: macho.Version, *, searched: int, updating: bool
+) -> NeedsNewerMacOS:
+    message = (
+        f"llama.cpp {build.release.tag}'s macOS build needs macOS {macho.shown(needed)}, and this Mac "
+        f"runs macOS {macho.shown(running)}"
+    )
     if searched:
         between = "between the installed build and it" if updating else "before it"
         message += f"; none of the {searched} releases {between} runs here either"
@@ -484,9 +580,11 @@ def use_system(*, path: Path | None = None) -> InstalledRuntime:
     instead of downloading one. It becomes the active runtime; the build it replaces becomes previous."""
     found = path or (Path(which) if (which := shutil.which(SERVER)) else None)
     if found is None:
-        raise RuntimeNotInstalled(f"There is no {SERVER} on PATH.",
-                                  hint="Install llama.cpp (for example `brew install llama.cpp`), or run "
-                                       "`aidevops-local install` for an official build.")
+        raise RuntimeNotInstalled(
+            f"There is no {SERVER} on PATH.",
+            hint="Install llama.cpp (for example `brew install llama.cpp`), or run "
+            "`aidevops-local install` for an official build.",
+        )
     server = Path(os.path.abspath(found))
     if not server.is_file():
         raise RuntimeNotInstalled(f"{server} is not a file.", hint=f"Name the {SERVER} program itself.")
@@ -497,8 +595,16 @@ def use_system(*, path: Path | None = None) -> InstalledRuntime:
         staging.mkdir()
         build = _build_from_version(version)
         runtime = InstalledRuntime(
-            tag=None, build=build, backend="system", asset=None, sha256=None, installed_at=_now(),
-            version=version, source="system", server_path=str(server))
+            tag=None,
+            build=build,
+            backend="system",
+            asset=None,
+            sha256=None,
+            installed_at=_now(),
+            version=version,
+            source="system",
+            server_path=str(server),
+        )
         _write_manifest(staging, p.runtime_manifest.name, runtime)
         _activate(p, staging, work)
     return installed_runtime()
@@ -507,32 +613,47 @@ def use_system(*, path: Path | None = None) -> InstalledRuntime:
 def check_update() -> UpdateCheck:
     installed = installed_runtime()
     latest = releases.fetch_release()
-    available = installed is None or (latest.build is not None
-                                      and (installed.build is None or latest.build > installed.build))
-    return UpdateCheck(installed=installed, latest_tag=latest.tag, latest_build=latest.build,
-                       update_available=available)
+    available = installed is None or (
+        latest.build is not None and (installed.build is None or latest.build > installed.build)
+    )
+    return UpdateCheck(
+        installed=installed, latest_tag=latest.tag, latest_build=latest.build, update_available=available
+    )
 
 
-def update(*, progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-           insecure_skip_checksum: bool = False) -> UpdateResult:
+def update(
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    insecure_skip_checksum: bool = False,
+) -> UpdateResult:
     """Install the latest release with the installed build's backend, keeping the current one as previous."""
     hw = hardware.detect()
     _refuse_under_rosetta(hw)  # it would swap the Metal build for the Intel one
     installed = installed_runtime()
     if installed is None:
-        raise RuntimeNotInstalled("llama.cpp is not installed, so there is nothing to update.",
-                                  hint="Run `aidevops-local install`.")
+        raise RuntimeNotInstalled(
+            "llama.cpp is not installed, so there is nothing to update.", hint="Run `aidevops-local install`."
+        )
     if installed.source == "system":
-        raise Refused(f"The active llama-server is the system's ({installed.server_path}).",
-                      hint="Update it with the package manager that installed it, or run "
-                           "`aidevops-local install` to switch to an official build.")
+        raise Refused(
+            f"The active llama-server is the system's ({installed.server_path}).",
+            hint="Update it with the package manager that installed it, or run "
+            "`aidevops-local install` to switch to an official build.",
+        )
     latest = releases.fetch_release()
     if latest.build is not None and installed.build is not None and latest.build <= installed.build:
         return UpdateResult(updated=False, runtime=installed, replaced=None)
     selection = releases.choose_asset(latest, os=hw.os, arch=hw.arch, backends=(installed.backend,))
-    runtime = _install_selection(latest, selection, progress=progress, cancel=cancel,
-                                 insecure_skip_checksum=insecure_skip_checksum, fallback=True,
-                                 newer_than=installed.build)
+    runtime = _install_selection(
+        latest,
+        selection,
+        progress=progress,
+        cancel=cancel,
+        insecure_skip_checksum=insecure_skip_checksum,
+        fallback=True,
+        newer_than=installed.build,
+    )
     return UpdateResult(updated=True, runtime=runtime, replaced=installed)
 
 
@@ -542,8 +663,10 @@ def rollback() -> RollbackResult:
     with _locked(p.app_dir / "install.lock", wait=False), _locked(p.app_dir / "swap.lock", wait=True):
         _recover(p)
         if _load_manifest(p.previous_bin_dir, p.runtime_manifest.name) is None:
-            raise NotFound("There is no previous llama.cpp build to roll back to.",
-                           hint="A previous build is kept after `install` or `update` replaces one.")
+            raise NotFound(
+                "There is no previous llama.cpp build to roll back to.",
+                hint="A previous build is kept after `install` or `update` replaces one.",
+            )
         swap = _swap_dir(p)
         if p.bin_dir.exists():
             os.rename(p.bin_dir, swap)

@@ -21,7 +21,7 @@ from ..system.errors import ModelNotFound, Refused
 
 NUDGE_KEY = "last_nudge"
 NUDGE_EVERY = timedelta(days=1)
-GIB = 1024 ** 3
+GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,25 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
         rows = list(inv.select().where(inv.model.in_(names)))
         missing = sorted(set(names) - {r.model for r in rows})
         if missing:
-            raise ModelNotFound(f"Not in the inventory: {', '.join(missing)}",
-                                hint="`aidevops-local cleanup --dry-run` lists the models it knows.")
+            raise ModelNotFound(
+                f"Not in the inventory: {', '.join(missing)}",
+                hint="`aidevops-local cleanup --dry-run` lists the models it knows.",
+            )
         models = [_describe(r, now, served, named=True) for r in rows]
         for model in models:
             if not model.removable:
-                raise Refused(f"{model.model} is {model.reason}; it will not be removed.",
-                              hint="Stop the server first (`aidevops-local stop`).")
+                raise Refused(
+                    f"{model.model} is {model.reason}; it will not be removed.",
+                    hint="Stop the server first (`aidevops-local stop`).",
+                )
         return CleanupPlan(days=days, models=models)
     cutoff = now - timedelta(days=days)
     # A row with no file on disk frees nothing: it stays as history (naming it removes the row).
-    models = [m for m in (_describe(r, now, served, named=False) for r in inv.select())
-              if m.files and (m.last_active is None or m.last_active < cutoff)]
+    models = [
+        m
+        for m in (_describe(r, now, served, named=False) for r in inv.select())
+        if m.files and (m.last_active is None or m.last_active < cutoff)
+    ]
     models.sort(key=lambda m: m.last_active or datetime.min.replace(tzinfo=UTC))
     return CleanupPlan(days=days, models=models)
 
@@ -100,8 +107,10 @@ def remove(*, plan: CleanupPlan) -> CleanupResult:
     removed = []
     for model in plan.removable:
         if _is_served(model.model, [Path(f) for f in model.files], served):
-            raise Refused(f"{model.model} is being served now; it was not removed.",
-                          hint="Stop the server first (`aidevops-local stop`).")
+            raise Refused(
+                f"{model.model} is being served now; it was not removed.",
+                hint="Stop the server first (`aidevops-local stop`).",
+            )
         store.write(_remove_one, model)
         removed.append(model)
     return CleanupResult(removed=removed, freed_bytes=sum(m.size_bytes for m in removed))
@@ -151,8 +160,10 @@ def nudge() -> Nudge | None:
     if not store.write(claim):
         return None
     count = len(plan.removable)
-    message = (f"{count} local model{'s' if count != 1 else ''} unused for {settings.stale_days}+ days "
-               f"take {total / GIB:.1f} GB: run `aidevops-local cleanup` to review and remove them.")
+    message = (
+        f"{count} local model{'s' if count != 1 else ''} unused for {settings.stale_days}+ days "
+        f"take {total / GIB:.1f} GB: run `aidevops-local cleanup` to review and remove them."
+    )
     return Nudge(message=message, stale_models=count, stale_bytes=total, threshold_bytes=threshold)
 
 
@@ -173,11 +184,22 @@ def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) 
         reason = f"not downloaded by aidevops-local ({row.source}); name it to remove it"
     elif not named and not _inside(paths_, paths().models_dir):
         links = [p for p in paths_ if p.is_symlink()]
-        reason = (f"a link to {links[0].resolve()}, outside the models folder; name it to remove the link "
-                  "(the file it points to is kept)" if links else "outside the models folder; name it to remove it")
-    return StaleModel(model=row.model, files=[str(p) for p in present], size_bytes=size,
-                      last_active=last_active, idle_days=idle, source=row.source, removable=not reason,
-                      reason=reason)
+        reason = (
+            f"a link to {links[0].resolve()}, outside the models folder; name it to remove the link "
+            "(the file it points to is kept)"
+            if links
+            else "outside the models folder; name it to remove it"
+        )
+    return StaleModel(
+        model=row.model,
+        files=[str(p) for p in present],
+        size_bytes=size,
+        last_active=last_active,
+        idle_days=idle,
+        source=row.source,
+        removable=not reason,
+        reason=reason,
+    )
 
 
 def _inside(files: list[Path], folder: Path) -> bool:
@@ -203,7 +225,8 @@ def _is_served(model: str, files: list[Path], served: tuple[str, Path] | None) -
         return True
     try:
         target = path.resolve()
-        return any(os.path.samefile(p, target) if p.exists() and target.exists() else p.resolve() == target
-                   for p in files)
+        return any(
+            os.path.samefile(p, target) if p.exists() and target.exists() else p.resolve() == target for p in files
+        )
     except OSError:
         return False

@@ -34,10 +34,12 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 1 << 30  # below this a pull or an update fails part-way
 DISK_WARN_BYTES = 5 << 30  # about one 7B model at Q4
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
-GNOME_TRAY_HINT = ("On GNOME, install and enable the AppIndicator extension (Debian/Ubuntu: "
-                   "`sudo apt install gnome-shell-extension-appindicator`, then "
-                   "`gnome-extensions enable ubuntu-appindicators@ubuntu.com` and log in again). KDE, XFCE, "
-                   "Cinnamon and waybar have a tray already. The command line works without one.")
+GNOME_TRAY_HINT = (
+    "On GNOME, install and enable the AppIndicator extension (Debian/Ubuntu: "
+    "`sudo apt install gnome-shell-extension-appindicator`, then "
+    "`gnome-extensions enable ubuntu-appindicators@ubuntu.com` and log in again). KDE, XFCE, "
+    "Cinnamon and waybar have a tray already. The command line works without one."
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def _guarded(name: str, check: Callable[[], Check | None]) -> Check | None:
 
 # ---- the app itself ----------------------------------------------------------------------------------------
 
+
 def check_app_version() -> Check:
     """The installed version and where newer ones are published, for a user who wonders if theirs is current."""
     named = f"aidevops-local {__version__}"
@@ -112,13 +115,20 @@ def check_app_version() -> Check:
     except ConfigError as exc:
         return Check("app", WARN, f"{named}; {exc.message}", fix=exc.hint)
     if url is None:
-        return Check("app", OK, f"{named}; where newer releases are published is not configured",
-                     details=("name the page with AIDEVOPS_APP_RELEASES_URL, or `Releases` under [project.urls] "
-                              "in pyproject.toml before building",))
+        return Check(
+            "app",
+            OK,
+            f"{named}; where newer releases are published is not configured",
+            details=(
+                "name the page with AIDEVOPS_APP_RELEASES_URL, or `Releases` under [project.urls] "
+                "in pyproject.toml before building",
+            ),
+        )
     return Check("app", OK, f"{named}; newer releases are published at {url}")
 
 
 # ---- runtime ------------------------------------------------------------------------------------------------
+
 
 def check_runtime() -> Check:
     installed = runtime.installed_runtime()
@@ -129,17 +139,31 @@ def check_runtime() -> Check:
     try:
         version = runtime.check_server_runs(binary)
     except VerificationFailed as exc:
-        back = (" or `aidevops-local update --rollback` to go back to the previous build"
-                if runtime.previous_runtime() else "")
-        return Check("runtime", FAIL, f"{binary} does not run: {exc.message}",
-                     fix=f"Reinstall it with `aidevops-local install --force`{back}. {exc.hint}".strip(),
-                     details=tuple(exc.details.splitlines()))
-    where = "system llama-server" if installed and installed.source == "system" else (
-        f"release {installed.tag} ({installed.backend})" if installed else "llama-server")
+        back = (
+            " or `aidevops-local update --rollback` to go back to the previous build"
+            if runtime.previous_runtime()
+            else ""
+        )
+        return Check(
+            "runtime",
+            FAIL,
+            f"{binary} does not run: {exc.message}",
+            fix=f"Reinstall it with `aidevops-local install --force`{back}. {exc.hint}".strip(),
+            details=tuple(exc.details.splitlines()),
+        )
+    where = (
+        "system llama-server"
+        if installed and installed.source == "system"
+        else (f"release {installed.tag} ({installed.backend})" if installed else "llama-server")
+    )
     summary = f"{where}, `--version` runs: {version}"
     if installed and not installed.verified:
-        return Check("runtime", WARN, summary + "; installed without checking its checksum",
-                     fix="Install a release that publishes sha256 digests: `aidevops-local install --force`.")
+        return Check(
+            "runtime",
+            WARN,
+            summary + "; installed without checking its checksum",
+            fix="Install a release that publishes sha256 digests: `aidevops-local install --force`.",
+        )
     return Check("runtime", OK, summary, details=(str(binary),))
 
 
@@ -159,8 +183,10 @@ def check_macos() -> Check | None:
     if needed is not None and needed > running:
         status = FAIL
         notes.append(f"llama-server needs macOS {macho.shown(needed)}: it will not start here")
-        fixes.append("Run `aidevops-local install --force` for the newest build that runs on this macOS, or "
-                     "`brew install llama.cpp` and `aidevops-local install --use-system`.")
+        fixes.append(
+            "Run `aidevops-local install --force` for the newest build that runs on this macOS, or "
+            "`brew install llama.cpp` and `aidevops-local install --use-system`."
+        )
     elif needed is not None:
         notes.append(f"llama-server needs macOS {macho.shown(needed)} or later")
     if macos.under_rosetta():
@@ -170,8 +196,7 @@ def check_macos() -> Check | None:
     if arch == "arm64":
         total = hardware.memory().total
         working = mac_memory.gpu_working_set(total, server=binary)
-        notes.append(f"GPU working set {working.bytes / 2**30:.1f} GiB of {total / 2**30:.1f} GiB "
-                     f"({working.source})")
+        notes.append(f"GPU working set {working.bytes / 2**30:.1f} GiB of {total / 2**30:.1f} GiB ({working.source})")
     performance = macos.performance_cores()
     if performance:
         notes.append(f"{performance} performance cores of {hardware.physical_cores()} (llama.cpp's threads)")
@@ -186,8 +211,12 @@ def check_previous_runtime() -> Check:
     try:
         runtime.check_server_runs(Path(previous.server_path))
     except VerificationFailed as exc:
-        return Check("previous runtime", WARN, f"{label} is kept but does not run: {exc.message}",
-                     fix="A rollback would not help; the next `aidevops-local update` replaces it.")
+        return Check(
+            "previous runtime",
+            WARN,
+            f"{label} is kept but does not run: {exc.message}",
+            fix="A rollback would not help; the next `aidevops-local update` replaces it.",
+        )
     return Check("previous runtime", OK, f"{label} kept for `aidevops-local update --rollback`")
 
 
@@ -205,9 +234,11 @@ def check_server_security(settings: config.Settings) -> Check | None:
         fixes.append("Run `aidevops-local update` for a newer build, or set `require_api_key = false`.")
     if not launch.is_loopback(settings.host):
         status = FAIL if not settings.require_api_key else WARN
-        notes.append(f"the server binds {settings.host}: other machines can reach it"
-                     + ("" if settings.require_api_key else ", with no API key"))
-        fixes.append("Set `host = \"127.0.0.1\"` unless you mean to share it (then also `require_api_key = true`).")
+        notes.append(
+            f"the server binds {settings.host}: other machines can reach it"
+            + ("" if settings.require_api_key else ", with no API key")
+        )
+        fixes.append('Set `host = "127.0.0.1"` unless you mean to share it (then also `require_api_key = true`).')
     running = _running_listen_addresses()
     if running is not None:
         state, addresses = running
@@ -222,8 +253,11 @@ def check_server_security(settings: config.Settings) -> Check | None:
         notes.insert(0, "browsers: only localhost pages may read its answers (--cors-origins localhost)")
     else:
         status = WARN if status == OK else status
-        notes.insert(0, "this build has no --cors-origins localhost: any web page you open may call the server "
-                        "and read its answers")
+        notes.insert(
+            0,
+            "this build has no --cors-origins localhost: any web page you open may call the server "
+            "and read its answers",
+        )
         fixes.append("Run `aidevops-local update` for a build that can limit CORS to localhost.")
     notes.append("API key: " + ("required" if settings.require_api_key else "off (require_api_key = false)"))
     return Check("server security", status, "; ".join(notes), fix=" ".join(fixes))
@@ -238,6 +272,7 @@ def _running_listen_addresses() -> tuple[server.ServerState, list[listening.List
 
 
 # ---- models -------------------------------------------------------------------------------------------------
+
 
 def check_models(*, hashes: bool, progress: ProgressCallback | None = None) -> Check:
     from ..database import store
@@ -277,11 +312,16 @@ def check_models(*, hashes: bool, progress: ProgressCallback | None = None) -> C
                 problems += [f"{row.model}: {name} does not match its recorded hash" for name in bad]
     counted = f"{len(rows)} model{'s' if len(rows) != 1 else ''}"
     if not problems:
-        checked = (f"; {hashed} hashed, all match" if hashes else "; hashes not checked (--hashes, slow)")
+        checked = f"; {hashed} hashed, all match" if hashes else "; hashes not checked (--hashes, slow)"
         return Check("models", OK, f"{counted}: every file present at its recorded size{checked}")
-    return Check("models", worst, f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {counted}",
-                 fix="Pull a damaged or missing model again (`aidevops-local pull REPO`), or remove it "
-                     "(`aidevops-local models rm NAME`).", details=tuple(problems))
+    return Check(
+        "models",
+        worst,
+        f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {counted}",
+        fix="Pull a damaged or missing model again (`aidevops-local pull REPO`), or remove it "
+        "(`aidevops-local models rm NAME`).",
+        details=tuple(problems),
+    )
 
 
 def _hash_mismatches(name: str, files: list[Path], recorded: str, progress: ProgressCallback | None) -> list[str]:
@@ -311,6 +351,7 @@ def _hash_mismatches(name: str, files: list[Path], recorded: str, progress: Prog
 
 # ---- database -----------------------------------------------------------------------------------------------
 
+
 def check_database() -> Check:
     from ..database import store
 
@@ -319,18 +360,29 @@ def check_database() -> Check:
         return Check("database", OK, f"not created yet ({path} is made on first use)")
     problem = store.check_health(path)
     if problem != "ok":
-        return Check("database", FAIL, f"{path} is damaged: {problem}",
-                     fix="`aidevops-local usage --reset-db` moves it aside (nothing is deleted) and starts a "
-                         "fresh one.")
+        return Check(
+            "database",
+            FAIL,
+            f"{path} is damaged: {problem}",
+            fix="`aidevops-local usage --reset-db` moves it aside (nothing is deleted) and starts a fresh one.",
+        )
     applied, newer = _migrations(path)
     known = [fn.__name__ for fn in migrations.MIGRATIONS]
     pending = [name for name in known if name not in applied]
     if newer:
-        return Check("database", WARN, f"{path} was migrated by a newer aidevops-local ({', '.join(newer)})",
-                     fix="Update aidevops-local; this version may not read every column.")
+        return Check(
+            "database",
+            WARN,
+            f"{path} was migrated by a newer aidevops-local ({', '.join(newer)})",
+            fix="Update aidevops-local; this version may not read every column.",
+        )
     if pending:
-        return Check("database", WARN, f"{len(pending)} migration(s) not applied yet: {', '.join(pending)}",
-                     fix="They run the next time the tool opens it, e.g. `aidevops-local usage`.")
+        return Check(
+            "database",
+            WARN,
+            f"{len(pending)} migration(s) not applied yet: {', '.join(pending)}",
+            fix="They run the next time the tool opens it, e.g. `aidevops-local usage`.",
+        )
     return Check("database", OK, f"integrity ok, {len(known)} migrations applied", details=(str(path),))
 
 
@@ -352,13 +404,17 @@ def _migrations(path: Path) -> tuple[set[str], list[str]]:
 
 # ---- keyring, port, tray host, disk ----------------------------------------------------------------------
 
+
 def check_keyring(settings: config.Settings) -> Check:
     status = secrets.keyring_status()
     if not status.usable:
         needed = settings.require_api_key
-        return Check("keyring", FAIL if needed else WARN, status.reason
-                     + (" The server's API key (require_api_key) cannot be kept." if needed else ""),
-                     fix=status.hint)
+        return Check(
+            "keyring",
+            FAIL if needed else WARN,
+            status.reason + (" The server's API key (require_api_key) cannot be kept." if needed else ""),
+            fix=status.hint,
+        )
     token = secrets.hf_token_info()
     where = {"environment": "in HF_TOKEN", "keyring": "in the keyring"}.get(token.source, "not set")
     return Check("keyring", OK, f"{status.backend}; Hugging Face token {where}")
@@ -374,9 +430,13 @@ def check_port(settings: config.Settings) -> Check:
         launch.check_port_free(host, port)
     except PortInUse:
         holder = _listener(port)
-        return Check("port", FAIL, f"{host}:{port} is held by another program{f': {holder}' if holder else ''}",
-                     fix=f"Stop that program, or set `port = {port + 1}` in {config.paths().config_file} "
-                         f"(or serve with --port {port + 1}).")
+        return Check(
+            "port",
+            FAIL,
+            f"{host}:{port} is held by another program{f': {holder}' if holder else ''}",
+            fix=f"Stop that program, or set `port = {port + 1}` in {config.paths().config_file} "
+            f"(or serve with --port {port + 1}).",
+        )
     running = f"; our server runs on port {state.port}" if ours else ""
     return Check("port", OK, f"{host}:{port} is free{running}")
 
@@ -401,13 +461,23 @@ def check_tray_host() -> Check:
         return Check("tray host", OK, "the macOS menu bar")
     sni = _sni_watcher_present()
     xembed = _xembed_tray_present()
-    found = [what for what, present in (("a StatusNotifierWatcher on the session bus", sni),
-                                         ("an XEmbed system tray on the X display", xembed)) if present]
+    found = [
+        what
+        for what, present in (
+            ("a StatusNotifierWatcher on the session bus", sni),
+            ("an XEmbed system tray on the X display", xembed),
+        )
+        if present
+    ]
     if found:
         return Check("tray host", OK, " and ".join(found))
     where = os.environ.get("XDG_CURRENT_DESKTOP") or "this desktop"
-    return Check("tray host", WARN, f"no tray host found on {where}: the tray icon would have nowhere to show",
-                 fix=GNOME_TRAY_HINT)
+    return Check(
+        "tray host",
+        WARN,
+        f"no tray host found on {where}: the tray icon would have nowhere to show",
+        fix=GNOME_TRAY_HINT,
+    )
 
 
 def check_notifications() -> Check | None:
@@ -425,12 +495,20 @@ def check_notifications() -> Check | None:
     try:
         backend = get_backend_class().__name__
     except ImportError as exc:  # its macOS backend needs rubicon-objc, which the app bundle carries
-        return Check("notifications", WARN, f"the notification centre cannot be reached from here ({exc.name} is "
-                     "missing)", fix="Use the aidevops Local Models app, which brings it.")
+        return Check(
+            "notifications",
+            WARN,
+            f"the notification centre cannot be reached from here ({exc.name} is missing)",
+            fix="Use the aidevops Local Models app, which brings it.",
+        )
     if backend == "DummyNotificationCenter":
-        return Check("notifications", WARN, "the notification centre serves only an app bundle: run outside "
-                     "one, the tray shows its notices as menu-bar messages",
-                     fix="Use the aidevops Local Models app for notifications with buttons.")
+        return Check(
+            "notifications",
+            WARN,
+            "the notification centre serves only an app bundle: run outside "
+            "one, the tray shows its notices as menu-bar messages",
+            fix="Use the aidevops Local Models app for notifications with buttons.",
+        )
 
     async def allowed() -> bool:
         return await asyncio.wait_for(DesktopNotifier(app_name="aidevops Local Models").has_authorisation(), 5)
@@ -441,8 +519,12 @@ def check_notifications() -> Check | None:
         return Check("notifications", WARN, f"permission could not be read ({type(exc).__name__})")
     if granted:
         return Check("notifications", OK, "allowed in the notification centre")
-    return Check("notifications", WARN, "not allowed: crashes and start failures are shown as dialogs instead",
-                 fix="Allow them in System Settings > Notifications > aidevops Local Models.")
+    return Check(
+        "notifications",
+        WARN,
+        "not allowed: crashes and start failures are shown as dialogs instead",
+        fix="Allow them in System Settings > Notifications > aidevops Local Models.",
+    )
 
 
 def _sni_watcher_present() -> bool:
@@ -502,13 +584,25 @@ def check_disk() -> Check:
     partial = library.partial_downloads()
     if partial:
         size = sum(p.stat().st_size for p in partial if p.exists())
-        details.append(f"{len(partial)} unfinished download(s) hold {size / 2**30:.1f} GiB in "
-                       f"{config.paths().partial_dir}: pull again to finish them")
+        details.append(
+            f"{len(partial)} unfinished download(s) hold {size / 2**30:.1f} GiB in "
+            f"{config.paths().partial_dir}: pull again to finish them"
+        )
     summary = f"{free / 2**30:.1f} GiB free for {models_dir}"
     if free < DISK_FAIL_BYTES:
-        return Check("disk", FAIL, summary, fix="Free some space: `aidevops-local cleanup` lists unused models.",
-                     details=tuple(details))
+        return Check(
+            "disk",
+            FAIL,
+            summary,
+            fix="Free some space: `aidevops-local cleanup` lists unused models.",
+            details=tuple(details),
+        )
     if free < DISK_WARN_BYTES:
-        return Check("disk", WARN, summary + ": too little for most models",
-                     fix="Free some space: `aidevops-local cleanup` lists unused models.", details=tuple(details))
+        return Check(
+            "disk",
+            WARN,
+            summary + ": too little for most models",
+            fix="Free some space: `aidevops-local cleanup` lists unused models.",
+            details=tuple(details),
+        )
     return Check("disk", OK, summary, details=tuple(details))

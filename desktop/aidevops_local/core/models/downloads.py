@@ -74,14 +74,23 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if repo.count("/") != 1 or not all(repo.split("/")):
         from ..system.errors import ConfigError
 
-        raise ConfigError(f"{spec!r} is not a repository name.", hint="Write it as ORG/REPO or ORG/REPO:QUANT, "
-                                                                      "e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.")
+        raise ConfigError(
+            f"{spec!r} is not a repository name.",
+            hint="Write it as ORG/REPO or ORG/REPO:QUANT, e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.",
+        )
     return hub.check_repo_id(repo), quant or None
 
 
-def pull(repo: str, file: str | None = None, *, quant: str | None = None, revision: str | None = None,
-         progress: ProgressCallback | None = None, cancel: threading.Event | None = None,
-         token: str | None = None) -> PullResult:
+def pull(
+    repo: str,
+    file: str | None = None,
+    *,
+    quant: str | None = None,
+    revision: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    token: str | None = None,
+) -> PullResult:
     """Download ``repo``'s model (``file``, or ``quant``, or the default quant) into models/ and record it.
 
     ``repo`` may carry the quant ("org/repo:Q5_K_M"). Raises ChoiceNeeded when no default quant exists and
@@ -102,8 +111,15 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
     chosen = hub.choose_file(hub.group_models(listing), repo_id=repo_id, quant=quant or spec_quant, filename=file)
     name, targets, existing = _place(chosen, repo_id)
     if existing is not None:
-        return PullResult(existing, repo_id, tuple(p.path for p in chosen.parts), 0, 0,
-                          time.monotonic() - started, already_present=True)
+        return PullResult(
+            existing,
+            repo_id,
+            tuple(p.path for p in chosen.parts),
+            0,
+            0,
+            time.monotonic() - started,
+            already_present=True,
+        )
     partials = [_partial_path(part) for part in chosen.parts]
     _check_disk(chosen, targets, partials)
     downloaded = resumed = 0
@@ -113,8 +129,18 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
         if target.exists():  # _place verified it: a pull that stopped before recording the model
             done_before += part.size
             continue
-        got, had = _download_part(repo_id, part, partial, revision=revision, token=token, progress=progress,
-                                  cancel=cancel, task=task, offset=done_before, total=chosen.size_bytes)
+        got, had = _download_part(
+            repo_id,
+            part,
+            partial,
+            revision=revision,
+            token=token,
+            progress=progress,
+            cancel=cancel,
+            task=task,
+            offset=done_before,
+            total=chosen.size_bytes,
+        )
         downloaded += got
         resumed += had
         done_before += part.size
@@ -125,11 +151,13 @@ def pull(repo: str, file: str | None = None, *, quant: str | None = None, revisi
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
     model = _record(name, repo_id, chosen, targets)
-    return PullResult(model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed,
-                      time.monotonic() - started)
+    return PullResult(
+        model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed, time.monotonic() - started
+    )
 
 
 # ---- where things go --------------------------------------------------------------------------------------
+
 
 def _layout(name: str, chosen: hub.RemoteFile) -> list[Path]:
     """models/<file> for a single file (models/<name>.gguf when the name had to change); a split set in its
@@ -149,11 +177,15 @@ def _inside(path: Path, folder: Path) -> Path:
     """``path`` if it resolves inside ``folder`` with names a file system takes; UnsafePath otherwise. Every
     path a pull writes or deletes passes here: its names come from the Hub."""
     if any(len(name.encode(errors="replace")) > hub.NAME_MAX_BYTES for name in path.parts):
-        raise UnsafePath(f"{path.name[:40]}... would be a file name longer than a file system takes.",
-                         hint="Nothing was downloaded. Remove the model of the same name, or pull with --file.")
+        raise UnsafePath(
+            f"{path.name[:40]}... would be a file name longer than a file system takes.",
+            hint="Nothing was downloaded. Remove the model of the same name, or pull with --file.",
+        )
     if folder.resolve() not in path.resolve().parents:
-        raise UnsafePath(f"The Hub's listing would make this pull write {path}, outside {folder}.",
-                         hint="Nothing was downloaded. Report the repository if it is yours.")
+        raise UnsafePath(
+            f"The Hub's listing would make this pull write {path}, outside {folder}.",
+            hint="Nothing was downloaded. Report the repository if it is yours.",
+        )
     return path
 
 
@@ -204,16 +236,30 @@ def _check_disk(chosen: hub.RemoteFile, targets: list[Path], partials: list[Path
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if needed + DISK_MARGIN > free:
-        raise DiskFull(f"{Path(chosen.filename).name} needs {needed / 2**30:.2f} GiB more, but only "
-                       f"{free / 2**30:.2f} GiB is free at {folder}.",
-                       hint="Free some space (`aidevops-local cleanup` lists unused models), or pick a smaller "
-                            "quant, then pull again: it resumes.")
+        raise DiskFull(
+            f"{Path(chosen.filename).name} needs {needed / 2**30:.2f} GiB more, but only "
+            f"{free / 2**30:.2f} GiB is free at {folder}.",
+            hint="Free some space (`aidevops-local cleanup` lists unused models), or pick a smaller "
+            "quant, then pull again: it resumes.",
+        )
 
 
 # ---- the transfer -----------------------------------------------------------------------------------------
 
-def _download_part(repo_id: str, part: hub.RemotePart, partial: Path, *, revision: str | None,
-                   token: str | None, progress, cancel, task: str, offset: int, total: int) -> tuple[int, int]:
+
+def _download_part(
+    repo_id: str,
+    part: hub.RemotePart,
+    partial: Path,
+    *,
+    revision: str | None,
+    token: str | None,
+    progress,
+    cancel,
+    task: str,
+    offset: int,
+    total: int,
+) -> tuple[int, int]:
     """Fetch one file into ``partial`` (resuming what is there) and verify it. Returns (bytes transferred now,
     bytes that were already there)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -222,8 +268,12 @@ def _download_part(repo_id: str, part: hub.RemotePart, partial: Path, *, revisio
     endpoint = config.hf_endpoint()
     hub.use_fail_fast_session()
     with hub.hub_errors(repo_id, part.path):
-        meta = get_hf_file_metadata(hf_hub_url(repo_id, part.path, revision=revision, endpoint=endpoint),
-                                    token=token, endpoint=endpoint, retry_on_errors=True)
+        meta = get_hf_file_metadata(
+            hf_hub_url(repo_id, part.path, revision=revision, endpoint=endpoint),
+            token=token,
+            endpoint=endpoint,
+            retry_on_errors=True,
+        )
     # Pin the commit the HEAD saw, so every Range request of this run reads the same bytes.
     url = hf_hub_url(repo_id, part.path, revision=meta.commit_hash or revision, endpoint=endpoint)
     headers = build_hf_headers(token=token)
@@ -233,17 +283,31 @@ def _download_part(repo_id: str, part: hub.RemotePart, partial: Path, *, revisio
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise Refused(f"{Path(part.path).name} is already being downloaded by another aidevops-local.",
-                          hint="Wait for that download to finish (or stop it), then pull again.") from None
+            raise Refused(
+                f"{Path(part.path).name} is already being downloaded by another aidevops-local.",
+                hint="Wait for that download to finish (or stop it), then pull again.",
+            ) from None
         had = _drop_oversized(partial, part.size)
         try:
-            got, digest = _transfer(url, headers, partial, part, repo_id=repo_id, progress=progress,
-                                    cancel=cancel, task=task, offset=offset, total=total)
+            got, digest = _transfer(
+                url,
+                headers,
+                partial,
+                part,
+                repo_id=repo_id,
+                progress=progress,
+                cancel=cancel,
+                task=task,
+                offset=offset,
+                total=total,
+            )
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-            raise DiskFull(f"The disk filled up while downloading {Path(part.path).name}.",
-                           hint="Free some space, then pull again: it resumes from what was saved.") from None
+            raise DiskFull(
+                f"The disk filled up while downloading {Path(part.path).name}.",
+                hint="Free some space, then pull again: it resumes from what was saved.",
+            ) from None
         _check_digest(digest, part, partial)
     partial.with_suffix(".lock").unlink(missing_ok=True)
     return got, had
@@ -267,8 +331,19 @@ def _drop_oversized(partial: Path, size: int) -> int:
     return partial.stat().st_size
 
 
-def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, repo_id: str, progress, cancel,
-              task: str, offset: int, total: int):
+def _transfer(
+    url: str,
+    headers: dict,
+    partial: Path,
+    part: hub.RemotePart,
+    *,
+    repo_id: str,
+    progress,
+    cancel,
+    task: str,
+    offset: int,
+    total: int,
+):
     """Range GETs until the partial holds the whole file; a dropped connection or a 5xx is retried from the
     last byte written, with backoff, until MAX_STALLED_RETRIES attempts in a row bring nothing. Returns
     (bytes transferred, the hash of the whole file)."""
@@ -286,8 +361,9 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
             check_cancelled(cancel)
             start = out.tell()
             try:
-                with get_session().stream("GET", url, headers={**headers, "Range": f"bytes={start}-"},
-                                          timeout=httpx2.Timeout(30.0, read=60.0)) as response:
+                with get_session().stream(
+                    "GET", url, headers={**headers, "Range": f"bytes={start}-"}, timeout=httpx2.Timeout(30.0, read=60.0)
+                ) as response:
                     if response.status_code in RETRY_STATUSES:
                         raise _Retry(f"the server answered {response.status_code}")
                     if response.status_code == 416:  # nothing at this offset: the file is shorter than listed
@@ -309,8 +385,10 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                         if out.tell() > part.size:
                             out.close()
                             partial.unlink(missing_ok=True)
-                            raise VerificationFailed(f"The Hub sent more bytes than {Path(part.path).name} has.",
-                                                     hint="Pull again to download it afresh.")
+                            raise VerificationFailed(
+                                f"The Hub sent more bytes than {Path(part.path).name} has.",
+                                hint="Pull again to download it afresh.",
+                            )
                         now = time.monotonic()
                         if now - last_report >= REPORT_EVERY_S:
                             last_report = now
@@ -323,8 +401,8 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                     raise VerificationFailed(
                         f"The Hub serves fewer bytes of {Path(part.path).name} than it lists ({start:,} of "
                         f"{part.size:,}). It was deleted and not recorded.",
-                        hint="The file on the Hub is broken or being replaced: try again later, or pick another "
-                             "file.") from None
+                        hint="The file on the Hub is broken or being replaced: try again later, or pick another file.",
+                    ) from None
                 started_over = True  # what is saved may be from elsewhere: fetch the whole file once more
                 out.seek(0)
                 out.truncate()
@@ -334,16 +412,20 @@ def _transfer(url: str, headers: dict, partial: Path, part: hub.RemotePart, *, r
                 out.flush()
                 stalled = 0 if out.tell() > start else stalled + 1
                 if stalled >= MAX_STALLED_RETRIES:
-                    raise NetworkError(f"The download of {Path(part.path).name} keeps failing: {exc}",
-                                       hint="Check the network and pull again: it resumes where it stopped.") from None
-                time.sleep(min(8.0, 0.5 * 2 ** stalled))
+                    raise NetworkError(
+                        f"The download of {Path(part.path).name} keeps failing: {exc}",
+                        hint="Check the network and pull again: it resumes where it stopped.",
+                    ) from None
+                time.sleep(min(8.0, 0.5 * 2**stalled))
                 continue
             out.flush()
             if out.tell() == start:  # an empty answer is no progress either
                 stalled += 1
                 if stalled >= MAX_STALLED_RETRIES:
-                    raise NetworkError(f"The Hub sends no data for {Path(part.path).name}.",
-                                       hint="Try again later: the download resumes where it stopped.")
+                    raise NetworkError(
+                        f"The Hub sends no data for {Path(part.path).name}.",
+                        hint="Try again later: the download resumes where it stopped.",
+                    )
         report(progress, task, offset + out.tell(), total)
     return transferred, digest
 
@@ -374,7 +456,8 @@ def _check_digest(digest, part: hub.RemotePart, partial: Path) -> None:
         raise VerificationFailed(
             f"{Path(part.path).name} does not match the Hub's checksum (expected {expected[:16]}…, got "
             f"{digest.hexdigest()[:16]}…). It was deleted and not recorded.",
-            hint="The bytes were damaged on the way (a proxy or a bad mirror). Pull again to download it afresh.")
+            hint="The bytes were damaged on the way (a proxy or a bad mirror). Pull again to download it afresh.",
+        )
 
 
 def _verify_file(path: Path, part: hub.RemotePart) -> bool:
@@ -385,11 +468,20 @@ def _verify_file(path: Path, part: hub.RemotePart) -> bool:
 
 # ---- the inventory ----------------------------------------------------------------------------------------
 
+
 def _record(name: str, repo_id: str, chosen: hub.RemoteFile, targets: list[Path]) -> LocalModel:
     inv = store.ModelInventory
-    values = {"model": name, "path": str(targets[0]), "size_bytes": chosen.size_bytes, "repo": repo_id,
-              "quant": chosen.quant or None, "sha256": _sha_text(chosen), "files": [str(t) for t in targets],
-              "source": "pulled", "downloaded": store.format_timestamp(_now())}
+    values = {
+        "model": name,
+        "path": str(targets[0]),
+        "size_bytes": chosen.size_bytes,
+        "repo": repo_id,
+        "quant": chosen.quant or None,
+        "sha256": _sha_text(chosen),
+        "files": [str(t) for t in targets],
+        "source": "pulled",
+        "downloaded": store.format_timestamp(_now()),
+    }
 
     def write():
         row = inv.get_or_none(inv.model == name)
@@ -410,13 +502,24 @@ def _now():
 
 def _local(row) -> LocalModel:
     files = tuple(Path(f) for f in (row.files or [row.path]))
-    return LocalModel(name=row.model, path=Path(row.path), files=files, size_bytes=row.size_bytes or 0,
-                      quant=row.quant or "", repo=row.repo, source=row.source, where="models",
-                      last_used=row.last_used if isinstance(row.last_used, str) or row.last_used is None
-                      else store.format_timestamp(row.last_used),
-                      downloaded=row.downloaded if isinstance(row.downloaded, str) or row.downloaded is None
-                      else store.format_timestamp(row.downloaded),
-                      total_requests=row.total_requests or 0, sha256=row.sha256)
+    return LocalModel(
+        name=row.model,
+        path=Path(row.path),
+        files=files,
+        size_bytes=row.size_bytes or 0,
+        quant=row.quant or "",
+        repo=row.repo,
+        source=row.source,
+        where="models",
+        last_used=row.last_used
+        if isinstance(row.last_used, str) or row.last_used is None
+        else store.format_timestamp(row.last_used),
+        downloaded=row.downloaded
+        if isinstance(row.downloaded, str) or row.downloaded is None
+        else store.format_timestamp(row.downloaded),
+        total_requests=row.total_requests or 0,
+        sha256=row.sha256,
+    )
 
 
 def remove_partials(*, older_than_days: float = 0) -> int:

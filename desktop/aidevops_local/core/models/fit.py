@@ -32,8 +32,16 @@ from ..system.hardware import GPU_BACKENDS, Hardware
 from .gguf_meta import GgufHeader
 from .model_shape import ModelShape, guess_shape, shape_from_header
 
-__all__ = ["MemoryEstimate", "ModelShape", "ServerPlan", "estimate_memory", "guess_shape", "plan_server",
-           "shape_from_header", "tokens_per_second"]
+__all__ = [
+    "MemoryEstimate",
+    "ModelShape",
+    "ServerPlan",
+    "estimate_memory",
+    "guess_shape",
+    "plan_server",
+    "shape_from_header",
+    "tokens_per_second",
+]
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -44,8 +52,13 @@ BASE_OVERHEAD = 29 * MIB
 VOCAB_BYTES = 180  # tokenizer memory per vocabulary entry
 MERGE_BYTES = 150  # and per BPE merge
 # What a GPU runtime adds on top (host RSS, device memory): estimates from typical llama.cpp runs.
-BACKEND_OVERHEAD = {"cuda": (250 * MIB, 350 * MIB), "rocm": (250 * MIB, 350 * MIB),
-                    "vulkan": (60 * MIB, 150 * MIB), "metal": (20 * MIB, 0), "cpu": (0, 0)}
+BACKEND_OVERHEAD = {
+    "cuda": (250 * MIB, 350 * MIB),
+    "rocm": (250 * MIB, 350 * MIB),
+    "vulkan": (60 * MIB, 150 * MIB),
+    "metal": (20 * MIB, 0),
+    "cpu": (0, 0),
+}
 MIN_CTX = 2048
 DEFAULT_CTX = 4096  # used when a caller gives no context (listings, search marks)
 RAM_MARGIN = 1 * GIB  # left for the rest of the system when planning against available memory
@@ -93,8 +106,7 @@ class MemoryEstimate:
     @property
     def ram_bytes(self) -> int:
         """System memory once requests have filled the batch buffers (what RSS shows under load)."""
-        return (self.weights_ram + self.repack_ram + self.kv_ram + self.compute_ram + self.output_ram
-                + self.overhead_ram)
+        return self.weights_ram + self.repack_ram + self.kv_ram + self.compute_ram + self.output_ram + self.overhead_ram
 
     @property
     def vram_bytes(self) -> int:
@@ -131,6 +143,7 @@ class ServerPlan:
 
 # ---- the estimate -----------------------------------------------------------------------------------------
 
+
 def _pad(value: int, to: int) -> int:
     return (value + to - 1) // to * to
 
@@ -149,8 +162,9 @@ def _swa_cells(shape: ModelShape, per_stream: int, parallel: int, unified: bool)
     return min(per_stream, _pad(window + UBATCH, KV_PAD))
 
 
-def kv_bytes(shape: ModelShape, *, ctx: int, parallel: int = 1, kv_type: str = "f16",
-             unified: bool = False) -> tuple[int, int]:
+def kv_bytes(
+    shape: ModelShape, *, ctx: int, parallel: int = 1, kv_type: str = "f16", unified: bool = False
+) -> tuple[int, int]:
     """(KV bytes of all layers, per-layer average) at this context."""
     streams, per_stream = _cells(ctx, parallel, unified)
     per_cell = KV_TYPE_BYTES.get(kv_type, 2.0)
@@ -184,9 +198,17 @@ def _repacks(hardware: Hardware | None) -> bool:
     return "avx2" in hardware.cpu_features
 
 
-def estimate_memory(model: GgufHeader | ModelShape | Path | str, *, ctx: int | None = None,
-                    parallel: int = 1, gpu_layers: int = 0, backend: str = "cpu", kv_type: str = "f16",
-                    kv_unified: bool = False, hardware: Hardware | None = None) -> MemoryEstimate:
+def estimate_memory(
+    model: GgufHeader | ModelShape | Path | str,
+    *,
+    ctx: int | None = None,
+    parallel: int = 1,
+    gpu_layers: int = 0,
+    backend: str = "cpu",
+    kv_type: str = "f16",
+    kv_unified: bool = False,
+    hardware: Hardware | None = None,
+) -> MemoryEstimate:
     """Memory llama-server needs for ``model`` at ``ctx`` (default: 4096, or the trained context if smaller)
     with ``gpu_layers`` offloaded (n_layer + 1 or more: all, output layer included) and ``parallel`` slots
     (each with its own ctx / parallel cells unless ``kv_unified``, as llama-server's -kvu). With ``hardware``,
@@ -209,17 +231,32 @@ def estimate_memory(model: GgufHeader | ModelShape | Path | str, *, ctx: int | N
     host_compute = 4 * UBATCH * shape.n_embd * 2 + MIB if on_gpu else compute
     extra_ram, extra_vram = BACKEND_OVERHEAD.get(backend, (0, 0)) if on_gpu else (0, 0)
     estimate = MemoryEstimate(
-        ctx=ctx, parallel=parallel, gpu_layers=gpu_layers if on_gpu else 0, backend=backend if on_gpu else "cpu",
-        weights_ram=weights_cpu, weights_vram=weights_gpu, repack_ram=repack, kv_ram=kv_total - kv_gpu,
-        kv_vram=kv_gpu, compute_ram=host_compute, compute_vram=compute if on_gpu else 0,
+        ctx=ctx,
+        parallel=parallel,
+        gpu_layers=gpu_layers if on_gpu else 0,
+        backend=backend if on_gpu else "cpu",
+        weights_ram=weights_cpu,
+        weights_vram=weights_gpu,
+        repack_ram=repack,
+        kv_ram=kv_total - kv_gpu,
+        kv_vram=kv_gpu,
+        compute_ram=host_compute,
+        compute_vram=compute if on_gpu else 0,
         output_ram=shape.n_vocab * 4 * parallel,
         overhead_ram=BASE_OVERHEAD + VOCAB_BYTES * shape.n_vocab + MERGE_BYTES * shape.n_merges + extra_ram,
-        overhead_vram=extra_vram, reclaimable_ram=repack, kv_unified=kv_unified)
+        overhead_vram=extra_vram,
+        reclaimable_ram=repack,
+        kv_unified=kv_unified,
+    )
     if hardware is None:
         return estimate
     budget_ram, budget_vram = _budgets(hardware, backend, planning=False)
-    return replace(estimate, budget_ram=budget_ram, budget_vram=budget_vram,
-                   fits=_fits(estimate, hardware, budget_ram, budget_vram))
+    return replace(
+        estimate,
+        budget_ram=budget_ram,
+        budget_vram=budget_vram,
+        fits=_fits(estimate, hardware, budget_ram, budget_vram),
+    )
 
 
 def _shape(model) -> ModelShape:
@@ -251,12 +288,14 @@ def _budgets(hardware: Hardware, backend: str, *, planning: bool) -> tuple[int, 
 def _fits(estimate: MemoryEstimate, hardware: Hardware, budget_ram: int, budget_vram: int) -> bool:
     if hardware.unified_memory:
         # One pool: everything must fit in RAM, and the GPU's share in Metal's working set.
-        return (estimate.ram_required + estimate.vram_bytes <= budget_ram
-                and estimate.vram_bytes <= (budget_vram or hardware.gpu_working_set))
+        return estimate.ram_required + estimate.vram_bytes <= budget_ram and estimate.vram_bytes <= (
+            budget_vram or hardware.gpu_working_set
+        )
     return estimate.ram_required <= budget_ram and estimate.vram_bytes <= budget_vram
 
 
 # ---- the launch plan --------------------------------------------------------------------------------------
+
 
 def _ctx_candidates(shape: ModelShape, floor: int) -> list[int]:
     """Largest first: the trained context, then powers of two down to the floor."""
@@ -276,8 +315,15 @@ def _auto_parallel(ctx: int) -> int:
     return max(1, min(4, ctx // 4096))
 
 
-def plan_server(*, header: GgufHeader | ModelShape, hardware: Hardware, ctx: int | None, parallel: int | None,
-                backend: str, kv_unified: bool = False) -> ServerPlan:
+def plan_server(
+    *,
+    header: GgufHeader | ModelShape,
+    hardware: Hardware,
+    ctx: int | None,
+    parallel: int | None,
+    backend: str,
+    kv_unified: bool = False,
+) -> ServerPlan:
     """-c, -np and -ngl for llama-server: GPU offload when the build has a GPU backend and the machine a
     GPU (all layers if they fit, else as many as fit), then the largest context that fits with a margin,
     capped at the model's trained context. ``kv_unified`` says whether llama-server will run with -kvu (all
@@ -298,10 +344,12 @@ def plan_server(*, header: GgufHeader | ModelShape, hardware: Hardware, ctx: int
 
     def attempt(c: int, ngl: int) -> MemoryEstimate:
         slots = parallel or _auto_parallel(c)
-        est = estimate_memory(shape, ctx=c, parallel=slots, gpu_layers=ngl, backend=backend,
-                              kv_unified=kv_unified, hardware=None)
-        return replace(est, budget_ram=budget_ram, budget_vram=budget_vram,
-                       fits=_fits(est, hardware, budget_ram, budget_vram))
+        est = estimate_memory(
+            shape, ctx=c, parallel=slots, gpu_layers=ngl, backend=backend, kv_unified=kv_unified, hardware=None
+        )
+        return replace(
+            est, budget_ram=budget_ram, budget_vram=budget_vram, fits=_fits(est, hardware, budget_ram, budget_vram)
+        )
 
     for ngl in layer_options:
         for c in candidates:
@@ -322,23 +370,31 @@ def plan_server(*, header: GgufHeader | ModelShape, hardware: Hardware, ctx: int
                 if est.fits:
                     return _plan(est, reasons + _why(est, shape, hardware, ctx, parallel))
     est = attempt(candidates[-1], 0)
-    reasons.append(f"the model needs about {est.ram_required / GIB:.1f} GiB but about "
-                   f"{budget_ram / GIB:.1f} GiB is free; expect swapping, or pick a smaller quant or model")
+    reasons.append(
+        f"the model needs about {est.ram_required / GIB:.1f} GiB but about "
+        f"{budget_ram / GIB:.1f} GiB is free; expect swapping, or pick a smaller quant or model"
+    )
     return _plan(replace(est, fits=False), reasons)
 
 
-def _why(est: MemoryEstimate, shape: ModelShape, hardware: Hardware, ctx: int | None,
-         parallel: int | None) -> list[str]:
+def _why(
+    est: MemoryEstimate, shape: ModelShape, hardware: Hardware, ctx: int | None, parallel: int | None
+) -> list[str]:
     out = []
     if est.gpu_layers:
-        out.append(f"all {shape.n_layer} layers on the GPU ({est.backend})" if est.gpu_layers > shape.n_layer
-                   else f"{est.gpu_layers} of {shape.n_layer} layers on the GPU ({est.backend})")
+        out.append(
+            f"all {shape.n_layer} layers on the GPU ({est.backend})"
+            if est.gpu_layers > shape.n_layer
+            else f"{est.gpu_layers} of {shape.n_layer} layers on the GPU ({est.backend})"
+        )
     if not ctx:
         if shape.ctx_train and est.ctx >= shape.ctx_train:
             out.append(f"context {est.ctx}: the model's full trained context fits")
         else:
-            out.append(f"context {est.ctx}: the largest that fits with a safety margin "
-                       f"(the model was trained for {shape.ctx_train})")
+            out.append(
+                f"context {est.ctx}: the largest that fits with a safety margin "
+                f"(the model was trained for {shape.ctx_train})"
+            )
     if not parallel:
         out.append(f"{est.parallel} parallel slot(s) of {est.ctx // est.parallel} tokens each")
     return out
@@ -346,10 +402,18 @@ def _why(est: MemoryEstimate, shape: ModelShape, hardware: Hardware, ctx: int | 
 
 def _plan(est: MemoryEstimate, reasons: list[str]) -> ServerPlan:
     spare = max(0, est.budget_ram - est.ram_required)
-    return ServerPlan(ctx_size=est.ctx, parallel=est.parallel, gpu_layers=est.gpu_layers,
-                      predicted_ram_bytes=est.ram_bytes, predicted_vram_bytes=est.vram_bytes,
-                      reasons=tuple(reasons), fits=bool(est.fits), cache_ram_mib=int(min(8192, spare // 2 // MIB)),
-                      kv_unified=est.kv_unified, estimate=est)
+    return ServerPlan(
+        ctx_size=est.ctx,
+        parallel=est.parallel,
+        gpu_layers=est.gpu_layers,
+        predicted_ram_bytes=est.ram_bytes,
+        predicted_vram_bytes=est.vram_bytes,
+        reasons=tuple(reasons),
+        fits=bool(est.fits),
+        cache_ram_mib=int(min(8192, spare // 2 // MIB)),
+        kv_unified=est.kv_unified,
+        estimate=est,
+    )
 
 
 def tokens_per_second(shape: ModelShape, *, hardware: Hardware, on_gpu: bool) -> float:

@@ -31,23 +31,79 @@ SPLIT_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 # ggml tensor types: (elements per block, bytes per block), as in ggml.h / gguf-py's GGML_QUANT_SIZES.
 # A small table rather than the gguf package: importing it (and numpy) costs more than a whole header read.
 GGML_TYPES: dict[int, tuple[str, int, int]] = {
-    0: ("F32", 1, 4), 1: ("F16", 1, 2), 2: ("Q4_0", 32, 18), 3: ("Q4_1", 32, 20), 6: ("Q5_0", 32, 22),
-    7: ("Q5_1", 32, 24), 8: ("Q8_0", 32, 34), 9: ("Q8_1", 32, 40), 10: ("Q2_K", 256, 84),
-    11: ("Q3_K", 256, 110), 12: ("Q4_K", 256, 144), 13: ("Q5_K", 256, 176), 14: ("Q6_K", 256, 210),
-    15: ("Q8_K", 256, 292), 16: ("IQ2_XXS", 256, 66), 17: ("IQ2_XS", 256, 74), 18: ("IQ3_XXS", 256, 98),
-    19: ("IQ1_S", 256, 50), 20: ("IQ4_NL", 32, 18), 21: ("IQ3_S", 256, 110), 22: ("IQ2_S", 256, 82),
-    23: ("IQ4_XS", 256, 136), 24: ("I8", 1, 1), 25: ("I16", 1, 2), 26: ("I32", 1, 4), 27: ("I64", 1, 8),
-    28: ("F64", 1, 8), 29: ("IQ1_M", 256, 56), 30: ("BF16", 1, 2), 34: ("TQ1_0", 256, 54),
-    35: ("TQ2_0", 256, 66), 39: ("MXFP4", 32, 17), 40: ("NVFP4", 64, 36), 41: ("Q1_0", 128, 18),
+    0: ("F32", 1, 4),
+    1: ("F16", 1, 2),
+    2: ("Q4_0", 32, 18),
+    3: ("Q4_1", 32, 20),
+    6: ("Q5_0", 32, 22),
+    7: ("Q5_1", 32, 24),
+    8: ("Q8_0", 32, 34),
+    9: ("Q8_1", 32, 40),
+    10: ("Q2_K", 256, 84),
+    11: ("Q3_K", 256, 110),
+    12: ("Q4_K", 256, 144),
+    13: ("Q5_K", 256, 176),
+    14: ("Q6_K", 256, 210),
+    15: ("Q8_K", 256, 292),
+    16: ("IQ2_XXS", 256, 66),
+    17: ("IQ2_XS", 256, 74),
+    18: ("IQ3_XXS", 256, 98),
+    19: ("IQ1_S", 256, 50),
+    20: ("IQ4_NL", 32, 18),
+    21: ("IQ3_S", 256, 110),
+    22: ("IQ2_S", 256, 82),
+    23: ("IQ4_XS", 256, 136),
+    24: ("I8", 1, 1),
+    25: ("I16", 1, 2),
+    26: ("I32", 1, 4),
+    27: ("I64", 1, 8),
+    28: ("F64", 1, 8),
+    29: ("IQ1_M", 256, 56),
+    30: ("BF16", 1, 2),
+    34: ("TQ1_0", 256, 54),
+    35: ("TQ2_0", 256, 66),
+    39: ("MXFP4", 32, 17),
+    40: ("NVFP4", 64, 36),
+    41: ("Q1_0", 128, 18),
 }
 
 # general.file_type (llama_ftype) -> the quant name people use in file names.
 FILE_TYPES: dict[int, str] = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
-    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
-    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
-    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0",
-    37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    19: "IQ2_XXS",
+    20: "IQ2_XS",
+    21: "Q2_K_S",
+    22: "IQ3_XS",
+    23: "IQ3_XXS",
+    24: "IQ1_S",
+    25: "IQ4_NL",
+    26: "IQ3_S",
+    27: "IQ3_M",
+    28: "IQ2_S",
+    29: "IQ2_M",
+    30: "IQ4_XS",
+    31: "IQ1_M",
+    32: "BF16",
+    36: "TQ1_0",
+    37: "TQ2_0",
+    38: "MXFP4_MOE",
+    39: "NVFP4",
+    40: "Q1_0",
 }
 
 
@@ -113,13 +169,15 @@ class _Cursor:
         self.buf, self.size, self.pos, self.path = buf, size, 0, path
 
     def fail(self, what: str) -> CorruptModel:
-        return CorruptModel(f"{self.path.name} is not a valid GGUF file: {what} (at byte {self.pos}).",
-                            hint="The file is damaged or incomplete. Delete it and download it again.")
+        return CorruptModel(
+            f"{self.path.name} is not a valid GGUF file: {what} (at byte {self.pos}).",
+            hint="The file is damaged or incomplete. Delete it and download it again.",
+        )
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > self.size:
             raise self.fail("the header runs past the end of the file")
-        chunk = self.buf[self.pos:self.pos + n]
+        chunk = self.buf[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -180,24 +238,29 @@ def read_header(path: Path, *, with_tensors: bool = True) -> GgufHeader:
         size = path.stat().st_size
         handle = path.open("rb")
     except FileNotFoundError:
-        raise ModelNotFound(f"Model file not found: {path}",
-                            hint="Check the path, or run `models` to list models.") from None
+        raise ModelNotFound(
+            f"Model file not found: {path}", hint="Check the path, or run `models` to list models."
+        ) from None
     except IsADirectoryError:
         raise CorruptModel(f"{path} is a folder, not a GGUF file.", hint="Name the .gguf file inside it.") from None
     except OSError as exc:
         raise CorruptModel(f"Cannot read {path}: {exc.strerror}", hint="Check the file's permissions.") from exc
     with handle:
         if size < 24:
-            raise CorruptModel(f"{path.name} is not a GGUF file: it is {size} bytes long.",
-                               hint="The file is empty or cut short. Delete it and download it again.")
+            raise CorruptModel(
+                f"{path.name} is not a GGUF file: it is {size} bytes long.",
+                hint="The file is empty or cut short. Delete it and download it again.",
+            )
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             return _parse(_Cursor(buf, size, path), with_tensors)
 
 
 def _parse(cur: _Cursor, with_tensors: bool) -> GgufHeader:
     if cur.take(4) != GGUF_MAGIC:
-        raise CorruptModel(f"{cur.path.name} is not a GGUF file (wrong magic bytes).",
-                           hint="Only .gguf models work with llama.cpp; convert the model or pick a GGUF file.")
+        raise CorruptModel(
+            f"{cur.path.name} is not a GGUF file (wrong magic bytes).",
+            hint="Only .gguf models work with llama.cpp; convert the model or pick a GGUF file.",
+        )
     version = cur.unpack("<I")
     if version not in (2, 3):
         raise cur.fail(f"unsupported GGUF version {version}")
@@ -235,15 +298,19 @@ def _size_tensors(header: GgufHeader, cur: _Cursor) -> None:
             _, block, type_size = known
             elements = tensor.n_elements
             if tensor.shape and tensor.shape[0] % block:
-                raise cur.fail(f"tensor {tensor.name!r} has a row of {tensor.shape[0]} values, "
-                               f"not a multiple of its block size {block}")
+                raise cur.fail(
+                    f"tensor {tensor.name!r} has a row of {tensor.shape[0]} values, "
+                    f"not a multiple of its block size {block}"
+                )
             tensor.n_bytes = elements // block * type_size
         else:  # a type newer than this table: its extent is up to the next tensor
             following = by_offset[i + 1].offset if i + 1 < len(by_offset) else data_size
             tensor.n_bytes = max(0, following - tensor.offset)
         if tensor.offset + tensor.n_bytes > data_size:
-            raise CorruptModel(f"{cur.path.name} is truncated: its tensor data runs past the end of the file.",
-                               hint="The download was cut short. Pull the model again (it resumes).")
+            raise CorruptModel(
+                f"{cur.path.name} is truncated: its tensor data runs past the end of the file.",
+                hint="The download was cut short. Pull the model again (it resumes).",
+            )
 
 
 # ---- cache ------------------------------------------------------------------------------------------------
@@ -259,8 +326,9 @@ def cached_header(path: Path) -> GgufHeader:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ModelNotFound(f"Model file not found: {path}",
-                            hint="Check the path, or run `models` to list models.") from None
+        raise ModelNotFound(
+            f"Model file not found: {path}", hint="Check the path, or run `models` to list models."
+        ) from None
     except OSError as exc:
         raise CorruptModel(f"Cannot read {path}: {exc.strerror}", hint="Check the file's permissions.") from exc
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
@@ -282,6 +350,7 @@ def clear_cache() -> None:
 
 
 # ---- split models -----------------------------------------------------------------------------------------
+
 
 def split_parts(path: Path) -> list[Path]:
     """All files of a split GGUF given any part (`name-00001-of-00003.gguf`), or [path] if not split."""
@@ -305,15 +374,23 @@ def read_model(path: Path) -> GgufHeader:
     parts = split_parts(path)
     missing = [p.name for p in parts if not p.exists()]
     if missing:
-        raise ModelNotFound(f"Split model {parts[0].name} is missing part(s): {', '.join(missing)}",
-                            hint="Pull the model again to fetch the missing parts.")
+        raise ModelNotFound(
+            f"Split model {parts[0].name} is missing part(s): {', '.join(missing)}",
+            hint="Pull the model again to fetch the missing parts.",
+        )
     headers = [cached_header(p) for p in parts]
     if len(headers) == 1:
         return headers[0]
     first = headers[0]
-    return GgufHeader(path=first.path, version=first.version, metadata=first.metadata,
-                      tensors=[t for h in headers for t in h.tensors], data_offset=first.data_offset,
-                      file_size=sum(h.file_size for h in headers), parts=tuple(parts))
+    return GgufHeader(
+        path=first.path,
+        version=first.version,
+        metadata=first.metadata,
+        tensors=[t for h in headers for t in h.tensors],
+        data_offset=first.data_offset,
+        file_size=sum(h.file_size for h in headers),
+        parts=tuple(parts),
+    )
 
 
 def validate_gguf(path: Path) -> GgufHeader:

@@ -110,8 +110,10 @@ def hub_token() -> str | None:
 
 def check_online() -> None:
     if config.hf_offline():
-        raise NetworkError("Offline mode is on (HF_HUB_OFFLINE), so the Hugging Face Hub is not contacted.",
-                           hint="Unset HF_HUB_OFFLINE to search and download; `models` lists what is on disk.")
+        raise NetworkError(
+            "Offline mode is on (HF_HUB_OFFLINE), so the Hugging Face Hub is not contacted.",
+            hint="Unset HF_HUB_OFFLINE to search and download; `models` lists what is on disk.",
+        )
 
 
 @contextmanager
@@ -132,21 +134,29 @@ def hub_errors(repo_id: str = "", filename: str = ""):
     try:
         yield
     except GatedRepoError as exc:
-        raise GatedRepo(f"{repo_id} is a gated model: its licence must be accepted before download.",
-                        hint=f"Open {page}, accept the licence with your account, then set a read token "
-                             "for that account (HF_TOKEN, or save it in the app's settings) and try again.",
-                        details=_server_message(exc)) from None
+        raise GatedRepo(
+            f"{repo_id} is a gated model: its licence must be accepted before download.",
+            hint=f"Open {page}, accept the licence with your account, then set a read token "
+            "for that account (HF_TOKEN, or save it in the app's settings) and try again.",
+            details=_server_message(exc),
+        ) from None
     except RepositoryNotFoundError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", 0)
-        hint = ("If it is private, set a token that can read it (HF_TOKEN)." if status in (401, 403)
-                else "Check the name (org/repo), or find one with `aidevops-local search`.")
-        raise ModelNotFound(f"No repository {repo_id} on {config.hf_endpoint()} (or it is private).",
-                            hint=hint) from None
+        hint = (
+            "If it is private, set a token that can read it (HF_TOKEN)."
+            if status in (401, 403)
+            else "Check the name (org/repo), or find one with `aidevops-local search`."
+        )
+        raise ModelNotFound(
+            f"No repository {repo_id} on {config.hf_endpoint()} (or it is private).", hint=hint
+        ) from None
     except RevisionNotFoundError:
         raise NotFound(f"{repo_id} has no such revision.", hint="Leave out --revision to use main.") from None
     except EntryNotFoundError:
-        raise NotFound(f"{repo_id} has no file {filename!r}.",
-                       hint=f"List its files with `aidevops-local search --repo {repo_id}`.") from None
+        raise NotFound(
+            f"{repo_id} has no file {filename!r}.",
+            hint=f"List its files with `aidevops-local search --repo {repo_id}`.",
+        ) from None
     except HFValidationError:  # a repo id that check_repo_id did not see (one from a file, say)
         check_repo_id(repo_id)
         raise ConfigError(f"{repo_id!r} is not a repository name the Hub accepts.", hint=_REPO_ID_HINT) from None
@@ -156,15 +166,22 @@ def hub_errors(repo_id: str = "", filename: str = ""):
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", 0)
         if status in (401, 403):
-            raise AuthRequired(f"The Hub refused access to {repo_id or 'the request'} ({status}).",
-                               hint="Set a valid token (HF_TOKEN) for an account that can read it.") from None
-        raise NetworkError(f"The Hugging Face Hub answered an error ({status or 'no status'}).",
-                           hint="Try again in a moment.", details=_server_message(exc)) from None
+            raise AuthRequired(
+                f"The Hub refused access to {repo_id or 'the request'} ({status}).",
+                hint="Set a valid token (HF_TOKEN) for an account that can read it.",
+            ) from None
+        raise NetworkError(
+            f"The Hugging Face Hub answered an error ({status or 'no status'}).",
+            hint="Try again in a moment.",
+            details=_server_message(exc),
+        ) from None
     except (httpx2.TransportError, OSError) as exc:
         if isinstance(exc, LocalModelsError):
             raise
-        raise NetworkError(f"Cannot reach the Hugging Face Hub at {config.hf_endpoint()}: {exc}",
-                           hint="Check the network (and HF_ENDPOINT if you set one).") from None
+        raise NetworkError(
+            f"Cannot reach the Hugging Face Hub at {config.hf_endpoint()}: {exc}",
+            hint="Check the network (and HF_ENDPOINT if you set one).",
+        ) from None
 
 
 def _server_message(exc: Exception) -> str:
@@ -176,11 +193,24 @@ def search(query: str, *, limit: int = 20, token: str | None = None) -> list[Rep
     check_online()
     token = token or hub_token()
     with hub_errors():
-        found = _api(token).list_models(search=query or None, filter="gguf", sort="downloads", limit=limit,
-                                        expand=["downloads", "likes", "lastModified", "gated", "tags"])
-        results = [RepoSummary(repo_id=m.id, downloads=m.downloads or 0, likes=m.likes or 0,
-                               last_modified=_date(m.last_modified), gated=m.gated or False,
-                               tags=tuple(m.tags or ())) for m in found]
+        found = _api(token).list_models(
+            search=query or None,
+            filter="gguf",
+            sort="downloads",
+            limit=limit,
+            expand=["downloads", "likes", "lastModified", "gated", "tags"],
+        )
+        results = [
+            RepoSummary(
+                repo_id=m.id,
+                downloads=m.downloads or 0,
+                likes=m.likes or 0,
+                last_modified=_date(m.last_modified),
+                gated=m.gated or False,
+                tags=tuple(m.tags or ()),
+            )
+            for m in found
+        ]
     return sorted(results, key=lambda r: r.downloads, reverse=True)
 
 
@@ -190,8 +220,10 @@ def _date(value) -> str:
     return str(value or "")[:10]
 
 
-_REPO_ID_HINT = ("Write it as ORG/REPO (letters, digits, '-', '_' and '.', at most 96 characters), "
-                 "e.g. bartowski/Qwen_Qwen3-8B-GGUF.")
+_REPO_ID_HINT = (
+    "Write it as ORG/REPO (letters, digits, '-', '_' and '.', at most 96 characters), "
+    "e.g. bartowski/Qwen_Qwen3-8B-GGUF."
+)
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -214,10 +246,17 @@ def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
     check_repo_id(repo_id)
     check_online()
     with hub_errors(repo_id):
-        m = _api(token or hub_token()).model_info(repo_id, expand=["downloads", "likes", "lastModified", "gated",
-                                                                  "tags"])
-    return RepoSummary(repo_id=m.id, downloads=m.downloads or 0, likes=m.likes or 0,
-                       last_modified=_date(m.last_modified), gated=m.gated or False, tags=tuple(m.tags or ()))
+        m = _api(token or hub_token()).model_info(
+            repo_id, expand=["downloads", "likes", "lastModified", "gated", "tags"]
+        )
+    return RepoSummary(
+        repo_id=m.id,
+        downloads=m.downloads or 0,
+        likes=m.likes or 0,
+        last_modified=_date(m.last_modified),
+        gated=m.gated or False,
+        tags=tuple(m.tags or ()),
+    )
 
 
 def safe_filename(path_in_repo: str) -> str:
@@ -227,19 +266,25 @@ def safe_filename(path_in_repo: str) -> str:
     bad = not path_in_repo or "\\" in path_in_repo or path_in_repo.startswith("/")
     parts = path_in_repo.split("/")
     if bad or any(p in ("", ".", "..") for p in parts) or posixpath.isabs(path_in_repo):
-        raise UnsafePath(f"The Hub names a file {path_in_repo!r}, which would be written outside the models folder.",
-                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+        raise UnsafePath(
+            f"The Hub names a file {path_in_repo!r}, which would be written outside the models folder.",
+            hint="The file was refused; nothing was downloaded. Report the repository if it is yours.",
+        )
     if printable(path_in_repo) != path_in_repo:  # control or bidi characters: a name that shows as another
-        raise UnsafePath(f"The Hub names a file {path_in_repo!r}, with characters a file name should not have.",
-                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+        raise UnsafePath(
+            f"The Hub names a file {path_in_repo!r}, with characters a file name should not have.",
+            hint="The file was refused; nothing was downloaded. Report the repository if it is yours.",
+        )
     try:
         too_long = len(parts[-1].encode()) > NAME_MAX_BYTES
     except UnicodeEncodeError:  # a lone surrogate from the JSON: no file system takes it
         too_long = True
     if too_long:
-        raise UnsafePath(f"The Hub names a file {parts[-1][:40]!r}... that is not a valid file name here (longer "
-                         f"than {NAME_MAX_BYTES} bytes, or not UTF-8).",
-                         hint="The file was refused; nothing was downloaded. Pick another file of the repo.")
+        raise UnsafePath(
+            f"The Hub names a file {parts[-1][:40]!r}... that is not a valid file name here (longer "
+            f"than {NAME_MAX_BYTES} bytes, or not UTF-8).",
+            hint="The file was refused; nothing was downloaded. Pick another file of the repo.",
+        )
     return parts[-1]
 
 
@@ -253,8 +298,10 @@ def check_checksum_id(part: RemotePart) -> str:
         ok = BLOB_ID_RE.fullmatch(part.blob_id)
     if not ok:
         name = PurePosixPath(part.path).name
-        raise UnsafePath(f"The Hub gives {name} a checksum that is not a sha256 or git blob id.",
-                         hint="The file was refused; nothing was downloaded. Report the repository if it is yours.")
+        raise UnsafePath(
+            f"The Hub gives {name} a checksum that is not a sha256 or git blob id.",
+            hint="The file was refused; nothing was downloaded. Report the repository if it is yours.",
+        )
     return part.sha256 or part.blob_id
 
 
@@ -266,9 +313,11 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | None =
 
     with hub_errors(repo_id):
         entries = _api(token or hub_token()).list_repo_tree(repo_id, recursive=True, revision=revision)
-        return [RemotePart(path=e.path, size=e.size or 0, sha256=e.lfs.sha256 if e.lfs else None,
-                           blob_id=e.blob_id or "")
-                for e in entries if isinstance(e, RepoFile)]
+        return [
+            RemotePart(path=e.path, size=e.size or 0, sha256=e.lfs.sha256 if e.lfs else None, blob_id=e.blob_id or "")
+            for e in entries
+            if isinstance(e, RepoFile)
+        ]
 
 
 def group_models(parts: list[RemotePart]) -> list[RemoteFile]:
@@ -292,19 +341,27 @@ def group_models(parts: list[RemotePart]) -> list[RemoteFile]:
             folder = part.path.rsplit("/", 1)[0] if "/" in part.path else ""
             sets.setdefault((folder, match["stem"], match["count"]), []).append(part)
         else:
-            singles.append(RemoteFile(filename=part.path, size_bytes=part.size,
-                                      quant=quant_from_name(part.path), parts=(part,)))
+            singles.append(
+                RemoteFile(filename=part.path, size_bytes=part.size, quant=quant_from_name(part.path), parts=(part,))
+            )
     for (_folder, _stem, count), members in sets.items():
         members.sort(key=lambda p: p.path)
         if len(members) != int(count):
             continue  # an incomplete set cannot be served
-        singles.append(RemoteFile(filename=members[0].path, size_bytes=sum(p.size for p in members),
-                                  quant=quant_from_name(members[0].path), parts=tuple(members)))
+        singles.append(
+            RemoteFile(
+                filename=members[0].path,
+                size_bytes=sum(p.size for p in members),
+                quant=quant_from_name(members[0].path),
+                parts=tuple(members),
+            )
+        )
     return sorted(singles, key=lambda f: (f.size_bytes, f.filename))
 
 
-def list_files(repo_id: str, *, hardware: Hardware | None = None, revision: str | None = None,
-               token: str | None = None) -> list[RemoteFile]:
+def list_files(
+    repo_id: str, *, hardware: Hardware | None = None, revision: str | None = None, token: str | None = None
+) -> list[RemoteFile]:
     """The repo's GGUF models (split sets as one), smallest first; with ``hardware``, each marked by
     whether it fits there at the default context (estimated from its size: the header is not fetched)."""
     files = group_models(repo_files(repo_id, revision=revision, token=token))
@@ -316,29 +373,36 @@ def list_files(repo_id: str, *, hardware: Hardware | None = None, revision: str 
 
     marked = []
     for f in files:
-        estimate = fit.estimate_memory(fit.guess_shape(size_bytes=f.size_bytes), hardware=hardware,
-                                       backend=hardware.best_backend,
-                                       gpu_layers=999 if hardware.best_backend != "cpu" else 0)
+        estimate = fit.estimate_memory(
+            fit.guess_shape(size_bytes=f.size_bytes),
+            hardware=hardware,
+            backend=hardware.best_backend,
+            gpu_layers=999 if hardware.best_backend != "cpu" else 0,
+        )
         marked.append(replace(f, fits=estimate.fits, needs_bytes=estimate.total_bytes))
     return marked
 
 
-def choose_file(files: list[RemoteFile], *, repo_id: str, quant: str | None = None,
-                filename: str | None = None) -> RemoteFile:
+def choose_file(
+    files: list[RemoteFile], *, repo_id: str, quant: str | None = None, filename: str | None = None
+) -> RemoteFile:
     """The file ``pull`` takes: the one named, else the quant asked for, else Q4_K_M, Q5_K_M, Q8_0 in that
     order, else the only one. ChoiceNeeded (listing the quants) when that leaves more than one."""
     from ..system.errors import ChoiceNeeded
 
     if not files:
-        raise NotFound(f"{repo_id} has no GGUF model files.",
-                       hint="Pick a repo with GGUF files: `aidevops-local search NAME`.")
+        raise NotFound(
+            f"{repo_id} has no GGUF model files.", hint="Pick a repo with GGUF files: `aidevops-local search NAME`."
+        )
     if filename:
         for f in files:
             if filename in (f.filename, f.filename.rsplit("/", 1)[-1]) or any(
-                    filename in (p.path, p.path.rsplit("/", 1)[-1]) for p in f.parts):
+                filename in (p.path, p.path.rsplit("/", 1)[-1]) for p in f.parts
+            ):
                 return f
-        raise NotFound(f"{repo_id} has no GGUF file {filename!r}.",
-                       hint="Files: " + ", ".join(f.filename for f in files[:12]))
+        raise NotFound(
+            f"{repo_id} has no GGUF file {filename!r}.", hint="Files: " + ", ".join(f.filename for f in files[:12])
+        )
     wanted = [quant] if quant else list(DEFAULT_QUANTS)
     for q in wanted:
         matches = [f for f in files if f.quant.upper() == q.upper()]
@@ -347,14 +411,20 @@ def choose_file(files: list[RemoteFile], *, repo_id: str, quant: str | None = No
         if len(matches) == 1 or (matches and not quant):
             return min(matches, key=lambda f: f.size_bytes) if len(matches) > 1 else matches[0]
         if len(matches) > 1:
-            raise ChoiceNeeded(f"{repo_id} has {len(matches)} files for {q}.",
-                               choices=[m.filename for m in matches],
-                               hint="Name one with --file.")
+            raise ChoiceNeeded(
+                f"{repo_id} has {len(matches)} files for {q}.",
+                choices=[m.filename for m in matches],
+                hint="Name one with --file.",
+            )
     if quant:
-        raise NotFound(f"{repo_id} has no {quant} file.",
-                       hint="Quants there: " + ", ".join(sorted({f.quant or f.filename for f in files})))
+        raise NotFound(
+            f"{repo_id} has no {quant} file.",
+            hint="Quants there: " + ", ".join(sorted({f.quant or f.filename for f in files})),
+        )
     if len(files) == 1:
         return files[0]
-    raise ChoiceNeeded(f"{repo_id} has no {', '.join(DEFAULT_QUANTS)} file; pick one.",
-                       choices=[f.quant or f.filename for f in files],
-                       hint=f"Run again as `pull {repo_id}:QUANT` or with --file NAME.")
+    raise ChoiceNeeded(
+        f"{repo_id} has no {', '.join(DEFAULT_QUANTS)} file; pick one.",
+        choices=[f.quant or f.filename for f in files],
+        hint=f"Run again as `pull {repo_id}:QUANT` or with --file NAME.",
+    )

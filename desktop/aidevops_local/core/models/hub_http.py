@@ -45,5 +45,9 @@ def fail_fast_client() -> httpx2.Client:
     if any(os.environ.get(name) for name in PROXY_VARIABLES):
         return default_client_factory()
 
-    return httpx2.Client(event_hooks={"request": [hf_request_event_hook]}, follow_redirects=True, timeout=None,
-                         transport=FailFastTransport())
+    return httpx2.Client(
+        event_hooks={"request": [hf_request_event_hook]},
+        follow_redirects=True,
+        timeout=None,
+        transport=FailFastTransport(),
+    )

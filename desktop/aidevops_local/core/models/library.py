@@ -21,7 +21,9 @@ from .gguf_meta import GGUF_MAGIC, SPLIT_RE, cached_header, split_parts
 SOURCES = ("pulled", "legacy", "external")
 QUANT_RE = re.compile(
     r"(?<![A-Za-z0-9])(UD-)?(IQ[1-4]_(?:XXS|XS|S|M|NL)|Q[2-8]_K(?:_(?:XL|S|M|L))?|Q[4-8]_[01]|F16|BF16|F32|"
-    r"MXFP4(?:_MOE)?|TQ[12]_0)(?![A-Za-z0-9])", re.IGNORECASE)
+    r"MXFP4(?:_MOE)?|TQ[12]_0)(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class LocalModel:
 
 
 def quant_from_name(name: str) -> str:
-    """"Q4_K_M" from "Qwen3-8B-Q4_K_M.gguf" ("" when the name does not say)."""
+    """ "Q4_K_M" from "Qwen3-8B-Q4_K_M.gguf" ("" when the name does not say)."""
     found = QUANT_RE.findall(name)
     if not found:
         return ""
@@ -89,11 +91,20 @@ def _model_at(path: Path, *, source: str, where: str, repo: str | None = None, n
             size += part.stat().st_size  # follows the HF cache's symlinks to the blobs
         except OSError:
             pass
-    return LocalModel(name=name or model_name(path.name), path=path, files=tuple(parts), size_bytes=size,
-                      quant=_quant(path), repo=repo, source=source, where=where)
+    return LocalModel(
+        name=name or model_name(path.name),
+        path=path,
+        files=tuple(parts),
+        size_bytes=size,
+        quant=_quant(path),
+        repo=repo,
+        source=source,
+        where=where,
+    )
 
 
 # ---- where models live --------------------------------------------------------------------------------------
+
 
 def _ggufs(folder: Path, max_depth: int) -> list[Path]:
     """Model files under ``folder`` at most ``max_depth`` levels down, skipping our partial downloads."""
@@ -128,7 +139,7 @@ def _hf_cache_models() -> list[LocalModel]:
     except OSError:
         return []
     for repo_dir in repos:
-        repo = repo_dir.name[len("models--"):].replace("--", "/", 1)
+        repo = repo_dir.name[len("models--") :].replace("--", "/", 1)
         snapshots = sorted((repo_dir / "snapshots").glob("*"), key=_mtime, reverse=True)
         for snap in snapshots:
             for path in _ggufs(snap, 3):
@@ -182,8 +193,12 @@ def list_models(*, include_external: bool = True) -> list[LocalModel]:
         seen_paths.add(key)
         name = model.name
         if name in names:  # the same file name from two places: the later one says where it is
-            label = {"HF cache": "hf", "llama.cpp cache": "llamacpp", "LM Studio": "lmstudio",
-                     "old helper": "legacy"}.get(model.where, model.source)
+            label = {
+                "HF cache": "hf",
+                "llama.cpp cache": "llamacpp",
+                "LM Studio": "lmstudio",
+                "old helper": "legacy",
+            }.get(model.where, model.source)
             name = f"{model.name}@{label}"
             suffix = 2
             while name in names:
@@ -195,11 +210,22 @@ def list_models(*, include_external: bool = True) -> list[LocalModel]:
         files = [Path(f) for f in (row.files or [row.path]) if f]
         if not files or not all(f.is_absolute() and f.is_file() for f in files) or not _is_gguf(files[0]):
             continue  # gone, a relative path an older version stored (where to is unknown), or not a model
-        add(LocalModel(name=row.model, path=Path(row.path), files=tuple(files), size_bytes=row.size_bytes or 0,
-                       quant=row.quant or _quant(Path(row.path)), repo=row.repo, source=row.source or "external",
-                       where=_where(Path(row.path)), last_used=_text(row.last_used),
-                       downloaded=_text(row.downloaded), total_requests=row.total_requests or 0,
-                       sha256=row.sha256))
+        add(
+            LocalModel(
+                name=row.model,
+                path=Path(row.path),
+                files=tuple(files),
+                size_bytes=row.size_bytes or 0,
+                quant=row.quant or _quant(Path(row.path)),
+                repo=row.repo,
+                source=row.source or "external",
+                where=_where(Path(row.path)),
+                last_used=_text(row.last_used),
+                downloaded=_text(row.downloaded),
+                total_requests=row.total_requests or 0,
+                sha256=row.sha256,
+            )
+        )
     p = config.paths()
     for path in _ggufs(p.models_dir, 2):
         add(_model_at(path, source="external", where="models"))
@@ -227,8 +253,12 @@ def _text(value) -> str | None:
 
 def _where(path: Path) -> str:
     p = config.paths()
-    for folder, label in ((p.models_dir, "models"), (p.legacy_dir / "models", "old helper"),
-                          (config.hf_hub_cache(), "HF cache"), (config.llama_cache_dir(), "llama.cpp cache")):
+    for folder, label in (
+        (p.models_dir, "models"),
+        (p.legacy_dir / "models", "old helper"),
+        (config.hf_hub_cache(), "HF cache"),
+        (config.llama_cache_dir(), "llama.cpp cache"),
+    ):
         if _inside(path, folder):
             return label
     if any(_inside(path, d) for d in config.lmstudio_model_dirs()):
@@ -263,6 +293,7 @@ def _absolute(path: Path) -> Path:
 
 # ---- finding one model ------------------------------------------------------------------------------------
 
+
 def resolve_model(name_or_path: str | None) -> LocalModel:
     """The model a command means: a file path; a name from `models` (exact, a file name, or a substring that
     matches one model); or, for None, the default_model setting, else the only model, else the most recently
@@ -282,8 +313,10 @@ def _resolve(name_or_path: str | None) -> LocalModel:
         if candidate.is_file():
             return _for_path(candidate)
         if "/" in name_or_path and candidate.suffix.lower() == ".gguf":
-            raise ModelNotFound(f"Model file not found: {candidate}",
-                                hint="Check the path, or run `aidevops-local models` to list models.")
+            raise ModelNotFound(
+                f"Model file not found: {candidate}",
+                hint="Check the path, or run `aidevops-local models` to list models.",
+            )
     models = list_models()
     exact = [m for m in models if m.name == name_or_path]
     if exact:
@@ -296,12 +329,16 @@ def _resolve(name_or_path: str | None) -> LocalModel:
     if len(partial) == 1:
         return partial[0]
     if len(partial) > 1:
-        raise ModelNotFound(f"{name_or_path!r} matches {len(partial)} models: "
-                            f"{', '.join(m.name for m in partial[:8])}",
-                            hint="Use the full name from `aidevops-local models`.")
+        raise ModelNotFound(
+            f"{name_or_path!r} matches {len(partial)} models: {', '.join(m.name for m in partial[:8])}",
+            hint="Use the full name from `aidevops-local models`.",
+        )
     close = difflib.get_close_matches(name_or_path, [m.name for m in models], n=5, cutoff=0.4)
-    hint = (f"Did you mean: {', '.join(close)}?" if close
-            else "Run `aidevops-local models` to list models, or `aidevops-local pull REPO` to get one.")
+    hint = (
+        f"Did you mean: {', '.join(close)}?"
+        if close
+        else "Run `aidevops-local models` to list models, or `aidevops-local pull REPO` to get one."
+    )
     raise ModelNotFound(f"No model named {name_or_path!r}.", hint=hint)
 
 
@@ -322,8 +359,11 @@ def remember(model: LocalModel) -> LocalModel:
         row = inv.get_or_none(inv.model == model.name)
         if row is None:
             inv.insert(**fields, downloaded=None).on_conflict_ignore().execute()
-        elif row.source != "pulled" and (not row.path or Path(row.path).name == model.path.name) \
-                and not _found(row.file_paths()):
+        elif (
+            row.source != "pulled"
+            and (not row.path or Path(row.path).name == model.path.name)
+            and not _found(row.file_paths())
+        ):
             inv.update(**fields).where(inv.model == model.name).execute()
 
     try:
@@ -336,9 +376,15 @@ def remember(model: LocalModel) -> LocalModel:
 
 def inventory_fields(model: LocalModel) -> dict:
     """A model's inventory columns, with absolute paths."""
-    return {"model": model.name, "path": str(_absolute(model.path)), "size_bytes": model.size_bytes,
-            "repo": model.repo, "quant": model.quant or None, "files": [str(_absolute(f)) for f in model.files],
-            "source": model.source}
+    return {
+        "model": model.name,
+        "path": str(_absolute(model.path)),
+        "size_bytes": model.size_bytes,
+        "repo": model.repo,
+        "quant": model.quant or None,
+        "files": [str(_absolute(f)) for f in model.files],
+        "source": model.source,
+    }
 
 
 def _found(files: list[Path]) -> bool:
@@ -373,8 +419,10 @@ def _for_path(path: Path) -> LocalModel:
 def _most_recent() -> LocalModel:
     models = list_models()
     if not models:
-        raise ModelNotFound("There are no models on this machine yet.",
-                            hint="Run `aidevops-local recommend`, then `aidevops-local pull REPO:QUANT`.")
+        raise ModelNotFound(
+            "There are no models on this machine yet.",
+            hint="Run `aidevops-local recommend`, then `aidevops-local pull REPO:QUANT`.",
+        )
     if len(models) == 1:
         return models[0]
     used = [m for m in models if m.last_used]
@@ -391,6 +439,7 @@ def partial_downloads() -> list[Path]:
 
 # ---- removing -------------------------------------------------------------------------------------------
 
+
 def removal_warning(model: LocalModel) -> str | None:
     """Why removing ``model`` needs the user's say-so, naming what a link points to; None when it does not.
     A file this tool did not download needs it; so does a link to a file outside the models folder, of which
@@ -400,8 +449,10 @@ def removal_warning(model: LocalModel) -> str | None:
         if file.is_symlink() and _hf_blob(file) is None:
             target = file.resolve()
             if models_dir not in target.parents:
-                return (f"{model.name} is a link to {target}, outside the models folder; only the link "
-                        f"{file} would be removed.")
+                return (
+                    f"{model.name} is a link to {target}, outside the models folder; only the link "
+                    f"{file} would be removed."
+                )
         elif not file.is_symlink() and model.source == "pulled" and models_dir not in file.resolve().parents:
             return f"{model.name} lies outside the models folder ({file.resolve()})."
     if model.read_only:
@@ -439,15 +490,20 @@ def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
 
     warning = removal_warning(model)
     if warning and not confirmed:
-        hint = ("Pass --yes to remove the link (what it points to is kept)." if "is a link to" in warning
-                else "Pass --yes to delete it anyway, or delete it with the tool that made it.")
+        hint = (
+            "Pass --yes to remove the link (what it points to is kept)."
+            if "is a link to" in warning
+            else "Pass --yes to delete it anyway, or delete it with the tool that made it."
+        )
         raise Refused(warning, hint=hint)
     state = server.current_state()
     if state is not None and server.owned_process(state) is not None:
         served = Path(state.model_path).resolve() if state.model_path else None
         if served is not None and any(f.resolve() == served for f in model.files):
-            raise Refused(f"{model.name} is being served now; it was not removed.",
-                          hint="Stop the server first (`aidevops-local stop`).")
+            raise Refused(
+                f"{model.name} is being served now; it was not removed.",
+                hint="Stop the server first (`aidevops-local stop`).",
+            )
     store.database()
     freed = 0
     for file in model.files:

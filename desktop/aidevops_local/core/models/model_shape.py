@@ -16,8 +16,16 @@ from .gguf_meta import GgufHeader
 # Tensor types the CPU backend repacks on AVX2/Arm for faster matmuls (ggml-cpu repack.cpp).
 REPACK_TYPES = {2, 12, 20}  # Q4_0, Q4_K, IQ4_NL
 # Layer patterns of sliding-window attention, by architecture: every Nth layer attends to the whole context.
-SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "llama4": 4, "gpt-oss": 2,
-                "exaone4": 4, "smallthinker": 4}
+SWA_PATTERNS = {
+    "gemma2": 2,
+    "gemma3": 6,
+    "gemma3n": 5,
+    "cohere2": 4,
+    "llama4": 4,
+    "gpt-oss": 2,
+    "exaone4": 4,
+    "smallthinker": 4,
+}
 
 
 @dataclass(frozen=True)
@@ -89,9 +97,11 @@ def shape_from_header(header: GgufHeader) -> ModelShape:
         n_vocab = by_name["token_embd.weight"].shape[1]
     embd = by_name.get("token_embd.weight")
     output = by_name.get("output.weight")
-    repack = sum(t.n_bytes for t in header.tensors
-                 if t.ggml_type in REPACK_TYPES and t.name != "token_embd.weight" and len(t.shape) == 2
-                 and t.shape[1] % 8 == 0)
+    repack = sum(
+        t.n_bytes
+        for t in header.tensors
+        if t.ggml_type in REPACK_TYPES and t.name != "token_embd.weight" and len(t.shape) == 2 and t.shape[1] % 8 == 0
+    )
     experts = sum(t.n_bytes for t in header.tensors if "_exps" in t.name)
     total = header.tensor_bytes
     active = 1.0
@@ -99,14 +109,28 @@ def shape_from_header(header: GgufHeader) -> ModelShape:
         active = (total - experts + experts * n_used / n_expert) / total
     window = int(_first(get("attention.sliding_window"), 0))
     return ModelShape(
-        architecture=header.architecture, n_layer=n_layer, n_embd=n_embd, n_ff=n_ff, n_head=n_head,
-        n_head_kv=n_head_kv, head_dim_k=head_dim_k, head_dim_v=head_dim_v, n_vocab=n_vocab,
-        ctx_train=int(_first(get("context_length"), 0)), weights_bytes=total,
-        embd_bytes=embd.n_bytes if embd else 0, output_bytes=output.n_bytes if output else 0,
-        repack_bytes=repack, swa_window=window, swa_layers=_swa_layers(header, n_layer, window),
-        kv_layers=kv_layers, kv_lora_rank=int(_first(get("attention.kv_lora_rank"), 0)),
+        architecture=header.architecture,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_ff=n_ff,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim_k=head_dim_k,
+        head_dim_v=head_dim_v,
+        n_vocab=n_vocab,
+        ctx_train=int(_first(get("context_length"), 0)),
+        weights_bytes=total,
+        embd_bytes=embd.n_bytes if embd else 0,
+        output_bytes=output.n_bytes if output else 0,
+        repack_bytes=repack,
+        swa_window=window,
+        swa_layers=_swa_layers(header, n_layer, window),
+        kv_layers=kv_layers,
+        kv_lora_rank=int(_first(get("attention.kv_lora_rank"), 0)),
         n_rot=int(_first(get("rope.dimension_count"), 0)),
-        n_merges=_array_len(header.metadata.get("tokenizer.ggml.merges")), active_fraction=active)
+        n_merges=_array_len(header.metadata.get("tokenizer.ggml.merges")),
+        active_fraction=active,
+    )
 
 
 def _array_len(value) -> int:
@@ -131,7 +155,17 @@ def guess_shape(*, size_bytes: int, ctx_train: int = 32768) -> ModelShape:
     """A plausible shape for a remote file known only by its size (search results): a Llama-like dense
     model scaled from an 8B one at ~4.8 bits per weight. Good enough for a "fits?" mark, no more."""
     scale = max(size_bytes, 1) / (8e9 * 4.8 / 8)
-    n_embd = max(512, int(4096 * scale ** 0.4) // 128 * 128)
-    return ModelShape(architecture="unknown", n_layer=max(8, round(32 * scale ** 0.3)), n_embd=n_embd,
-                      n_ff=int(n_embd * 3.5), n_head=max(4, n_embd // 128), n_head_kv=8, head_dim_k=128,
-                      head_dim_v=128, n_vocab=128256, ctx_train=ctx_train, weights_bytes=size_bytes)
+    n_embd = max(512, int(4096 * scale**0.4) // 128 * 128)
+    return ModelShape(
+        architecture="unknown",
+        n_layer=max(8, round(32 * scale**0.3)),
+        n_embd=n_embd,
+        n_ff=int(n_embd * 3.5),
+        n_head=max(4, n_embd // 128),
+        n_head_kv=8,
+        head_dim_k=128,
+        head_dim_v=128,
+        n_vocab=128256,
+        ctx_train=ctx_train,
+        weights_bytes=size_bytes,
+    )

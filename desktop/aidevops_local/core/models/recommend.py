@@ -82,16 +82,21 @@ class RecommendResult:
 
 # ---- the catalog ------------------------------------------------------------------------------------------
 
+
 def load_catalog(path: Path | None = None) -> tuple[str, list[CatalogModel]]:
     """(the list's date, its models). The file ships in the package; a path overrides it (tests, previews)."""
     try:
-        text = (Path(path).read_text(encoding="utf-8") if path else
-                resources.files("aidevops_local").joinpath("resources/catalog.toml").read_text(encoding="utf-8"))
+        text = (
+            Path(path).read_text(encoding="utf-8")
+            if path
+            else resources.files("aidevops_local").joinpath("resources/catalog.toml").read_text(encoding="utf-8")
+        )
         data = tomllib.loads(text)
         return str(data.get("updated", "")), [_entry(m) for m in data.get("model", [])]
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"The model catalog is not valid: {exc}",
-                          hint="Fix resources/catalog.toml (see the comment at its top).") from exc
+        raise ConfigError(
+            f"The model catalog is not valid: {exc}", hint="Fix resources/catalog.toml (see the comment at its top)."
+        ) from exc
 
 
 def _entry(m: dict) -> CatalogModel:
@@ -106,15 +111,36 @@ def _entry(m: dict) -> CatalogModel:
         other = layers * (2 * embd * heads * hd + 2 * embd * kv * hd) + 2 * m["vocab"] * embd
         active = (other + expert_params * used / experts) / (other + expert_params)
     shape = fit.ModelShape(
-        architecture=m.get("arch", ""), n_layer=layers, n_embd=embd, n_ff=max(m["ff"], expert_ff * used),
-        n_head=heads, n_head_kv=kv, head_dim_k=hd, head_dim_v=hd, n_vocab=m["vocab"], ctx_train=m["ctx"],
-        weights_bytes=size, embd_bytes=int(m["vocab"] * embd * 0.75),  # ~6 bits per embedding weight
-        swa_window=m.get("swa_window", 0), swa_layers=swa_layers, active_fraction=active)
-    return CatalogModel(name=m["name"], use=tuple(m["use"]), rank=int(m["rank"]), repo=m["repo"], file=m["file"],
-                        size_bytes=size, shape=shape, why=m.get("why", ""))
+        architecture=m.get("arch", ""),
+        n_layer=layers,
+        n_embd=embd,
+        n_ff=max(m["ff"], expert_ff * used),
+        n_head=heads,
+        n_head_kv=kv,
+        head_dim_k=hd,
+        head_dim_v=hd,
+        n_vocab=m["vocab"],
+        ctx_train=m["ctx"],
+        weights_bytes=size,
+        embd_bytes=int(m["vocab"] * embd * 0.75),  # ~6 bits per embedding weight
+        swa_window=m.get("swa_window", 0),
+        swa_layers=swa_layers,
+        active_fraction=active,
+    )
+    return CatalogModel(
+        name=m["name"],
+        use=tuple(m["use"]),
+        rank=int(m["rank"]),
+        repo=m["repo"],
+        file=m["file"],
+        size_bytes=size,
+        shape=shape,
+        why=m.get("why", ""),
+    )
 
 
 # ---- choosing ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Option:
@@ -130,18 +156,17 @@ def _evaluate(model: CatalogModel, hw: Hardware) -> _Option:
     shape = model.shape
     backend = hw.best_backend
     if backend in GPU_BACKENDS:
-        est = fit.estimate_memory(shape, ctx=RECOMMEND_CTX, gpu_layers=shape.n_layer + 1, backend=backend,
-                                  hardware=hw)
+        est = fit.estimate_memory(shape, ctx=RECOMMEND_CTX, gpu_layers=shape.n_layer + 1, backend=backend, hardware=hw)
         if est.fits or hw.unified_memory:
             device = f"unified ({backend})" if hw.unified_memory else f"gpu ({backend})"
-            return _Option(model, est, fit.tokens_per_second(shape, hardware=hw, on_gpu=True), device,
-                           bool(est.fits))
+            return _Option(model, est, fit.tokens_per_second(shape, hardware=hw, on_gpu=True), device, bool(est.fits))
     est = fit.estimate_memory(shape, ctx=RECOMMEND_CTX, hardware=hw)
     return _Option(model, est, fit.tokens_per_second(shape, hardware=hw, on_gpu=False), "cpu", bool(est.fits))
 
 
-def recommend(hardware: Hardware | None = None, *, catalog: Path | None = None,
-              min_tokens_per_s: float = MIN_TOKENS_PER_S) -> RecommendResult:
+def recommend(
+    hardware: Hardware | None = None, *, catalog: Path | None = None, min_tokens_per_s: float = MIN_TOKENS_PER_S
+) -> RecommendResult:
     """2-3 models for ``hardware`` (default: this machine): the best chat and coding models that fit and
     run at an interactive speed, and a third (faster, or the runner-up)."""
     from ..system.hardware import detect
@@ -154,23 +179,40 @@ def recommend(hardware: Hardware | None = None, *, catalog: Path | None = None,
     for use in ("chat", "coding"):
         best = _best([o for o in usable if use in o.model.use and not _picked(o, picks)])
         if best:
-            picks.append(_recommendation(best, use, options, min_tokens_per_s,
-                                         f"the best-ranked {use} model that fits this machine"))
+            picks.append(
+                _recommendation(
+                    best, use, options, min_tokens_per_s, f"the best-ranked {use} model that fits this machine"
+                )
+            )
             continue
         # Nothing is interactive here: the fastest model that fits, said plainly.
         fitting = [o for o in options if o.fits and use in o.model.use and not _picked(o, picks)]
         fastest = max(fitting, key=lambda o: o.tokens_per_s, default=None)
         if fastest:
-            picks.append(_recommendation(fastest, use, options, min_tokens_per_s,
-                                         f"the fastest {use} model that fits, though slow on this machine"))
+            picks.append(
+                _recommendation(
+                    fastest,
+                    use,
+                    options,
+                    min_tokens_per_s,
+                    f"the fastest {use} model that fits, though slow on this machine",
+                )
+            )
     third = _third(usable, picks, options, min_tokens_per_s)
     if third:
         picks.append(third)
     budget_ram, budget_vram = fit._budgets(hw, hw.best_backend, planning=False)
-    note = "" if picks else ("No model in the catalog fits this machine at an interactive speed; "
-                             "the smallest need about 2 GB of free memory.")
-    return RecommendResult(hardware=hw, catalog_date=date, picks=tuple(picks), usable_ram=budget_ram,
-                           usable_vram=budget_vram, note=note)
+    note = (
+        ""
+        if picks
+        else (
+            "No model in the catalog fits this machine at an interactive speed; "
+            "the smallest need about 2 GB of free memory."
+        )
+    )
+    return RecommendResult(
+        hardware=hw, catalog_date=date, picks=tuple(picks), usable_ram=budget_ram, usable_vram=budget_vram, note=note
+    )
 
 
 def _best(options: list[_Option]) -> _Option | None:
@@ -181,8 +223,9 @@ def _picked(option: _Option, picks: list[Recommendation]) -> bool:
     return any(p.repo == option.model.repo and p.file == option.model.file for p in picks)
 
 
-def _third(usable: list[_Option], picks: list[Recommendation], options: list[_Option],
-           min_tps: float) -> Recommendation | None:
+def _third(
+    usable: list[_Option], picks: list[Recommendation], options: list[_Option], min_tps: float
+) -> Recommendation | None:
     rest = [o for o in usable if not _picked(o, picks)]
     if not picks or not rest:
         return None
@@ -192,9 +235,13 @@ def _third(usable: list[_Option], picks: list[Recommendation], options: list[_Op
         best = _best(faster)
         if best:
             use = best.model.use[0]
-            return _recommendation(best, use, options, min_tps,
-                                   f"a faster {use} model (about {best.tokens_per_s:.0f} tokens/s) for quick "
-                                   "questions")
+            return _recommendation(
+                best,
+                use,
+                options,
+                min_tps,
+                f"a faster {use} model (about {best.tokens_per_s:.0f} tokens/s) for quick questions",
+            )
     families = {p.repo.split("/")[-1].split("-")[0] for p in picks}
     other = [o for o in rest if o.model.repo.split("/")[-1].split("-")[0] not in families] or rest
     best = _best(other)
@@ -204,31 +251,54 @@ def _third(usable: list[_Option], picks: list[Recommendation], options: list[_Op
 
 def _recommendation(option: _Option, use: str, options: list[_Option], min_tps: float, reason: str) -> Recommendation:
     est = option.estimate
-    why = (f"{reason}: {option.model.why}; needs about {est.total_bytes / 2**30:.1f} GiB of the "
-           f"{_usable(option) / 2**30:.1f} GiB usable at a {RECOMMEND_CTX}-token context, "
-           f"~{option.tokens_per_s:.0f} tokens/s on {option.device}")
+    why = (
+        f"{reason}: {option.model.why}; needs about {est.total_bytes / 2**30:.1f} GiB of the "
+        f"{_usable(option) / 2**30:.1f} GiB usable at a {RECOMMEND_CTX}-token context, "
+        f"~{option.tokens_per_s:.0f} tokens/s on {option.device}"
+    )
     return Recommendation(
-        name=option.model.name, use=use, repo=option.model.repo, file=option.model.file, quant=option.model.quant,
-        size_bytes=option.model.size_bytes, memory_bytes=est.total_bytes, ram_bytes=est.ram_required,
-        vram_bytes=est.vram_bytes, tokens_per_s=option.tokens_per_s, device=option.device, ctx=est.ctx, why=why,
-        next_tier=_next_tier(option, use, options, min_tps))
+        name=option.model.name,
+        use=use,
+        repo=option.model.repo,
+        file=option.model.file,
+        quant=option.model.quant,
+        size_bytes=option.model.size_bytes,
+        memory_bytes=est.total_bytes,
+        ram_bytes=est.ram_required,
+        vram_bytes=est.vram_bytes,
+        tokens_per_s=option.tokens_per_s,
+        device=option.device,
+        ctx=est.ctx,
+        why=why,
+        next_tier=_next_tier(option, use, options, min_tps),
+    )
 
 
 def _next_tier(option: _Option, use: str, options: list[_Option], min_tps: float) -> str:
     """The next better model for this use that was left out, and what it would take."""
-    above = sorted((o for o in options if use in o.model.use and o.model.rank > option.model.rank
-                    and not (o.fits and o.tokens_per_s >= min_tps)), key=lambda o: o.model.rank)
+    above = sorted(
+        (
+            o
+            for o in options
+            if use in o.model.use and o.model.rank > option.model.rank and not (o.fits and o.tokens_per_s >= min_tps)
+        ),
+        key=lambda o: o.model.rank,
+    )
     if not above:
         return "this is the top of the catalog for this use"
     nxt = above[0]
     need = nxt.estimate.total_bytes / 2**30
     if not nxt.fits:
         where = "GPU memory" if nxt.device.startswith("gpu") else "memory"
-        return (f"{nxt.model.name} needs about {need:.1f} GiB of {where} at {RECOMMEND_CTX} tokens "
-                f"(here: {_usable(nxt) / 2**30:.1f} GiB usable)")
-    return (f"{nxt.model.name} fits ({need:.1f} GiB) but would run at ~{nxt.tokens_per_s:.0f} tokens/s here; "
-            f"it needs about {min_tps * nxt.model.shape.active_bytes / 0.6 / 1e9:.0f} GB/s of memory bandwidth "
-            "(a GPU, or Apple Silicon Pro/Max) for an interactive speed")
+        return (
+            f"{nxt.model.name} needs about {need:.1f} GiB of {where} at {RECOMMEND_CTX} tokens "
+            f"(here: {_usable(nxt) / 2**30:.1f} GiB usable)"
+        )
+    return (
+        f"{nxt.model.name} fits ({need:.1f} GiB) but would run at ~{nxt.tokens_per_s:.0f} tokens/s here; "
+        f"it needs about {min_tps * nxt.model.shape.active_bytes / 0.6 / 1e9:.0f} GB/s of memory bandwidth "
+        "(a GPU, or Apple Silicon Pro/Max) for an interactive speed"
+    )
 
 
 def _usable(option: _Option) -> int:

@@ -43,8 +43,10 @@ class ApiKeyInfo:
 
 
 def turn_off_hint() -> str:
-    return (f"Or serve without an API key: set `require_api_key = false` in {config.paths().config_file} "
-            "(the server then answers anyone who can reach 127.0.0.1 on this machine).")
+    return (
+        f"Or serve without an API key: set `require_api_key = false` in {config.paths().config_file} "
+        "(the server then answers anyone who can reach 127.0.0.1 on this machine)."
+    )
 
 
 def where() -> str:
@@ -61,8 +63,15 @@ def info() -> ApiKeyInfo:
             stored = bool(secrets.read(secrets.API_KEY))
         except LocalModelsError:
             stored = False
-    return ApiKeyInfo(required=required, stored=stored, keyring_usable=status.usable, backend=status.backend,
-                      where=where(), reason=status.reason, hint=status.hint)
+    return ApiKeyInfo(
+        required=required,
+        stored=stored,
+        keyring_usable=status.usable,
+        backend=status.backend,
+        where=where(),
+        reason=status.reason,
+        hint=status.hint,
+    )
 
 
 def current() -> str | None:
@@ -111,8 +120,9 @@ def ensure() -> str:
             key = _random.token_urlsafe(KEY_BYTES)
             secrets.store(secrets.API_KEY, key)
     except LocalModelsError as exc:
-        raise Refused(f"The API key could not be read from or stored in the keyring: {exc.message}",
-                      hint=_with_way_out(exc.hint)) from None
+        raise Refused(
+            f"The API key could not be read from or stored in the keyring: {exc.message}", hint=_with_way_out(exc.hint)
+        ) from None
     _remember(key)
     return key
 
@@ -124,8 +134,9 @@ def rotate() -> str:
     try:
         secrets.store(secrets.API_KEY, key)
     except LocalModelsError as exc:
-        raise Refused(f"The new API key could not be stored in the keyring: {exc.message}",
-                      hint=_with_way_out(exc.hint)) from None
+        raise Refused(
+            f"The new API key could not be stored in the keyring: {exc.message}", hint=_with_way_out(exc.hint)
+        ) from None
     _remember(key)
     return key
 
@@ -141,8 +152,10 @@ def _require_usable_keyring() -> None:
     if not status.usable:
         from ..system.hardware import os_name
 
-        raise Refused(f"The API key cannot be kept: {status.reason}",
-                      hint=_with_way_out(_KEYRING_HINT.get(os_name(), _KEYRING_HINT["linux"])))
+        raise Refused(
+            f"The API key cannot be kept: {status.reason}",
+            hint=_with_way_out(_KEYRING_HINT.get(os_name(), _KEYRING_HINT["linux"])),
+        )
 
 
 def _with_way_out(hint: str) -> str:

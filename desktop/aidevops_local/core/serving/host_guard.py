@@ -50,6 +50,7 @@ _CLIENT_KEY_HEADERS = (b"authorization", b"x-api-key")
 
 # ---- the policy: which Host values reach the model -------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class HostPolicy:
     names: frozenset[str]  # lower-case names and addresses allowed besides the loopback ones
@@ -94,7 +95,7 @@ def host_of(value: str) -> str | None:
         end = value.find("]")
         if end < 0:
             return None
-        name, rest = value[1:end], value[end + 1:]
+        name, rest = value[1:end], value[end + 1 :]
         if rest and not (rest.startswith(":") and rest[1:].isascii() and rest[1:].isdigit()):
             return None
         try:
@@ -114,12 +115,15 @@ def refusal_message(host: str) -> str:
     from ..system import config
 
     shown = host if len(host) <= 100 else host[:100] + "..."
-    return (f"Host {shown!r} is not allowed: this server answers only requests addressed to localhost or a "
-            f"loopback address (protection against DNS rebinding). To allow this name, add it to "
-            f"{SETTING} in {config.paths().config_file} and restart the server.")
+    return (
+        f"Host {shown!r} is not allowed: this server answers only requests addressed to localhost or a "
+        f"loopback address (protection against DNS rebinding). To allow this name, add it to "
+        f"{SETTING} in {config.paths().config_file} and restart the server."
+    )
 
 
 # ---- the request head -------------------------------------------------------------------------------------
+
 
 class Refusal(Exception):
     def __init__(self, status: int, reason: str, message: str):
@@ -129,8 +133,10 @@ class Refusal(Exception):
     def response(self) -> bytes:
         kind = "forbidden" if self.status == 403 else "invalid_request_error"
         body = json.dumps({"error": {"code": self.status, "message": self.message, "type": kind}}).encode()
-        return (f"HTTP/1.1 {self.status} {self.reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+        return (
+            f"HTTP/1.1 {self.status} {self.reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
 
 
 def _bad(message: str) -> Refusal:
@@ -181,8 +187,9 @@ def parse_head(head: bytes) -> RequestHead:
         return RequestHead(host=hosts[0] if hosts else None, content_length=0, chunked=True)
     if len(set(lengths)) > 1 or any(not (v.isascii() and v.isdigit()) for v in lengths):
         raise _bad("The request's Content-Length is not one number.")
-    return RequestHead(host=hosts[0] if hosts else None, content_length=int(lengths[0]) if lengths else 0,
-                       chunked=False)
+    return RequestHead(
+        host=hosts[0] if hosts else None, content_length=int(lengths[0]) if lengths else 0, chunked=False
+    )
 
 
 def with_key(head_bytes: bytes, key_line: bytes) -> bytes:
@@ -203,6 +210,7 @@ def check_host(head: RequestHead, policy: HostPolicy) -> None:
 
 
 # ---- the front ----------------------------------------------------------------------------------------------
+
 
 class Front:
     """``key``: in router mode llama-server starts each model on a 127.0.0.1 port of its own, which this front
@@ -232,10 +240,12 @@ class Front:
                 if upstream_w is None:
                     try:
                         _, answers = await asyncio.get_running_loop().create_unix_connection(
-                            lambda: _Answers(client_w, refusing), self.upstream)
+                            lambda: _Answers(client_w, refusing), self.upstream
+                        )
                     except OSError:
-                        raise Refusal(502, "Bad Gateway", "llama-server is not answering (it may be starting "
-                                                          "or have stopped).") from None
+                        raise Refusal(
+                            502, "Bad Gateway", "llama-server is not answering (it may be starting or have stopped)."
+                        ) from None
                     upstream_w, pump = _Upstream(answers), answers.done
                 upstream_w.write(with_key(head_bytes, self.key_line) if self.key_line else head_bytes)
                 if head.chunked:
@@ -411,8 +421,9 @@ async def _watch(pid: int, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.5)
 
 
-async def serve_forever(listen: socket.socket, upstream: str, policy: HostPolicy, watch_pid: int,
-                        key: str = "") -> None:
+async def serve_forever(
+    listen: socket.socket, upstream: str, policy: HostPolicy, watch_pid: int, key: str = ""
+) -> None:
     front = Front(upstream, policy, key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -442,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # ---- used by server.py: start, recognise and stop the front ---------------------------------------------
 
+
 def socket_path(app_dir: Path) -> Path:
     """Where llama-server listens: a private folder under the tool's own, or, where that path is too long
     for a socket address, a folder of this user's in the temporary folder."""
@@ -461,8 +473,10 @@ def prepare_socket(path: Path) -> None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = folder.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise Refused(f"{folder} is not a folder of this user's; llama-server's socket cannot be put there.",
-                      hint=f"Remove {folder}, or set AIDEVOPS_HOME to a shorter path.")
+        raise Refused(
+            f"{folder} is not a folder of this user's; llama-server's socket cannot be put there.",
+            hint=f"Remove {folder}, or set AIDEVOPS_HOME to a shorter path.",
+        )
     if info.st_mode & 0o077:
         folder.chmod(0o700)
     path.unlink(missing_ok=True)
@@ -486,11 +500,14 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(f"Port {port} on {host} is already in use by another program.",
-                            hint=f"Stop that program, or serve on another port: serve --port {port + 1}",
-                            details=f"couldn't bind {host}:{port}: {exc.strerror}") from exc
-        raise ServerStartFailed(f"Cannot listen on {host}:{port}: {exc.strerror}",
-                                hint="Check the host address in your settings.") from exc
+            raise PortInUse(
+                f"Port {port} on {host} is already in use by another program.",
+                hint=f"Stop that program, or serve on another port: serve --port {port + 1}",
+                details=f"couldn't bind {host}:{port}: {exc.strerror}",
+            ) from exc
+        raise ServerStartFailed(
+            f"Cannot listen on {host}:{port}: {exc.strerror}", hint="Check the host address in your settings."
+        ) from exc
     return sock
 
 
@@ -504,15 +521,39 @@ def command() -> list[str]:
     return [sys.executable, "-P", "-m", _MARKER]  # -P: never import from the folder serve was run in
 
 
-def start(listen: socket.socket, *, upstream: str, host: str, allowed_hosts: list[str], watch_pid: int,
-          log, env: dict[str, str]) -> subprocess.Popen:
+def start(
+    listen: socket.socket,
+    *,
+    upstream: str,
+    host: str,
+    allowed_hosts: list[str],
+    watch_pid: int,
+    log,
+    env: dict[str, str],
+) -> subprocess.Popen:
     """The front as its own process (own session, like llama-server): it inherits the bound socket."""
-    argv = [*command(), "--fd", str(listen.fileno()), "--upstream", upstream, "--host", host,
-            "--watch-pid", str(watch_pid)]
+    argv = [
+        *command(),
+        "--fd",
+        str(listen.fileno()),
+        "--upstream",
+        upstream,
+        "--host",
+        host,
+        "--watch-pid",
+        str(watch_pid),
+    ]
     for name in allowed_hosts:
         argv += ["--allow", name]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                            pass_fds=(listen.fileno(),), start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=env,
+        pass_fds=(listen.fileno(),),
+        start_new_session=True,
+    )
 
 
 def owned(pid: int, create_time: float):

@@ -57,9 +57,15 @@ def check_port_free(host: str, port: int) -> None:
     host_guard.bind(host, port).close()
 
 
-def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int | None = None,
-                host: str | None = None, threads: int | None = None,
-                settings: config.Settings | None = None) -> LaunchPlan:
+def plan_launch(
+    model: str | None = None,
+    *,
+    port: int | None = None,
+    ctx: int | None = None,
+    host: str | None = None,
+    threads: int | None = None,
+    settings: config.Settings | None = None,
+) -> LaunchPlan:
     """Everything about a start that can be decided (and refused) before a process exists."""
     from ..llamacpp import runtime  # imported here: status must not pay for them
     from ..models import library
@@ -73,27 +79,44 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
     backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
     features = build_features.features(binary)
     if features.help_ran and not features.unix_socket:
-        raise Refused(f"This llama-server build ({installed.tag if installed else binary}) cannot listen on a UNIX "
-                      "socket, which the server needs behind its Host check (builds from March 2025 on can).",
-                      hint="Run `aidevops-local update` for a newer build, or install one with --use-system.")
+        raise Refused(
+            f"This llama-server build ({installed.tag if installed else binary}) cannot listen on a UNIX "
+            "socket, which the server needs behind its Host check (builds from March 2025 on can).",
+            hint="Run `aidevops-local update` for a newer build, or install one with --use-system.",
+        )
     planner = _ModelPlanner(hw, backend, features, settings)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
     library.remember(local)  # only a model that passed its checks enters the inventory
     host = host or settings.host
     port = port or settings.port
     if settings.require_api_key and not features.api_key_env:
-        raise Refused("require_api_key is on, but this llama-server build does not read an API key from its "
-                      "environment (LLAMA_API_KEY), and the key is never put on its command line.",
-                      hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}")
+        raise Refused(
+            "require_api_key is on, but this llama-server build does not read an API key from its "
+            "environment (LLAMA_API_KEY), and the key is never put on its command line.",
+            hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}",
+        )
     upstream = str(host_guard.socket_path(config.paths().app_dir))
-    common = ["--host", upstream, "--port", str(port), "--jinja",
-              "--threads", str(threads or settings.threads or hw.threads)]
+    common = [
+        "--host",
+        upstream,
+        "--port",
+        str(port),
+        "--jinja",
+        "--threads",
+        str(threads or settings.threads or hw.threads),
+    ]
     common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
     extra = list(settings.extra_server_args)
     # A router's model instances listen on 127.0.0.1 ports of their own, guarded by a per-run key that only a
     # build reading LLAMA_API_KEY from its environment can take (host_guard.Front).
-    use_router = (settings.router_mode and features.router and features.models_preset and features.models_max
-                  and features.api_key_env and _ini_safe(local.name, str(local.path)))
+    use_router = (
+        settings.router_mode
+        and features.router
+        and features.models_preset
+        and features.models_max
+        and features.api_key_env
+        and _ini_safe(local.name, str(local.path))
+    )
     if use_router:
         per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
         preset, preset_path = _preset_ini(_router_sections(local, chosen, planner)), config.paths().router_presets
@@ -103,11 +126,24 @@ def plan_launch(model: str | None = None, *, port: int | None = None, ctx: int |
         argv = [str(binary), *per_model, *common]
         preset, preset_path = "", None
     argv += _log_args(binary, per_model + common + extra) + extra
-    return LaunchPlan(model=local.name, model_path=local.path, binary=binary, argv=argv, host=host, port=port,
-                      ctx_size=chosen.ctx_size, parallel=chosen.parallel, gpu_layers=chosen.gpu_layers,
-                      build=installed.build if installed else "", api_key_required=settings.require_api_key,
-                      router=bool(use_router), preset=preset, preset_path=preset_path, threads=threads,
-                      upstream=upstream)
+    return LaunchPlan(
+        model=local.name,
+        model_path=local.path,
+        binary=binary,
+        argv=argv,
+        host=host,
+        port=port,
+        ctx_size=chosen.ctx_size,
+        parallel=chosen.parallel,
+        gpu_layers=chosen.gpu_layers,
+        build=installed.build if installed else "",
+        api_key_required=settings.require_api_key,
+        router=bool(use_router),
+        preset=preset,
+        preset_path=preset_path,
+        threads=threads,
+        upstream=upstream,
+    )
 
 
 @dataclass
@@ -131,11 +167,24 @@ class _ModelPlanner:
         _check_model_intact(local)
         header = _validate_model(local.path)
         settings = self.settings
-        plan = fit.plan_server(header=header, hardware=self.hw, ctx=ctx or settings.ctx_size or None,
-                               parallel=settings.parallel or None, backend=self.backend)
+        plan = fit.plan_server(
+            header=header,
+            hardware=self.hw,
+            ctx=ctx or settings.ctx_size or None,
+            parallel=settings.parallel or None,
+            backend=self.backend,
+        )
         gpu_layers = settings.gpu_layers if settings.gpu_layers >= 0 else plan.gpu_layers
-        args = ["--model", str(local.path), "--ctx-size", str(plan.ctx_size), "--parallel", str(plan.parallel),
-                "--n-gpu-layers", str(gpu_layers)]
+        args = [
+            "--model",
+            str(local.path),
+            "--ctx-size",
+            str(plan.ctx_size),
+            "--parallel",
+            str(plan.parallel),
+            "--n-gpu-layers",
+            str(gpu_layers),
+        ]
         args += _cache_args(self.features, settings.extra_server_args, plan.cache_ram_mib)
         return _ModelArgs(args=args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers)
 
@@ -157,8 +206,13 @@ def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -
 def _ini_safe(name: str, path: str) -> bool:
     """A name that can be an INI section and a path that can be a value, read back unchanged (no line breaks,
     no comment characters, no edge spaces)."""
-    return (bool(name) and name == name.strip() and not set("[]\r\n;#=") & set(name)
-            and path == path.strip() and not set("\r\n;#") & set(path))
+    return (
+        bool(name)
+        and name == name.strip()
+        and not set("[]\r\n;#=") & set(name)
+        and path == path.strip()
+        and not set("\r\n;#") & set(path)
+    )
 
 
 def _preset_ini(sections: dict[str, list[str]]) -> str:
@@ -201,8 +255,10 @@ def _check_model_intact(local) -> None:
     download, or a pulled file whose size changed since its hash was checked. `doctor --hashes` re-hashes."""
     partial = config.paths().partial_dir.resolve()
     if any(partial in f.resolve().parents for f in local.files):
-        raise Refused(f"{local.path} is an unfinished download; it has not been verified.",
-                      hint="Pull the model again to finish and verify it, then serve it by name.")
+        raise Refused(
+            f"{local.path} is an unfinished download; it has not been verified.",
+            hint="Pull the model again to finish and verify it, then serve it by name.",
+        )
     if local.source != "pulled" or not local.size_bytes:
         return
     try:
@@ -211,9 +267,11 @@ def _check_model_intact(local) -> None:
         return  # a missing file is reported by the loader's own check just after
     if actual != local.size_bytes:
         again = f"`aidevops-local pull {local.repo}`" if local.repo else "`aidevops-local pull`"
-        raise CorruptModel(f"{local.name} has changed on disk since it was pulled and verified "
-                           f"({actual} bytes, {local.size_bytes} recorded).",
-                           hint=f"Pull it again with {again}; `aidevops-local doctor --hashes` checks every model.")
+        raise CorruptModel(
+            f"{local.name} has changed on disk since it was pulled and verified "
+            f"({actual} bytes, {local.size_bytes} recorded).",
+            hint=f"Pull it again with {again}; `aidevops-local doctor --hashes` checks every model.",
+        )
 
 
 def _validate_model(path: Path):

@@ -49,16 +49,15 @@ def support(binary: Path) -> RouterSupport:
 
 
 def from_features(found: build_features.BuildFeatures) -> RouterSupport:
-    return RouterSupport(router=found.router, presets=found.models_preset, models_max=found.models_max,
-                         sleep_idle=found.sleep_idle)
+    return RouterSupport(
+        router=found.router, presets=found.models_preset, models_max=found.models_max, sleep_idle=found.sleep_idle
+    )
 
 
 # ---- talking to a running router ---------------------------------------------------------------------------
 
 
-def models(
-    base_url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None
-) -> list[RouterModel] | None:
+def models(base_url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None) -> list[RouterModel] | None:
     """The router's models and their states; None when the server is not a router (or does not answer).
     ``headers``: the API key's, when the server requires one (api_key.headers). An entry with no model file
     (keys before a preset file's first section make one, named "default") is left out: it cannot load."""
@@ -74,9 +73,16 @@ def models(
         if path:
             code = status.get("exit_code")
             ctx = _arg(args, "--ctx-size", "-c")
-            found.append(RouterModel(id=str(m.get("id")), state=str(status.get("value", "")), path=path,
-                                     ctx_size=int(ctx) if ctx.isdigit() else None, failed=bool(status.get("failed")),
-                                     exit_code=code if isinstance(code, int) else None))
+            found.append(
+                RouterModel(
+                    id=str(m.get("id")),
+                    state=str(status.get("value", "")),
+                    path=path,
+                    ctx_size=int(ctx) if ctx.isdigit() else None,
+                    failed=bool(status.get("failed")),
+                    exit_code=code if isinstance(code, int) else None,
+                )
+            )
     return found
 
 
@@ -132,10 +138,12 @@ def load(
         failed = found is not None and found.failed
         if found is not None and found.state == "unloaded":
             raise LocalModelsError(
-                f"llama-server could not load {model_id}." if failed
+                f"llama-server could not load {model_id}."
+                if failed
                 else f"{model_id} was unloaded before it finished loading (another load took its place).",
                 hint="See the server log (Show log, or the log path in `aidevops-local status`) for the reason."
-                if failed else "Try again.",
+                if failed
+                else "Try again.",
             )
         report(progress, task, 0, None, unit="step")
         time.sleep(0.1)
@@ -169,9 +177,7 @@ def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | Non
         raise LocalModelsError(f"The server refused to {verb} {model_id} ({status_code}).", hint=text[:200])
 
 
-def switch_model(
-    name: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
-):
+def switch_model(name: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None):
     """Serve ``name`` instead of what runs now: a load request to a running router that lists it, else a
     restart on the same host and port (server.replace_model: the old server stops only once the new start is
     planned, and comes back if it fails). A load that fails puts the previous model back (best effort) and

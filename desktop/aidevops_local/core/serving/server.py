@@ -56,17 +56,39 @@ from . import api_key, host_guard, launch
 LOG_TAIL_LINES = 12
 # Lines in llama-server's log that explain a failed start, and what they mean for the user.
 _START_FAILURES = (
-    ("couldn't bind", PortInUse, "The port is already in use by another program.",
-     "Stop that program, or choose another port with --port."),
-    ("failed to load model", CorruptModel, "llama-server could not load the model.",
-     ("The file may be damaged or of an architecture this llama.cpp build does not know: "
-      "pull it again, or run `update` for a newer runtime.")),
-    ("unknown model architecture", CorruptModel, "This llama.cpp build does not support the model's architecture.",
-     "Run `update` to get a newer llama.cpp build."),
-    ("out of memory", ServerStartFailed, "The model does not fit in memory.",
-     "Try a smaller quant or model, or a smaller context (--ctx)."),
-    ("failed to allocate", ServerStartFailed, "The model does not fit in memory.",
-     "Try a smaller quant or model, or a smaller context (--ctx)."),
+    (
+        "couldn't bind",
+        PortInUse,
+        "The port is already in use by another program.",
+        "Stop that program, or choose another port with --port.",
+    ),
+    (
+        "failed to load model",
+        CorruptModel,
+        "llama-server could not load the model.",
+        (
+            "The file may be damaged or of an architecture this llama.cpp build does not know: "
+            "pull it again, or run `update` for a newer runtime."
+        ),
+    ),
+    (
+        "unknown model architecture",
+        CorruptModel,
+        "This llama.cpp build does not support the model's architecture.",
+        "Run `update` to get a newer llama.cpp build.",
+    ),
+    (
+        "out of memory",
+        ServerStartFailed,
+        "The model does not fit in memory.",
+        "Try a smaller quant or model, or a smaller context (--ctx).",
+    ),
+    (
+        "failed to allocate",
+        ServerStartFailed,
+        "The model does not fit in memory.",
+        "Try a smaller quant or model, or a smaller context (--ctx).",
+    ),
 )
 
 
@@ -135,6 +157,7 @@ class ServerStatus:
 
 # ---- state file -------------------------------------------------------------------------------------------
 
+
 def current_state() -> ServerState | None:
     """The state file's contents, or None. Says nothing about whether the process still lives."""
     path = config.paths().state_file
@@ -160,8 +183,9 @@ def _write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"The disk is full: could not write {path}.",
-                           hint="Free some disk space and run the command again.") from exc
+            raise DiskFull(
+                f"The disk is full: could not write {path}.", hint="Free some disk space and run the command again."
+            ) from exc
         raise
     os.replace(tmp, path)
 
@@ -218,37 +242,61 @@ def _file_id(path: str | Path) -> list[int]:
 
 # ---- status -------------------------------------------------------------------------------------------------
 
+
 def status(*, probe_health: bool = True) -> ServerStatus:
     """Cheap: one state-file read, a few /proc reads and (optionally) one local HTTP request."""
     mem = hardware.memory()
-    base = {"ram_total_bytes": mem.total, "ram_available_bytes": mem.available,
-            "ram_used_percent": round(mem.percent_used, 1)}
+    base = {
+        "ram_total_bytes": mem.total,
+        "ram_available_bytes": mem.available,
+        "ram_used_percent": round(mem.percent_used, 1),
+    }
     state = current_state()
     if state is None:
         return ServerStatus(state="stopped", running=False, **base)
-    described = dict(pid=state.pid, host=state.host, port=state.port, model=state.model,
-                     model_path=state.model_path, build=state.build, ctx_size=state.ctx_size,
-                     log_path=state.log_path, started_at=_iso(state.create_time),
-                     api_key_required=state.api_key_required, **base)
+    described = dict(
+        pid=state.pid,
+        host=state.host,
+        port=state.port,
+        model=state.model,
+        model_path=state.model_path,
+        build=state.build,
+        ctx_size=state.ctx_size,
+        log_path=state.log_path,
+        started_at=_iso(state.create_time),
+        api_key_required=state.api_key_required,
+        **base,
+    )
     proc = owned_process(state)
     if state.stopping:  # whoever polls between the exit and the state file's removal sees a stop, not a crash
         if proc is None:
             return ServerStatus(state="stopped", running=False, **base)
         return ServerStatus(state="stopping", running=True, endpoint=f"{state.base_url}/v1", **described)
     if proc is None:
-        return ServerStatus(state="crashed", running=False, **described,
-                            message=f"llama-server (pid {state.pid}) is no longer running; "
-                                    f"its log is {state.log_path}")
+        return ServerStatus(
+            state="crashed",
+            running=False,
+            **described,
+            message=f"llama-server (pid {state.pid}) is no longer running; its log is {state.log_path}",
+        )
     if not _front_up(state):
-        return ServerStatus(state="crashed", running=False, **described,
-                            message=f"The server's Host-checking front (pid {state.guard_pid}) is no longer "
-                                    f"running, so nothing answers on port {state.port}; its log is {state.log_path}")
+        return ServerStatus(
+            state="crashed",
+            running=False,
+            **described,
+            message=f"The server's Host-checking front (pid {state.guard_pid}) is no longer "
+            f"running, so nothing answers on port {state.port}; its log is {state.log_path}",
+        )
     children = _child_pids(proc)  # a router's model instances
     try:
         rss = _tree_rss(proc, children) + _front_rss(state)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return ServerStatus(state="crashed", running=False, **described,
-                            message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
+        return ServerStatus(
+            state="crashed",
+            running=False,
+            **described,
+            message=f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}",
+        )
     healthy = _health(state.base_url) == 200 if probe_health else True
     current = "running" if healthy else "starting"
     message = ""
@@ -262,15 +310,23 @@ def status(*, probe_health: bool = True) -> ServerStatus:
     addresses = listening.tcp_listen_addresses(listening_pids(state)) if probe_health else None
     exposed = [str(a) for a in addresses or [] if not a.loopback] if launch.is_loopback(state.host) else []
     if exposed:  # told to stay on this machine, yet reachable from others (e.g. a flag that overrode --host)
-        warning = (f"The server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
-                   "reach it. Run `aidevops-local stop`.")
+        warning = (
+            f"The server listens on {', '.join(exposed)}, not only on {state.host}: other machines can "
+            "reach it. Run `aidevops-local stop`."
+        )
         message = f"{message} {warning}".strip()
-    return ServerStatus(state=current, running=True, **described, message=message,
-                        listening=None if addresses is None else [str(a) for a in addresses],
-                        endpoint=f"{state.base_url}/v1", rss_bytes=rss,
-                        gpu_memory_bytes=_gpu_memory([proc.pid, *children]) if state.gpu_layers else None,
-                        # The kernel's start time, not the clock of whichever process ran serve.
-                        uptime_s=round(max(0.0, time.time() - state.create_time), 1))
+    return ServerStatus(
+        state=current,
+        running=True,
+        **described,
+        message=message,
+        listening=None if addresses is None else [str(a) for a in addresses],
+        endpoint=f"{state.base_url}/v1",
+        rss_bytes=rss,
+        gpu_memory_bytes=_gpu_memory([proc.pid, *children]) if state.gpu_layers else None,
+        # The kernel's start time, not the clock of whichever process ran serve.
+        uptime_s=round(max(0.0, time.time() - state.create_time), 1),
+    )
 
 
 def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
@@ -285,14 +341,20 @@ def _router_view(state: ServerState, described: dict) -> tuple[str, str]:
     for ready in (True, False):  # what it serves, else what it is loading
         found = next((m for m in available if (m.serving if ready else m.state == "loading")), None)
         if found is not None:
-            described.update(model=found.id, model_path=found.path, ctx_size=found.ctx_size or state.ctx_size,
-                             asleep=found.state == "sleeping")
+            described.update(
+                model=found.id,
+                model_path=found.path,
+                ctx_size=found.ctx_size or state.ctx_size,
+                asleep=found.state == "sleeping",
+            )
             return ("running" if ready else "starting"), ""
     failed = next((m for m in available if m.failed and m.id == state.model), None)
     if failed is not None:  # the router runs on, but the model it served exited on its own
         described.update(model=failed.id, model_path=failed.path)
-        return "crashed", (f"{failed.id} stopped unexpectedly (exit status {failed.exit_code}); the server "
-                           f"still runs and loads it again on request. Its log is {state.log_path}")
+        return "crashed", (
+            f"{failed.id} stopped unexpectedly (exit status {failed.exit_code}); the server "
+            f"still runs and loads it again on request. Its log is {state.log_path}"
+        )
     described.update(model=None, model_path=None)
     return "running", "No model is loaded; a request that names one loads it."
 
@@ -358,11 +420,15 @@ def _health(base_url: str, timeout: float = 0.5) -> int | None:
 
 def _gpu_memory(pids: list[int]) -> int | None:
     """NVIDIA only, where nvidia-smi exists: the server's own VRAM use (its processes' together)."""
-    out = hardware._run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                        timeout=0.5)
+    out = hardware._run(
+        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], timeout=0.5
+    )
     ours = {str(pid) for pid in pids}
-    used = [int(parts[1]) << 20 for line in out.splitlines()
-            if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in ours and parts[1].isdigit()]
+    used = [
+        int(parts[1]) << 20
+        for line in out.splitlines()
+        if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in ours and parts[1].isdigit()
+    ]
     return sum(used) if used else None
 
 
@@ -376,9 +442,16 @@ def _iso(epoch: float) -> str:
 _TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
 
 
-def serve(model: str | None = None, *, port: int | None = None, ctx: int | None = None, host: str | None = None,
-          threads: int | None = None, progress: ProgressCallback | None = None,
-          timeout: float | None = None) -> ServerStatus:
+def serve(
+    model: str | None = None,
+    *,
+    port: int | None = None,
+    ctx: int | None = None,
+    host: str | None = None,
+    threads: int | None = None,
+    progress: ProgressCallback | None = None,
+    timeout: float | None = None,
+) -> ServerStatus:
     """Start llama-server and wait until it answers /health. On any failure nothing is left running. One start
     at a time: a second one waits for the first, then finds it running and refuses."""
     with start_lock(progress):
@@ -388,8 +461,9 @@ def serve(model: str | None = None, *, port: int | None = None, ctx: int | None 
         return _start(plan, settings, progress, timeout)
 
 
-def replace_model(model: str, *, progress: ProgressCallback | None = None,
-                  cancel: threading.Event | None = None) -> ServerStatus:
+def replace_model(
+    model: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+) -> ServerStatus:
     """Serve ``model`` in place of the running server, on its host and port with its threads. The new start is
     planned (its checks refuse) before the old server stops; if it then fails to start, the old one is started
     again and the new one's error is raised. With no server running, a plain serve."""
@@ -398,8 +472,9 @@ def replace_model(model: str, *, progress: ProgressCallback | None = None,
         if state is None or owned_process(state) is None:
             return serve(model, progress=progress)
         settings = config.load_settings()
-        plan = launch.plan_launch(model, port=state.port, host=state.host, threads=state.threads or None,
-                                  settings=settings)
+        plan = launch.plan_launch(
+            model, port=state.port, host=state.host, threads=state.threads or None, settings=settings
+        )
         if plan.api_key_required:
             api_key.ensure()  # a keyring that refuses does so while the old server still runs
         check_cancelled(cancel)
@@ -416,8 +491,9 @@ def _start_again(previous: ServerState, settings: config.Settings) -> None:
     """Best effort: the server a failed replacement stopped, as it was (model, host, port, threads)."""
     model = previous.model_path if Path(previous.model_path).is_file() else previous.model
     try:
-        plan = launch.plan_launch(model, port=previous.port, host=previous.host,
-                                  threads=previous.threads or None, settings=settings)
+        plan = launch.plan_launch(
+            model, port=previous.port, host=previous.host, threads=previous.threads or None, settings=settings
+        )
         _start(plan, settings, None, None)
     except (LocalModelsError, OSError):
         pass  # the replacement's error is the one to report
@@ -429,7 +505,8 @@ def _refuse_if_running() -> None:
         raise ServerStartFailed(
             f"A server is already running: {_served_model(existing) or 'no model loaded'} at "
             f"{existing.base_url}/v1 (pid {existing.pid}).",
-            hint="Use the running one, or run `aidevops-local stop` first.")
+            hint="Use the running one, or run `aidevops-local stop` first.",
+        )
     if existing:
         _stop_leftovers(existing)
 
@@ -471,8 +548,9 @@ def start_lock(progress: ProgressCallback | None = None, cancel: threading.Event
 _lock_held = threading.local()
 
 
-def _start(plan: launch.LaunchPlan, settings: config.Settings, progress: ProgressCallback | None,
-           timeout: float | None) -> ServerStatus:
+def _start(
+    plan: launch.LaunchPlan, settings: config.Settings, progress: ProgressCallback | None, timeout: float | None
+) -> ServerStatus:
     """Run a plan: called with start_lock held and no server of ours running."""
     launch.check_port_free(plan.host, plan.port)
     key = api_key.ensure() if plan.api_key_required else None  # before anything starts: refusal leaves nothing
@@ -487,18 +565,34 @@ def _start(plan: launch.LaunchPlan, settings: config.Settings, progress: Progres
     host_guard.prepare_socket(Path(plan.upstream))
     listen = host_guard.bind(plan.host, plan.port)  # held from here: a taken port is said before any spawn
     with listen, open(log_path, "ab") as log:
-        proc = subprocess.Popen(plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            plan.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, close_fds=True
+        )
         child = psutil.Process(proc.pid)  # exec has happened: Popen returns after it
         front = _start_front(listen, plan, settings, proc, log, run_key)
-    state = ServerState(pid=proc.pid, create_time=child.create_time(), host=plan.host,
-                        port=plan.port, model=plan.model, model_path=str(plan.model_path), binary=str(plan.binary),
-                        log_path=str(log_path), started_at=started, session_id=session_id,
-                        ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=plan.gpu_layers,
-                        build=plan.build, api_key_required=plan.api_key_required, router=plan.router,
-                        exe_id=_started_executable_id(child, plan.binary), threads=plan.threads or 0,
-                        guard_pid=front.pid, guard_create_time=psutil.Process(front.pid).create_time(),
-                        upstream=plan.upstream)
+    state = ServerState(
+        pid=proc.pid,
+        create_time=child.create_time(),
+        host=plan.host,
+        port=plan.port,
+        model=plan.model,
+        model_path=str(plan.model_path),
+        binary=str(plan.binary),
+        log_path=str(log_path),
+        started_at=started,
+        session_id=session_id,
+        ctx_size=plan.ctx_size,
+        parallel=plan.parallel,
+        gpu_layers=plan.gpu_layers,
+        build=plan.build,
+        api_key_required=plan.api_key_required,
+        router=plan.router,
+        exe_id=_started_executable_id(child, plan.binary),
+        threads=plan.threads or 0,
+        guard_pid=front.pid,
+        guard_create_time=psutil.Process(front.pid).create_time(),
+        upstream=plan.upstream,
+    )
     _write_state(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
@@ -522,16 +616,24 @@ def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | N
             return None
 
 
-def _start_front(listen, plan: launch.LaunchPlan, settings: config.Settings, proc: subprocess.Popen,
-                 log, run_key: str) -> subprocess.Popen:
+def _start_front(
+    listen, plan: launch.LaunchPlan, settings: config.Settings, proc: subprocess.Popen, log, run_key: str
+) -> subprocess.Popen:
     """The Host-checking front on the public socket, forwarding to llama-server's; if it cannot start,
     llama-server does not stay behind."""
     env = {k: v for k, v in os.environ.items() if k not in _TOOL_SECRETS}
     if run_key:
         env[host_guard.KEY_ENV] = run_key
     try:
-        return host_guard.start(listen, upstream=plan.upstream, host=plan.host,
-                                allowed_hosts=settings.allowed_hosts, watch_pid=proc.pid, log=log, env=env)
+        return host_guard.start(
+            listen,
+            upstream=plan.upstream,
+            host=plan.host,
+            allowed_hosts=settings.allowed_hosts,
+            watch_pid=proc.pid,
+            log=log,
+            env=env,
+        )
     except BaseException:
         _terminate_group(proc.pid, grace=2.0)
         proc.wait(timeout=5)
@@ -556,16 +658,22 @@ def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
     stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%d-%H%M%S")
     path = logs / f"llama-server-{stamp}-{plan.port}.log"
     session_id = uuid.uuid4().hex
-    header = request_log.format_header(model=plan.model, model_path=str(plan.model_path), port=plan.port,
-                                       started=datetime.fromtimestamp(started, UTC),
-                                       session_id=session_id)
+    header = request_log.format_header(
+        model=plan.model,
+        model_path=str(plan.model_path),
+        port=plan.port,
+        started=datetime.fromtimestamp(started, UTC),
+        session_id=session_id,
+    )
     try:
         with open(path, "a", encoding="utf-8") as log:
             log.write(header)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise DiskFull(f"The disk filled up while starting the server (its log {path}).",
-                           hint="Free some disk space and run the command again.") from exc
+            raise DiskFull(
+                f"The disk filled up while starting the server (its log {path}).",
+                hint="Free some disk space and run the command again.",
+            ) from exc
         raise
     return path, session_id, started
 
@@ -585,8 +693,9 @@ def _server_env(binary: Path, *, key: str | None = None) -> dict[str, str]:
     return env
 
 
-def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
-                  progress: ProgressCallback | None) -> None:
+def _wait_healthy(
+    proc: subprocess.Popen, state: ServerState, timeout: float, progress: ProgressCallback | None
+) -> None:
     started = time.monotonic()
     deadline = started + timeout
     task = f"Loading {state.model}"
@@ -594,8 +703,11 @@ def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
         if proc.poll() is not None:
             raise _start_failure(state, proc.returncode)
         if not _front_up(state) and proc.poll() is None:  # (the front also ends when llama-server does)
-            raise ServerStartFailed("The server's Host-checking front exited during start.",
-                                    hint=f"Its log is {state.log_path}.", details=log_tail(Path(state.log_path)))
+            raise ServerStartFailed(
+                "The server's Host-checking front exited during start.",
+                hint=f"Its log is {state.log_path}.",
+                details=log_tail(Path(state.log_path)),
+            )
         if _health(state.base_url, timeout=1.0) == 200 and _model_ready(state):
             report(progress, task, 1, 1, unit="step")
             return
@@ -606,7 +718,8 @@ def _wait_healthy(proc: subprocess.Popen, state: ServerState, timeout: float,
     raise ServerStartFailed(
         f"llama-server did not become ready within {timeout:.0f} s.",
         hint="A large model on a slow disk can take longer: raise health_timeout_s in the settings file.",
-        details=log_tail(Path(state.log_path)))
+        details=log_tail(Path(state.log_path)),
+    )
 
 
 def _model_ready(state: ServerState) -> bool:
@@ -616,8 +729,9 @@ def _model_ready(state: ServerState) -> bool:
         return True
     from . import router
 
-    available = router.models(state.base_url, timeout=1.0,
-                              headers=api_key.headers(required=state.api_key_required)) or []
+    available = (
+        router.models(state.base_url, timeout=1.0, headers=api_key.headers(required=state.api_key_required)) or []
+    )
     found = next((m for m in available if m.id == state.model), None)
     if found is not None and found.state == "unloaded" and found.failed:
         raise _start_failure(state, found.exit_code if found.exit_code is not None else -1)
@@ -636,12 +750,15 @@ def _start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
         for needle, kind, message, hint in _START_FAILURES:  # in order: the first kind found explains
             found = [i for i, line in enumerate(lines) if needle in line.lower()]
             if found:
-                tail = "\n".join(lines[max(0, found[-1] + 1 - LOG_TAIL_LINES):found[-1] + 1])
+                tail = "\n".join(lines[max(0, found[-1] + 1 - LOG_TAIL_LINES) : found[-1] + 1])
                 return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
         tail = "\n".join(lines[-LOG_TAIL_LINES:])
         if time.monotonic() > deadline:
-            return ServerStartFailed(f"llama-server exited during start with status {returncode}.",
-                                     hint=f"Its log is {state.log_path}.", details=tail)
+            return ServerStartFailed(
+                f"llama-server exited during start with status {returncode}.",
+                hint=f"Its log is {state.log_path}.",
+                details=tail,
+            )
         time.sleep(0.1)
 
 
@@ -659,6 +776,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 # ---- stop ---------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class StopResult:
@@ -678,8 +796,13 @@ def stop(*, grace: float | None = None) -> StopResult:
     if proc is None:
         _stop_leftovers(state)  # its front, if that still holds the port
         warning = _ingest_usage()
-        return StopResult(stopped=False, pid=state.pid, model=state.model, warning=warning,
-                          message=f"The server (pid {state.pid}) had already exited; cleared its state.")
+        return StopResult(
+            stopped=False,
+            pid=state.pid,
+            model=state.model,
+            warning=warning,
+            message=f"The server (pid {state.pid}) had already exited; cleared its state.",
+        )
     grace = config.load_settings().stop_grace_s if grace is None else grace
     model = _served_model(state)
     state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
@@ -690,8 +813,14 @@ def stop(*, grace: float | None = None) -> StopResult:
         host_guard.remove_socket(state.upstream)
         _clear_state()
     warning = _ingest_usage()
-    return StopResult(stopped=True, pid=state.pid, model=model, forced=forced, warning=warning,
-                      message=f"Stopped {model or 'the server'} (pid {state.pid}).")
+    return StopResult(
+        stopped=True,
+        pid=state.pid,
+        model=model,
+        forced=forced,
+        warning=warning,
+        message=f"Stopped {model or 'the server'} (pid {state.pid}).",
+    )
 
 
 def _served_model(state: ServerState) -> str | None:
@@ -716,8 +845,10 @@ def _terminate_group(pid: int, *, grace: float) -> bool:
     except ProcessLookupError:
         return False
     if pgid != pid:
-        raise Refused(f"Process {pid} is not the leader of its own process group; not signalling it.",
-                      hint="It was not started by this tool. Stop it yourself if you mean to.")
+        raise Refused(
+            f"Process {pid} is not the leader of its own process group; not signalling it.",
+            hint="It was not started by this tool. Stop it yourself if you mean to.",
+        )
     members = _group_members(pid)
     deadline = time.monotonic() + grace
     _signal_group(pgid, signal.SIGTERM)

@@ -101,9 +101,11 @@ def _refuse_vanishing_location() -> None:
     app = _macos_app()
     where = _vanishing_location(app or Path(sys.executable))
     if where:
-        raise Refused(f"Start at login cannot be turned on while the app runs {where}: {app or sys.executable}.",
-                      hint="Drag aidevops Local Models into the Applications folder, open it from there, and "
-                           "turn Start at login on again.")
+        raise Refused(
+            f"Start at login cannot be turned on while the app runs {where}: {app or sys.executable}.",
+            hint="Drag aidevops Local Models into the Applications folder, open it from there, and "
+            "turn Start at login on again.",
+        )
 
 
 def _entry_bytes(path: Path, command: list[str]) -> bytes:

@@ -122,8 +122,10 @@ def app_releases_url() -> str | None:
     if given is None:
         return releases_page_from(_project_urls())
     if not re.fullmatch(r"https?://[^\s]+", given.strip()):
-        raise ConfigError(f"AIDEVOPS_APP_RELEASES_URL is not an http(s) address: {given!r}",
-                          hint="Set AIDEVOPS_APP_RELEASES_URL to the releases page (https://...), or unset it.")
+        raise ConfigError(
+            f"AIDEVOPS_APP_RELEASES_URL is not an http(s) address: {given!r}",
+            hint="Set AIDEVOPS_APP_RELEASES_URL to the releases page (https://...), or unset it.",
+        )
     return given.strip()
 
 
@@ -287,11 +289,15 @@ _SETTING_RANGES: dict[str, tuple[tuple[float, float], float | None]] = {
 _OWN_SETTING_FLAGS = {
     "--host": "the address has its own setting: `host` (or `serve --host`)",
     "--port": "the port has its own setting: `port` (or `serve --port`)",
-    "--api-key": ("an API key there is readable by every user in the process list: set `require_api_key = true`, "
-                  "which keeps it in the keyring"),
+    "--api-key": (
+        "an API key there is readable by every user in the process list: set `require_api_key = true`, "
+        "which keeps it in the keyring"
+    ),
 }
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 def check_settings(settings: Settings, where: Path | str) -> None:
@@ -304,24 +310,36 @@ def check_settings(settings: Settings, where: Path | str) -> None:
             value = float(value)
             setattr(settings, f.name, value)
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise ConfigError(f"Setting {f.name!r} in {where} should be {_type_name(expected)}, not {value!r}",
-                              hint="Fix or delete that line.")
+            raise ConfigError(
+                f"Setting {f.name!r} in {where} should be {_type_name(expected)}, not {value!r}",
+                hint="Fix or delete that line.",
+            )
         if f.name in _SETTING_RANGES:
             _check_range(f.name, value, where)
         texts = value if isinstance(value, list) else [value] if isinstance(value, str) else []
         for text in texts:
             _check_text(f.name, text, where)
     if not is_valid_host(settings.host):
-        raise ConfigError(f"Setting 'host' in {where} is not an IP address or a host name: {settings.host!r}",
-                          hint='Use `host = "127.0.0.1"` unless you mean to share the server.')
+        raise ConfigError(
+            f"Setting 'host' in {where} is not an IP address or a host name: {settings.host!r}",
+            hint='Use `host = "127.0.0.1"` unless you mean to share the server.',
+        )
     _check_allowed_hosts(settings.allowed_hosts, where)
     for arg in settings.extra_server_args:
         flag = arg.split("=", 1)[0]
-        own = next((why for name, why in _OWN_SETTING_FLAGS.items()
-                    if flag == name or (name == "--api-key" and flag.startswith(name))), None)
+        own = next(
+            (
+                why
+                for name, why in _OWN_SETTING_FLAGS.items()
+                if flag == name or (name == "--api-key" and flag.startswith(name))
+            ),
+            None,
+        )
         if own:
-            raise ConfigError(f"extra_server_args in {where} sets {flag}, which it may not: {own}.",
-                              hint=f"Remove {flag} and its value from extra_server_args.")
+            raise ConfigError(
+                f"extra_server_args in {where} sets {flag}, which it may not: {own}.",
+                hint=f"Remove {flag} and its value from extra_server_args.",
+            )
 
 
 def _type_name(expected: type) -> str:
@@ -333,19 +351,24 @@ def _check_range(name: str, value: float, where: Path | str) -> None:
     if value == special or (math.isfinite(value) and low <= value <= high):
         return
     besides = f", or {special} ({'never' if name == 'idle_unload_s' else 'automatic'})" if special is not None else ""
-    raise ConfigError(f"Setting {name!r} in {where} is {value!r}; it must be from {low} to {high}{besides}.",
-                      hint=f"Fix or delete that line (its default is {getattr(Settings(), name)!r}).")
+    raise ConfigError(
+        f"Setting {name!r} in {where} is {value!r}; it must be from {low} to {high}{besides}.",
+        hint=f"Fix or delete that line (its default is {getattr(Settings(), name)!r}).",
+    )
 
 
 def _check_text(name: str, text, where: Path | str) -> None:
     if not isinstance(text, str):
-        raise ConfigError(f"Setting {name!r} in {where} should be a list of strings, but holds {text!r}",
-                          hint='Quote each item: extra_server_args = ["--flag", "value"].')
+        raise ConfigError(
+            f"Setting {name!r} in {where} should be a list of strings, but holds {text!r}",
+            hint='Quote each item: extra_server_args = ["--flag", "value"].',
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError(f"Setting {name!r} for {where} holds text that is not valid Unicode.",
-                          hint="Type it again.") from None
+        raise ConfigError(
+            f"Setting {name!r} for {where} holds text that is not valid Unicode.", hint="Type it again."
+        ) from None
     if "\0" in text:  # no file name or program argument can hold a NUL
         raise ConfigError(f"Setting {name!r} in {where} holds a NUL character.", hint="Remove it.")
 
@@ -365,13 +388,16 @@ def load_settings(path: Path | None = None) -> Settings:
     except FileNotFoundError:
         return Settings()
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"The settings file {path} is not valid TOML: {exc}",
-                          hint="Fix the line it names, or delete the file to use the defaults.") from exc
+        raise ConfigError(
+            f"The settings file {path} is not valid TOML: {exc}",
+            hint="Fix the line it names, or delete the file to use the defaults.",
+        ) from exc
     known = {f.name: f for f in fields(Settings)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"Unknown setting(s) in {path}: {', '.join(unknown)}",
-                          hint=f"Known settings: {', '.join(known)}.")
+        raise ConfigError(
+            f"Unknown setting(s) in {path}: {', '.join(unknown)}", hint=f"Known settings: {', '.join(known)}."
+        )
     settings = Settings(**data)
     check_settings(settings, path)
     return settings
@@ -390,9 +416,10 @@ def _check_allowed_hosts(names: list[str], where: Path | str) -> None:
             ipaddress.ip_address(bare)
             continue
         if not (bare and len(bare) <= 253 and all(_HOST_LABEL.fullmatch(part) for part in bare.split("."))):
-            raise ConfigError(f"allowed_hosts in {where} has {name!r}, which is not a host name or IP address.",
-                              hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, '
-                                   "port, path or wildcard.")
+            raise ConfigError(
+                f"allowed_hosts in {where} has {name!r}, which is not a host name or IP address.",
+                hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, port, path or wildcard.',
+            )
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:

@@ -29,9 +29,28 @@ from .errors import ConfigError
 BACKENDS = ("cpu", "metal", "cuda", "rocm", "vulkan")
 GPU_BACKENDS = ("metal", "cuda", "rocm", "vulkan")
 # The instruction sets llama.cpp's CPU backend picks kernels by (x86 and Arm).
-CPU_FEATURES = ("sse3", "ssse3", "avx", "avx2", "f16c", "fma", "avx512f", "avx512bw", "avx512vbmi",
-                "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "neon", "dotprod", "i8mm", "sve",
-                "sve2", "fp16", "bf16")
+CPU_FEATURES = (
+    "sse3",
+    "ssse3",
+    "avx",
+    "avx2",
+    "f16c",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vbmi",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_int8",
+    "neon",
+    "dotprod",
+    "i8mm",
+    "sve",
+    "sve2",
+    "fp16",
+    "bf16",
+)
 _PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd", "0x8086": "intel"}
 
 
@@ -84,8 +103,11 @@ class Hardware:
     @property
     def vram_total(self) -> int:
         """Dedicated GPU memory of the GPUs the best backend drives (0 for unified memory or none)."""
-        return sum(g.vram_total for g in self.gpus if g.backend == self.best_backend or
-                   (self.best_backend == "vulkan" and g.vram_total))
+        return sum(
+            g.vram_total
+            for g in self.gpus
+            if g.backend == self.best_backend or (self.best_backend == "vulkan" and g.vram_total)
+        )
 
     @property
     def gpu_working_set(self) -> int:
@@ -146,6 +168,7 @@ def _read(path: Path) -> str:
 
 # ---- CPU --------------------------------------------------------------------------------------------------
 
+
 def cpu_info(os_: str | None = None) -> tuple[str, tuple[str, ...]]:
     """The CPU's name and the llama.cpp-relevant instruction sets it has."""
     os_ = os_ or os_name()
@@ -164,8 +187,17 @@ def _parse_cpuinfo(text: str, arch: str) -> tuple[str, tuple[str, ...]]:
             name = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
-    aliases = {"pni": "sse3", "asimd": "neon", "asimddp": "dotprod", "asimdhp": "fp16", "avx512vnni": "avx512_vnni",
-               "avxvnni": "avx_vnni", "amx_int8": "amx_int8", "svei8mm": "i8mm", "bf16": "bf16"}
+    aliases = {
+        "pni": "sse3",
+        "asimd": "neon",
+        "asimddp": "dotprod",
+        "asimdhp": "fp16",
+        "avx512vnni": "avx512_vnni",
+        "avxvnni": "avx_vnni",
+        "amx_int8": "amx_int8",
+        "svei8mm": "i8mm",
+        "bf16": "bf16",
+    }
     found = {aliases.get(f, f) for f in flags}
     if arch == "arm64":
         found.add("neon")  # AdvSIMD is mandatory on AArch64
@@ -177,8 +209,7 @@ def _darwin_cpu() -> tuple[str, tuple[str, ...]]:
 
 
 # macOS's names for the flags (machdep.cpu.features / leaf7_features), lower-cased, that differ from ours.
-_DARWIN_FLAG_NAMES = {"avx1.0": "avx", "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16",
-                      "avxvnni": "avx_vnni"}
+_DARWIN_FLAG_NAMES = {"avx1.0": "avx", "avx512vnni": "avx512_vnni", "avx512bf16": "avx512_bf16", "avxvnni": "avx_vnni"}
 
 
 def _parse_darwin_sysctl(out: str, arch: str) -> tuple[str, tuple[str, ...]]:
@@ -190,8 +221,12 @@ def _parse_darwin_sysctl(out: str, arch: str) -> tuple[str, tuple[str, ...]]:
     found = set()
     if arch == "arm64":
         found.add("neon")
-        for key, feature in (("hw.optional.arm.FEAT_DotProd", "dotprod"), ("hw.optional.arm.FEAT_I8MM", "i8mm"),
-                             ("hw.optional.arm.FEAT_BF16", "bf16"), ("hw.optional.arm.FEAT_FP16", "fp16")):
+        for key, feature in (
+            ("hw.optional.arm.FEAT_DotProd", "dotprod"),
+            ("hw.optional.arm.FEAT_I8MM", "i8mm"),
+            ("hw.optional.arm.FEAT_BF16", "bf16"),
+            ("hw.optional.arm.FEAT_FP16", "fp16"),
+        ):
             if values.get(key) == "1":
                 found.add(feature)
     else:
@@ -201,6 +236,7 @@ def _parse_darwin_sysctl(out: str, arch: str) -> tuple[str, tuple[str, ...]]:
 
 
 # ---- GPUs -------------------------------------------------------------------------------------------------
+
 
 class _NvmlMemory(ctypes.Structure):
     _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
@@ -294,8 +330,12 @@ def rocm_present() -> bool:
 
 def vulkan_present() -> bool:
     """A Vulkan loader and a render node: enough for llama.cpp's Vulkan build to find a device."""
-    loaders = ("/usr/lib/x86_64-linux-gnu/libvulkan.so.1", "/usr/lib/aarch64-linux-gnu/libvulkan.so.1",
-               "/usr/lib64/libvulkan.so.1", "/usr/lib/libvulkan.so.1")
+    loaders = (
+        "/usr/lib/x86_64-linux-gnu/libvulkan.so.1",
+        "/usr/lib/aarch64-linux-gnu/libvulkan.so.1",
+        "/usr/lib64/libvulkan.so.1",
+        "/usr/lib/libvulkan.so.1",
+    )
     return Path("/dev/dri").is_dir() and any(Path(p).exists() for p in loaders)
 
 
@@ -315,17 +355,58 @@ def detect_backends(os_: str, arch: str, gpus: list[Gpu]) -> tuple[str, ...]:
 # ---- bandwidth estimates (GB/s), for tokens/s ---------------------------------------------------------------
 
 _GPU_BANDWIDTH = (  # substring of the marketing name -> GB/s; first match wins, so longer names come first
-    ("H200", 4800), ("H100", 3350), ("A100", 1935), ("L40S", 864), ("L40", 864), ("A6000", 768), ("L4", 300),
-    ("T4", 320), ("A10", 600), ("5090", 1792), ("5080", 960), ("5070 Ti", 896), ("5070", 672),
-    ("4090", 1008), ("4080", 717), ("4070 Ti", 504), ("4070", 504), ("4060 Ti", 288), ("4060", 272),
-    ("3090", 936), ("3080", 760), ("3070", 448), ("3060", 360), ("2080", 448), ("2070", 448), ("2060", 336),
-    ("7900 XTX", 960), ("7900 XT", 800), ("7800 XT", 624), ("7700 XT", 432), ("6900 XT", 512),
-    ("6800", 512), ("MI300", 5300), ("MI250", 3277), ("MI210", 1638),
+    ("H200", 4800),
+    ("H100", 3350),
+    ("A100", 1935),
+    ("L40S", 864),
+    ("L40", 864),
+    ("A6000", 768),
+    ("L4", 300),
+    ("T4", 320),
+    ("A10", 600),
+    ("5090", 1792),
+    ("5080", 960),
+    ("5070 Ti", 896),
+    ("5070", 672),
+    ("4090", 1008),
+    ("4080", 717),
+    ("4070 Ti", 504),
+    ("4070", 504),
+    ("4060 Ti", 288),
+    ("4060", 272),
+    ("3090", 936),
+    ("3080", 760),
+    ("3070", 448),
+    ("3060", 360),
+    ("2080", 448),
+    ("2070", 448),
+    ("2060", 336),
+    ("7900 XTX", 960),
+    ("7900 XT", 800),
+    ("7800 XT", 624),
+    ("7700 XT", 432),
+    ("6900 XT", 512),
+    ("6800", 512),
+    ("MI300", 5300),
+    ("MI250", 3277),
+    ("MI210", 1638),
 )
 _APPLE_BANDWIDTH = (  # chip name -> unified memory GB/s
-    ("M4 Max", 546), ("M4 Pro", 273), ("M4", 120), ("M3 Ultra", 819), ("M3 Max", 400), ("M3 Pro", 150),
-    ("M3", 100), ("M2 Ultra", 800), ("M2 Max", 400), ("M2 Pro", 200), ("M2", 100), ("M1 Ultra", 800),
-    ("M1 Max", 400), ("M1 Pro", 200), ("M1", 68),
+    ("M4 Max", 546),
+    ("M4 Pro", 273),
+    ("M4", 120),
+    ("M3 Ultra", 819),
+    ("M3 Max", 400),
+    ("M3 Pro", 150),
+    ("M3", 100),
+    ("M2 Ultra", 800),
+    ("M2 Max", 400),
+    ("M2 Pro", 200),
+    ("M2", 100),
+    ("M1 Ultra", 800),
+    ("M1 Max", 400),
+    ("M1 Pro", 200),
+    ("M1", 68),
 )
 
 
@@ -348,6 +429,7 @@ def ram_bandwidth(*, cpu_name: str, unified: bool, physical: int) -> float:
 
 
 # ---- the whole machine ------------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def _static_probe() -> tuple[str, str, str, tuple[str, ...], tuple[Gpu, ...], int, int]:
@@ -401,12 +483,22 @@ def detect(*, refresh: bool = False) -> Hardware:
     backends = detect_backends(os_, arch, list(gpus))
     if forced in BACKENDS:
         backends = tuple(dict.fromkeys((forced, "cpu")))
-    return Hardware(os=os_, arch=arch, physical_cores=cores, logical_cores=psutil.cpu_count() or 1,
-                    memory=memory(), gpus=gpus, backends=backends, unified_memory=unified, cpu_name=name,
-                    cpu_features=features,
-                    ram_bandwidth_gbs=ram_bandwidth(cpu_name=name, unified=unified, physical=cores),
-                    disk_free=free_disk(config.paths().models_dir), performance_cores=performance,
-                    metal_working_set=working_set)
+    return Hardware(
+        os=os_,
+        arch=arch,
+        physical_cores=cores,
+        logical_cores=psutil.cpu_count() or 1,
+        memory=memory(),
+        gpus=gpus,
+        backends=backends,
+        unified_memory=unified,
+        cpu_name=name,
+        cpu_features=features,
+        ram_bandwidth_gbs=ram_bandwidth(cpu_name=name, unified=unified, physical=cores),
+        disk_free=free_disk(config.paths().models_dir),
+        performance_cores=performance,
+        metal_working_set=working_set,
+    )
 
 
 def to_profile(hw: Hardware) -> dict:
@@ -440,11 +532,16 @@ def from_profile(data: dict, *, source: str = "profile") -> Hardware:
         data["source"] = source
         hw = Hardware(memory=mem, **data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"The hardware profile is not valid: {exc}",
-                          hint="See core/system/hardware.py from_profile for the fields.") from exc
+        raise ConfigError(
+            f"The hardware profile is not valid: {exc}", hint="See core/system/hardware.py from_profile for the fields."
+        ) from exc
     if not hw.ram_bandwidth_gbs:
-        hw = replace(hw, ram_bandwidth_gbs=ram_bandwidth(cpu_name=hw.cpu_name, unified=hw.unified_memory,
-                                                         physical=hw.physical_cores))
+        hw = replace(
+            hw,
+            ram_bandwidth_gbs=ram_bandwidth(
+                cpu_name=hw.cpu_name, unified=hw.unified_memory, physical=hw.physical_cores
+            ),
+        )
     return hw
 
 
@@ -452,6 +549,7 @@ def load_profile(path: Path) -> Hardware:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"Cannot read the hardware profile {path}: {exc}",
-                          hint="Fix the file or unset AIDEVOPS_HARDWARE_PROFILE.") from exc
+        raise ConfigError(
+            f"Cannot read the hardware profile {path}: {exc}", hint="Fix the file or unset AIDEVOPS_HARDWARE_PROFILE."
+        ) from exc
     return from_profile(data, source=str(path))

@@ -40,6 +40,9 @@ def tcp_listen_addresses(pids: Iterable[int]) -> list[ListenAddress]:
             connections = psutil.Process(pid).net_connections(kind="tcp")
         except (psutil.Error, OSError):
             continue
-        found.update(ListenAddress(c.laddr.ip, c.laddr.port, pid) for c in connections
-                     if c.status == psutil.CONN_LISTEN and c.laddr)
+        found.update(
+            ListenAddress(c.laddr.ip, c.laddr.port, pid)
+            for c in connections
+            if c.status == psutil.CONN_LISTEN and c.laddr
+        )
     return sorted(found)

@@ -13,21 +13,36 @@ import json
 from urllib.parse import urlsplit
 
 
-def get(base_url: str, path: str, *, timeout: float = 0.5,
-        headers: dict[str, str] | None = None) -> tuple[int, bytes] | None:
+def get(
+    base_url: str, path: str, *, timeout: float = 0.5, headers: dict[str, str] | None = None
+) -> tuple[int, bytes] | None:
     """(status, body), or None when the server does not answer."""
     return _request("GET", base_url, path, timeout=timeout, headers=headers)
 
 
-def post_json(base_url: str, path: str, body, *, timeout: float = 10.0,
-              headers: dict[str, str] | None = None) -> tuple[int, bytes] | None:
+def post_json(
+    base_url: str, path: str, body, *, timeout: float = 10.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes] | None:
     """POST ``body`` as JSON: (status, body), or None when the server does not answer."""
-    return _request("POST", base_url, path, body=json.dumps(body).encode(), timeout=timeout,
-                    headers={"Content-Type": "application/json", **(headers or {})})
+    return _request(
+        "POST",
+        base_url,
+        path,
+        body=json.dumps(body).encode(),
+        timeout=timeout,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
 
 
-def _request(method: str, base_url: str, path: str, *, timeout: float, body: bytes | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes] | None:
+def _request(
+    method: str,
+    base_url: str,
+    path: str,
+    *,
+    timeout: float,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes] | None:
     url = urlsplit(base_url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     try:

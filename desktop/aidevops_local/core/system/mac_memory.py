@@ -82,8 +82,15 @@ def _metal_working_set() -> int:
 
 def _listed_working_set(server: Path) -> int:
     try:
-        done = subprocess.run([str(server), "--list-devices"], capture_output=True, text=True, timeout=10,
-                              cwd=server.parent, check=False, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [str(server), "--list-devices"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=server.parent,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.SubprocessError):
         return 0
     return parse_list_devices((done.stdout or "") + (done.stderr or ""))

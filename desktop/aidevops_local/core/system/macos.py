@@ -41,15 +41,20 @@ def _sysctlbyname(name: str) -> bytes | None:
     if libc is None or not hasattr(libc, "sysctlbyname"):
         return None
     call = libc.sysctlbyname
-    call.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p,
-                     ctypes.c_size_t]
+    call.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    ]
     size = ctypes.c_size_t(0)
     if call(name.encode(), None, ctypes.byref(size), None, 0) != 0 or not size.value:
         return None
     buffer = ctypes.create_string_buffer(size.value)
     if call(name.encode(), buffer, ctypes.byref(size), None, 0) != 0:
         return None
-    return buffer.raw[:size.value]
+    return buffer.raw[: size.value]
 
 
 def sysctl_int(name: str) -> int | None:
@@ -91,10 +96,14 @@ def under_rosetta() -> bool:
     return on_macos() and sysctl_int("sysctl.proc_translated") == 1
 
 
-ROSETTA_MESSAGE = ("This copy of aidevops-local is the Intel build running under Rosetta on an Apple Silicon "
-                   "Mac, so it sees an Intel CPU and no Metal GPU.")
-ROSETTA_HINT = ("Use the Apple Silicon app (or a native arm64 Python: `python3 -c 'import platform; "
-                "print(platform.machine())'` must print arm64), then run the command again.")
+ROSETTA_MESSAGE = (
+    "This copy of aidevops-local is the Intel build running under Rosetta on an Apple Silicon "
+    "Mac, so it sees an Intel CPU and no Metal GPU."
+)
+ROSETTA_HINT = (
+    "Use the Apple Silicon app (or a native arm64 Python: `python3 -c 'import platform; "
+    "print(platform.machine())'` must print arm64), then run the command again."
+)
 
 
 def performance_cores() -> int:
@@ -106,14 +115,14 @@ def performance_cores() -> int:
 
 # ---- Gatekeeper's quarantine mark ------------------------------------------------------------------------
 
+
 def _getxattr(path: Path, name: str) -> bytes | None:
     """An extended attribute through libc (os.getxattr does not exist on macOS); None when absent."""
     libc = _libc() if on_macos() else None
     if libc is None or not hasattr(libc, "getxattr"):
         return None
     call = libc.getxattr  # macOS: (path, name, value, size, position, options)
-    call.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32,
-                     ctypes.c_int]
+    call.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_int]
     call.restype = ctypes.c_ssize_t
     size = call(str(path).encode(), name.encode(), None, 0, 0, 0)
     if size < 0:  # ENOATTR: not there (any other failure: we cannot tell, so we do not claim it)
@@ -145,5 +154,7 @@ def quarantine_hint(files: list[Path]) -> str:
         command = f"xattr -d {QUARANTINE} {shlex.quote(str(files[0]))}"
     else:
         command = f"xattr -dr {QUARANTINE} {shlex.quote(str(files[0].parent))}"
-    return (f"If you trust where it came from, clear the mark with `{command}` and run the command again; "
-            "or install Homebrew's llama.cpp (`brew install llama.cpp`), which is not quarantined.")
+    return (
+        f"If you trust where it came from, clear the mark with `{command}` and run the command again; "
+        "or install Homebrew's llama.cpp (`brew install llama.cpp`), which is not quarantined."
+    )

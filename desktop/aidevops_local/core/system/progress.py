@@ -25,8 +25,9 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-def report(callback: ProgressCallback | None, task: str, done: int = 0, total: int | None = None,
-           unit: str = "B") -> None:
+def report(
+    callback: ProgressCallback | None, task: str, done: int = 0, total: int | None = None, unit: str = "B"
+) -> None:
     if callback is not None:
         callback(Progress(task, done, total, unit))
 

@@ -146,9 +146,7 @@ def check_hf_token(token: str | None = None, *, timeout: float = 10.0) -> HubAcc
 
     token = token or hf_token()
     if not token:
-        raise LocalModelsError(
-            "No Hugging Face token is set.", hint="Paste one from huggingface.co/settings/tokens."
-        )
+        raise LocalModelsError("No Hugging Face token is set.", hint="Paste one from huggingface.co/settings/tokens.")
     api = HfApi(endpoint=config.hf_endpoint(), token=False)
     try:
         info = api.whoami(token=token)
