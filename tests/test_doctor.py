@@ -25,7 +25,8 @@ from aidevops_local.core.llamacpp import runtime
 from aidevops_local.core.maintenance import doctor
 from aidevops_local.core.models import downloads
 from aidevops_local.core.serving import server
-from aidevops_local.core.system import config
+from aidevops_local.core.system import config, hardware
+from aidevops_local.tray.notification_check import check_notifications
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
 from tests.serving import serving_settings
 
@@ -291,7 +292,7 @@ def notification_backend(monkeypatch):
     from desktop_notifier import main as dn_main
     from desktop_notifier.backends.dummy import DummyNotificationCenter
 
-    monkeypatch.setattr(doctor.hardware, "os_name", lambda: "darwin")
+    monkeypatch.setattr(hardware, "os_name", lambda: "darwin")
     allowed = {"value": False}
 
     class CocoaNotificationCenter(DummyNotificationCenter):
@@ -303,12 +304,12 @@ def notification_backend(monkeypatch):
 
 
 def test_notification_permission_denied_on_macos_says_where_to_allow_it(notification_backend):
-    found = doctor.check_notifications()
+    found = check_notifications()
     assert found.name == "notifications" and found.status == doctor.WARN
     assert "not allowed" in found.summary
     assert "System Settings" in found.fix and "Notifications" in found.fix
     notification_backend["value"] = True
-    assert doctor.check_notifications().status == doctor.OK
+    assert check_notifications().status == doctor.OK
 
 
 def test_notifications_outside_the_app_bundle_on_macos(notification_backend, monkeypatch):
@@ -316,11 +317,11 @@ def test_notifications_outside_the_app_bundle_on_macos(notification_backend, mon
     from desktop_notifier.backends.dummy import DummyNotificationCenter
 
     monkeypatch.setattr(dn_main, "get_backend_class", lambda: DummyNotificationCenter)
-    found = doctor.check_notifications()
+    found = check_notifications()
     assert found.status == doctor.WARN and "app bundle" in found.summary
 
 
 def test_notifications_are_not_a_check_off_macos(monkeypatch):
-    monkeypatch.setattr(doctor.hardware, "os_name", lambda: "linux")
-    assert doctor.check_notifications() is None
-    assert "notifications" not in [c.name for c in doctor.run().checks]
+    monkeypatch.setattr(hardware, "os_name", lambda: "linux")
+    assert check_notifications() is None
+    assert "notifications" not in [c.name for c in doctor.run(notifications=check_notifications).checks]

@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from ..core.maintenance import doctor
 from ..core.system.errors import ExitCode
+from ..tray.notification_check import check_notifications
 from . import render
 
 EXAMPLES = """examples:
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
 
 def cmd_doctor(args) -> int:
     with render.progress_bar(quiet=args.json or not args.hashes) as progress:
-        result = doctor.run(hashes=args.hashes, progress=progress)
+        result = doctor.run(hashes=args.hashes, progress=progress, notifications=check_notifications)
     if args.json:
         render.as_json(result)
     else:
