@@ -40,7 +40,7 @@ import pytest
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core.database import store
 from aidevops_local.core.llamacpp import runtime
-from aidevops_local.core.models import downloads
+from aidevops_local.core.models import downloads, transfer
 from aidevops_local.core.models.library import model_name
 from aidevops_local.core.serving import server
 from aidevops_local.core.system import config
@@ -503,7 +503,7 @@ def test_pull_when_the_hub_goes_away_is_a_clear_error_and_resumes_from_another(
     hub_env.throttle(30 << 20, repo, SMOL)
     slept: list[float] = []
     monkeypatch.setattr(
-        downloads,
+        transfer,
         "time",
         types.SimpleNamespace(
             monotonic=time.monotonic, time=time.time, sleep=lambda s: (slept.append(s), time.sleep(0.01))
@@ -521,7 +521,7 @@ def test_pull_when_the_hub_goes_away_is_a_clear_error_and_resumes_from_another(
     err = capsys.readouterr().err
     assert code == ExitCode.NETWORK, err
     assert f"The download of {SMOL} keeps failing" in err and "resumes" in err
-    assert len(slept) >= downloads.MAX_STALLED_RETRIES - 1 and slept[-4:] == sorted(slept[-4:])  # backed off
+    assert len(slept) >= transfer.MAX_STALLED_RETRIES - 1 and slept[-4:] == sorted(slept[-4:])  # backed off
     partial = config.paths().partial_dir / f"{sha256_file(smollm2_gguf)}.part"
     kept = size_of(partial)
     assert size // 3 <= kept < size

@@ -16,13 +16,14 @@ header handling; Authorization is dropped on a redirect to another host) for a R
 - Names from the Hub that would escape models/ are refused; free disk is checked first.
 - A single file lands as models/<file>.gguf; a split set as models/<stem>/<parts> (llama-server's router
   reads a folder of parts as one model), moved there only once every part verified.
+
+This module chooses, places and records the model; each file's transfer (lock, resume, retries, hash) is
+transfer.py's.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
-import hashlib
 import os
 import shutil
 import threading
@@ -32,16 +33,12 @@ from pathlib import Path
 
 from ..database import store
 from ..system import config
-from ..system.errors import DiskFull, LocalModelsError, NetworkError, Refused, UnsafePath, VerificationFailed
-from ..system.progress import ProgressCallback, check_cancelled, report
-from . import hub
+from ..system.errors import DiskFull, LocalModelsError, Refused, UnsafePath
+from ..system.progress import ProgressCallback
+from . import hub, transfer
 from .library import LocalModel, model_name
 
-CHUNK = 1 << 20
 DISK_MARGIN = 256 << 20  # left free after the download, for the system and the database
-MAX_STALLED_RETRIES = 5  # consecutive attempts that brought no new byte
-RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
-REPORT_EVERY_S = 0.1
 STALE_PARTIAL_DAYS = 30  # a partial untouched this long (its file since replaced on the Hub, say) is dropped
 
 
@@ -102,12 +99,8 @@ def pull(
     token = token or hub.hub_token()
     remove_partials(older_than_days=STALE_PARTIAL_DAYS)
     listing = hub.repo_files(repo_id, revision=revision, token=token)
-    if file:  # a file the Hub lists but that we may not write is refused, not "not found"
-        for part in listing:
-            if file in (part.path, part.path.rsplit("/", 1)[-1]):
-                hub.safe_filename(part.path)
-                hub.check_checksum_id(part)
-        hub.safe_filename(file)
+    if file:
+        _check_named_file(listing, file)
     chosen = hub.choose_file(hub.group_models(listing), repo_id=repo_id, quant=quant or spec_quant, filename=file)
     name, targets, existing = _place(chosen, repo_id)
     if existing is not None:
@@ -122,6 +115,43 @@ def pull(
         )
     partials = [_partial_path(part) for part in chosen.parts]
     _check_disk(chosen, targets, partials)
+    downloaded, resumed = _download_parts(
+        repo_id, chosen, targets, partials, revision=revision, token=token, progress=progress, cancel=cancel
+    )
+    # Into models/ only once every part is verified: a part alone there would be listed as a model of its own
+    # (and never cleaned up) if a later part failed. Until then the finished parts wait in their partials.
+    for target, partial in zip(targets, partials, strict=True):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
+    model = _record(name, repo_id, chosen, targets)
+    return PullResult(
+        model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed, time.monotonic() - started
+    )
+
+
+def _check_named_file(listing: list[hub.RemotePart], file: str) -> None:
+    """A file the Hub lists but that we may not write is refused, not "not found"."""
+    for part in listing:
+        if file in (part.path, part.path.rsplit("/", 1)[-1]):
+            hub.safe_filename(part.path)
+            hub.check_checksum_id(part)
+    hub.safe_filename(file)
+
+
+def _download_parts(
+    repo_id: str,
+    chosen: hub.RemoteFile,
+    targets: list[Path],
+    partials: list[Path],
+    *,
+    revision: str | None,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    token: str | None,
+) -> tuple[int, int]:
+    """Each part not yet in place into its partial, verified. Returns (bytes transferred now, bytes that were
+    already there)."""
     downloaded = resumed = 0
     task = f"Downloading {Path(chosen.filename).name}" + (f" ({len(chosen.parts)} parts)" if chosen.split else "")
     done_before = 0
@@ -129,7 +159,7 @@ def pull(
         if target.exists():  # _place verified it: a pull that stopped before recording the model
             done_before += part.size
             continue
-        got, had = _download_part(
+        got, had = transfer.download_part(
             repo_id,
             part,
             partial,
@@ -144,16 +174,7 @@ def pull(
         downloaded += got
         resumed += had
         done_before += part.size
-    # Into models/ only once every part is verified: a part alone there would be listed as a model of its own
-    # (and never cleaned up) if a later part failed. Until then the finished parts wait in their partials.
-    for target, partial in zip(targets, partials, strict=True):
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial, target)
-    model = _record(name, repo_id, chosen, targets)
-    return PullResult(
-        model, repo_id, tuple(p.path for p in chosen.parts), downloaded, resumed, time.monotonic() - started
-    )
+    return downloaded, resumed
 
 
 # ---- where things go --------------------------------------------------------------------------------------
@@ -213,7 +234,7 @@ def _place(chosen: hub.RemoteFile, repo_id: str) -> tuple[str, list[Path], Local
 
 def _is_this_file(path: Path, part: hub.RemotePart) -> bool:
     """A file already at the target (a pull that stopped before recording it): ours only if it verifies."""
-    return path.stat().st_size == part.size and _verify_file(path, part)
+    return path.stat().st_size == part.size and transfer.verify_file(path, part)
 
 
 def _partial_path(part: hub.RemotePart) -> Path:
@@ -242,228 +263,6 @@ def _check_disk(chosen: hub.RemoteFile, targets: list[Path], partials: list[Path
             hint="Free some space (`aidevops-local cleanup` lists unused models), or pick a smaller "
             "quant, then pull again: it resumes.",
         )
-
-
-# ---- the transfer -----------------------------------------------------------------------------------------
-
-
-def _download_part(
-    repo_id: str,
-    part: hub.RemotePart,
-    partial: Path,
-    *,
-    revision: str | None,
-    token: str | None,
-    progress,
-    cancel,
-    task: str,
-    offset: int,
-    total: int,
-) -> tuple[int, int]:
-    """Fetch one file into ``partial`` (resuming what is there) and verify it. Returns (bytes transferred now,
-    bytes that were already there)."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import build_hf_headers
-
-    endpoint = config.hf_endpoint()
-    hub.use_fail_fast_session()
-    with hub.hub_errors(repo_id, part.path):
-        meta = get_hf_file_metadata(
-            hf_hub_url(repo_id, part.path, revision=revision, endpoint=endpoint),
-            token=token,
-            endpoint=endpoint,
-            retry_on_errors=True,
-        )
-    # Pin the commit the HEAD saw, so every Range request of this run reads the same bytes.
-    url = hf_hub_url(repo_id, part.path, revision=meta.commit_hash or revision, endpoint=endpoint)
-    headers = build_hf_headers(token=token)
-    headers["Accept-Encoding"] = "identity"  # byte offsets must be the file's own
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    with open(partial.with_suffix(".lock"), "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise Refused(
-                f"{Path(part.path).name} is already being downloaded by another aidevops-local.",
-                hint="Wait for that download to finish (or stop it), then pull again.",
-            ) from None
-        had = _drop_oversized(partial, part.size)
-        try:
-            got, digest = _transfer(
-                url,
-                headers,
-                partial,
-                part,
-                repo_id=repo_id,
-                progress=progress,
-                cancel=cancel,
-                task=task,
-                offset=offset,
-                total=total,
-            )
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise DiskFull(
-                f"The disk filled up while downloading {Path(part.path).name}.",
-                hint="Free some space, then pull again: it resumes from what was saved.",
-            ) from None
-        _check_digest(digest, part, partial)
-    partial.with_suffix(".lock").unlink(missing_ok=True)
-    return got, had
-
-
-def _new_digest(part: hub.RemotePart):
-    if part.sha256:
-        return hashlib.sha256()
-    digest = hashlib.sha1()  # a file kept in git is checked against its blob id: sha1("blob <size>\0" + data)
-    digest.update(b"blob %d\0" % part.size)
-    return digest
-
-
-def _drop_oversized(partial: Path, size: int) -> int:
-    """Bytes an earlier run left. A partial longer than the file is from something else: start over."""
-    if not partial.exists():
-        return 0
-    if partial.stat().st_size > size:
-        partial.unlink()
-        return 0
-    return partial.stat().st_size
-
-
-def _transfer(
-    url: str,
-    headers: dict,
-    partial: Path,
-    part: hub.RemotePart,
-    *,
-    repo_id: str,
-    progress,
-    cancel,
-    task: str,
-    offset: int,
-    total: int,
-):
-    """Range GETs until the partial holds the whole file; a dropped connection or a 5xx is retried from the
-    last byte written, with backoff, until MAX_STALLED_RETRIES attempts in a row bring nothing. Returns
-    (bytes transferred, the hash of the whole file)."""
-    import httpx2
-    from huggingface_hub.utils import get_session
-
-    digest = _new_digest(part)
-    with open(partial, "ab") as out:
-        _rehash(partial, digest, out.tell())
-        stalled = 0
-        transferred = 0
-        last_report = 0.0
-        started_over = False
-        while out.tell() < part.size:
-            check_cancelled(cancel)
-            start = out.tell()
-            try:
-                with get_session().stream(
-                    "GET", url, headers={**headers, "Range": f"bytes={start}-"}, timeout=httpx2.Timeout(30.0, read=60.0)
-                ) as response:
-                    if response.status_code in RETRY_STATUSES:
-                        raise _Retry(f"the server answered {response.status_code}")
-                    if response.status_code == 416:  # nothing at this offset: the file is shorter than listed
-                        raise _ServedShort()
-                    if response.status_code >= 400:
-                        response.read()
-                        from huggingface_hub.utils import hf_raise_for_status
-
-                        with hub.hub_errors(repo_id, part.path):
-                            hf_raise_for_status(response)
-                    if response.status_code == 200 and start:  # the server ignored Range: start over
-                        out.seek(0)
-                        out.truncate()
-                        digest = _new_digest(part)
-                    for chunk in response.iter_bytes():  # as received: a drop loses nothing buffered
-                        out.write(chunk)
-                        digest.update(chunk)
-                        transferred += len(chunk)
-                        if out.tell() > part.size:
-                            out.close()
-                            partial.unlink(missing_ok=True)
-                            raise VerificationFailed(
-                                f"The Hub sent more bytes than {Path(part.path).name} has.",
-                                hint="Pull again to download it afresh.",
-                            )
-                        now = time.monotonic()
-                        if now - last_report >= REPORT_EVERY_S:
-                            last_report = now
-                            report(progress, task, offset + out.tell(), total)
-                            check_cancelled(cancel)
-            except _ServedShort:
-                if started_over:  # the whole file, fetched afresh, is still short: it is a bad file
-                    out.close()
-                    partial.unlink(missing_ok=True)
-                    raise VerificationFailed(
-                        f"The Hub serves fewer bytes of {Path(part.path).name} than it lists ({start:,} of "
-                        f"{part.size:,}). It was deleted and not recorded.",
-                        hint="The file on the Hub is broken or being replaced: try again later, or pick another file.",
-                    ) from None
-                started_over = True  # what is saved may be from elsewhere: fetch the whole file once more
-                out.seek(0)
-                out.truncate()
-                digest = _new_digest(part)
-                continue
-            except (_Retry, httpx2.TransportError) as exc:
-                out.flush()
-                stalled = 0 if out.tell() > start else stalled + 1
-                if stalled >= MAX_STALLED_RETRIES:
-                    raise NetworkError(
-                        f"The download of {Path(part.path).name} keeps failing: {exc}",
-                        hint="Check the network and pull again: it resumes where it stopped.",
-                    ) from None
-                time.sleep(min(8.0, 0.5 * 2**stalled))
-                continue
-            out.flush()
-            if out.tell() == start:  # an empty answer is no progress either
-                stalled += 1
-                if stalled >= MAX_STALLED_RETRIES:
-                    raise NetworkError(
-                        f"The Hub sends no data for {Path(part.path).name}.",
-                        hint="Try again later: the download resumes where it stopped.",
-                    )
-        report(progress, task, offset + out.tell(), total)
-    return transferred, digest
-
-
-class _Retry(Exception):
-    pass
-
-
-class _ServedShort(Exception):
-    """416: the server has no bytes where the listing says the file goes on."""
-
-
-def _rehash(partial: Path, digest, length: int) -> None:
-    with open(partial, "rb") as src:
-        remaining = length
-        while remaining > 0:
-            chunk = src.read(min(CHUNK * 8, remaining))
-            if not chunk:
-                break
-            digest.update(chunk)
-            remaining -= len(chunk)
-
-
-def _check_digest(digest, part: hub.RemotePart, partial: Path) -> None:
-    expected = part.sha256 or part.blob_id
-    if digest.hexdigest() != expected:
-        partial.unlink(missing_ok=True)
-        raise VerificationFailed(
-            f"{Path(part.path).name} does not match the Hub's checksum (expected {expected[:16]}…, got "
-            f"{digest.hexdigest()[:16]}…). It was deleted and not recorded.",
-            hint="The bytes were damaged on the way (a proxy or a bad mirror). Pull again to download it afresh.",
-        )
-
-
-def _verify_file(path: Path, part: hub.RemotePart) -> bool:
-    digest = _new_digest(part)
-    _rehash(path, digest, part.size)
-    return digest.hexdigest() == (part.sha256 or part.blob_id)
 
 
 # ---- the inventory ----------------------------------------------------------------------------------------

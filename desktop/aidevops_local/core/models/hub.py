@@ -4,6 +4,8 @@ Every call takes its endpoint from config (HF_ENDPOINT) at call time, honours of
 touches the network, and turns the library's exceptions into ours: a gated repo says to accept the licence
 on the model page and set a token; a missing repo or file is NotFound; a dead network is NetworkError.
 huggingface_hub is imported inside the functions only: `status` and the server path never pay for it.
+The exceptions' translation and the checks it relies on (offline mode, a repo name) are hub_failures.py's,
+named here too for the callers.
 """
 
 from __future__ import annotations
@@ -11,25 +13,20 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 
 from ..system import config
 from ..system.errors import (
-    AuthRequired,
-    ConfigError,
-    GatedRepo,
     LocalModelsError,
-    ModelNotFound,
-    NetworkError,
     NotFound,
     UnsafePath,
 )
 from ..system.hardware import Hardware
 from ..system.untrusted import printable
 from .gguf_meta import SPLIT_RE
+from .hub_failures import check_online, check_repo_id, hub_errors
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
 NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
@@ -108,86 +105,6 @@ def hub_token() -> str | None:
         return config.hf_token_from_env()
 
 
-def check_online() -> None:
-    if config.hf_offline():
-        raise NetworkError(
-            "Offline mode is on (HF_HUB_OFFLINE), so the Hugging Face Hub is not contacted.",
-            hint="Unset HF_HUB_OFFLINE to search and download; `models` lists what is on disk.",
-        )
-
-
-@contextmanager
-def hub_errors(repo_id: str = "", filename: str = ""):
-    """huggingface_hub's and the transport's exceptions, as ours."""
-    import httpx2
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        HFValidationError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    page = f"{config.hf_endpoint()}/{repo_id}" if repo_id else config.hf_endpoint()
-    try:
-        yield
-    except GatedRepoError as exc:
-        raise GatedRepo(
-            f"{repo_id} is a gated model: its licence must be accepted before download.",
-            hint=f"Open {page}, accept the licence with your account, then set a read token "
-            "for that account (HF_TOKEN, or save it in the app's settings) and try again.",
-            details=_server_message(exc),
-        ) from None
-    except RepositoryNotFoundError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", 0)
-        hint = (
-            "If it is private, set a token that can read it (HF_TOKEN)."
-            if status in (401, 403)
-            else "Check the name (org/repo), or find one with `aidevops-local search`."
-        )
-        raise ModelNotFound(
-            f"No repository {repo_id} on {config.hf_endpoint()} (or it is private).", hint=hint
-        ) from None
-    except RevisionNotFoundError:
-        raise NotFound(f"{repo_id} has no such revision.", hint="Leave out --revision to use main.") from None
-    except EntryNotFoundError:
-        raise NotFound(
-            f"{repo_id} has no file {filename!r}.",
-            hint=f"List its files with `aidevops-local search --repo {repo_id}`.",
-        ) from None
-    except HFValidationError:  # a repo id that check_repo_id did not see (one from a file, say)
-        check_repo_id(repo_id)
-        raise ConfigError(f"{repo_id!r} is not a repository name the Hub accepts.", hint=_REPO_ID_HINT) from None
-    except OfflineModeIsEnabled:
-        check_online()
-        raise NetworkError("Offline mode is on.", hint="Unset HF_HUB_OFFLINE.") from None
-    except HfHubHTTPError as exc:
-        status = getattr(getattr(exc, "response", None), "status_code", 0)
-        if status in (401, 403):
-            raise AuthRequired(
-                f"The Hub refused access to {repo_id or 'the request'} ({status}).",
-                hint="Set a valid token (HF_TOKEN) for an account that can read it.",
-            ) from None
-        raise NetworkError(
-            f"The Hugging Face Hub answered an error ({status or 'no status'}).",
-            hint="Try again in a moment.",
-            details=_server_message(exc),
-        ) from None
-    except (httpx2.TransportError, OSError) as exc:
-        if isinstance(exc, LocalModelsError):
-            raise
-        raise NetworkError(
-            f"Cannot reach the Hugging Face Hub at {config.hf_endpoint()}: {exc}",
-            hint="Check the network (and HF_ENDPOINT if you set one).",
-        ) from None
-
-
-def _server_message(exc: Exception) -> str:
-    return str(getattr(exc, "server_message", "") or "")
-
-
 def search(query: str, *, limit: int = 20, token: str | None = None) -> list[RepoSummary]:
     """GGUF repos matching ``query``, most downloaded first."""
     check_online()
@@ -218,28 +135,6 @@ def _date(value) -> str:
     if isinstance(value, datetime):
         return value.date().isoformat()
     return str(value or "")[:10]
-
-
-_REPO_ID_HINT = (
-    "Write it as ORG/REPO (letters, digits, '-', '_' and '.', at most 96 characters), "
-    "e.g. bartowski/Qwen_Qwen3-8B-GGUF."
-)
-
-
-def check_repo_id(repo_id: str) -> str:
-    """``repo_id`` if it is one the Hub can have (ORG/REPO, ASCII, at most 96 characters); ConfigError, before
-    anything is sent, otherwise."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    try:
-        if repo_id.count("/") != 1 or not repo_id.isascii():
-            raise HFValidationError(repo_id)
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        shown = repo_id if len(repo_id) <= 60 else repo_id[:57] + "..."
-        raise ConfigError(f"{shown!r} is not a repository name.", hint=_REPO_ID_HINT) from None
-    return repo_id
 
 
 def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
