@@ -325,3 +325,11 @@ def test_notifications_are_not_a_check_off_macos(monkeypatch):
     monkeypatch.setattr(hardware, "os_name", lambda: "linux")
     assert check_notifications() is None
     assert "notifications" not in [c.name for c in doctor.run(notifications=check_notifications).checks]
+
+
+def test_the_cli_doctor_asks_the_notification_centre_between_the_tray_host_and_the_disk(notification_backend, capsys):
+    notification_backend["value"] = True
+    _, checks = doctor_json(capsys)
+    names = list(checks)
+    assert names[names.index("tray host") + 1 :] == ["notifications", "disk"]
+    assert checks["notifications"]["summary"] == "allowed in the notification centre"
