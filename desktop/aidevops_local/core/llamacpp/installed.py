@@ -99,6 +99,15 @@ def find_llama_server() -> Path:
     )
 
 
+def server_or_none() -> Path | None:
+    """The llama-server find_llama_server gives, or None where there is none: for callers that only want
+    what it can tell (hardware.detect's Metal working set on a Mac)."""
+    try:
+        return find_llama_server()
+    except (RuntimeNotInstalled, OSError):
+        return None
+
+
 @contextmanager
 def locked(path: Path, *, wait: bool) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)

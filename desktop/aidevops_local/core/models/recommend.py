@@ -170,9 +170,10 @@ def recommend(
 ) -> RecommendResult:
     """2-3 models for ``hardware`` (default: this machine): the best chat and coding models that fit and
     run at an interactive speed, and a third (faster, or the runner-up)."""
+    from ..llamacpp.installed import server_or_none  # the llama-server, for the Mac's Metal working set
     from ..system.hardware import detect
 
-    hw = hardware or detect()
+    hw = hardware or detect(server=server_or_none())
     date, models = load_catalog(catalog)
     options = [_evaluate(m, hw) for m in models]
     usable = [o for o in options if o.fits and o.tokens_per_s >= min_tokens_per_s]
