@@ -1,9 +1,9 @@
 """What this machine is: OS, CPU and its instruction sets, memory, GPUs and their memory, free disk.
 
-Fast (well under a second) and never crashes on a missing tool: absent means absent. GPUs come from the
-platform's own sources: NVML (loaded with ctypes, no Python package) or nvidia-smi for NVIDIA, sysfs for AMD
-and Intel cards on Linux, sysctl on macOS. Memory bandwidth is an estimate from known parts; it is what the
-tokens/s predictions scale with.
+Fast (well under a second) and never crashes on a missing tool: absent means absent. The GPUs come from
+gpus.py (NVML or nvidia-smi for NVIDIA, sysfs for AMD and Intel cards on Linux), and the usable llama.cpp
+backends from the registry in backends.py; on macOS, sysctl. Memory bandwidth is an estimate from known parts;
+it is what the tokens/s predictions scale with.
 
 `detect()` can be replaced by a profile (a JSON file named by AIDEVOPS_HARDWARE_PROFILE, or `from_profile`),
 so `recommend` can be previewed for, and tested on, other machines.
