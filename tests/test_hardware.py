@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from aidevops_local.core.system import hardware
+from aidevops_local.core.system import gpus, hardware
 from aidevops_local.core.system.errors import ConfigError
 
 GIB = 1 << 30
@@ -78,9 +78,9 @@ def test_amd_and_intel_gpus_from_sysfs(tmp_path):
     _card(tmp_path, "card1", "0x8086")
     _card(tmp_path, "card2", "0x10de", 8 * GIB)  # NVIDIA is NVML's to report
     (tmp_path / "card0-DP-1").mkdir()  # connectors are not cards
-    gpus = hardware.drm_gpus(tmp_path)
-    assert [g.vendor for g in gpus] == ["amd", "intel"]
-    amd, intel = gpus
+    cards = hardware.drm_gpus(tmp_path)
+    assert [g.vendor for g in cards] == ["amd", "intel"]
+    amd, intel = cards
     assert amd.vram_total == 24 * GIB and amd.vram_free == 22 * GIB and amd.backend == "rocm"
     assert amd.bandwidth_gbs == 960
     assert intel.vram_total == 0 and intel.backend == "vulkan"
@@ -91,7 +91,7 @@ def test_nvidia_smi_is_the_fallback_when_nvml_is_absent(tmp_path, monkeypatch):
     tool.write_text("#!/bin/sh\necho 'NVIDIA GeForce RTX 4090, 24564, 23000'\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(hardware, "_nvml_gpus", lambda: None)
+    monkeypatch.setattr(gpus, "_nvml_gpus", lambda: None)
     (gpu,) = hardware.nvidia_gpus()
     assert gpu.name == "NVIDIA GeForce RTX 4090" and gpu.backend == "cuda"
     assert gpu.vram_total == 24564 << 20 and gpu.vram_free == 23000 << 20
@@ -104,7 +104,7 @@ def test_missing_or_broken_tools_mean_absent(tmp_path, monkeypatch):
     broken.write_text("#!/bin/sh\necho 'garbage, not, numbers'\nexit 0\n")
     broken.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(hardware, "_nvml_gpus", lambda: None)
+    monkeypatch.setattr(gpus, "_nvml_gpus", lambda: None)
     assert hardware.nvidia_gpus() == []
     monkeypatch.setenv("PATH", "")
     hardware._static_probe.cache_clear()
@@ -175,5 +175,5 @@ def test_bad_profile_is_a_config_error(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not os.path.exists("/proc/driver/nvidia/version"), reason="no NVIDIA driver here")
 def test_nvml_finds_the_nvidia_gpu():
-    gpus = hardware._nvml_gpus()
-    assert gpus and all(g.vram_total > 0 and g.backend == "cuda" for g in gpus)
+    found = gpus._nvml_gpus()
+    assert found and all(g.vram_total > 0 and g.backend == "cuda" for g in found)

@@ -162,6 +162,8 @@ def test_without_rubicon_the_working_set_comes_from_list_devices(mac, tmp_path):
     assert mac_memory.gpu_working_set(16 * GIB, server=server) == mac_memory.WorkingSet(
         10922 * MIB, "llama-server --list-devices"
     )
+    # detect() is told the server by its caller (hardware sits below the runtime that finds it).
+    assert hardware.detect(server=server).gpu_working_set == 10922 * MIB
     server.write_text("#!/bin/sh\necho 'Available devices:'\n")  # no Metal device listed: the usual share
     assert mac_memory.gpu_working_set(16 * GIB, server=server) == mac_memory.WorkingSet(
         int(16 * GIB * 0.67), "estimate"

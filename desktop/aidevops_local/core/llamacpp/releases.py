@@ -4,6 +4,8 @@ Asset names follow ``llama-b<N>-bin-<os>-[<backend>[-<version>]-]<arch>.<tar.gz|
 ``llama-b11101-bin-ubuntu-vulkan-x64.tar.gz``, ``-ubuntu-rocm-7.2-x64``, ``-ubuntu-cuda-12.8-x64`` (with its CUDA
 runtime libraries beside it as ``cudart-llama-b11101-bin-ubuntu-cuda-12.8-x64.tar.gz``) and ``-macos-arm64``
 (the Metal build). Older releases shipped ``.zip`` files with the same names.
+
+The API's JSON is turned into checked records by release_records.py.
 """
 
 from __future__ import annotations
@@ -21,48 +23,20 @@ from pathlib import Path
 import httpx
 
 from ... import __version__
+from ..system import backends as registry
 from ..system import config
 from ..system.errors import AssetNotFound, DiskFull, NetworkError, NotFound, VerificationFailed
 from ..system.progress import ProgressCallback, check_cancelled, report
+from .release_records import TAG, Asset, Release, malformed, parse_release, shown
 
 _ASSET_NAME = re.compile(
     r"^(?P<cudart>cudart-)?llama-(?P<tag>b\d+)-bin-(?P<os>macos|ubuntu)-"
     r"(?:(?P<backend>[a-z]+)(?:-(?P<variant>[\w.]+))?-)?(?P<arch>x64|arm64)\.(?P<ext>tar\.gz|zip)$"
 )
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_SHA256_DIGEST = re.compile(r"^sha256:[0-9a-fA-F]{64}$")
 _CHUNK = 256 << 10
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Asset:
-    name: str
-    url: str  # browser_download_url
-    size: int
-    digest: str | None = None  # GitHub's "sha256:<hex>"; absent on assets uploaded before mid-2025
-    problem: str | None = None  # what is wrong with GitHub's record of it; such an asset is never downloaded
-
-    @property
-    def sha256(self) -> str | None:
-        if self.digest and self.digest.lower().startswith("sha256:"):
-            return self.digest.split(":", 1)[1].lower()
-        return None
-
-
-@dataclass(frozen=True)
-class Release:
-    tag: str
-    assets: tuple[Asset, ...]
-    published_at: str | None = None
-    prerelease: bool = False
-    skipped: tuple[str, ...] = ()  # why assets of the release were left out (records without a name)
-
-    @property
-    def build(self) -> int | None:
-        return build_number(self.tag)
 
 
 @dataclass(frozen=True)
@@ -75,6 +49,7 @@ class AssetKind:
     backend: str  # "cpu", "metal", "cuda", "rocm", "vulkan", or another upstream name (sycl, openvino)
     variant: str  # "12.8" for cuda-12.8, "" when none
     cudart: bool  # the CUDA runtime libraries that go beside a CUDA build
+    token: str = ""  # the backend as the name spells it ("hip", "" for none)
 
 
 @dataclass(frozen=True)
@@ -92,27 +67,21 @@ class Downloaded:
     verified: bool  # False only when the caller chose to skip the checksum
 
 
-def build_number(tag: str) -> int | None:
-    match = re.fullmatch(r"b(\d+)", tag or "")
-    return int(match.group(1)) if match else None
-
-
 def classify(name: str) -> AssetKind | None:
     match = _ASSET_NAME.match(name)
     if not match:
         return None
     os_ = "darwin" if match["os"] == "macos" else "linux"
-    backend = {"hip": "rocm"}.get(match["backend"] or "", match["backend"] or "")
-    if not backend:
-        backend = "metal" if (os_, match["arch"]) == ("darwin", "arm64") else "cpu"
-    return AssetKind(match["tag"], os_, match["arch"], backend, match["variant"] or "", bool(match["cudart"]))
+    token = match["backend"] or ""
+    backend = registry.for_asset(os_, match["arch"], token)
+    return AssetKind(match["tag"], os_, match["arch"], backend, match["variant"] or "", bool(match["cudart"]), token)
 
 
 def normalize_tag(tag: str) -> str:
     tag = tag.strip()
     if tag.isdigit():
         tag = f"b{tag}"
-    if not _TAG.match(tag):
+    if not TAG.match(tag):
         raise NotFound(f"{tag!r} is not a llama.cpp release tag.", hint="Tags look like b5432.")
     return tag
 
@@ -185,78 +154,13 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     )
 
 
-def _release(data: object) -> Release:
-    """A release from the API's JSON, which is checked, not trusted: a malformed release is an error, a
-    malformed asset is kept with its problem (an error only if it is the one chosen) or, without a name,
-    left out."""
-    if not isinstance(data, dict):
-        raise _malformed("it is not a release record")
-    tag = data.get("tag_name")
-    if not isinstance(tag, str) or not _TAG.match(tag):
-        raise _malformed(f"its tag_name is {_shown(tag)}")
-    items = data.get("assets")
-    if not isinstance(items, list):
-        raise _malformed(f"release {tag} has assets {_shown(items)} instead of a list")
-    assets: list[Asset] = []
-    skipped: list[str] = []
-    for item in items:
-        name = item.get("name") if isinstance(item, dict) else None
-        if not isinstance(name, str) or not name:
-            skipped.append(f"an asset without a name ({_shown(name)})")
-            continue
-        assets.append(_asset(name, item))
-    for reason in skipped:
-        log.warning("GitHub's release %s lists %s; it was left out", tag, reason)
-    published = data.get("published_at")
-    return Release(
-        tag=tag,
-        assets=tuple(assets),
-        published_at=published if isinstance(published, str) else None,
-        prerelease=data.get("prerelease") is True,
-        skipped=tuple(skipped),
-    )
-
-
-def _asset(name: str, item: dict) -> Asset:
-    url, size, digest = item.get("browser_download_url"), item.get("size", 0), item.get("digest")
-    problems = []
-    if not isinstance(url, str) or not url:
-        problems.append(f"its download address is {_shown(url)}")
-        url = ""
-    if size is None:
-        size = 0
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        problems.append(f"its size is {_shown(size)}, not a number of bytes")
-        size = 0
-    if digest is not None and not (
-        isinstance(digest, str) and (_SHA256_DIGEST.match(digest) or not digest.lower().startswith("sha256:"))
-    ):
-        problems.append(f"its digest is {_shown(digest)}, not sha256:<64 hex digits>")
-        digest = None
-    return Asset(name=name, url=url, size=size, digest=digest or None, problem="; ".join(problems) or None)
-
-
-def _shown(value: object) -> str:
-    """A value from the network, short and on one line, for a message."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _malformed(what: str) -> NetworkError:
-    # Like an answer that is not JSON: what came back is not what GitHub sends.
-    return NetworkError(
-        f"GitHub's release data is malformed: {what}.",
-        hint="A proxy or a mirror (AIDEVOPS_LLAMA_RELEASES_URL) may be in the way; run the command again later.",
-    )
-
-
 def fetch_release(*, tag: str | None = None) -> Release:
     """One release: the one tagged ``tag``, or the latest."""
     if tag:
         tag = normalize_tag(tag)
-        return _release(_get_json(f"/tags/{tag}", what=f"llama.cpp release {tag}"))
+        return parse_release(_get_json(f"/tags/{tag}", what=f"llama.cpp release {tag}"))
     try:
-        return _release(_get_json("/latest", what="latest llama.cpp release"))
+        return parse_release(_get_json("/latest", what="latest llama.cpp release"))
     except NotFound:
         # /latest skips prereleases; a repository that marks every build one still has a newest build.
         releases = list_releases(limit=10)
@@ -269,8 +173,8 @@ def list_releases(*, limit: int = 30) -> list[Release]:
     """Newest first, drafts left out."""
     data = _get_json(f"?per_page={max(1, min(limit, 100))}", what="the llama.cpp release list")
     if not isinstance(data, list):
-        raise _malformed("the release list is not a list")
-    return [_release(item) for item in data if not (isinstance(item, dict) and item.get("draft"))][:limit]
+        raise malformed("the release list is not a list")
+    return [parse_release(item) for item in data if not (isinstance(item, dict) and item.get("draft"))][:limit]
 
 
 # --- choosing ----------------------------------------------------------------------------------------
@@ -290,13 +194,10 @@ def choose_asset(
     kinds = [(asset, classify(asset.name)) for asset in release.assets]
     here = [(a, k) for a, k in kinds if k and not k.cudart and (k.os, k.arch) == (os, arch)]
     for wanted in backends:
-        # A Mac has one build per arch; on Apple Silicon it is the Metal build, which also runs on the CPU.
-        matches = [
-            (a, k)
-            for a, k in here
-            if k.backend == wanted or (os == "darwin" and wanted == "cpu" and k.backend == "metal")
-        ]
-        if wanted == "cuda" and matches:
+        # The registry's asset patterns say which builds run it: on a Mac the Metal build also runs on the CPU.
+        matches = [(a, k) for a, k in here if k.backend == wanted or registry.runs_build_of(wanted, os, arch, k.token)]
+        record = registry.get(wanted)
+        if record and record.versioned_by_driver and matches:
             usable = [m for m in matches if cuda_major is None or _variant_key(m[1])[:1] <= (cuda_major,)]
             if not usable:
                 continue
@@ -332,7 +233,7 @@ def _no_asset(release: Release, os: str, arch: str, backends: Sequence[str]) -> 
         there = f"It has these {platform} builds: {', '.join(builds)}."
         hint = f"Pick one with --backend {' | '.join(sorted({b.split('-')[0] for b in builds}))}."
     else:
-        names = [a.name if a.name.isprintable() else _shown(a.name) for a in release.assets]  # no escapes
+        names = [a.name if a.name.isprintable() else shown(a.name) for a in release.assets]  # no escapes
         there = f"It has no {platform} build at all; its assets are: {', '.join(names) or 'none'}."
         hint = (
             "Install llama.cpp from your package manager and run `aidevops-local install --use-system`, "

@@ -17,7 +17,8 @@ models (tests/benchmarks/bench_fit.py re-measures them):
   touched only by long prompts, so a freshly loaded server does not show them yet (`resident_at_load`).
 - output buffer: one float per vocabulary entry per slot.
 - overhead: ~29 MiB for the process and the CPU backend, plus ~180 B per vocabulary token and ~150 B per BPE
-  merge for the tokenizer. GPU backends add their runtime's own (estimates, not measured here).
+  merge for the tokenizer. GPU backends add their runtime's own (estimates, not measured here; their
+  entries in core/system/backends.py).
 - not counted: llama-server's prompt cache (`--cache-ram`, 8 GiB by default), which grows as requests come;
   `ServerPlan.cache_ram_mib` says how much the plan leaves room for.
 """
@@ -28,7 +29,9 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..system.hardware import GPU_BACKENDS, Hardware
+from ..system import backends
+from ..system.hardware import Hardware
+from .fit_terms import MIB, UBATCH, compute_bytes, kv_bytes
 from .gguf_meta import GgufHeader
 from .model_shape import ModelShape, guess_shape, shape_from_header
 
@@ -36,29 +39,19 @@ __all__ = [
     "MemoryEstimate",
     "ModelShape",
     "ServerPlan",
+    "compute_bytes",
     "estimate_memory",
     "guess_shape",
+    "kv_bytes",
     "plan_server",
     "shape_from_header",
     "tokens_per_second",
 ]
 
-MIB = 1 << 20
 GIB = 1 << 30
-UBATCH = 512  # llama-server's default -ub
-KV_PAD = 256  # cells are padded to this with flash attention
-KV_TYPE_BYTES = {"f16": 2.0, "bf16": 2.0, "f32": 4.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q5_0": 22 / 32}
 BASE_OVERHEAD = 29 * MIB
 VOCAB_BYTES = 180  # tokenizer memory per vocabulary entry
 MERGE_BYTES = 150  # and per BPE merge
-# What a GPU runtime adds on top (host RSS, device memory): estimates from typical llama.cpp runs.
-BACKEND_OVERHEAD = {
-    "cuda": (250 * MIB, 350 * MIB),
-    "rocm": (250 * MIB, 350 * MIB),
-    "vulkan": (60 * MIB, 150 * MIB),
-    "metal": (20 * MIB, 0),
-    "cpu": (0, 0),
-}
 MIN_CTX = 2048
 DEFAULT_CTX = 4096  # used when a caller gives no context (listings, search marks)
 RAM_MARGIN = 1 * GIB  # left for the rest of the system when planning against available memory
@@ -144,51 +137,6 @@ class ServerPlan:
 # ---- the estimate -----------------------------------------------------------------------------------------
 
 
-def _pad(value: int, to: int) -> int:
-    return (value + to - 1) // to * to
-
-
-def _cells(ctx: int, parallel: int, unified: bool) -> tuple[int, int]:
-    """(KV streams, cells per stream). Without a unified cache (llama-server's default once -np is given)
-    every slot gets its own stream of ctx / slots cells; with -kvu all slots share one stream of ctx."""
-    streams = 1 if unified else max(1, parallel)
-    return streams, _pad(max(1, ctx // streams), KV_PAD)
-
-
-def _swa_cells(shape: ModelShape, per_stream: int, parallel: int, unified: bool) -> int:
-    """Cells a sliding-window layer keeps per stream: the window (one per slot when they share a stream)
-    plus one batch."""
-    window = shape.swa_window * (max(1, parallel) if unified else 1)
-    return min(per_stream, _pad(window + UBATCH, KV_PAD))
-
-
-def kv_bytes(
-    shape: ModelShape, *, ctx: int, parallel: int = 1, kv_type: str = "f16", unified: bool = False
-) -> tuple[int, int]:
-    """(KV bytes of all layers, per-layer average) at this context."""
-    streams, per_stream = _cells(ctx, parallel, unified)
-    per_cell = KV_TYPE_BYTES.get(kv_type, 2.0)
-    if shape.kv_lora_rank:
-        per_token = (shape.kv_lora_rank + shape.n_rot) * per_cell
-    else:
-        per_token = shape.n_head_kv * (shape.head_dim_k + shape.head_dim_v) * per_cell
-    layers = shape.kv_layers or shape.n_layer
-    swa = min(shape.swa_layers, layers)
-    swa_cells = _swa_cells(shape, per_stream, parallel, unified) if swa else 0
-    total = int(per_token * streams * ((layers - swa) * per_stream + swa * swa_cells))
-    return total, total // max(1, shape.n_layer)
-
-
-def compute_bytes(shape: ModelShape, *, ctx: int, parallel: int = 1, unified: bool = False) -> int:
-    """One batch's activations plus the f16 attention masks (one stream's cells x the batch)."""
-    _, per_stream = _cells(ctx, parallel, unified)
-    activations = 4 * UBATCH * max(5 * shape.n_embd, 1.5 * shape.n_embd + 3.33 * shape.n_ff)
-    masks = per_stream * UBATCH * 2
-    if shape.swa_layers:
-        masks += _swa_cells(shape, per_stream, parallel, unified) * UBATCH * 2
-    return int(activations + masks + MIB)
-
-
 def _repacks(hardware: Hardware | None) -> bool:
     """Whether this CPU gets the repacked kernels (AVX2 on x86; Arm always)."""
     if hardware is None:
@@ -216,7 +164,7 @@ def estimate_memory(
     shape = _shape(model)
     ctx = ctx or min(DEFAULT_CTX, shape.ctx_train or DEFAULT_CTX)
     parallel = max(1, parallel)
-    if backend not in GPU_BACKENDS:
+    if not backends.offloads(backend):
         gpu_layers = 0
     offloaded = min(max(0, gpu_layers), shape.n_layer)
     output_on_gpu = gpu_layers > shape.n_layer
@@ -229,7 +177,8 @@ def estimate_memory(
     compute = compute_bytes(shape, ctx=ctx, parallel=parallel, unified=kv_unified)
     on_gpu = offloaded > 0
     host_compute = 4 * UBATCH * shape.n_embd * 2 + MIB if on_gpu else compute
-    extra_ram, extra_vram = BACKEND_OVERHEAD.get(backend, (0, 0)) if on_gpu else (0, 0)
+    record = backends.get(backend) if on_gpu else None
+    extra_ram, extra_vram = (record.overhead_ram, record.overhead_vram) if record else (0, 0)
     estimate = MemoryEstimate(
         ctx=ctx,
         parallel=parallel,
@@ -250,7 +199,7 @@ def estimate_memory(
     )
     if hardware is None:
         return estimate
-    budget_ram, budget_vram = _budgets(hardware, backend, planning=False)
+    budget_ram, budget_vram = budgets(hardware, backend, planning=False)
     return replace(
         estimate,
         budget_ram=budget_ram,
@@ -269,17 +218,18 @@ def _shape(model) -> ModelShape:
     return shape_from_header(read_model(Path(model)))
 
 
-def _budgets(hardware: Hardware, backend: str, *, planning: bool) -> tuple[int, int]:
+def budgets(hardware: Hardware, backend: str, *, planning: bool = False) -> tuple[int, int]:
     """(RAM, VRAM) the server may use. Planning a launch counts what is available now; a listing or a
     recommendation counts what the machine has, less room for the system and a browser."""
     mem = hardware.memory
     ram = (mem.available - RAM_MARGIN) if planning else (mem.total - max(2 * GIB, mem.total // 4))
     vram = 0
-    if backend in GPU_BACKENDS:
+    record = backends.get(backend)
+    if record and record.offloads:
         if hardware.unified_memory:
             vram = hardware.gpu_working_set
         else:
-            gpus = [g for g in hardware.gpus if g.vram_total and (g.backend == backend or backend == "vulkan")]
+            gpus = [g for g in hardware.gpus if g.vram_total and (g.backend == backend or record.any_gpu)]
             vram = sum((g.vram_free or g.vram_total) if planning else g.vram_total for g in gpus)
             vram = max(0, vram - VRAM_MARGIN * len(gpus))
     return max(0, ram), vram
@@ -331,7 +281,7 @@ def plan_server(
     given). Pure arithmetic: cheap enough for every start."""
     shape = _shape(header)
     reasons: list[str] = []
-    budget_ram, budget_vram = _budgets(hardware, backend, planning=True)
+    budget_ram, budget_vram = budgets(hardware, backend, planning=True)
     floor = min(MIN_CTX, shape.ctx_train or MIN_CTX)
     if ctx:
         candidates = [ctx]
@@ -339,7 +289,7 @@ def plan_server(
             reasons.append(f"context {ctx} is beyond the model's trained {shape.ctx_train}; quality may drop")
     else:
         candidates = _ctx_candidates(shape, floor)
-    gpu = backend in GPU_BACKENDS and (budget_vram > 0 or hardware.unified_memory)
+    gpu = backends.offloads(backend) and (budget_vram > 0 or hardware.unified_memory)
     layer_options = [shape.n_layer + 1] if gpu else [0]
 
     def attempt(c: int, ngl: int) -> MemoryEstimate:

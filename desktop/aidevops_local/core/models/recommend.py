@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..system import backends
 from ..system.errors import ConfigError
-from ..system.hardware import GPU_BACKENDS, Hardware
+from ..system.hardware import Hardware
 from . import fit
 
 RECOMMEND_CTX = 8192
@@ -155,7 +156,7 @@ def _evaluate(model: CatalogModel, hw: Hardware) -> _Option:
     """On the GPU if the whole model fits there, else on the CPU (unified memory: always the GPU)."""
     shape = model.shape
     backend = hw.best_backend
-    if backend in GPU_BACKENDS:
+    if backends.offloads(backend):
         est = fit.estimate_memory(shape, ctx=RECOMMEND_CTX, gpu_layers=shape.n_layer + 1, backend=backend, hardware=hw)
         if est.fits or hw.unified_memory:
             device = f"unified ({backend})" if hw.unified_memory else f"gpu ({backend})"
@@ -169,9 +170,10 @@ def recommend(
 ) -> RecommendResult:
     """2-3 models for ``hardware`` (default: this machine): the best chat and coding models that fit and
     run at an interactive speed, and a third (faster, or the runner-up)."""
+    from ..llamacpp.installed import server_or_none  # the llama-server, for the Mac's Metal working set
     from ..system.hardware import detect
 
-    hw = hardware or detect()
+    hw = hardware or detect(server=server_or_none())
     date, models = load_catalog(catalog)
     options = [_evaluate(m, hw) for m in models]
     usable = [o for o in options if o.fits and o.tokens_per_s >= min_tokens_per_s]
@@ -201,7 +203,7 @@ def recommend(
     third = _third(usable, picks, options, min_tokens_per_s)
     if third:
         picks.append(third)
-    budget_ram, budget_vram = fit._budgets(hw, hw.best_backend, planning=False)
+    budget_ram, budget_vram = fit.budgets(hw, hw.best_backend, planning=False)
     note = (
         ""
         if picks

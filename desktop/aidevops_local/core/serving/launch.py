@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..llamacpp import build_features
-from ..system import config, hardware
+from ..system import backends, config, hardware
 from ..system.errors import CorruptModel, LocalModelsError, Refused
 from . import api_key, host_guard
 
@@ -74,9 +74,9 @@ def plan_launch(
     binary = runtime.find_llama_server()
     installed = runtime.installed_runtime()
     local = library.resolve_model(model or None)
-    hw = hardware.detect()
+    hw = hardware.detect(server=binary)
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
-    backend = installed.backend if installed and installed.backend in hardware.BACKENDS else hw.best_backend
+    backend = installed.backend if installed and installed.backend in backends.BACKENDS else hw.best_backend
     features = build_features.features(binary)
     if features.help_ran and not features.unix_socket:
         raise Refused(

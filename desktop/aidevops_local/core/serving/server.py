@@ -40,7 +40,7 @@ from pathlib import Path
 import psutil
 
 from ..accounting import request_log
-from ..system import config, hardware, listening, local_http
+from ..system import backends, config, hardware, listening, local_http
 from ..system.errors import (
     CorruptModel,
     DiskFull,
@@ -419,17 +419,9 @@ def _health(base_url: str, timeout: float = 0.5) -> int | None:
 
 
 def _gpu_memory(pids: list[int]) -> int | None:
-    """NVIDIA only, where nvidia-smi exists: the server's own VRAM use (its processes' together)."""
-    out = hardware._run(
-        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"], timeout=0.5
-    )
-    ours = {str(pid) for pid in pids}
-    used = [
-        int(parts[1]) << 20
-        for line in out.splitlines()
-        if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] in ours and parts[1].isdigit()
-    ]
-    return sum(used) if used else None
+    """The server's own VRAM use (its processes' together), as the backend registry's readers find it
+    (NVIDIA: NVML, else nvidia-smi); None where none can say."""
+    return backends.memory_in_use(pids)
 
 
 def _iso(epoch: float) -> str:

@@ -1,9 +1,9 @@
 """What this machine is: OS, CPU and its instruction sets, memory, GPUs and their memory, free disk.
 
-Fast (well under a second) and never crashes on a missing tool: absent means absent. GPUs come from the
-platform's own sources: NVML (loaded with ctypes, no Python package) or nvidia-smi for NVIDIA, sysfs for AMD
-and Intel cards on Linux, sysctl on macOS. Memory bandwidth is an estimate from known parts; it is what the
-tokens/s predictions scale with.
+Fast (well under a second) and never crashes on a missing tool: absent means absent. The GPUs come from
+gpus.py (NVML or nvidia-smi for NVIDIA, sysfs for AMD and Intel cards on Linux), and the usable llama.cpp
+backends from the registry in backends.py; on macOS, sysctl. Memory bandwidth is an estimate from known parts;
+it is what the tokens/s predictions scale with.
 
 `detect()` can be replaced by a profile (a JSON file named by AIDEVOPS_HARDWARE_PROFILE, or `from_profile`),
 so `recommend` can be previewed for, and tested on, other machines.
@@ -11,23 +11,38 @@ so `recommend` can be previewed for, and tested on, other machines.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import platform
-import re
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import psutil
 
-from . import config, mac_memory, macos
+from . import backends, config, mac_memory, macos
+from .backends import BACKENDS, GPU_BACKENDS
 from .errors import ConfigError
+from .gpus import Gpu, drm_gpus, gpu_bandwidth, nvidia_gpus, rocm_present, vulkan_present
+from .tools import read_text, run_tool
 
-BACKENDS = ("cpu", "metal", "cuda", "rocm", "vulkan")
-GPU_BACKENDS = ("metal", "cuda", "rocm", "vulkan")
+__all__ = [
+    "BACKENDS",
+    "GPU_BACKENDS",
+    "Gpu",
+    "Hardware",
+    "Memory",
+    "detect",
+    "detect_backends",
+    "drm_gpus",
+    "from_profile",
+    "gpu_bandwidth",
+    "nvidia_gpus",
+    "rocm_present",
+    "run_tool",
+    "to_profile",
+    "vulkan_present",
+]
 # The instruction sets llama.cpp's CPU backend picks kernels by (x86 and Arm).
 CPU_FEATURES = (
     "sse3",
@@ -51,17 +66,6 @@ CPU_FEATURES = (
     "fp16",
     "bf16",
 )
-_PCI_VENDORS = {"0x10de": "nvidia", "0x1002": "amd", "0x8086": "intel"}
-
-
-@dataclass(frozen=True)
-class Gpu:
-    vendor: str  # "nvidia", "amd", "apple", "intel", "other"
-    name: str
-    vram_total: int = 0  # bytes; 0 when unknown (or unified memory)
-    vram_free: int = 0
-    backend: str = ""  # the llama.cpp backend that drives it
-    bandwidth_gbs: float = 0.0  # memory bandwidth, GB/s (an estimate from the part's name; 0: unknown)
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,8 @@ class Hardware:
     @property
     def vram_total(self) -> int:
         """Dedicated GPU memory of the GPUs the best backend drives (0 for unified memory or none)."""
-        return sum(
-            g.vram_total
-            for g in self.gpus
-            if g.backend == self.best_backend or (self.best_backend == "vulkan" and g.vram_total)
-        )
+        best = backends.get(self.best_backend)
+        return sum(g.vram_total for g in self.gpus if g.backend == self.best_backend or (best and best.any_gpu))
 
     @property
     def gpu_working_set(self) -> int:
@@ -148,24 +149,6 @@ def memory() -> Memory:
     return Memory(total=vm.total, available=vm.available)
 
 
-def _run(argv: list[str], timeout: float = 2.0) -> str:
-    """Output of a probing tool, or "" if it is absent, fails or hangs."""
-    if shutil.which(argv[0]) is None:
-        return ""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return ""
-
-
 # ---- CPU --------------------------------------------------------------------------------------------------
 
 
@@ -174,7 +157,7 @@ def cpu_info(os_: str | None = None) -> tuple[str, tuple[str, ...]]:
     os_ = os_ or os_name()
     if os_ == "darwin":
         return _darwin_cpu()
-    text = _read(Path("/proc/cpuinfo"))
+    text = read_text(Path("/proc/cpuinfo"))
     return _parse_cpuinfo(text, normalized_arch())
 
 
@@ -205,7 +188,7 @@ def _parse_cpuinfo(text: str, arch: str) -> tuple[str, tuple[str, ...]]:
 
 
 def _darwin_cpu() -> tuple[str, tuple[str, ...]]:
-    return _parse_darwin_sysctl(_run(["sysctl", "machdep.cpu", "hw.optional"], timeout=1.0), normalized_arch())
+    return _parse_darwin_sysctl(run_tool(["sysctl", "machdep.cpu", "hw.optional"], timeout=1.0), normalized_arch())
 
 
 # macOS's names for the flags (machdep.cpu.features / leaf7_features), lower-cased, that differ from ours.
@@ -235,162 +218,8 @@ def _parse_darwin_sysctl(out: str, arch: str) -> tuple[str, tuple[str, ...]]:
     return name, tuple(f for f in CPU_FEATURES if f in found)
 
 
-# ---- GPUs -------------------------------------------------------------------------------------------------
+# ---- system memory bandwidth (GB/s), for tokens/s ------------------------------------------------------------
 
-
-class _NvmlMemory(ctypes.Structure):
-    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
-
-
-def _nvml_gpus() -> list[Gpu] | None:
-    """NVIDIA GPUs through the driver's own library; None when NVML is not there (then try nvidia-smi)."""
-    lib = None
-    for name in ("libnvidia-ml.so.1", "libnvidia-ml.so"):
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    if lib is None:
-        return None
-    try:
-        if lib.nvmlInit_v2() != 0:
-            return None
-        try:
-            count = ctypes.c_uint(0)
-            if lib.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
-                return None
-            gpus = []
-            for index in range(count.value):
-                handle = ctypes.c_void_p()
-                if lib.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(handle)) != 0:
-                    continue
-                name = ctypes.create_string_buffer(96)
-                lib.nvmlDeviceGetName(handle, name, 96)
-                mem = _NvmlMemory()
-                if lib.nvmlDeviceGetMemoryInfo(handle, ctypes.byref(mem)) != 0:
-                    mem = _NvmlMemory(0, 0, 0)
-                label = name.value.decode("utf-8", "replace")
-                gpus.append(Gpu("nvidia", label, mem.total, mem.free, "cuda", gpu_bandwidth(label)))
-            return gpus
-        finally:
-            lib.nvmlShutdown()
-    except (AttributeError, OSError):
-        return None
-
-
-def nvidia_gpus() -> list[Gpu]:
-    found = _nvml_gpus()
-    if found is not None:
-        return found
-    out = _run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free", "--format=csv,noheader,nounits"])
-    gpus = []
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3:
-            try:
-                total, free = int(float(parts[1])) << 20, int(float(parts[2])) << 20
-            except ValueError:
-                continue
-            gpus.append(Gpu("nvidia", parts[0], total, free, "cuda", gpu_bandwidth(parts[0])))
-    return gpus
-
-
-def drm_gpus(drm: Path = Path("/sys/class/drm")) -> list[Gpu]:
-    """AMD and Intel GPUs from sysfs (no tool needed). AMD cards report their VRAM there; NVIDIA cards are
-    left to NVML."""
-    gpus = []
-    try:
-        cards = sorted(p for p in drm.glob("card*") if re.fullmatch(r"card\d+", p.name))
-    except OSError:
-        return []
-    for card in cards:
-        device = card / "device"
-        vendor = _PCI_VENDORS.get(_read(device / "vendor").lower(), "other")
-        if vendor == "nvidia":
-            continue
-        total = _int(_read(device / "mem_info_vram_total"))
-        used = _int(_read(device / "mem_info_vram_used"))
-        name = _read(device / "product_name") or f"{vendor.upper()} GPU {_read(device / 'device')}".strip()
-        backend = "rocm" if vendor == "amd" and total else "vulkan"
-        gpus.append(Gpu(vendor, name, total, max(0, total - used), backend, gpu_bandwidth(name)))
-    return gpus
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return 0
-
-
-def rocm_present() -> bool:
-    return Path("/dev/kfd").exists() and (Path("/opt/rocm").exists() or shutil.which("rocminfo") is not None)
-
-
-def vulkan_present() -> bool:
-    """A Vulkan loader and a render node: enough for llama.cpp's Vulkan build to find a device."""
-    loaders = (
-        "/usr/lib/x86_64-linux-gnu/libvulkan.so.1",
-        "/usr/lib/aarch64-linux-gnu/libvulkan.so.1",
-        "/usr/lib64/libvulkan.so.1",
-        "/usr/lib/libvulkan.so.1",
-    )
-    return Path("/dev/dri").is_dir() and any(Path(p).exists() for p in loaders)
-
-
-def detect_backends(os_: str, arch: str, gpus: list[Gpu]) -> tuple[str, ...]:
-    if os_ == "darwin":
-        return ("metal", "cpu") if arch == "arm64" else ("cpu",)
-    found = []
-    if any(g.vendor == "nvidia" for g in gpus):
-        found.append("cuda")
-    if any(g.vendor == "amd" for g in gpus) and rocm_present():
-        found.append("rocm")
-    if gpus and vulkan_present():
-        found.append("vulkan")
-    return tuple(found) + ("cpu",)
-
-
-# ---- bandwidth estimates (GB/s), for tokens/s ---------------------------------------------------------------
-
-_GPU_BANDWIDTH = (  # substring of the marketing name -> GB/s; first match wins, so longer names come first
-    ("H200", 4800),
-    ("H100", 3350),
-    ("A100", 1935),
-    ("L40S", 864),
-    ("L40", 864),
-    ("A6000", 768),
-    ("L4", 300),
-    ("T4", 320),
-    ("A10", 600),
-    ("5090", 1792),
-    ("5080", 960),
-    ("5070 Ti", 896),
-    ("5070", 672),
-    ("4090", 1008),
-    ("4080", 717),
-    ("4070 Ti", 504),
-    ("4070", 504),
-    ("4060 Ti", 288),
-    ("4060", 272),
-    ("3090", 936),
-    ("3080", 760),
-    ("3070", 448),
-    ("3060", 360),
-    ("2080", 448),
-    ("2070", 448),
-    ("2060", 336),
-    ("7900 XTX", 960),
-    ("7900 XT", 800),
-    ("7800 XT", 624),
-    ("7700 XT", 432),
-    ("6900 XT", 512),
-    ("6800", 512),
-    ("MI300", 5300),
-    ("MI250", 3277),
-    ("MI210", 1638),
-)
 _APPLE_BANDWIDTH = (  # chip name -> unified memory GB/s
     ("M4 Max", 546),
     ("M4 Pro", 273),
@@ -410,13 +239,6 @@ _APPLE_BANDWIDTH = (  # chip name -> unified memory GB/s
 )
 
 
-def gpu_bandwidth(name: str) -> float:
-    for key, gbs in _GPU_BANDWIDTH:
-        if key.lower() in name.lower():
-            return float(gbs)
-    return 0.0
-
-
 def ram_bandwidth(*, cpu_name: str, unified: bool, physical: int) -> float:
     """System memory bandwidth a decode loop actually gets. Apple chips are known; elsewhere a dual-channel
     desktop gives ~60 GB/s, and few cores cannot pull that much (~10 GB/s each)."""
@@ -431,30 +253,25 @@ def ram_bandwidth(*, cpu_name: str, unified: bool, physical: int) -> float:
 # ---- the whole machine ------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _static_probe() -> tuple[str, str, str, tuple[str, ...], tuple[Gpu, ...], int, int]:
-    """What does not change while the app runs: probed once per process."""
+def detect_backends(os_: str, arch: str, gpus: list[Gpu]) -> tuple[str, ...]:
+    """The llama.cpp backends this machine can run, best first, always ending in cpu (see backends.py)."""
+    return backends.detect(os_, arch, gpus)
+
+
+@lru_cache(maxsize=4)
+def _static_probe(server: Path | None = None) -> tuple[str, str, str, tuple[str, ...], tuple[Gpu, ...], int, int]:
+    """What does not change while the app runs: probed once per process (and per llama-server given, which
+    on Apple Silicon can tell Metal's working set)."""
     os_, arch = os_name(), normalized_arch()
     name, features = cpu_info(os_)
     working_set = 0
     if os_ == "darwin":
         gpus = [Gpu("apple", name or "Apple Silicon", 0, 0, "metal")] if arch == "arm64" else []
         if arch == "arm64":
-            working_set = mac_memory.gpu_working_set(psutil.virtual_memory().total, server=_server_or_none()).bytes
+            working_set = mac_memory.gpu_working_set(psutil.virtual_memory().total, server=server).bytes
     else:
         gpus = nvidia_gpus() + drm_gpus()
     return os_, arch, name, features, tuple(gpus), macos.performance_cores(), working_set
-
-
-def _server_or_none() -> Path | None:
-    """The installed llama-server, for what it can tell of the GPU; None when there is none."""
-    from ..llamacpp import runtime  # runtime builds on this module: imported only when asked
-    from .errors import LocalModelsError
-
-    try:
-        return runtime.find_llama_server()
-    except (LocalModelsError, OSError):
-        return None
 
 
 def free_disk(path: Path) -> int | None:
@@ -468,21 +285,23 @@ def free_disk(path: Path) -> int | None:
         return None
 
 
-def detect(*, refresh: bool = False) -> Hardware:
+def detect(*, refresh: bool = False, server: Path | None = None) -> Hardware:
     """This machine, or the profile AIDEVOPS_HARDWARE_PROFILE names. CPU and GPUs are probed once per
-    process (``refresh`` probes again, e.g. for free VRAM); memory and disk are read every call."""
+    process (``refresh`` probes again, e.g. for free VRAM); memory and disk are read every call. ``server``:
+    the installed llama-server, where the caller knows it (a layer above this one): on Apple Silicon its
+    device list is the last source of Metal's working set before the usual share."""
     profile = config.hardware_profile()
     if profile is not None:
         return load_profile(profile)
     if refresh:
         _static_probe.cache_clear()
-    os_, arch, name, features, gpus, performance, working_set = _static_probe()
+    os_, arch, name, features, gpus, performance, working_set = _static_probe(server)
     unified = os_ == "darwin" and arch == "arm64"
     cores = physical_cores()
     forced = config.env_str("AIDEVOPS_BACKEND")  # lets a user (or a test) name the backend outright
-    backends = detect_backends(os_, arch, list(gpus))
+    usable = detect_backends(os_, arch, list(gpus))
     if forced in BACKENDS:
-        backends = tuple(dict.fromkeys((forced, "cpu")))
+        usable = tuple(dict.fromkeys((forced, "cpu")))
     return Hardware(
         os=os_,
         arch=arch,
@@ -490,7 +309,7 @@ def detect(*, refresh: bool = False) -> Hardware:
         logical_cores=psutil.cpu_count() or 1,
         memory=memory(),
         gpus=gpus,
-        backends=backends,
+        backends=usable,
         unified_memory=unified,
         cpu_name=name,
         cpu_features=features,

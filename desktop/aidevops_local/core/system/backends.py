@@ -1,0 +1,140 @@
+"""The llama.cpp backends, one record each: what a backend is, in one place.
+
+A record says whether the backend offloads layers to a GPU, what its runtime adds to the memory estimate
+(models/fit.py), which release assets are builds of it (llamacpp/releases.py), how to tell this machine can run
+it (hardware.py), and how to read the GPU memory a server's processes use with it (serving/server.py).
+Adding a backend, or another build of one, is one entry in ``REGISTRY``.
+
+It sits in core/system because hardware detection, the lowest user, needs it; the asset patterns are plain
+data, so the layers above read them without this module knowing about releases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from . import gpus
+from .gpus import Gpu
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class AssetPattern:
+    """A release asset that is a build of the backend: ``llama-bN-bin-<os>-[<token>[-<variant>]-]<arch>``.
+    ``os`` is ours ("linux", "darwin"); ``arch`` "*" for any; ``token`` "" for a name without one."""
+
+    os: str
+    arch: str
+    token: str
+
+    def matches(self, os_: str, arch: str, token: str) -> bool:
+        return self.os == os_ and self.arch in ("*", arch) and self.token == token
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    offloads: bool  # layers can go to a GPU (-ngl)
+    overhead_ram: int  # bytes its runtime adds to the host process when layers are offloaded
+    overhead_vram: int  # and to the device
+    assets: tuple[AssetPattern, ...]  # the release builds of it
+    detect: Callable[[str, str, Sequence[Gpu]], bool]  # (os, arch, gpus): can this machine run it?
+    memory_in_use: Callable[[Iterable[int]], int | None] | None = None  # device bytes the pids use; None: unknown
+    any_gpu: bool = False  # drives any GPU with memory (Vulkan), not only the ones detected for it
+    versioned_by_driver: bool = False  # builds per runtime version (cuda-12.8): pick by the driver's major
+
+
+def _metal(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
+    return (os_, arch) == ("darwin", "arm64")
+
+
+def _cuda(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
+    return os_ != "darwin" and any(g.vendor == "nvidia" for g in found)
+
+
+def _rocm(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
+    return os_ != "darwin" and any(g.vendor == "amd" for g in found) and gpus.rocm_present()
+
+
+def _vulkan(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
+    return os_ != "darwin" and bool(found) and gpus.vulkan_present()
+
+
+def _cpu(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
+    return True
+
+
+# Best first: detection lists the usable ones in this order, and an asset is the first backend it matches.
+REGISTRY: tuple[Backend, ...] = (
+    Backend("metal", True, 20 * MIB, 0, (AssetPattern("darwin", "arm64", ""),), _metal),
+    Backend(
+        "cuda",
+        True,
+        250 * MIB,
+        350 * MIB,
+        (AssetPattern("linux", "*", "cuda"),),
+        _cuda,
+        memory_in_use=gpus.nvidia_memory_in_use,
+        versioned_by_driver=True,
+    ),
+    Backend(
+        "rocm",
+        True,
+        250 * MIB,
+        350 * MIB,
+        (AssetPattern("linux", "*", "rocm"), AssetPattern("linux", "*", "hip")),
+        _rocm,
+    ),
+    Backend("vulkan", True, 60 * MIB, 150 * MIB, (AssetPattern("linux", "*", "vulkan"),), _vulkan, any_gpu=True),
+    # The CPU build; on a Mac the one build of each arch (Metal on Apple Silicon) also runs on the CPU.
+    Backend("cpu", False, 0, 0, (AssetPattern("linux", "*", ""), AssetPattern("darwin", "*", "")), _cpu),
+)
+_BY_NAME = {b.name: b for b in REGISTRY}
+
+BACKENDS: tuple[str, ...] = ("cpu", *(b.name for b in REGISTRY if b.name != "cpu"))
+GPU_BACKENDS: tuple[str, ...] = tuple(b.name for b in REGISTRY if b.offloads)
+
+
+def get(name: str) -> Backend | None:
+    return _BY_NAME.get(name)
+
+
+def offloads(name: str) -> bool:
+    backend = _BY_NAME.get(name)
+    return bool(backend and backend.offloads)
+
+
+def detect(os_: str, arch: str, found: Sequence[Gpu]) -> tuple[str, ...]:
+    """The backends this machine can run, best first; always ending in cpu."""
+    return tuple(b.name for b in REGISTRY if b.detect(os_, arch, found))
+
+
+def for_asset(os_: str, arch: str, token: str) -> str:
+    """The backend a release asset is a build of (its name's os, arch and backend token); an upstream
+    backend not in the registry (sycl, openvino) keeps its own name."""
+    for backend in REGISTRY:
+        if any(p.matches(os_, arch, token) for p in backend.assets):
+            return backend.name
+    return token
+
+
+def runs_build_of(wanted: str, os_: str, arch: str, token: str) -> bool:
+    """Whether an asset (os, arch, token) is a build that runs ``wanted``."""
+    backend = _BY_NAME.get(wanted)
+    if backend is None:
+        return token == wanted
+    return any(p.matches(os_, arch, token) for p in backend.assets)
+
+
+def memory_in_use(pids: Iterable[int], name: str | None = None) -> int | None:
+    """Device memory ``pids`` use under backend ``name`` (None: the first backend whose reader finds them);
+    None where no reader can say."""
+    pids = list(pids)
+    for backend in REGISTRY:
+        if backend.memory_in_use is not None and name in (None, backend.name):
+            used = backend.memory_in_use(pids)
+            if used is not None:
+                return used
+    return None
