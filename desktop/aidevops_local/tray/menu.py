@@ -11,6 +11,7 @@ from typing import Protocol
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
+from ..core.system.units import human_bytes
 from .snapshot import Snapshot
 
 
@@ -32,17 +33,6 @@ class Controller(Protocol):
     def open_wizard(self) -> None: ...
     def show_log(self) -> None: ...
     def quit(self) -> None: ...
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
 
 
 def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
