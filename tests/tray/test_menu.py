@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import pytest
 from PySide6.QtWidgets import QMenu
 
 from aidevops_local.core.serving.router import RouterSupport
