@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from ..core.serving import server
 from ..core.system import config, hardware, secrets
+from ..core.system.files import write_atomically
 from ..core.system.untrusted import printable
 from . import dialogs, menu
 
@@ -90,9 +91,7 @@ def load_pick() -> Pick | None:
 
 
 def save_pick(pick: Pick | None) -> None:
-    path = _state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pick": asdict(pick) if pick else None}), encoding="utf-8")
+    write_atomically(_state_file(), json.dumps({"pick": asdict(pick) if pick else None}))
 
 
 # ---- the core calls each step makes (run in workers) -------------------------------------------------

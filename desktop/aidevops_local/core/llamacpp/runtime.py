@@ -13,7 +13,6 @@ second, short lock that readers such as ``find_llama_server`` also take, so they
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -40,6 +39,7 @@ from ..system.errors import (
     RuntimeNotInstalled,
     VerificationFailed,
 )
+from ..system.files import FREE_SPACE_HINT, disk_full_is_ours, write_atomically
 from ..system.progress import ProgressCallback, check_cancelled, report
 from . import archives, releases
 
@@ -110,9 +110,7 @@ def _write_manifest(build_dir: Path, manifest_name: str, runtime: InstalledRunti
     data = asdict(runtime)
     if runtime.source == "release":
         data["server_path"] = SERVER
-    tmp = build_dir / (manifest_name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, build_dir / manifest_name)
+    write_atomically(build_dir / manifest_name, json.dumps(data, indent=2) + "\n")
 
 
 def installed_runtime() -> InstalledRuntime | None:
@@ -207,19 +205,10 @@ def _activate(p: Paths, build_dir: Path, work: Path) -> None:
         os.rename(build_dir, p.bin_dir)
 
 
-@contextmanager
-def _disk_full_is_ours(what: str) -> Iterator[None]:
+def _disk_full_is_ours(what: str) -> contextlib.AbstractContextManager[None]:
     """ENOSPC from a step with no handling of its own (the manifest, a work folder) as DiskFull: the disk can
     fill at any moment, not only while downloading or unpacking."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC or isinstance(exc, DiskFull):
-            raise
-        raise DiskFull(
-            f"The disk filled up while {what}.",
-            hint="Free some disk space and run the command again; the active build was not changed.",
-        ) from exc
+    return disk_full_is_ours(what, hint=f"{FREE_SPACE_HINT[:-1]}; the active build was not changed.")
 
 
 @contextmanager

@@ -33,6 +33,7 @@ from pathlib import Path
 from ..database import store
 from ..system import config
 from ..system.errors import DiskFull, LocalModelsError, NetworkError, Refused, UnsafePath, VerificationFailed
+from ..system.files import disk_full
 from ..system.progress import ProgressCallback, check_cancelled, report
 from . import hub
 from .library import LocalModel, model_name
@@ -302,12 +303,14 @@ def _download_part(
                 total=total,
             )
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise DiskFull(
-                f"The disk filled up while downloading {Path(part.path).name}.",
+            mapped = disk_full(
+                exc,
+                f"downloading {Path(part.path).name}",
                 hint="Free some space, then pull again: it resumes from what was saved.",
-            ) from None
+            )
+            if mapped is exc:
+                raise
+            raise mapped from None
         _check_digest(digest, part, partial)
     partial.with_suffix(".lock").unlink(missing_ok=True)
     return got, had

@@ -23,7 +23,6 @@ the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environmen
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -40,10 +39,9 @@ from pathlib import Path
 import psutil
 
 from ..accounting import request_log
-from ..system import config, hardware, listening, local_http
+from ..system import config, files, hardware, listening, local_http
 from ..system.errors import (
     CorruptModel,
-    DiskFull,
     LocalModelsError,
     PortInUse,
     Refused,
@@ -176,18 +174,7 @@ def _write_state(state: ServerState) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"The disk is full: could not write {path}.", hint="Free some disk space and run the command again."
-            ) from exc
-        raise
-    os.replace(tmp, path)
+    files.write_atomically(path, text)
 
 
 def note_loaded(model: str, model_path: str) -> None:
@@ -665,16 +652,8 @@ def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
         started=datetime.fromtimestamp(started, UTC),
         session_id=session_id,
     )
-    try:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(header)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"The disk filled up while starting the server (its log {path}).",
-                hint="Free some disk space and run the command again.",
-            ) from exc
-        raise
+    with files.disk_full_is_ours(f"starting the server (its log {path})"), open(path, "a", encoding="utf-8") as log:
+        log.write(header)
     return path, session_id, started
 
 
