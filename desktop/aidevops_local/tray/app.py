@@ -172,6 +172,8 @@ class TrayApp(QObject):
     def _apply_snapshot(self, snap: snapshot.Snapshot) -> None:
         self._refreshing = False
         prev, self.snapshot = self.snapshot, snap
+        if snap.settings is not None:  # a full refresh read them: the tray follows edits made elsewhere
+            self.settings = snap.settings
         # A stop, ours or from elsewhere (state "stopping"), is intended; only an exit nobody asked for alerts.
         if (
             prev.status.running
@@ -323,8 +325,8 @@ class TrayApp(QObject):
             return
 
         def job_fn(job: Job):
-            status = router.switch_model(name, progress=job.report, cancel=job.cancel)
-            settings = config.load_settings()
+            settings = config.load_settings()  # read once for the switch and the save after it
+            status = router.switch_model(name, progress=job.report, cancel=job.cancel, settings=settings)
             if settings.default_model != name:  # Start serves the last model chosen
                 config.save_settings(replace(settings, default_model=name))
             return status

@@ -277,16 +277,12 @@ class Settings:
 
 
 def load_settings(path: Path | None = None) -> Settings:
+    """Read and check config.toml. Call it once where a command or a tray refresh begins and pass the
+    result down: the file can change between two reads, and one command should act on one set of settings."""
     path = path or paths().config_file
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = _parse(path)
+    if data is None:
         return Settings()
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"The settings file {path} is not valid TOML: {exc}",
-            hint="Fix the line it names, or delete the file to use the defaults.",
-        ) from exc
     known = {f.name: f for f in fields(Settings)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -296,6 +292,19 @@ def load_settings(path: Path | None = None) -> Settings:
     settings = Settings(**data)
     check_settings(settings, path)
     return settings
+
+
+def _parse(path: Path) -> dict | None:
+    """The file's TOML as a dict, None when there is no file (the one place config.toml is parsed)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"The settings file {path} is not valid TOML: {exc}",
+            hint="Fix the line it names, or delete the file to use the defaults.",
+        ) from exc
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
