@@ -173,3 +173,36 @@ def test_allowed_hosts_takes_bare_names_only_when_loading_and_saving(name):
         config.load_settings()
     with pytest.raises(ConfigError, match="allowed_hosts"):
         config.save_settings(config.Settings(allowed_hosts=[name]))
+
+
+# ---- read once ---------------------------------------------------------------------------------------------
+
+
+def _counting_parses(monkeypatch) -> list[str]:
+    """Every parse of config.toml from now on, by the path it read."""
+    seen: list[str] = []
+    real = config._parse
+
+    def counting(path):
+        seen.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(config, "_parse", counting)
+    return seen
+
+
+def test_one_serve_reads_the_settings_once(system_runtime, tiny_gguf, port, monkeypatch, capsys):
+    """`serve` reads config.toml where the command begins and passes it down: the CLI's host warning, the plan,
+    the model's default and the start all act on that one reading."""
+    config.save_settings(config.Settings(port=port, default_model=str(tiny_gguf), stop_grace_s=3.0))
+    parses = _counting_parses(monkeypatch)
+    try:
+        assert cli(["serve", "--json"]) == 0
+        assert parses == [str(config.paths().config_file)]
+        assert f":{port}/v1" in capsys.readouterr().out
+        parses.clear()
+        assert cli(["stop"]) == 0  # stop's grace comes from the settings: read once too
+        assert len(parses) == 1
+    finally:
+        monkeypatch.undo()
+        cli(["stop"])

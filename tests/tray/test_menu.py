@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-import pytest
 from PySide6.QtWidgets import QMenu
 
 from aidevops_local.core.serving.router import RouterSupport
@@ -194,8 +193,3 @@ def test_busy_job_shows_and_blocks_a_second_start(qapp):
     found = items(m)
     assert found["state"].text() == "Starting smollm2-135m…"
     assert not found["start"].isEnabled()
-
-
-@pytest.mark.parametrize("n,expected", [(0, "0 B"), (1023, "1023 B"), (218 << 20, "218 MB"), (12 * GB, "12.0 GB")])
-def test_human_bytes(n, expected):
-    assert menu.human_bytes(n) == expected

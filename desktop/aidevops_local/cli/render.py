@@ -28,6 +28,7 @@ from rich.table import Table
 
 from ..core.system.errors import LocalModelsError
 from ..core.system.progress import Progress as CoreProgress
+from ..core.system.units import human_bytes as human_bytes
 from ..core.system.untrusted import printable
 
 out = Console(highlight=False, soft_wrap=True)
@@ -91,17 +92,6 @@ def key_values(rows: list[tuple[str, object]]) -> None:
     for label, value in rows:
         t.add_row(_shown(label), "-" if value is None else _shown(value))
     out.print(t)
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def human_duration(seconds: float | None) -> str:

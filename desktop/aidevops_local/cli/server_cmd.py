@@ -112,7 +112,13 @@ def cmd_serve(args) -> int:
         )
     with render.progress_bar(quiet=args.json) as progress:
         result = server.serve(
-            args.model, port=args.port, ctx=args.ctx, host=args.host, threads=args.threads, progress=progress
+            args.model,
+            port=args.port,
+            ctx=args.ctx,
+            host=args.host,
+            threads=args.threads,
+            progress=progress,
+            settings=settings,
         )
     if args.json:
         render.as_json(result)

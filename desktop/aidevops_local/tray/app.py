@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon,
 
 from ..core.serving import router, server
 from ..core.system import autostart, config
+from ..core.system.units import human_bytes
 from . import dialogs, icons, macos, menu, snapshot
 from .notifications import Action, Notice, Notifications
 from .workers import Job, Workers
@@ -172,6 +173,8 @@ class TrayApp(QObject):
     def _apply_snapshot(self, snap: snapshot.Snapshot) -> None:
         self._refreshing = False
         prev, self.snapshot = self.snapshot, snap
+        if snap.settings is not None:  # a full refresh read them: the tray follows edits made elsewhere
+            self.settings = snap.settings
         # A stop, ours or from elsewhere (state "stopping"), is intended; only an exit nobody asked for alerts.
         if (
             prev.status.running
@@ -317,14 +320,14 @@ class TrayApp(QObject):
             and entry.fits is False
             and not self._confirm(
                 "Model may not fit",
-                f"{name} needs about {menu.human_bytes(entry.needs_bytes)} and may not fit in memory. Start it anyway?",
+                f"{name} needs about {human_bytes(entry.needs_bytes)} and may not fit in memory. Start it anyway?",
             )
         ):
             return
 
         def job_fn(job: Job):
-            status = router.switch_model(name, progress=job.report, cancel=job.cancel)
-            settings = config.load_settings()
+            settings = config.load_settings()  # read once for the switch and the save after it
+            status = router.switch_model(name, progress=job.report, cancel=job.cancel, settings=settings)
             if settings.default_model != name:  # Start serves the last model chosen
                 config.save_settings(replace(settings, default_model=name))
             return status
@@ -420,8 +423,7 @@ class TrayApp(QObject):
             Notice(
                 "nudge",
                 "Unused local models",
-                f"{n} local model{'s' if n != 1 else ''} unused for a while take "
-                f"{menu.human_bytes(nudge.stale_bytes)}.",
+                f"{n} local model{'s' if n != 1 else ''} unused for a while take {human_bytes(nudge.stale_bytes)}.",
                 (Action("review", "Review"), Action("later", "Later")),
             )
         )

@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.maintenance import cleanup
-from . import dialogs, menu
+from ..core.system.units import human_bytes
+from . import dialogs
 
 
 class CleanupWindow(QWidget):
@@ -57,7 +58,7 @@ class CleanupWindow(QWidget):
         self.tree.clear()
         for model in plan.models:
             idle = f"{model.idle_days} days" if model.idle_days is not None else "never used"
-            item = QTreeWidgetItem([model.model, menu.human_bytes(model.size_bytes), idle, model.source])
+            item = QTreeWidgetItem([model.model, human_bytes(model.size_bytes), idle, model.source])
             item.setData(0, Qt.ItemDataRole.UserRole, model)
             if model.removable:
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -87,7 +88,7 @@ class CleanupWindow(QWidget):
         chosen = self.selected()
         total = sum(m.size_bytes for m in chosen)
         self.remove_button.setEnabled(bool(chosen))
-        self.remove_button.setText(f"Remove selected ({menu.human_bytes(total)})" if chosen else "Remove selected")
+        self.remove_button.setText(f"Remove selected ({human_bytes(total)})" if chosen else "Remove selected")
 
     def remove(self, confirmed: bool = False) -> None:
         chosen = self.selected()
@@ -109,7 +110,7 @@ class CleanupWindow(QWidget):
         )
 
     def _removed(self, result: cleanup.CleanupResult) -> None:
-        self.last_removal = f"Removed {len(result.removed)} model(s), freed {menu.human_bytes(result.freed_bytes)}."
+        self.last_removal = f"Removed {len(result.removed)} model(s), freed {human_bytes(result.freed_bytes)}."
         self.note.setText(self.last_removal)
         self.app.refresh(full=True)
         self.load()

@@ -6,7 +6,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from . import menu
+from . import actions, menu
+
+ROW = ("start", "stop", "switch")  # beside the model list
 
 NO_TRAY_TEXT = (
     "Your desktop shows no system tray, so aidevops Local Models runs in this window. "
@@ -34,34 +36,22 @@ class ControlWindow(QWidget):
         layout.addWidget(self.state)
         layout.addWidget(self.memory)
 
-        row = QHBoxLayout()
-        self.start_stop = QPushButton(objectName="start_stop")
-        self.start_stop.clicked.connect(self._start_stop)
-        self.models = QComboBox(objectName="models")
-        self.switch = QPushButton("Serve this model", objectName="switch")
-        self.switch.clicked.connect(self._switch)
-        row.addWidget(self.start_stop)
-        row.addWidget(self.models, 1)
-        row.addWidget(self.switch)
-        layout.addLayout(row)
-
-        grid = QGridLayout()
-        buttons = [
-            ("Open chat", app.open_chat, "chat"),
-            ("Copy API endpoint", app.copy_endpoint, "copy"),
-            ("Download a model…", app.open_download, "download"),
-            ("Usage…", app.open_usage, "usage"),
-            ("Clean up…", app.open_cleanup, "cleanup"),
-            ("Settings…", app.open_settings, "settings"),
-            ("Setup wizard…", app.open_wizard, "wizard"),
-            ("Quit", app.quit, "quit"),
-        ]
+        # The menu's actions (actions.py), as buttons: start, stop and switch beside the model list, the rest below.
         self.buttons: dict[str, QPushButton] = {}
-        for i, (text, slot, name) in enumerate(buttons):
-            button = QPushButton(text, objectName=name)
-            button.clicked.connect(slot)
-            grid.addWidget(button, i // 4, i % 4)
-            self.buttons[name] = button
+        for action in actions.ACTIONS:
+            button = QPushButton(action.label, objectName=action.id)
+            button.clicked.connect(lambda _checked=False, a=action: self._clicked(a))
+            self.buttons[action.id] = button
+        self.models = QComboBox(objectName="models")
+        self.buttons["switch"].setText("Serve this model")
+        row = QHBoxLayout()
+        for widget in (self.buttons["start"], self.buttons["stop"], self.models, self.buttons["switch"]):
+            row.addWidget(widget, 1 if widget is self.models else 0)
+        layout.addLayout(row)
+        grid = QGridLayout()
+        below = [a.id for a in actions.ACTIONS if a.id not in ROW]
+        for i, name in enumerate(below):
+            grid.addWidget(self.buttons[name], i // 4, i % 4)
         layout.addLayout(grid)
         app.snapshot_changed.connect(self.update_from)
         self.update_from(app.snapshot)
@@ -69,9 +59,6 @@ class ControlWindow(QWidget):
     def update_from(self, snap) -> None:
         self.state.setText(menu.state_line(snap, self.app.busy, self.app.last_error))
         self.memory.setText("   ".join(menu.memory_lines(snap)))
-        running = snap.status.running
-        self.start_stop.setText("Stop server" if running else "Start server")
-        self.start_stop.setEnabled(running or (snap.runtime_installed and bool(snap.models)))
         current = self.models.currentData()
         self.models.blockSignals(True)
         self.models.clear()
@@ -81,21 +68,24 @@ class ControlWindow(QWidget):
         index = self.models.findData(served)
         self.models.setCurrentIndex(max(0, index))
         self.models.blockSignals(False)
-        self.switch.setEnabled(bool(snap.models))
-        self.buttons["chat"].setEnabled(snap.status.state == "running")
-        self.buttons["copy"].setEnabled(running)
-        self.buttons["cleanup"].setEnabled(bool(snap.stale and snap.stale.count))
+        view = actions.View(snap, self.app.busy, self.app.last_error)
+        for action in actions.ACTIONS:
+            button = self.buttons[action.id]
+            button.setHidden(not action.shown(view))
+            button.setEnabled(action.enabled(view))
+            if action.id != "switch":
+                button.setText(action.text(snap))
 
-    def _start_stop(self) -> None:
-        if self.app.snapshot.status.running:
-            self.app.stop_server()
-        else:
-            self.app.start_server(self.models.currentData())
-
-    def _switch(self) -> None:
+    def _clicked(self, action: actions.Action) -> None:
+        """Start serves the model chosen in the list; switch serves it instead; the rest call the app as is."""
         name = self.models.currentData()
-        if name:
-            self.app.switch_model(name)
+        if action.id == "switch":
+            if name:
+                self.app.switch_model(name)
+        elif action.id == "start" and self.app.snapshot.status.state != "crashed":
+            self.app.start_server(name)
+        else:
+            action.slot(self.app, self.app.snapshot)()
 
     def closeEvent(self, event) -> None:
         # Without a tray this window is the app: closing it is quitting (which asks about the server).

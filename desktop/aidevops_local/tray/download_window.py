@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
 
 from ..core.system import hardware
 from ..core.system.progress import Progress
+from ..core.system.units import human_bytes
 from ..core.system.untrusted import printable
-from . import dialogs, menu
+from . import dialogs
 from .notifications import Action, Notice
 
 
@@ -131,10 +132,8 @@ class DownloadWindow(QWidget):
     def _listed(self, repo_id: str, files) -> None:
         self.files.clear()
         for f in files:
-            fits = {True: "yes", False: f"no, needs {menu.human_bytes(f.needs_bytes)}", None: "?"}[f.fits]
-            item = QTreeWidgetItem(
-                [printable(f.filename), printable(f.quant or ""), menu.human_bytes(f.size_bytes), fits]
-            )
+            fits = {True: "yes", False: f"no, needs {human_bytes(f.needs_bytes)}", None: "?"}[f.fits]
+            item = QTreeWidgetItem([printable(f.filename), printable(f.quant or ""), human_bytes(f.size_bytes), fits])
             item.setData(0, Qt.ItemDataRole.UserRole, (repo_id, f.filename))
             if f.fits is False:
                 item.setForeground(3, Qt.GlobalColor.darkRed)
@@ -176,7 +175,7 @@ class DownloadWindow(QWidget):
         if p.total:
             self.bar.setRange(0, 1000)
             self.bar.setValue(int(1000 * p.done / p.total))
-            self.bar.setFormat(f"{menu.human_bytes(p.done)} of {menu.human_bytes(p.total)}  %p%")
+            self.bar.setFormat(f"{human_bytes(p.done)} of {human_bytes(p.total)}  %p%")
 
     def _end(self) -> None:
         self.job = None

@@ -11,6 +11,8 @@ from typing import Protocol
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
+from ..core.system.units import human_bytes
+from . import actions
 from .snapshot import Snapshot
 
 
@@ -32,17 +34,6 @@ class Controller(Protocol):
     def open_wizard(self) -> None: ...
     def show_log(self) -> None: ...
     def quit(self) -> None: ...
-
-
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit in ("B", "KB", "MB") else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TB"
 
 
 def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
@@ -114,42 +105,22 @@ def build(menu: QMenu, ctl: Controller) -> None:
         _info(menu, line).setObjectName("memory")
     menu.addSeparator()
 
-    if snap.status.state == "crashed" or (ctl.last_error and not running):
-        menu.addAction("Show log…", ctl.show_log).setObjectName("show_log")
-    crashed = snap.status.state == "crashed"  # a router whose model crashed still runs: Restart and Stop
-    if crashed or not running:
-        start = menu.addAction(
-            "Restart server" if crashed else "Start server", ctl.restart_server if crashed else ctl.start_server
-        )
-        start.setObjectName("start")
-        start.setEnabled(snap.runtime_installed and bool(snap.models) and not ctl.busy)
-    if running:
-        menu.addAction("Stop server", ctl.stop_server).setObjectName("stop")
-    switch = menu.addMenu("Switch model")
-    switch.menuAction().setObjectName("switch")
-    switch.setEnabled(bool(snap.models) and not ctl.busy)
-    switch.aboutToShow.connect(lambda: build_switch(switch, ctl))  # filled when opened: 100 models cost then
-
-    chat = menu.addAction("Open chat in browser", ctl.open_chat)
-    chat.setObjectName("chat")
-    chat.setEnabled(snap.status.state == "running")
-    copy = menu.addAction("Copy API endpoint", ctl.copy_endpoint)
-    copy.setObjectName("copy")
-    copy.setEnabled(running)
-    menu.addSeparator()
-
-    menu.addAction("Download a model…", ctl.open_download).setObjectName("download")
-    menu.addAction("Usage…", ctl.open_usage).setObjectName("usage")
-    if snap.stale and snap.stale.count:
-        n = snap.stale.count
-        menu.addAction(
-            f"Clean up {n} stale model{'s' if n != 1 else ''} ({human_bytes(snap.stale.size_bytes)})…",
-            ctl.open_cleanup,
-        ).setObjectName("cleanup")
-    menu.addAction("Settings…", ctl.open_settings).setObjectName("settings")
-    menu.addAction("Setup wizard…", ctl.open_wizard).setObjectName("wizard")
-    menu.addSeparator()
-    menu.addAction("Quit", ctl.quit).setObjectName("quit")
+    view = actions.View(snap, ctl.busy, ctl.last_error)
+    group = 0
+    for action in actions.ACTIONS:
+        if not action.shown(view):
+            continue
+        if action.group != group:
+            menu.addSeparator()
+            group = action.group
+        if action.id == "switch":  # a submenu, filled when opened: 100 models cost then
+            switch = menu.addMenu(action.label)
+            switch.aboutToShow.connect(lambda sub=switch: build_switch(sub, ctl))
+            item = switch.menuAction()
+        else:
+            item = menu.addAction(action.text(snap), action.slot(ctl, snap))
+        item.setObjectName(action.id)
+        item.setEnabled(action.enabled(view))
 
 
 def build_switch(submenu: QMenu, ctl: Controller) -> None:

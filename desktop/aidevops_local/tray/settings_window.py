@@ -53,6 +53,26 @@ class SettingsWindow(QWidget):
         self.setWindowTitle("Settings — aidevops Local Models")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
+        server_box = self._server_box()
+        token_box = self._token_box()
+
+        self.status = QLabel(objectName="status", wordWrap=True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close)
+        buttons.button(QDialogButtonBox.StandardButton.Save).setObjectName("save")
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.close)
+        self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
+        self.save_button.setEnabled(False)
+        layout = QVBoxLayout(self)
+        layout.addWidget(server_box)
+        layout.addWidget(token_box)
+        layout.addWidget(self.status)
+        layout.addWidget(buttons)
+        self._set_token_busy(True)
+        app.workers.submit(_load, name="settings", on_done=self._loaded, on_error=self._failed)
+
+    def _server_box(self) -> QGroupBox:
+        """The server's settings and the tray's own (login, quit, restart)."""
         self.port = QSpinBox(objectName="port", minimum=1024, maximum=65535)
         self.ctx = QSpinBox(
             objectName="ctx",
@@ -85,7 +105,10 @@ class SettingsWindow(QWidget):
         form.addRow(self.keep)
         form.addRow(self.restart)
         form.addRow(self.login)
+        return server_box
 
+    def _token_box(self) -> QGroupBox:
+        """The Hugging Face token: typed here, tested against the Hub, kept in the keyring."""
         token_box = QGroupBox("Hugging Face token")
         self.token = QLineEdit(
             objectName="token",
@@ -106,21 +129,7 @@ class SettingsWindow(QWidget):
         token_layout.addWidget(self.token)
         token_layout.addLayout(row)
         token_layout.addWidget(self.token_state)
-
-        self.status = QLabel(objectName="status", wordWrap=True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close)
-        buttons.button(QDialogButtonBox.StandardButton.Save).setObjectName("save")
-        buttons.accepted.connect(self.save)
-        buttons.rejected.connect(self.close)
-        self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
-        self.save_button.setEnabled(False)
-        layout = QVBoxLayout(self)
-        layout.addWidget(server_box)
-        layout.addWidget(token_box)
-        layout.addWidget(self.status)
-        layout.addWidget(buttons)
-        self._set_token_busy(True)
-        app.workers.submit(_load, name="settings", on_done=self._loaded, on_error=self._failed)
+        return token_box
 
     def _loaded(self, loaded) -> None:
         settings, login, keyring_status, token = loaded

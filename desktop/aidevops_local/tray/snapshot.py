@@ -56,6 +56,9 @@ class Snapshot:
     taken_at: float = 0.0
     full_at: float = 0.0  # when the models, stale list and runtime were last read (0: not yet)
     loaded: bool = True  # False only for the placeholder before the first refresh
+    # The settings as a full refresh read them (once, for every part that needs them); None until one has,
+    # or when the file does not load (its error is in problems).
+    settings: config.Settings | None = None
 
     @property
     def state(self) -> str:
@@ -109,7 +112,12 @@ def _full_parts(problems: list[str]) -> dict:
     if binary is not None:
         parts["router"] = router.support(binary)
     parts["models"] = tuple(_models(problems))
-    parts["stale"] = _stale(problems)
+    try:
+        parts["settings"] = config.load_settings()
+    except LocalModelsError as exc:
+        problems.append(exc.message)
+    if "settings" in parts:  # without them there is no stale_days (the file's error is already noted)
+        parts["stale"] = _stale(problems, parts["settings"].stale_days)
     return parts
 
 
@@ -152,11 +160,11 @@ def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int |
     return marks
 
 
-def _stale(problems: list[str]) -> StaleSummary | None:
+def _stale(problems: list[str], days: int) -> StaleSummary | None:
     from ..core.maintenance import cleanup
 
     try:
-        plan = cleanup.find_stale()
+        plan = cleanup.find_stale(days=days)
     except LocalModelsError as exc:
         problems.append(exc.message)
         return None

@@ -21,8 +21,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.system import secrets
+from ..core.system.units import human_bytes
 from ..core.system.untrusted import printable
-from . import dialogs, menu
+from . import dialogs
 from .wizard_steps import Pick, Progress, download, install_runtime, recommendations, save_pick, start
 from .wizard_task import TaskPage
 
@@ -39,8 +40,8 @@ class HardwarePage(QWizardPage):
         hw = self.wiz.progress.hardware
         gpus = ", ".join(g.name for g in hw.gpus) or "none found"
         self.summary.setText(
-            f"{hw.os} {hw.arch}, {hw.physical_cores} cores, {menu.human_bytes(hw.memory.total)} memory "
-            f"({menu.human_bytes(hw.memory.available)} free)\nGPUs: {gpus}\n"
+            f"{hw.os} {hw.arch}, {hw.physical_cores} cores, {human_bytes(hw.memory.total)} memory "
+            f"({human_bytes(hw.memory.available)} free)\nGPUs: {gpus}\n"
             f"llama.cpp backend: {hw.best_backend}" + (" (unified memory)" if hw.unified_memory else "")
         )
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..core.serving import server
 from ..core.system import config, hardware
-from . import menu
+from ..core.system.files import write_atomically
+from ..core.system.units import human_bytes
 
 PAGES = ("hardware", "runtime", "recommend", "token", "download", "start", "done")
 PAGE_ID = {name: i for i, name in enumerate(PAGES)}
@@ -33,7 +34,7 @@ class Pick:
         if self.local:
             return f"{self.name} (already downloaded)"
         speed = f", about {self.tokens_per_s:.0f} tokens/s" if self.tokens_per_s else ""
-        return f"{self.name} · {self.quant} · needs {menu.human_bytes(self.memory_bytes)}{speed}"
+        return f"{self.name} · {self.quant} · needs {human_bytes(self.memory_bytes)}{speed}"
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,7 @@ def load_pick() -> Pick | None:
 
 
 def save_pick(pick: Pick | None) -> None:
-    path = _state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pick": asdict(pick) if pick else None}), encoding="utf-8")
+    write_atomically(_state_file(), json.dumps({"pick": asdict(pick) if pick else None}))
 
 
 # ---- the core calls each step makes (run in workers) -------------------------------------------------

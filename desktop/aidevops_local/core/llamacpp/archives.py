@@ -12,7 +12,6 @@ unpacks into a scratch folder and removes it on error.
 
 from __future__ import annotations
 
-import errno
 import lzma
 import os
 import posixpath
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..system.errors import DiskFull, LocalModelsError, UnsafePath, VerificationFailed
+from ..system.files import disk_full
 from ..system.progress import ProgressCallback, check_cancelled, report
 
 _CHUNK = 1 << 20
@@ -133,11 +133,9 @@ def _extract_tar(archive: Path, dest: Path, progress, cancel) -> Extracted:
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise _damaged(archive, exc) from exc
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"The disk filled up while unpacking {archive.name}.",
-                hint="Free some disk space and run the command again.",
-            ) from exc
+        mapped = disk_full(exc, f"unpacking {archive.name}")
+        if mapped is not exc:
+            raise mapped from exc
         if exc.errno is None:  # gzip.BadGzipFile and friends: the bytes, not the disk
             raise _damaged(archive, exc) from exc
         raise

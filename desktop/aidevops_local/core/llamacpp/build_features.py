@@ -9,7 +9,6 @@ process and cached in ``<cache>/llama-server-features.json`` so the CLI does not
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import threading
@@ -17,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..system import config
+from ..system.files import write_atomically
 
 HELP_TIMEOUT_S = 30.0
 _CACHE_NAME = "llama-server-features.json"
@@ -166,9 +166,6 @@ def _store_in_cache(disk_key: str, found: BuildFeatures) -> None:
         except (OSError, ValueError):
             data = {}
         data[disk_key] = asdict(found)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, json.dumps(data, indent=1))
     except OSError:
         pass  # a cache that cannot be written costs one --help run next time

@@ -11,7 +11,6 @@ they never see the gap. runtime.py (install, update, rollback) builds on these.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
@@ -23,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..system import config
+from ..system import config, files
 from ..system.config import Paths
-from ..system.errors import DiskFull, Refused, RuntimeNotInstalled
+from ..system.errors import Refused, RuntimeNotInstalled
+from ..system.files import write_atomically
 
 log = logging.getLogger("aidevops_local.core.llamacpp.runtime")
 
@@ -62,9 +62,7 @@ def write_manifest(build_dir: Path, manifest_name: str, runtime: InstalledRuntim
     data = asdict(runtime)
     if runtime.source == "release":
         data["server_path"] = SERVER
-    tmp = build_dir / (manifest_name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, build_dir / manifest_name)
+    write_atomically(build_dir / manifest_name, json.dumps(data, indent=2) + "\n")
 
 
 def installed_runtime() -> InstalledRuntime | None:
@@ -165,19 +163,10 @@ def activate(p: Paths, build_dir: Path, work: Path) -> None:
         os.rename(build_dir, p.bin_dir)
 
 
-@contextmanager
-def disk_full_is_ours(what: str) -> Iterator[None]:
+def disk_full_is_ours(what: str) -> contextlib.AbstractContextManager[None]:
     """ENOSPC from a step with no handling of its own (the manifest, a work folder) as DiskFull: the disk can
     fill at any moment, not only while downloading or unpacking."""
-    try:
-        yield
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC or isinstance(exc, DiskFull):
-            raise
-        raise DiskFull(
-            f"The disk filled up while {what}.",
-            hint="Free some disk space and run the command again; the active build was not changed.",
-        ) from exc
+    return files.disk_full_is_ours(what, hint=f"{files.FREE_SPACE_HINT[:-1]}; the active build was not changed.")
 
 
 @contextmanager

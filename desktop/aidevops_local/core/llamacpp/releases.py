@@ -10,7 +10,6 @@ The API's JSON is turned into checked records by release_records.py.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import re
@@ -25,7 +24,8 @@ import httpx
 from ... import __version__
 from ..system import backends as registry
 from ..system import config
-from ..system.errors import AssetNotFound, DiskFull, NetworkError, NotFound, VerificationFailed
+from ..system.errors import AssetNotFound, NetworkError, NotFound, VerificationFailed
+from ..system.files import disk_full
 from ..system.progress import ProgressCallback, check_cancelled, report
 from .release_records import TAG, Asset, Release, malformed, parse_release, shown
 
@@ -320,8 +320,4 @@ def _download_error(exc: BaseException, name: str, done: int) -> BaseException:
             f"The download of {name} broke off after {done} bytes: {exc}",
             hint="Check the network and run the command again.",
         )
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return DiskFull(
-            f"The disk filled up while downloading {name}.", hint="Free some disk space and run the command again."
-        )
-    return exc
+    return disk_full(exc, f"downloading {name}")

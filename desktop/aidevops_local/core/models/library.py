@@ -294,17 +294,17 @@ def _absolute(path: Path) -> Path:
 # ---- finding one model ------------------------------------------------------------------------------------
 
 
-def resolve_model(name_or_path: str | None) -> LocalModel:
+def resolve_model(name_or_path: str | None, *, settings: config.Settings | None = None) -> LocalModel:
     """The model a command means: a file path; a name from `models` (exact, a file name, or a substring that
     matches one model); or, for None, the default_model setting, else the only model, else the most recently
     used (or pulled) one. ModelNotFound, naming close matches, otherwise. Records nothing: `remember` does,
-    once a serve's checks have passed."""
-    return _resolve(name_or_path)
+    once a serve's checks have passed. ``settings``: the caller's, else read here when the default is needed."""
+    return _resolve(name_or_path, settings)
 
 
-def _resolve(name_or_path: str | None) -> LocalModel:
+def _resolve(name_or_path: str | None, settings: config.Settings | None = None) -> LocalModel:
     if name_or_path is None:
-        default = config.load_settings().default_model
+        default = (settings or config.load_settings()).default_model
         if default:
             return _resolve(default)
         return _most_recent()

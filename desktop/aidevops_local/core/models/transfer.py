@@ -9,14 +9,14 @@ or the partial is deleted. Apart from downloads.py, which chooses, places and re
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import time
 from pathlib import Path
 
 from ..system import config
-from ..system.errors import DiskFull, NetworkError, Refused, VerificationFailed
+from ..system.errors import NetworkError, Refused, VerificationFailed
+from ..system.files import disk_full
 from ..system.progress import check_cancelled, report
 from . import hub
 
@@ -57,12 +57,14 @@ def download_part(
                 url, headers, partial, part, repo_id=repo_id, progress=progress, cancel=cancel, task=task
             ).run(offset, total)
         except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise DiskFull(
-                f"The disk filled up while downloading {Path(part.path).name}.",
+            mapped = disk_full(
+                exc,
+                f"downloading {Path(part.path).name}",
                 hint="Free some space, then pull again: it resumes from what was saved.",
-            ) from None
+            )
+            if mapped is exc:
+                raise
+            raise mapped from None
         _check_digest(digest, part, partial)
     partial.with_suffix(".lock").unlink(missing_ok=True)
     return got, had

@@ -53,9 +53,9 @@ def where() -> str:
     return f'the OS keyring, service "{secrets.SERVICE}", entry "{secrets.API_KEY}"'
 
 
-def info() -> ApiKeyInfo:
+def info(settings: config.Settings | None = None) -> ApiKeyInfo:
     """Whether a key is required and stored; never the key itself."""
-    required = config.load_settings().require_api_key
+    required = (settings or config.load_settings()).require_api_key
     status = secrets.keyring_status()
     stored = False
     if status.usable:

@@ -73,7 +73,7 @@ def plan_launch(
     settings = settings or config.load_settings()
     binary = runtime.find_llama_server()
     installed = runtime.installed_runtime()
-    local = library.resolve_model(model or None)
+    local = library.resolve_model(model or None, settings=settings)
     hw = hardware.detect(server=binary)
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
     backend = installed.backend if installed and installed.backend in backends.BACKENDS else hw.best_backend

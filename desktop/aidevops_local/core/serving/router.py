@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..llamacpp import build_features
-from ..system import local_http
+from ..system import config, local_http
 from ..system.errors import LocalModelsError, ModelNotFound, ServerNotRunning
 from ..system.progress import ProgressCallback, check_cancelled, report
 
@@ -177,19 +177,30 @@ def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | Non
         raise LocalModelsError(f"The server refused to {verb} {model_id} ({status_code}).", hint=text[:200])
 
 
-def switch_model(name: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None):
+def switch_model(
+    name: str,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    settings: config.Settings | None = None,
+):
     """Serve ``name`` instead of what runs now: a load request to a running router that lists it, else a
     restart on the same host and port (server.replace_model: the old server stops only once the new start is
     planned, and comes back if it fails). A load that fails puts the previous model back (best effort) and
     raises with the log's tail. Returns the server's status afterwards. Holds the start lock throughout, so a
-    start from elsewhere waits."""
+    start from elsewhere waits. ``settings``: the caller's, for a restart (else read then)."""
     from . import server
 
     with server.start_lock(progress, cancel):
-        return _switch_locked(name, progress, cancel)
+        return _switch_locked(name, progress, cancel, settings)
 
 
-def _switch_locked(name: str, progress: ProgressCallback | None, cancel: threading.Event | None):
+def _switch_locked(
+    name: str,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    settings: config.Settings | None = None,
+):
     from ..models import library
     from . import api_key, server
 
@@ -210,7 +221,7 @@ def _switch_locked(name: str, progress: ProgressCallback | None, cancel: threadi
             server.note_loaded(target, next(m.path for m in available if m.id == target))
             return server.status()
     check_cancelled(cancel)
-    return server.replace_model(name, progress=progress, cancel=cancel)
+    return server.replace_model(name, progress=progress, cancel=cancel, settings=settings)
 
 
 def _offered(available: list[RouterModel], name: str, path: Path) -> str | None:

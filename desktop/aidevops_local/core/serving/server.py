@@ -23,7 +23,6 @@ the tool's own secrets (HF_TOKEN, GITHUB_TOKEN) are taken out of that environmen
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -40,10 +39,9 @@ from pathlib import Path
 import psutil
 
 from ..accounting import request_log
-from ..system import backends, config, hardware, listening, local_http
+from ..system import backends, config, files, hardware, listening, local_http
 from ..system.errors import (
     CorruptModel,
-    DiskFull,
     LocalModelsError,
     PortInUse,
     Refused,
@@ -176,18 +174,7 @@ def _write_state(state: ServerState) -> None:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"The disk is full: could not write {path}.", hint="Free some disk space and run the command again."
-            ) from exc
-        raise
-    os.replace(tmp, path)
+    files.write_atomically(path, text)
 
 
 def note_loaded(model: str, model_path: str) -> None:
@@ -443,27 +430,33 @@ def serve(
     threads: int | None = None,
     progress: ProgressCallback | None = None,
     timeout: float | None = None,
+    settings: config.Settings | None = None,
 ) -> ServerStatus:
     """Start llama-server and wait until it answers /health. On any failure nothing is left running. One start
-    at a time: a second one waits for the first, then finds it running and refuses."""
+    at a time: a second one waits for the first, then finds it running and refuses. ``settings``: the caller's
+    (read once where its command began), else read here."""
+    settings = settings or config.load_settings()
     with start_lock(progress):
-        _refuse_if_running()
-        settings = config.load_settings()
+        _refuse_if_running(settings)
         plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
         return _start(plan, settings, progress, timeout)
 
 
 def replace_model(
-    model: str, *, progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+    model: str,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    settings: config.Settings | None = None,
 ) -> ServerStatus:
     """Serve ``model`` in place of the running server, on its host and port with its threads. The new start is
     planned (its checks refuse) before the old server stops; if it then fails to start, the old one is started
     again and the new one's error is raised. With no server running, a plain serve."""
+    settings = settings or config.load_settings()
     with start_lock(progress, cancel):
         state = current_state()
         if state is None or owned_process(state) is None:
-            return serve(model, progress=progress)
-        settings = config.load_settings()
+            return serve(model, progress=progress, settings=settings)
         plan = launch.plan_launch(
             model, port=state.port, host=state.host, threads=state.threads or None, settings=settings
         )
@@ -471,7 +464,7 @@ def replace_model(
             api_key.ensure()  # a keyring that refuses does so while the old server still runs
         check_cancelled(cancel)
         report(progress, f"Stopping {state.model}", 0, None, unit="step")
-        stop()
+        stop(grace=settings.stop_grace_s)
         try:
             return _start(plan, settings, progress, None)
         except Exception:
@@ -491,7 +484,7 @@ def _start_again(previous: ServerState, settings: config.Settings) -> None:
         pass  # the replacement's error is the one to report
 
 
-def _refuse_if_running() -> None:
+def _refuse_if_running(settings: config.Settings) -> None:
     existing = current_state()
     if existing and owned_process(existing) and _front_up(existing):
         raise ServerStartFailed(
@@ -500,7 +493,7 @@ def _refuse_if_running() -> None:
             hint="Use the running one, or run `aidevops-local stop` first.",
         )
     if existing:
-        _stop_leftovers(existing)
+        _stop_leftovers(existing, settings.stop_grace_s)
 
 
 @contextlib.contextmanager
@@ -632,12 +625,12 @@ def _start_front(
         raise
 
 
-def _stop_leftovers(state: ServerState) -> None:
+def _stop_leftovers(state: ServerState, grace: float) -> None:
     """What a crash left of an earlier run: its front (which holds the port) or its llama-server (whose front
     died). Each is signalled only if it is ours."""
     host_guard.stop(state.guard_pid, state.guard_create_time)
     if owned_process(state) is not None:
-        _terminate_group(state.pid, grace=config.load_settings().stop_grace_s)
+        _terminate_group(state.pid, grace=grace)
     host_guard.remove_socket(state.upstream)
     _clear_state()
 
@@ -657,16 +650,8 @@ def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
         started=datetime.fromtimestamp(started, UTC),
         session_id=session_id,
     )
-    try:
-        with open(path, "a", encoding="utf-8") as log:
-            log.write(header)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise DiskFull(
-                f"The disk filled up while starting the server (its log {path}).",
-                hint="Free some disk space and run the command again.",
-            ) from exc
-        raise
+    with files.disk_full_is_ours(f"starting the server (its log {path})"), open(path, "a", encoding="utf-8") as log:
+        log.write(header)
     return path, session_id, started
 
 
@@ -780,13 +765,16 @@ class StopResult:
     warning: str = ""
 
 
-def stop(*, grace: float | None = None) -> StopResult:
+def stop(*, grace: float | None = None, settings: config.Settings | None = None) -> StopResult:
+    """Stop the server: SIGTERM, then SIGKILL after ``grace`` seconds (else the settings' stop_grace_s)."""
     state = current_state()
     if state is None:
         return StopResult(stopped=False, pid=None, model=None, message="No server is running.")
+    if grace is None:
+        grace = (settings or config.load_settings()).stop_grace_s
     proc = owned_process(state)
     if proc is None:
-        _stop_leftovers(state)  # its front, if that still holds the port
+        _stop_leftovers(state, grace)  # its front, if that still holds the port
         warning = _ingest_usage()
         return StopResult(
             stopped=False,
@@ -795,7 +783,6 @@ def stop(*, grace: float | None = None) -> StopResult:
             warning=warning,
             message=f"The server (pid {state.pid}) had already exited; cleared its state.",
         )
-    grace = config.load_settings().stop_grace_s if grace is None else grace
     model = _served_model(state)
     state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
     _write_state(state)

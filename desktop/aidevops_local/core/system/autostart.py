@@ -19,6 +19,7 @@ from pathlib import Path
 from ... import APP_ID
 from . import config, hardware
 from .errors import Refused
+from .files import write_atomically
 
 LABEL = "com.aidevops.local-models.tray"  # the LaunchAgent's label
 DESKTOP_ID = "aidevops-local-tray"  # the autostart file's name, without .desktop
@@ -118,10 +119,7 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
             return False
     except OSError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomically(path, data)
     return True
 
 

@@ -6,9 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
-import math
 import os
 import platform
 import re
@@ -18,6 +15,28 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .errors import ConfigError
+from .files import write_atomically
+from .settings_checks import (  # re-exported: the CLI's argument types check against the same bounds
+    CTX_RANGE as CTX_RANGE,
+)
+from .settings_checks import (
+    DAYS_RANGE as DAYS_RANGE,
+)
+from .settings_checks import (
+    GRACE_RANGE_S as GRACE_RANGE_S,
+)
+from .settings_checks import (
+    PORT_RANGE as PORT_RANGE,
+)
+from .settings_checks import (
+    THREADS_RANGE as THREADS_RANGE,
+)
+from .settings_checks import (
+    check_settings as check_settings,
+)
+from .settings_checks import (
+    is_valid_host as is_valid_host,
+)
 
 DEFAULT_RELEASES_URL = "https://api.github.com/repos/ggml-org/llama.cpp/releases"
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
@@ -88,10 +107,6 @@ class Paths:
     @property
     def logs_dir(self) -> Path:
         return self.app_dir / "logs"
-
-    @property
-    def server_log(self) -> Path:
-        return self.logs_dir / "llama-server.log"
 
     @property
     def cache_dir(self) -> Path:
@@ -261,137 +276,13 @@ class Settings:
     allowed_hosts: list[str] = field(default_factory=list)
 
 
-# The bounds of every number in the settings and on the command line, checked before anything starts.
-# A value outside them would fail late and badly: port 0 makes llama-server pick a random port that
-# the health check never finds, more threads than ggml's GGML_MAX_N_THREADS (512) crash it.
-PORT_RANGE = (1, 65535)
-CTX_RANGE = (256, 4 * 1024 * 1024)  # llama.cpp pads a context to 256 cells; 4M tokens is beyond any model
-THREADS_RANGE = (1, 512)
-PARALLEL_RANGE = (1, 256)
-GPU_LAYERS_RANGE = (0, 100_000)
-DAYS_RANGE = (1, 36_500)  # a day to a hundred years
-GRACE_RANGE_S = (0.0, 3600.0)
-# Per setting: (lowest, highest) and the value that means "automatic" or "never", allowed besides.
-_SETTING_RANGES: dict[str, tuple[tuple[float, float], float | None]] = {
-    "port": (PORT_RANGE, None),
-    "ctx_size": (CTX_RANGE, 0),
-    "threads": (THREADS_RANGE, 0),
-    "parallel": (PARALLEL_RANGE, 0),
-    "gpu_layers": (GPU_LAYERS_RANGE, -1),
-    "health_timeout_s": ((1.0, 86_400.0), None),
-    "stop_grace_s": (GRACE_RANGE_S, None),
-    "stale_days": (DAYS_RANGE, None),
-    "stale_nudge_gb": ((0.0, 1_000_000.0), None),
-    "idle_unload_s": ((1, 31_536_000), 0),
-}
-# Flags of extra_server_args that have their own setting: given there, they would silently override it
-# (the last --host wins, so the server would listen elsewhere than status and doctor say).
-_OWN_SETTING_FLAGS = {
-    "--host": "the address has its own setting: `host` (or `serve --host`)",
-    "--port": "the port has its own setting: `port` (or `serve --port`)",
-    "--api-key": (
-        "an API key there is readable by every user in the process list: set `require_api_key = true`, "
-        "which keeps it in the keyring"
-    ),
-}
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-
-
-def check_settings(settings: Settings, where: Path | str) -> None:
-    """Raise ConfigError, naming the setting and ``where`` it came from, for any value the tool cannot use.
-    Loading and saving both check, so a saved file always loads again."""
-    defaults = Settings()
-    for f in fields(Settings):
-        value, expected = getattr(settings, f.name), type(getattr(defaults, f.name))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-            setattr(settings, f.name, value)
-        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise ConfigError(
-                f"Setting {f.name!r} in {where} should be {_type_name(expected)}, not {value!r}",
-                hint="Fix or delete that line.",
-            )
-        if f.name in _SETTING_RANGES:
-            _check_range(f.name, value, where)
-        texts = value if isinstance(value, list) else [value] if isinstance(value, str) else []
-        for text in texts:
-            _check_text(f.name, text, where)
-    if not is_valid_host(settings.host):
-        raise ConfigError(
-            f"Setting 'host' in {where} is not an IP address or a host name: {settings.host!r}",
-            hint='Use `host = "127.0.0.1"` unless you mean to share the server.',
-        )
-    _check_allowed_hosts(settings.allowed_hosts, where)
-    for arg in settings.extra_server_args:
-        flag = arg.split("=", 1)[0]
-        own = next(
-            (
-                why
-                for name, why in _OWN_SETTING_FLAGS.items()
-                if flag == name or (name == "--api-key" and flag.startswith(name))
-            ),
-            None,
-        )
-        if own:
-            raise ConfigError(
-                f"extra_server_args in {where} sets {flag}, which it may not: {own}.",
-                hint=f"Remove {flag} and its value from extra_server_args.",
-            )
-
-
-def _type_name(expected: type) -> str:
-    return "a list of strings" if expected is list else expected.__name__
-
-
-def _check_range(name: str, value: float, where: Path | str) -> None:
-    (low, high), special = _SETTING_RANGES[name]
-    if value == special or (math.isfinite(value) and low <= value <= high):
-        return
-    besides = f", or {special} ({'never' if name == 'idle_unload_s' else 'automatic'})" if special is not None else ""
-    raise ConfigError(
-        f"Setting {name!r} in {where} is {value!r}; it must be from {low} to {high}{besides}.",
-        hint=f"Fix or delete that line (its default is {getattr(Settings(), name)!r}).",
-    )
-
-
-def _check_text(name: str, text, where: Path | str) -> None:
-    if not isinstance(text, str):
-        raise ConfigError(
-            f"Setting {name!r} in {where} should be a list of strings, but holds {text!r}",
-            hint='Quote each item: extra_server_args = ["--flag", "value"].',
-        )
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConfigError(
-            f"Setting {name!r} for {where} holds text that is not valid Unicode.", hint="Type it again."
-        ) from None
-    if "\0" in text:  # no file name or program argument can hold a NUL
-        raise ConfigError(f"Setting {name!r} in {where} holds a NUL character.", hint="Remove it.")
-
-
-def is_valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(_HOSTNAME.match(host))
-
-
 def load_settings(path: Path | None = None) -> Settings:
+    """Read and check config.toml. Call it once where a command or a tray refresh begins and pass the
+    result down: the file can change between two reads, and one command should act on one set of settings."""
     path = path or paths().config_file
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = _parse(path)
+    if data is None:
         return Settings()
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"The settings file {path} is not valid TOML: {exc}",
-            hint="Fix the line it names, or delete the file to use the defaults.",
-        ) from exc
     known = {f.name: f for f in fields(Settings)}
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -403,23 +294,17 @@ def load_settings(path: Path | None = None) -> Settings:
     return settings
 
 
-_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # a Host header's name may hold "_" (LAN names)
-
-
-def _check_allowed_hosts(names: list[str], where: Path | str) -> None:
-    """Bare host names or IP addresses, as a Host header names them: no scheme, port, path or wildcard."""
-    for name in names:
-        bare = name.strip().lower().rstrip(".") if isinstance(name, str) else ""
-        if bare.startswith("[") and bare.endswith("]"):
-            bare = bare[1:-1]
-        with contextlib.suppress(ValueError):
-            ipaddress.ip_address(bare)
-            continue
-        if not (bare and len(bare) <= 253 and all(_HOST_LABEL.fullmatch(part) for part in bare.split("."))):
-            raise ConfigError(
-                f"allowed_hosts in {where} has {name!r}, which is not a host name or IP address.",
-                hint='Write bare names such as "mybox.local" or "192.168.1.20": no scheme, port, path or wildcard.',
-            )
+def _parse(path: Path) -> dict | None:
+    """The file's TOML as a dict, None when there is no file (the one place config.toml is parsed)."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"The settings file {path} is not valid TOML: {exc}",
+            hint="Fix the line it names, or delete the file to use the defaults.",
+        ) from exc
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> Path:
@@ -445,10 +330,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> Path:
                     document[key] = value
             elif value != defaults[key]:
                 document[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, tomlkit.dumps(document))
     return path
 
 

@@ -1,0 +1,93 @@
+"""One action table (tray/actions.py): the menu and the no-tray window offer the same actions, enabled alike,
+for the same snapshot and busy state, and a click calls the same controller method."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtCore import QObject, Signal
+
+from aidevops_local.tray import actions
+from aidevops_local.tray.control_window import ControlWindow
+from aidevops_local.tray.snapshot import StaleSummary
+from tests.tray.test_menu import GB, FakeController, built, crashed, items, running, stopped
+
+
+class FakeApp(QObject):
+    """The controller the window talks to: records what it is asked to do."""
+
+    snapshot_changed = Signal(object)
+
+    def __init__(self, snap, busy="", last_error=""):
+        super().__init__()
+        self.ctl = FakeController(snap, busy=busy, last_error=last_error)
+        self.snapshot, self.busy, self.last_error, self.quitting = snap, busy, last_error, False
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["ctl"], name) if "ctl" in self.__dict__ else super().__getattr__(name)
+
+
+def _crashed_router():
+    snap = running()
+    return replace(snap, status=replace(snap.status, state="crashed"))
+
+
+SNAPSHOTS = {
+    "running": (running(), "", ""),
+    "running, busy": (running(), "Switching to llama-70b…", ""),
+    "stopped": (stopped(), "", ""),
+    "stopped, starting": (stopped(), "Starting smollm2-135m…", ""),
+    "stopped after a failed start": (stopped(), "", "out of memory"),
+    "stopped, no runtime": (replace(stopped(), runtime_installed=False), "", ""),
+    "stopped, no models": (replace(stopped(), models=()), "", ""),
+    "stale models": (replace(stopped(), stale=StaleSummary(count=3, size_bytes=12 * GB)), "", ""),
+    "crashed": (crashed(), "", ""),
+    "a router's model crashed": (_crashed_router(), "", ""),
+}
+
+
+def window_offers(window: ControlWindow) -> dict[str, bool]:
+    return {name: b.isEnabled() for name, b in window.buttons.items() if not b.isHidden()}
+
+
+def menu_offers(snap, busy, last_error) -> dict[str, bool]:
+    m, _ = built(snap, busy=busy, last_error=last_error)
+    return {name: a.isEnabled() for name, a in items(m).items() if name in actions.BY_ID}
+
+
+@pytest.mark.parametrize("case", SNAPSHOTS)
+def test_the_menu_and_the_window_offer_the_same_actions_enabled_alike(case, qtbot):
+    snap, busy, last_error = SNAPSHOTS[case]
+    window = ControlWindow(FakeApp(snap, busy, last_error), no_tray=False)
+    qtbot.addWidget(window)
+    expected = actions.offered(actions.View(snap, busy, last_error))
+    assert menu_offers(snap, busy, last_error) == expected
+    assert window_offers(window) == expected
+
+
+def test_the_rules_where_the_two_used_to_differ(qtbot):
+    """Busy blocks a start and a switch in both (the window used to allow them); a crash offers a restart and
+    the log in both (the window used to offer neither)."""
+    busy = actions.offered(actions.View(stopped(), "Starting smollm2-135m…"))
+    assert busy["start"] is False and busy["switch"] is False and "stop" not in busy
+    down = actions.offered(actions.View(crashed()))
+    assert down["start"] and down["show_log"] and "stop" not in down
+    assert actions.BY_ID["start"].text(crashed()) == "Restart server"
+    both = actions.offered(actions.View(_crashed_router()))
+    assert both["start"] and both["stop"]
+
+
+def test_a_window_click_calls_what_the_menu_item_calls(qtbot):
+    app = FakeApp(crashed())
+    window = ControlWindow(app, no_tray=False)
+    qtbot.addWidget(window)
+    m, ctl = built(crashed())
+    for name in ("start", "show_log", "download", "settings"):
+        items(m)[name].trigger()
+        window.buttons[name].click()
+    assert app.ctl.calls == ctl.calls == [("restart_server",), ("show_log",), ("open_download",), ("open_settings",)]
+    window.update_from(stopped())
+    app.snapshot = stopped()
+    window.buttons["start"].click()
+    assert app.ctl.calls[-1] == ("start_server", "qwen2.5-coder-7b")  # the model chosen in the list
