@@ -78,6 +78,7 @@ def register(subparsers) -> None:
 def cmd_usage(args) -> int:
     from ..core.accounting import usage
     from ..core.database import store
+    from ..core.serving import state
     from ..core.system.config import paths
 
     if args.reset_db:
@@ -85,7 +86,7 @@ def cmd_usage(args) -> int:
         render.info(f"Moved the damaged database to {moved}. A fresh one starts with the next command.")
         return 0
     since = usage.parse_period(args.since) if args.since else None
-    result = usage.report(since=since, model=args.model)
+    result = usage.report(live_log=state.live_log(), since=since, model=args.model)
     if args.json:
         render.as_json(result)
         return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..core.serving.state import ServerPhase
 from . import menu
 
 NO_TRAY_TEXT = (
@@ -82,7 +83,7 @@ class ControlWindow(QWidget):
         self.models.setCurrentIndex(max(0, index))
         self.models.blockSignals(False)
         self.switch.setEnabled(bool(snap.models))
-        self.buttons["chat"].setEnabled(snap.status.state == "running")
+        self.buttons["chat"].setEnabled(snap.status.state == ServerPhase.RUNNING)
         self.buttons["copy"].setEnabled(running)
         self.buttons["cleanup"].setEnabled(bool(snap.stale and snap.stale.count))
 

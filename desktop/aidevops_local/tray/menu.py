@@ -11,6 +11,7 @@ from typing import Protocol
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
+from ..core.serving.state import ServerPhase
 from .snapshot import Snapshot
 
 
@@ -49,16 +50,16 @@ def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
     s = snap.status
     if not snap.loaded:
         return "Checking the server…"
-    if s.state == "running":
+    if s.state == ServerPhase.RUNNING:
         model = snap.model(s.model or "")
         quant = f" ({model.quant})" if model and model.quant else ""
         asleep = ", asleep" if s.asleep else ""  # idle unload: the next request wakes it
         return f"Running: {s.model or 'no model loaded'}{quant} on port {s.port}{asleep}"
-    if s.state == "starting":
+    if s.state == ServerPhase.STARTING:
         return f"Starting: {s.model} on port {s.port}…"
-    if s.state == "stopping":
+    if s.state == ServerPhase.STOPPING:
         return f"Stopping: {s.model} on port {s.port}…"
-    if s.state == "crashed":
+    if s.state == ServerPhase.CRASHED:
         return f"Error: {s.model} stopped unexpectedly"
     if last_error:
         return f"Error: {last_error}"
@@ -114,9 +115,9 @@ def build(menu: QMenu, ctl: Controller) -> None:
         _info(menu, line).setObjectName("memory")
     menu.addSeparator()
 
-    if snap.status.state == "crashed" or (ctl.last_error and not running):
+    if snap.status.state == ServerPhase.CRASHED or (ctl.last_error and not running):
         menu.addAction("Show log…", ctl.show_log).setObjectName("show_log")
-    crashed = snap.status.state == "crashed"  # a router whose model crashed still runs: Restart and Stop
+    crashed = snap.status.state == ServerPhase.CRASHED  # a router whose model crashed still runs: Restart and Stop
     if crashed or not running:
         start = menu.addAction(
             "Restart server" if crashed else "Start server", ctl.restart_server if crashed else ctl.start_server
@@ -132,7 +133,7 @@ def build(menu: QMenu, ctl: Controller) -> None:
 
     chat = menu.addAction("Open chat in browser", ctl.open_chat)
     chat.setObjectName("chat")
-    chat.setEnabled(snap.status.state == "running")
+    chat.setEnabled(snap.status.state == ServerPhase.RUNNING)
     copy = menu.addAction("Copy API endpoint", ctl.copy_endpoint)
     copy.setObjectName("copy")
     copy.setEnabled(running)

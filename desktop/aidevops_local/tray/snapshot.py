@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.serving import router, server
+from ..core.serving.state import ServerPhase
 from ..core.system import config, hardware
 from ..core.system.errors import LocalModelsError
 
@@ -60,7 +61,9 @@ class Snapshot:
     @property
     def state(self) -> str:
         """The icon's state: running, starting (a stop under way looks busy too), stopped or error."""
-        return {"crashed": "error", "stopping": "starting"}.get(self.status.state, self.status.state)
+        return {ServerPhase.CRASHED: "error", ServerPhase.STOPPING: "starting"}.get(
+            self.status.state, str(self.status.state)
+        )
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
@@ -68,7 +71,9 @@ class Snapshot:
 
 def placeholder() -> Snapshot:
     """What the tray shows for the few hundred milliseconds before the first refresh lands."""
-    return Snapshot(status=server.ServerStatus(state="stopped", running=False, message="Checking…"), loaded=False)
+    return Snapshot(
+        status=server.ServerStatus(state=ServerPhase.STOPPED, running=False, message="Checking…"), loaded=False
+    )
 
 
 def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health: bool = True) -> Snapshot:
@@ -169,7 +174,10 @@ def _served(status: server.ServerStatus) -> tuple[tuple[str, ...], bool]:
     """What is served, and whether switching is a load request: status already asked a router."""
     if not status.running or not status.port:
         return (), False
-    serving = status.model and status.state not in ("crashed", "stopping")  # a router can outlive its model's crash
+    serving = status.model and status.state not in (
+        ServerPhase.CRASHED,
+        ServerPhase.STOPPING,
+    )  # a router can outlive its model's crash
     return ((status.model,) if serving else ()), status.router
 
 

@@ -26,6 +26,7 @@ from ... import __version__
 from ..database import migrations
 from ..llamacpp import build_features, runtime
 from ..serving import launch, server
+from ..serving import state as server_state
 from ..system import config, hardware, listening, mac_memory, macho, macos, secrets
 from ..system.errors import ConfigError, LocalModelsError, PortInUse, RuntimeNotInstalled, VerificationFailed
 from ..system.progress import ProgressCallback, report
@@ -265,8 +266,8 @@ def check_server_security(settings: config.Settings) -> Check | None:
 
 def _running_listen_addresses() -> tuple[server.ServerState, list[listening.ListenAddress]] | None:
     """Our running server's state and where it really listens (not where it was told to), or None."""
-    state = server.current_state()
-    if state is None or server.owned_process(state) is None:
+    state = server_state.running()
+    if state is None:
         return None
     return state, listening.tcp_listen_addresses(server.listening_pids(state))
 
@@ -422,8 +423,8 @@ def check_keyring(settings: config.Settings) -> Check:
 
 def check_port(settings: config.Settings) -> Check:
     host, port = settings.host, settings.port
-    state = server.current_state()
-    ours = state is not None and server.owned_process(state) is not None
+    state = server_state.running()
+    ours = state is not None
     if ours and state.port == port:
         return Check("port", OK, f"{host}:{port} is held by our server (pid {state.pid})")
     try:
