@@ -14,7 +14,7 @@ import pytest
 
 from aidevops_local.core.database import store
 from aidevops_local.core.maintenance import removal
-from aidevops_local.core.models import library
+from aidevops_local.core.models import inventory, library
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import ModelNotFound, Refused
 
@@ -248,7 +248,7 @@ def test_a_model_served_in_place_is_remembered(homes, tiny_gguf):
     _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
     model = library.resolve_model("tiny-Q8_0")
     assert store.ModelInventory.select().count() == 0  # finding it records nothing; serving it does
-    library.remember(model)  # what serve does once the model passed its checks
+    inventory.remember(model)  # what serve does once the model passed its checks
     row = store.ModelInventory.get(store.ModelInventory.model == "tiny-Q8_0")
     assert (row.source, row.repo, row.path) == ("external", "org/tiny", str(model.path))
     (listed,) = library.list_models()
@@ -324,7 +324,7 @@ def test_a_relative_path_is_recorded_absolute(homes, tiny_gguf, monkeypatch):
     monkeypatch.chdir(here)
     model = library.resolve_model("./rel-Q8_0.gguf")
     assert model.path == here / "rel-Q8_0.gguf" and all(f.is_absolute() for f in model.files)
-    library.remember(model)
+    inventory.remember(model)
     row = store.ModelInventory.get_by_id("rel-Q8_0")
     assert row.path == str(here / "rel-Q8_0.gguf") and row.files == [str(here / "rel-Q8_0.gguf")]
     monkeypatch.chdir(homes)  # from another folder it is the same model
@@ -364,7 +364,7 @@ def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(
     from aidevops_local.core.maintenance import doctor
 
     assert "file missing: rel-Q8_0.gguf" in doctor.check_models(hashes=False).details[0]
-    library.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))
+    inventory.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))
     row = store.ModelInventory.get_by_id("rel-Q8_0")
     assert (row.path, row.total_requests) == (str(here / "rel-Q8_0.gguf"), 4)  # repaired, history kept
     monkeypatch.chdir(homes)
@@ -380,7 +380,7 @@ def test_a_history_row_from_the_old_helper_is_linked_to_the_file_once_it_is_serv
     store.ModelInventory.insert(
         model="old-Q8_0", path="", files=[], source="legacy", total_requests=7, last_used="2026-10-01 00:00:00"
     ).execute()
-    library.remember(library.resolve_model(str(homes / "old-Q8_0.gguf")))
+    inventory.remember(library.resolve_model(str(homes / "old-Q8_0.gguf")))
     row = store.ModelInventory.get_by_id("old-Q8_0")
     assert (row.path, row.total_requests) == (str(homes / "old-Q8_0.gguf"), 7)
 

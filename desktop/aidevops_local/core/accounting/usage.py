@@ -202,12 +202,12 @@ def _touch_inventory(model: str, model_path: str, count: int, latest: datetime) 
     )
     if updated or not model_path:
         return
-    from ..models import library  # here: library is only needed for a model met for the first time
+    from ..models import inventory, library  # here: only needed for a model met for the first time
 
     found = library.model_on_disk(model, Path(model_path))
     if found is not None:
         (
-            inv.insert(**library.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
+            inv.insert(**inventory.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
             .on_conflict_ignore()
             .execute()
         )

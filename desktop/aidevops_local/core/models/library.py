@@ -286,7 +286,7 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
-def _absolute(path: Path) -> Path:
+def absolute(path: Path) -> Path:
     """The path from the root, without following a link (an HF cache snapshot keeps its file name)."""
     return Path(os.path.abspath(path.expanduser()))
 
@@ -297,7 +297,7 @@ def _absolute(path: Path) -> Path:
 def resolve_model(name_or_path: str | None) -> LocalModel:
     """The model a command means: a file path; a name from `models` (exact, a file name, or a substring that
     matches one model); or, for None, the default_model setting, else the only model, else the most recently
-    used (or pulled) one. ModelNotFound, naming close matches, otherwise. Records nothing: `remember` does,
+    used (or pulled) one. ModelNotFound, naming close matches, otherwise. Records nothing: `inventory.remember` does,
     once a serve's checks have passed."""
     return _resolve(name_or_path)
 
@@ -342,55 +342,6 @@ def _resolve(name_or_path: str | None) -> LocalModel:
     raise ModelNotFound(f"No model named {name_or_path!r}.", hint=hint)
 
 
-def remember(model: LocalModel) -> LocalModel:
-    """A model about to be served that the inventory lacks gets a row (as legacy or external), so that its
-    usage counts and `cleanup` sees it (and, not being ours, keeps it unless it is named). Called once the
-    serve's checks passed: a file that is refused is never recorded. A row of that name whose file cannot be
-    found (a relative path an older version stored, or a file since moved) is pointed at this file, keeping its
-    history."""
-    from ..database import store
-
-    if model.source == "pulled":
-        return model
-    fields = inventory_fields(model)
-
-    def record() -> None:
-        inv = store.ModelInventory
-        row = inv.get_or_none(inv.model == model.name)
-        if row is None:
-            inv.insert(**fields, downloaded=None).on_conflict_ignore().execute()
-        elif (
-            row.source != "pulled"
-            and (not row.path or Path(row.path).name == model.path.name)
-            and not _found(row.file_paths())
-        ):
-            inv.update(**fields).where(inv.model == model.name).execute()
-
-    try:
-        store.database()
-        store.write(record)
-    except LocalModelsError:
-        pass  # a database that cannot be written must not stop a model from being served
-    return model
-
-
-def inventory_fields(model: LocalModel) -> dict:
-    """A model's inventory columns, with absolute paths."""
-    return {
-        "model": model.name,
-        "path": str(_absolute(model.path)),
-        "size_bytes": model.size_bytes,
-        "repo": model.repo,
-        "quant": model.quant or None,
-        "files": [str(_absolute(f)) for f in model.files],
-        "source": model.source,
-    }
-
-
-def _found(files: list[Path]) -> bool:
-    return bool(files) and all(f.is_absolute() and f.exists() for f in files)
-
-
 def model_on_disk(name: str, path: Path) -> LocalModel | None:
     """The model at ``path`` (absolute) under ``name``, as `models` would describe it; None if no model file is
     there. For a model a server loaded that the inventory lacks (a router loads any model it offers)."""
@@ -407,7 +358,7 @@ def model_on_disk(name: str, path: Path) -> LocalModel | None:
 
 def _for_path(path: Path) -> LocalModel:
     """A file the user named: the inventory's entry if we know it, else an external model served in place."""
-    path = _absolute(path)  # a relative path means nothing from another folder
+    path = absolute(path)  # a relative path means nothing from another folder
     resolved = path.resolve()
     for model in list_models(include_external=False):
         if any(f.resolve() == resolved for f in model.files):
