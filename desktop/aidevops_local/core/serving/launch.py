@@ -86,16 +86,7 @@ def plan_launch(
     port = port or settings.port
     _check_api_key(features, settings)
     upstream = str(host_guard.socket_path(config.paths().app_dir))
-    common = [
-        "--host",
-        upstream,
-        "--port",
-        str(port),
-        "--jinja",
-        "--threads",
-        str(threads or settings.threads or hw.threads),
-    ]
-    common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+    common = _common_args(upstream, port, threads or settings.threads or hw.threads, features, settings)
     extra = list(settings.extra_server_args)
     use_router = _use_router(features, settings, local)
     if use_router:
@@ -125,6 +116,14 @@ def plan_launch(
         threads=threads,
         upstream=upstream,
     )
+
+
+def _common_args(
+    upstream: str, port: int, threads: int, features: build_features.BuildFeatures, settings: config.Settings
+) -> list[str]:
+    """The flags of every start, single-model or router: where it listens, its threads, CORS, idle unload."""
+    common = ["--host", upstream, "--port", str(port), "--jinja", "--threads", str(threads)]
+    return common + _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
 
 
 def _check_socket(features: build_features.BuildFeatures, build: str) -> None:
