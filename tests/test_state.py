@@ -111,3 +111,24 @@ def test_serves_matches_the_name_or_the_same_file(tmp_path):
     assert server_state.serves(state, [other], name="m")  # a router serves by name
     assert not server_state.serves(state, [other], name="n")
     assert not server_state.serves(None, [model], name="m")  # no server of ours: nothing is served
+
+
+def test_the_tray_ticks_the_served_model_by_name_and_by_file(tmp_path):
+    """The tray's check: the status's model, and a listed model that is the same file under another name (a
+    router's id for it); nothing once the model crashed or a stop is under way."""
+    from aidevops_local.tray import snapshot
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    link = tmp_path / "alias.gguf"
+    link.symlink_to(model)
+    listed = (
+        snapshot.ModelEntry(name="m-Q8_0", path=str(link)),
+        snapshot.ModelEntry(name="other", path=str(tmp_path / "other.gguf")),
+    )
+    status = health.ServerStatus(
+        state=ServerPhase.RUNNING, running=True, port=8080, model="m", model_path=str(model), router=True
+    )
+    assert snapshot._served(status, listed) == (("m", "m-Q8_0"), True)
+    crashed = health.ServerStatus(state=ServerPhase.CRASHED, running=True, port=8080, model="m", model_path=str(model))
+    assert snapshot._served(crashed, listed) == ((), False)

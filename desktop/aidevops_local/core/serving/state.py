@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -188,10 +189,18 @@ def live_log() -> Path | None:
     return Path(state.log_path) if state is not None else None
 
 
-def serves(state: ServerState | None, files: Iterable[str | Path], name: str | None = None) -> bool:
+class Served(Protocol):
+    """What names a served model: a ServerState, or a status that asked a router which model it has loaded."""
+
+    model: str | None
+    model_path: str | None
+
+
+def serves(state: Served | None, files: Iterable[str | Path], name: str | None = None) -> bool:
     """Whether the server ``state`` describes serves a model named ``name`` or stored in one of ``files`` (a
-    model's GGUF parts, its projector): the one check before removing or cleaning a model away. Files are
-    compared as files (a link, a hard link or a relative path names the same one)."""
+    model's GGUF parts, its projector): the one check before removing or cleaning a model away, and for which
+    model the tray ticks. Files are compared as files (a link, a hard link or a relative path names the same
+    one). None: no server of ours serves anything."""
     if state is None:
         return False
     if name is not None and state.model == name:
