@@ -205,9 +205,9 @@ class TrayApp(QObject):
         if self._quitting:
             return
         state = self.snapshot.status.state
-        if self.busy or state == "starting":
+        if self.busy or state == ServerPhase.STARTING:
             interval = POLL_FAST_MS
-        elif state == "running":
+        elif state == ServerPhase.RUNNING:
             interval = POLL_RUNNING_MS
         else:
             interval = POLL_IDLE_MS
