@@ -173,7 +173,7 @@ class _ModelPlanner:
 
     def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
         """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
-        from ..models import fit
+        from ..models import fit  # imported here, like the rest of a start's needs: status must not pay for them
 
         _check_model_intact(local)
         header = _validate_model(local.path)
@@ -294,6 +294,6 @@ def _validate_model(path: Path):
 def _log_args(binary: Path, server_args: list[str]) -> list[str]:
     """The flags that make llama-server log what usage accounting reads. Given the rest of argv, usage asks
     for trace verbosity (4-9 times the log volume) only where speculative decoding may be on."""
-    from ..accounting import usage
+    from ..accounting import usage  # imported here: status must not pay for peewee
 
     return usage.llama_server_log_args(server_binary=binary, server_args=server_args)

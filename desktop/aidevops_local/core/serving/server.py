@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 
-from ..accounting import request_log, usage
+from ..accounting import request_log
 from ..system import config, hardware
 from ..system.errors import DiskFull, LocalModelsError, ServerNotRunning, ServerStartFailed
 from ..system.progress import ProgressCallback, check_cancelled, report
@@ -374,6 +374,8 @@ def _served_model(state: ServerState) -> str | None:
 def _ingest_usage() -> str:
     """Account for finished requests. A failure here must not block a start or a stop: the logs stay on
     disk and the next ingest picks them up. Returns a warning for the user, or ""."""
+    from ..accounting import usage  # imported here: status (every poll, every CLI call) must not pay for peewee
+
     try:
         usage.ingest(live_log=server_state.live_log())
     except LocalModelsError as exc:
