@@ -565,3 +565,20 @@ def test_reader_state_survives_json():
         reader = LogReader(json.loads(json.dumps(reader.state())))
         got += [r for line in lines[cut:] if (r := reader.feed(line))]
         assert [(r.tokens_in, r.tokens_out, r.duration_ms) for r in got] == [(12, 3, 15)]
+
+
+def test_prune_keeps_the_live_log_it_is_given():
+    """Fully read logs beyond the newest few go, but never the one the caller says the running server writes."""
+    logs = paths().logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3 * 86400
+    made = []
+    for i in range(usage.KEEP_LOGS + 3):
+        path = logs / f"llama-server-2026010{i}-000000-8080.log"
+        started = datetime.fromtimestamp(old + i, UTC)
+        path.write_text(format_header(model="m", model_path="/m.gguf", port=8080, started=started, session_id=f"s{i}"))
+        os.utime(path, (old + i, old + i))
+        made.append(path)
+    usage.ingest(live_log=made[0])  # reads them all, then prunes the oldest beyond KEEP_LOGS
+    assert made[0].exists(), "the live server's log was pruned"
+    assert [p for p in made if p.exists()] == [made[0], *made[-(usage.KEEP_LOGS - 1) :]]
