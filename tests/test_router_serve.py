@@ -18,6 +18,7 @@ from aidevops_local.core.accounting import usage
 from aidevops_local.core.accounting.request_log import LogReader, format_header
 from aidevops_local.core.serving import router, server
 from aidevops_local.core.serving import state as server_state
+from aidevops_local.core.serving.state import ServerPhase
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import CorruptModel, LocalModelsError
 from tests.serving import serving_settings
@@ -187,7 +188,7 @@ def test_a_crashed_model_instance_is_reported_and_a_switch_loads_it_again(router
 
 
 def test_status_exits_0_while_a_model_loads(monkeypatch, capsys):
-    loading = server.ServerStatus(state="starting", running=True, pid=1, model="alpha")
+    loading = server.ServerStatus(state=ServerPhase.STARTING, running=True, pid=1, model="alpha")
     monkeypatch.setattr(server, "status", lambda **_: loading)
     assert cli(["status", "--json"]) == 0 and '"starting"' in capsys.readouterr().out
 
