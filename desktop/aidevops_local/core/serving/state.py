@@ -53,7 +53,8 @@ TRANSITIONS: dict[ServerPhase, frozenset[ServerPhase]] = {
 
 
 def advance(current: ServerPhase, target: ServerPhase) -> ServerPhase:
-    """``target`` if a server in ``current`` may move there; a move the table does not allow is a bug."""
+    """``target`` if a server in ``current`` may move there (staying put is no move); a move the table does not
+    allow is a bug, refused with ValueError."""
     if target != current and target not in TRANSITIONS[current]:
         raise ValueError(f"A server cannot go from {current} to {target}.")
     return target
@@ -186,7 +187,7 @@ def running() -> ServerState | None:
 def live_log() -> Path | None:
     """The log the running server still writes (accounting must not prune it), or None."""
     state = read()
-    return Path(state.log_path) if state is not None else None
+    return Path(state.log_path) if state is not None and state.log_path else None
 
 
 class Served(Protocol):
