@@ -25,6 +25,7 @@ from aidevops_local.core.llamacpp import runtime
 from aidevops_local.core.maintenance import doctor
 from aidevops_local.core.models import downloads
 from aidevops_local.core.serving import server
+from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config, hardware
 from aidevops_local.tray.notification_check import check_notifications
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
@@ -265,7 +266,7 @@ def test_security_reports_where_the_running_server_really_listens(
 
     port = free_port()
     with llama_server(llama_server_dir, tiny_gguf, port=port, extra_args=["--host", "0.0.0.0"]) as srv:
-        server._write_state(
+        server_state.write(
             server.ServerState(
                 pid=srv.proc.pid,
                 create_time=psutil.Process(srv.proc.pid).create_time(),
@@ -280,7 +281,7 @@ def test_security_reports_where_the_running_server_really_listens(
             )
         )
         exposed = check("server security")
-        server._clear_state()
+        server_state.clear()
     assert exposed.status == "fail"
     assert f"listens on 0.0.0.0:{port}: other machines can reach it" in exposed.summary
     assert "aidevops-local stop" in exposed.fix

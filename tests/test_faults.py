@@ -43,6 +43,7 @@ from aidevops_local.core.llamacpp import runtime
 from aidevops_local.core.models import downloads, transfer
 from aidevops_local.core.models.library import model_name
 from aidevops_local.core.serving import server
+from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import DiskFull, ExitCode
 from tests.fixtures.prepare import sha256_file
@@ -697,7 +698,7 @@ def test_serve_from_a_process_that_has_the_database_open_on_a_full_disk(
     fill_disk(disk)
     with pytest.raises(DiskFull):
         server.serve(str(tiny_gguf), port=free_port())
-    assert server.current_state() is None
+    assert server_state.read() is None
 
 
 # ============================================================================================================
@@ -745,7 +746,7 @@ def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, 
     with http_client(60) as client:  # the fourth slot answers short requests meanwhile
         completed += [chat(client, url, f"beside {i}", max_tokens=3 + i, stream=bool(i % 2)) for i in range(4)]
     time.sleep(0.3)  # llama-server writes its log from a worker thread
-    assert server.owned_process(server.current_state()) is not None
+    assert server_state.owned_process(server_state.read()) is not None
     os.kill(served["pid"], signal.SIGKILL)
     for t in threads:
         t.join(30)

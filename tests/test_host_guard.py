@@ -19,6 +19,7 @@ import pytest
 
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core.serving import host_guard, launch, server
+from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import ConfigError, ExitCode, Refused
 from tests.serving import serving_settings, with_model
@@ -191,7 +192,7 @@ def test_chunked_request_bodies_are_passed_through(running):
 
 
 def test_llama_server_listens_only_on_its_private_socket(running):
-    state = server.current_state()
+    state = server_state.read()
     llama = psutil.Process(state.pid)
     assert [c for c in llama.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN] == []
     sock = Path(state.upstream)
@@ -204,7 +205,7 @@ def test_llama_server_listens_only_on_its_private_socket(running):
 
 
 def test_a_crashed_front_is_the_server_down_and_serve_starts_afresh(running, tiny_gguf):
-    state = server.current_state()
+    state = server_state.read()
     os.kill(state.guard_pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while server.status().state != "crashed" and time.monotonic() < deadline:
@@ -218,7 +219,7 @@ def test_a_crashed_front_is_the_server_down_and_serve_starts_afresh(running, tin
 
 
 def test_the_front_exits_when_llama_server_does(running):
-    state = server.current_state()
+    state = server_state.read()
     front = psutil.Process(state.guard_pid)
     os.kill(state.pid, signal.SIGKILL)
     front.wait(10)  # the port is free again for the next serve
@@ -227,7 +228,7 @@ def test_the_front_exits_when_llama_server_does(running):
 
 
 def test_stop_ends_the_front_and_frees_the_port(running):
-    state = server.current_state()
+    state = server_state.read()
     assert server.stop(grace=2).stopped
     assert host_guard.owned(state.guard_pid, state.guard_create_time) is None
     assert not Path(state.upstream).exists()
@@ -292,7 +293,7 @@ def test_a_build_that_cannot_listen_on_a_unix_socket_is_refused_before_anything_
     monkeypatch.setattr(build_features, "features", lambda binary: old)
     with pytest.raises(Refused, match="UNIX socket"):
         server.serve(str(tiny_gguf), port=port)
-    assert server.current_state() is None
+    assert server_state.read() is None
 
 
 def test_a_routers_model_instance_port_needs_the_runs_key_that_only_the_front_adds(running):
@@ -301,7 +302,7 @@ def test_a_routers_model_instance_port_needs_the_runs_key_that_only_the_front_ad
     as OpenAI clients send, is replaced)."""
     from aidevops_local.core.system import listening
 
-    state = server.current_state()
+    state = server_state.read()
     assert state.router
     [instance] = psutil.Process(state.pid).children()
     [child] = listening.tcp_listen_addresses([instance.pid])

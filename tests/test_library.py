@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from aidevops_local.core.database import store
-from aidevops_local.core.models import library
+from aidevops_local.core.maintenance import removal
+from aidevops_local.core.models import inventory, library
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import ModelNotFound, Refused
 
@@ -171,7 +172,7 @@ def test_rm_deletes_a_pulled_model(homes, tiny_gguf):
     path = p.models_dir / "mine-Q8_0.gguf"
     shutil.copy(tiny_gguf, path)
     _record("mine-Q8_0", [path])
-    freed = library.remove_model(library.resolve_model("mine-Q8_0"))
+    freed = removal.remove_model(library.resolve_model("mine-Q8_0"))
     assert freed == tiny_gguf.stat().st_size and not path.exists()
     assert store.ModelInventory.get_or_none(store.ModelInventory.model == "mine-Q8_0") is None
 
@@ -181,9 +182,9 @@ def test_rm_of_another_tools_file_needs_confirmation(homes, tiny_gguf):
     blob = snap.resolve()
     model = library.resolve_model("tiny-Q8_0")
     with pytest.raises(Refused, match="not downloaded by aidevops-local"):
-        library.remove_model(model)
+        removal.remove_model(model)
     assert snap.exists() and blob.exists()
-    library.remove_model(model, confirmed=True)
+    removal.remove_model(model, confirmed=True)
     assert not snap.exists() and not blob.exists()  # the blob takes the space, so it goes too
 
 
@@ -193,7 +194,7 @@ def test_rm_of_an_hf_cache_entry_keeps_a_blob_another_snapshot_still_uses(homes,
     other = snap.parent.parent / "beefcafe" / snap.name  # the same file at another revision: one blob, two links
     other.parent.mkdir()
     other.symlink_to(os.path.relpath(blob, other.parent))
-    library.remove_model(library.resolve_model("tiny-Q8_0"), confirmed=True)
+    removal.remove_model(library.resolve_model("tiny-Q8_0"), confirmed=True)
     [left] = [link for link in (snap, other) if link.is_symlink()]  # one revision's entry went
     assert blob.exists() and left.resolve() == blob and left.stat().st_size == tiny_gguf.stat().st_size
 
@@ -247,7 +248,7 @@ def test_a_model_served_in_place_is_remembered(homes, tiny_gguf):
     _hf_cache_model(homes / "hf-cache", "org/tiny", "tiny-Q8_0.gguf", tiny_gguf)
     model = library.resolve_model("tiny-Q8_0")
     assert store.ModelInventory.select().count() == 0  # finding it records nothing; serving it does
-    library.remember(model)  # what serve does once the model passed its checks
+    inventory.remember(model)  # what serve does once the model passed its checks
     row = store.ModelInventory.get(store.ModelInventory.model == "tiny-Q8_0")
     assert (row.source, row.repo, row.path) == ("external", "org/tiny", str(model.path))
     (listed,) = library.list_models()
@@ -286,9 +287,9 @@ def test_a_pulled_model_replaced_by_a_link_needs_confirmation_and_keeps_its_targ
     path.symlink_to(outside)
     model = library.resolve_model("mine-Q8_0")
     with pytest.raises(Refused) as refused:
-        library.remove_model(model)
+        removal.remove_model(model)
     assert str(outside) in refused.value.message and path.is_symlink()
-    assert library.remove_model(model, confirmed=True) == 0  # a link frees nothing
+    assert removal.remove_model(model, confirmed=True) == 0  # a link frees nothing
     assert not path.is_symlink() and outside.exists()
     assert store.ModelInventory.get_or_none(store.ModelInventory.model == "mine-Q8_0") is None
 
@@ -323,7 +324,7 @@ def test_a_relative_path_is_recorded_absolute(homes, tiny_gguf, monkeypatch):
     monkeypatch.chdir(here)
     model = library.resolve_model("./rel-Q8_0.gguf")
     assert model.path == here / "rel-Q8_0.gguf" and all(f.is_absolute() for f in model.files)
-    library.remember(model)
+    inventory.remember(model)
     row = store.ModelInventory.get_by_id("rel-Q8_0")
     assert row.path == str(here / "rel-Q8_0.gguf") and row.files == [str(here / "rel-Q8_0.gguf")]
     monkeypatch.chdir(homes)  # from another folder it is the same model
@@ -363,7 +364,7 @@ def test_a_relative_path_stored_before_is_never_read_against_the_current_folder(
     from aidevops_local.core.maintenance import doctor
 
     assert "file missing: rel-Q8_0.gguf" in doctor.check_models(hashes=False).details[0]
-    library.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))
+    inventory.remember(library.resolve_model(str(here / "rel-Q8_0.gguf")))
     row = store.ModelInventory.get_by_id("rel-Q8_0")
     assert (row.path, row.total_requests) == (str(here / "rel-Q8_0.gguf"), 4)  # repaired, history kept
     monkeypatch.chdir(homes)
@@ -379,7 +380,7 @@ def test_a_history_row_from_the_old_helper_is_linked_to_the_file_once_it_is_serv
     store.ModelInventory.insert(
         model="old-Q8_0", path="", files=[], source="legacy", total_requests=7, last_used="2026-10-01 00:00:00"
     ).execute()
-    library.remember(library.resolve_model(str(homes / "old-Q8_0.gguf")))
+    inventory.remember(library.resolve_model(str(homes / "old-Q8_0.gguf")))
     row = store.ModelInventory.get_by_id("old-Q8_0")
     assert (row.path, row.total_requests) == (str(homes / "old-Q8_0.gguf"), 7)
 

@@ -17,6 +17,8 @@ from aidevops_local.cli.main import main as cli
 from aidevops_local.core.accounting import usage
 from aidevops_local.core.accounting.request_log import LogReader, format_header
 from aidevops_local.core.serving import router, server
+from aidevops_local.core.serving import state as server_state
+from aidevops_local.core.serving.state import ServerPhase
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import CorruptModel, LocalModelsError
 from tests.serving import serving_settings
@@ -54,7 +56,7 @@ def test_serve_starts_a_router_that_offers_every_local_model(router_running, mod
     # Each model has its own plan; only the chosen one loads at start.
     assert preset.count("ctx-size = ") == 2 and preset.count("load-on-startup = true") == 1
     assert "[alpha]\nmodel = " in preset
-    state = server.current_state()
+    state = server_state.read()
     assert state.router and "--models-max" in psutil.Process(state.pid).cmdline()
 
     reply = chat(router_running.endpoint, "alpha")
@@ -80,7 +82,7 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
 
     status = router.switch_model("beta")
     assert status.pid == pid and status.model == "beta" and status.state == "running"
-    assert server.current_state().model == "beta"  # a crash report or a restart now means beta
+    assert server_state.read().model == "beta"  # a crash report or a restart now means beta
     assert router.loaded(status.endpoint.removesuffix("/v1")) == ["beta"]  # --models-max 1
     for tokens in (2, 5):
         asked["beta"].append(chat(status.endpoint, "beta", tokens).json()["usage"])
@@ -186,7 +188,7 @@ def test_a_crashed_model_instance_is_reported_and_a_switch_loads_it_again(router
 
 
 def test_status_exits_0_while_a_model_loads(monkeypatch, capsys):
-    loading = server.ServerStatus(state="starting", running=True, pid=1, model="alpha")
+    loading = server.ServerStatus(state=ServerPhase.STARTING, running=True, pid=1, model="alpha")
     monkeypatch.setattr(server, "status", lambda **_: loading)
     assert cli(["status", "--json"]) == 0 and '"starting"' in capsys.readouterr().out
 
@@ -277,7 +279,7 @@ def test_a_model_that_fails_to_load_at_start_fails_the_start_and_leaves_nothing(
     with pytest.raises(CorruptModel) as err:
         server.serve("alpha", port=port)
     assert "could not load the model" in err.value.message and "alpha.gguf" in err.value.details
-    assert server.current_state() is None
+    assert server_state.read() is None
     assert not [p for p in psutil.Process().children(recursive=True) if p.name() == "llama-server"]
 
 

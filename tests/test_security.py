@@ -35,6 +35,7 @@ from aidevops_local.cli.main import main as cli
 from aidevops_local.core.llamacpp import build_features
 from aidevops_local.core.models import downloads
 from aidevops_local.core.serving import api_key, launch, server
+from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config, secrets
 from aidevops_local.core.system.errors import CorruptModel, ExitCode, Refused
 from tests.private_desktop import private_desktop  # noqa: F401 - the fixture, used by name below
@@ -104,7 +105,7 @@ def test_listens_on_the_host_it_is_given_and_nowhere_else(system_runtime, tiny_g
             ]
 
         # The Host-checking front holds the public address; llama-server only its private UNIX socket.
-        assert listening(server.current_state().guard_pid) == ["127.0.0.2"]
+        assert listening(server_state.read().guard_pid) == ["127.0.0.2"]
         assert listening(status.pid) == []
         assert status.endpoint == f"http://127.0.0.2:{port}/v1"
         with socket.socket() as probe:
@@ -165,7 +166,7 @@ def test_api_key_off_leaves_no_key_and_no_tool_secret_in_the_server(system_runti
         env = psutil.Process(status.pid).environ()
         assert not {"HF_TOKEN", "GITHUB_TOKEN"} & set(env)
         # No key of the user's: a router holds only the key of this run, which its front adds (test_host_guard).
-        assert ("LLAMA_API_KEY" in env) == server.current_state().router
+        assert ("LLAMA_API_KEY" in env) == server_state.read().router
         assert chat(f"http://127.0.0.1:{port}").status_code == 200
         assert status.api_key_required is False
     finally:
@@ -250,7 +251,7 @@ def test_serve_refuses_when_no_keyring_can_keep_the_key(system_runtime, tiny_ggu
     with pytest.raises(Refused) as err:
         server.serve(str(tiny_gguf), port=port)
     assert "require_api_key = false" in err.value.hint and str(config.paths().config_file) in err.value.hint
-    assert server.current_state() is None and our_llama_servers() == []
+    assert server_state.read() is None and our_llama_servers() == []
     assert cli(["serve", str(tiny_gguf), "--port", str(port)]) == ExitCode.REFUSED
     assert "require_api_key = false" in " ".join(capsys.readouterr().err.split())
 
@@ -306,7 +307,7 @@ def test_an_unfinished_download_is_never_served(system_runtime, tiny_gguf, port)
     part.write_bytes(tiny_gguf.read_bytes())  # complete bytes, but never verified
     with pytest.raises(Refused, match="unfinished download"):
         server.serve(str(part), port=port)
-    assert server.current_state() is None and our_llama_servers() == []
+    assert server_state.read() is None and our_llama_servers() == []
 
 
 def test_a_pulled_model_changed_on_disk_is_not_served(system_runtime, fake_hub, tiny_gguf, port, monkeypatch):
@@ -318,4 +319,4 @@ def test_a_pulled_model_changed_on_disk_is_not_served(system_runtime, fake_hub, 
     with pytest.raises(CorruptModel, match="changed on disk") as err:
         server.serve(pulled.name, port=port)
     assert "pull org/tiny-GGUF" in err.value.hint and "doctor --hashes" in err.value.hint
-    assert server.current_state() is None and our_llama_servers() == []
+    assert server_state.read() is None and our_llama_servers() == []

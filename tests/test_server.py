@@ -16,7 +16,8 @@ import psutil
 import pytest
 
 from aidevops_local.cli.main import main as cli
-from aidevops_local.core.serving import launch, server
+from aidevops_local.core.serving import failures, launch, process, server
+from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import (
     CorruptModel,
@@ -71,7 +72,7 @@ def test_serve_chat_status_stop(running):
 
 def test_server_listens_only_on_loopback(running):
     """The public port is the Host-checking front's; llama-server itself listens on its private socket only."""
-    front = psutil.Process(server.current_state().guard_pid)
+    front = psutil.Process(server_state.read().guard_pid)
     conns = [c for c in front.net_connections(kind="inet") if c.status == "LISTEN"]
     assert conns and all(c.laddr.ip == "127.0.0.1" for c in conns)
     assert not [c for c in psutil.Process(running.pid).net_connections(kind="inet") if c.status == "LISTEN"]
@@ -136,7 +137,7 @@ def test_port_taken_is_a_clear_error_and_leaves_nothing(system_runtime, tiny_ggu
         with pytest.raises(PortInUse, match=str(port)) as err:
             server.serve(str(tiny_gguf), port=port)
     assert "--port" in err.value.hint
-    assert server.current_state() is None
+    assert server_state.read() is None
 
 
 def test_port_taken_during_start_is_port_in_use(system_runtime, tiny_gguf, port, monkeypatch):
@@ -157,7 +158,7 @@ def test_port_taken_during_start_is_port_in_use(system_runtime, tiny_gguf, port,
         with pytest.raises(PortInUse) as err:
             server.serve(str(tiny_gguf), port=port)
     assert "bind" in err.value.details or len(calls) == 2
-    assert server.current_state() is None
+    assert server_state.read() is None
     assert not [
         p for p in psutil.process_iter(["name"]) if p.info["name"] == "llama-server" and p.ppid() == os.getpid()
     ]
@@ -168,7 +169,7 @@ def test_corrupt_gguf_is_refused_before_start(system_runtime, corrupt_ggufs, por
     with pytest.raises(CorruptModel) as err:
         server.serve(str(corrupt_ggufs[kind]), port=port)
     assert err.value.hint
-    assert server.current_state() is None
+    assert server_state.read() is None
 
 
 def test_missing_model_file(system_runtime, tmp_path, port):
@@ -189,7 +190,7 @@ def test_server_that_exits_during_start_is_reported_with_its_log(system_runtime,
     with pytest.raises(ServerStartFailed) as err:
         server.serve(str(tiny_gguf), port=port)
     assert "no-such-flag" in err.value.details
-    assert server.current_state() is None
+    assert server_state.read() is None
 
 
 def test_killed_server_shows_as_crashed_and_stop_clears_it(running):
@@ -234,7 +235,7 @@ def test_a_stop_under_way_is_never_seen_as_a_crash(running, monkeypatch):
     """Another process (the tray) polls while a stop runs: before the signal and after the exit, before the
     state file goes, it sees a stop, never a crash."""
     seen = []
-    real_terminate, real_clear = server._terminate_group, server._clear_state
+    real_terminate, real_clear = process.terminate_group, server_state.clear
 
     def terminate(pid, *, grace):
         seen.append((server.status().state, cli(["status", "--json"])))
@@ -244,8 +245,8 @@ def test_a_stop_under_way_is_never_seen_as_a_crash(running, monkeypatch):
         seen.append((server.status().state, cli(["status", "--json"])))
         real_clear()
 
-    monkeypatch.setattr(server, "_terminate_group", terminate)
-    monkeypatch.setattr(server, "_clear_state", clear)
+    monkeypatch.setattr(process, "terminate_group", terminate)
+    monkeypatch.setattr(server_state, "clear", clear)
     assert server.stop(grace=2).stopped
     assert seen == [("stopping", 3), ("stopped", 3)]
     assert server.status().state == "stopped"
@@ -254,7 +255,7 @@ def test_a_stop_under_way_is_never_seen_as_a_crash(running, monkeypatch):
 def test_a_start_right_after_a_stop_keeps_its_state(running, tiny_gguf, free_port, monkeypatch):
     """A serve that starts once the old process is gone, before the stop removes the state file: the stop
     must not remove the new server's state (it would run on untracked)."""
-    real_terminate = server._terminate_group
+    real_terminate = process.terminate_group
     started = []
 
     def terminate_then_another_serve(pid, *, grace):
@@ -262,10 +263,10 @@ def test_a_start_right_after_a_stop_keeps_its_state(running, tiny_gguf, free_por
         started.append(server.serve(str(tiny_gguf), port=free_port()))
         return forced
 
-    monkeypatch.setattr(server, "_terminate_group", terminate_then_another_serve)
+    monkeypatch.setattr(process, "terminate_group", terminate_then_another_serve)
     try:
         assert server.stop(grace=2).stopped
-        monkeypatch.setattr(server, "_terminate_group", real_terminate)
+        monkeypatch.setattr(process, "terminate_group", real_terminate)
         status = server.status()
         assert (status.state, status.pid) == ("running", started[0].pid)
         assert server.stop(grace=2).stopped
@@ -296,12 +297,12 @@ def test_stale_state_whose_pid_is_another_process_is_never_signalled():
             started_at=time.time(),
             session_id="s",
         )
-        server._write_state(state)
+        server_state.write(state)
         assert server.status().state == "crashed"
         result = server.stop(grace=1)
         assert not result.stopped
         assert stranger.poll() is None, "stop signalled a process it did not start"
-        assert server.current_state() is None
+        assert server_state.read() is None
     finally:
         stranger.kill()
         stranger.wait()
@@ -330,8 +331,8 @@ def test_a_process_that_only_calls_itself_llama_server_is_never_signalled(llama_
             started_at=time.time(),
             session_id="s",
         )
-        server._write_state(state)
-        assert server.owned_process(state) is None
+        server_state.write(state)
+        assert server_state.owned_process(state) is None
         result = server.stop(grace=1)
         assert not result.stopped
         assert stranger.poll() is None, "stop signalled a process it did not start"
@@ -359,7 +360,7 @@ def test_a_server_stays_ours_after_update_renames_its_build_folder(llama_server_
     served = server.serve(str(tiny_gguf), port=port)
     try:
         build.rename(tmp_path / "bin.previous")  # what `update` does to the build that still runs
-        assert server.owned_process(server.current_state()) is not None
+        assert server_state.owned_process(server_state.read()) is not None
         result = server.stop(grace=2)
         assert result.stopped and not group_alive(served.pid)
     finally:
@@ -368,9 +369,9 @@ def test_a_server_stays_ours_after_update_renames_its_build_folder(llama_server_
 
 
 def test_state_with_a_recycled_pid_is_not_ours(running):
-    state = server.current_state()
+    state = server_state.read()
     state.create_time -= 100  # same pid, other start time: what a recycled pid looks like
-    assert server.owned_process(state) is None
+    assert server_state.owned_process(state) is None
 
 
 def test_in_flight_request_does_not_block_stop(running):
@@ -473,7 +474,7 @@ def test_extra_args_cannot_move_the_bind(system_runtime, tiny_gguf, port, capsys
         server.stop(grace=2)
     err = capsys.readouterr().err
     assert "--host" in err and "`host`" in err and "Traceback" not in err
-    assert server.current_state() is None
+    assert server_state.read() is None
 
 
 def test_status_reports_a_server_listening_beyond_what_it_was_told(llama_server_dir, tiny_gguf, port, tmp_path, capsys):
@@ -482,7 +483,7 @@ def test_status_reports_a_server_listening_beyond_what_it_was_told(llama_server_
     from tests.fixtures.prepare import llama_server
 
     with llama_server(llama_server_dir, tiny_gguf, port=port, extra_args=["--host", "0.0.0.0"]) as srv:
-        server._write_state(
+        server_state.write(
             server.ServerState(
                 pid=srv.proc.pid,
                 create_time=psutil.Process(srv.proc.pid).create_time(),
@@ -502,7 +503,7 @@ def test_status_reports_a_server_listening_beyond_what_it_was_told(llama_server_
         capsys.readouterr()
         assert cli(["status", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["listening"] == [f"0.0.0.0:{port}"]
-        server._clear_state()  # the fixture stops its own server
+        server_state.clear()  # the fixture stops its own server
 
 
 def test_a_public_host_in_the_settings_warns_like_the_flag(tiny_gguf, capsys):
@@ -551,6 +552,6 @@ def test_a_start_failure_waits_for_the_line_that_explains_it(tmp_path):
 
     writer = threading.Thread(target=explain_later)
     writer.start()
-    failure = server._start_failure(state, 1)
+    failure = failures.start_failure(state, 1)
     writer.join()
     assert isinstance(failure, CorruptModel) and "failed to load model" in failure.details

@@ -124,7 +124,7 @@ def test_rows_equal_the_usage_clients_received(llama_server_dir, smollm2_gguf, l
             answers += out
         assert {a.finish_reason for a in answers} == {"stop", "length"}
         assert any(a.cached_tokens for a in answers), "no request hit the prompt cache"
-        added = usage.ingest()
+        added = usage.ingest(live_log=None)
     found = rows()
     assert added == len(found) == len(answers)
     assert triples(found) == triples(answers)
@@ -135,7 +135,7 @@ def test_rows_equal_the_usage_clients_received(llama_server_dir, smollm2_gguf, l
     after = datetime.now(UTC) + timedelta(seconds=2)
     assert all(before <= r.timestamp <= after for r in found)
     assert all(r.duration_ms > 0 for r in found)
-    assert usage.ingest() == 0
+    assert usage.ingest(live_log=None) == 0
 
 
 def test_trace_verbosity_only_where_speculative_decoding_may_run(llama_server_dir, tmp_path, monkeypatch):
@@ -171,7 +171,7 @@ def test_long_generations_in_a_small_context_are_exact(llama_server_dir, tiny_gg
             ]
     assert all(a.finish_reason == "length" for a in answers)
     assert ("context shift" in srv.log_path.read_text()) == bool(extra)
-    usage.ingest()
+    usage.ingest(live_log=None)
     assert triples(rows()) == triples(answers)
 
 
@@ -193,7 +193,7 @@ def test_speculative_decoding_rows_equal_client_usage(llama_server_dir, smollm2_
                     )
                 )
     assert "draft acceptance" in srv.log_path.read_text()
-    usage.ingest()
+    usage.ingest(live_log=None)
     assert triples(rows()) == triples(answers)
 
 
@@ -206,7 +206,7 @@ def test_cancelled_request_is_one_cancelled_row(llama_server_dir, tiny_gguf, log
             done = chat(client, srv.url, "tell me everything", max_tokens=8)
             seen = start_stream(client, srv.url, "tell me everything", max_tokens=3000, chunks=6)
             after = chat(client, srv.url, "and then", max_tokens=4)  # by now the server saw the cancel
-    usage.ingest()
+    usage.ingest(live_log=None)
     by_status = Counter(r.status for r in rows())
     assert by_status == {"ok": 2, "cancelled": 1}
     cancelled = next(r for r in rows() if r.status == "cancelled")
@@ -239,7 +239,7 @@ def test_requests_to_the_served_model_are_rows_after_stop(llama_server_dir, tiny
 
 
 def test_app_restarts_between_requests_count_each_request_once(llama_server_dir, tiny_gguf):
-    ingest = "from aidevops_local.core.accounting import usage; print(usage.ingest())"
+    ingest = "from aidevops_local.core.accounting import usage; print(usage.ingest(live_log=None))"
     answers = []
     with logged_server(llama_server_dir, tiny_gguf, model="tiny") as srv:
         with http_client() as client:
@@ -249,7 +249,7 @@ def test_app_restarts_between_requests_count_each_request_once(llama_server_dir,
             answers += [chat(client, srv.url, f"second {i}", max_tokens=7, stream=bool(i % 2)) for i in range(3)]
         second = run_python(ingest)
     assert (first.stdout.strip(), second.stdout.strip()) == ("3", "3"), first.stderr + second.stderr
-    assert usage.ingest() == 0
+    assert usage.ingest(live_log=None) == 0
     assert triples(rows()) == triples(answers)
 
 
@@ -276,13 +276,13 @@ def test_server_killed_mid_request_counts_the_finished_ones(llama_server_dir, ti
             os.killpg(srv.proc.pid, signal.SIGKILL)
             t.join(30)
         srv.proc.wait(10)
-    assert usage.ingest() == 3
-    assert usage.ingest() == 0
+    assert usage.ingest(live_log=None) == 3
+    assert usage.ingest(live_log=None) == 0
     assert triples(rows()) == triples(answers)
     with logged_server(llama_server_dir, tiny_gguf, model="tiny") as srv:  # the next run, its own log
         with http_client() as client:
             answers.append(chat(client, srv.url, "after", max_tokens=4))
-    assert usage.ingest() == 1
+    assert usage.ingest(live_log=None) == 1
     assert triples(rows()) == triples(answers)
 
 
@@ -296,7 +296,7 @@ def test_restart_into_the_same_log_without_a_header_keeps_requests_apart(llama_s
     with logged_server(llama_server_dir, tiny_gguf, model="tiny", log_path=first.log_path, header=False) as again:
         with http_client() as client:
             answers += [chat(client, again.url, f"two {i}", max_tokens=6) for i in range(2)]
-    assert usage.ingest() == 4
+    assert usage.ingest(live_log=None) == 4
     assert len({r.request_key for r in rows()}) == 4
     assert triples(rows()) == triples(answers)
 
@@ -310,7 +310,7 @@ def test_crash_in_the_middle_of_ingesting_loses_and_doubles_nothing(captured_log
         from aidevops_local.core.database import store
         from aidevops_local.core.accounting import usage
         store.LogCursor.insert = lambda *a, **k: os._exit(3)
-        usage.ingest()
+        usage.ingest(live_log=None)
     """)
     assert crash_in_first.returncode == 3, crash_in_first.stderr
     assert rows() == []
@@ -328,11 +328,11 @@ def test_crash_in_the_middle_of_ingesting_loses_and_doubles_nothing(captured_log
                 os._exit(3)
             return real_cursor(*a, **k)
         store.ModelUsage.insert_many, store.LogCursor.insert = insert_many, insert
-        usage.ingest()
+        usage.ingest(live_log=None)
     """)
     assert crash_later.returncode == 3, crash_later.stderr
     assert 0 < len(rows()) < len(answers)
-    usage.ingest()
+    usage.ingest(live_log=None)
     assert triples(rows()) == triples(answers)
     assert len({r.request_key for r in rows()}) == len(answers)
 
@@ -347,10 +347,10 @@ def test_any_cut_of_the_log_reads_the_same(captured_log, tmp_path, monkeypatch):
         paths().logs_dir.mkdir(parents=True)
         target = paths().logs_dir / log.name
         target.write_bytes(data[:cut])
-        usage.ingest()
+        usage.ingest(live_log=None)
         with open(target, "ab") as f:
             f.write(data[cut:])
-        usage.ingest()
+        usage.ingest(live_log=None)
         assert triples(rows()) == triples(answers), f"cut at byte {cut}"
 
 
@@ -364,7 +364,7 @@ def test_two_ingesters_at_once_count_each_request_once(captured_log):
     code = """
         from aidevops_local.core.accounting import usage
         usage.CHUNK_BYTES = 700
-        print(usage.ingest())
+        print(usage.ingest(live_log=None))
     """
     procs = [
         subprocess.Popen(
@@ -393,14 +393,14 @@ def test_inventory_follows_the_rows(captured_log, tiny_gguf):
     store.ModelInventory.create(model="other-name", path=str(tiny_gguf), source="pulled")  # matched by path
     store.ModelInventory.create(model="unused", path="/x/unused.gguf", source="pulled")
     install_log(log)
-    usage.ingest()
+    usage.ingest(live_log=None)
     latest = max(r.timestamp for r in rows())
     by_name = {m.model: m for m in store.ModelInventory.select()}
     assert by_name["tiny"].total_requests == 2 + len(answers)
     assert by_name["other-name"].total_requests == len(answers)
     assert by_name["tiny"].last_used == by_name["other-name"].last_used == latest
     assert by_name["unused"].total_requests == 0 and by_name["unused"].last_used is None
-    usage.ingest()
+    usage.ingest(live_log=None)
     assert store.ModelInventory.get_by_id("tiny").total_requests == 2 + len(answers)
 
 
@@ -408,19 +408,19 @@ def test_model_not_in_inventory_still_gets_rows(captured_log, tiny_gguf, tmp_pat
     log = install_log(captured_log[0])
     # Its file is gone since: rows, and no inventory entry for a file that is not there.
     log.write_text(log.read_text().replace(json.dumps(str(tiny_gguf)), json.dumps(str(tmp_path / "gone.gguf")), 1))
-    assert usage.ingest() == len(captured_log[1])
+    assert usage.ingest(live_log=None) == len(captured_log[1])
     store.database()
     assert store.ModelInventory.select().count() == 0
 
 
 def test_model_not_in_inventory_whose_file_is_there_gets_a_row(captured_log, tiny_gguf):
     install_log(captured_log[0])
-    assert usage.ingest() == len(captured_log[1])
+    assert usage.ingest(live_log=None) == len(captured_log[1])
     latest = max(r.timestamp for r in rows())
     (row,) = store.ModelInventory.select()
     assert (row.model, row.path, row.source) == ("tiny", str(tiny_gguf), "external")
     assert row.total_requests == len(captured_log[1]) and row.last_used == latest
-    usage.ingest()  # nothing new: nothing counted twice
+    usage.ingest(live_log=None)  # nothing new: nothing counted twice
     assert store.ModelInventory.get_by_id("tiny").total_requests == len(captured_log[1])
 
 
@@ -463,7 +463,7 @@ def test_usage_report_and_cli(captured_log, capsys):
         cli(["usage", "--since", "soon"])
     assert bad_period.value.code == 2
 
-    days = usage.daily(since=timedelta(days=30))  # the tray's chart
+    days = usage.daily(live_log=None, since=timedelta(days=30))  # the tray's chart
     assert [(d.model, d.tokens_in, d.tokens_out) for d in days] == [
         ("older-model", tokens_in, tokens_out),
         ("tiny", tokens_in, tokens_out),
@@ -476,13 +476,13 @@ def test_old_fully_read_logs_are_pruned_but_not_recent_or_unread_ones(captured_l
     names = [f"llama-server-202611{day:02d}-100000-1.log" for day in range(1, 10)]
     for name in names:
         install_log(log, name)
-    usage.ingest()
+    usage.ingest(live_log=None)
     with open(paths().logs_dir / names[0], "a") as f:
         f.write("0.09.000.000 I srv  update_slots: all slots")  # a line still being written: keep the log
     two_days_ago = time.time() - 2 * 86400
     for name in names[:-1]:  # the newest stays "touched today"
         os.utime(paths().logs_dir / name, (two_days_ago, two_days_ago))
-    usage.ingest()
+    usage.ingest(live_log=None)
     left = sorted(p.name for p in paths().logs_dir.iterdir())
     assert names[0] in left and names[-1] in left and len(left) == usage.KEEP_LOGS
     assert {c.file for c in store.LogCursor.select()} == set(left)
@@ -490,10 +490,10 @@ def test_old_fully_read_logs_are_pruned_but_not_recent_or_unread_ones(captured_l
 
 def test_nothing_new_writes_nothing(captured_log):
     install_log(captured_log[0])
-    usage.ingest()
+    usage.ingest(live_log=None)
     before = [(c.file, c.offset, c.updated) for c in store.LogCursor.select()]
     time.sleep(1.1)
-    assert usage.ingest() == 0
+    assert usage.ingest(live_log=None) == 0
     assert [(c.file, c.offset, c.updated) for c in store.LogCursor.select()] == before
 
 
@@ -565,3 +565,20 @@ def test_reader_state_survives_json():
         reader = LogReader(json.loads(json.dumps(reader.state())))
         got += [r for line in lines[cut:] if (r := reader.feed(line))]
         assert [(r.tokens_in, r.tokens_out, r.duration_ms) for r in got] == [(12, 3, 15)]
+
+
+def test_prune_keeps_the_live_log_it_is_given():
+    """Fully read logs beyond the newest few go, but never the one the caller says the running server writes."""
+    logs = paths().logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3 * 86400
+    made = []
+    for i in range(usage.KEEP_LOGS + 3):
+        path = logs / f"llama-server-2026010{i}-000000-8080.log"
+        started = datetime.fromtimestamp(old + i, UTC)
+        path.write_text(format_header(model="m", model_path="/m.gguf", port=8080, started=started, session_id=f"s{i}"))
+        os.utime(path, (old + i, old + i))
+        made.append(path)
+    usage.ingest(live_log=made[0])  # reads them all, then prunes the oldest beyond KEEP_LOGS
+    assert made[0].exists(), "the live server's log was pruned"
+    assert [p for p in made if p.exists()] == [made[0], *made[-(usage.KEEP_LOGS - 1) :]]

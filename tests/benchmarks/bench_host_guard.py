@@ -44,6 +44,7 @@ def run(quick: bool = True, *, tiny: bool = False, threads: int | None = None) -
     """``tiny``: the tiny random model instead, thousands of tokens/s: the front's per-chunk cost at its worst.
     ``threads``: llama-server's, below the machine's cores, to see the front with a core to spare."""
     from aidevops_local.core.serving import server
+    from aidevops_local.core.serving import state as server_state
 
     fixtures = prepare()
     _fresh_root(fixtures.llama_server_dir)
@@ -52,7 +53,7 @@ def run(quick: bool = True, *, tiny: bool = False, threads: int | None = None) -
         tokens *= 4
     status = server.serve(str(fixtures.tiny_gguf if tiny else fixtures.smollm2_gguf), port=free_port(), threads=threads)
     try:
-        state = server.current_state()
+        state = server_state.read()
         return measure(
             f"http://127.0.0.1:{state.port}",
             state.upstream,

@@ -165,10 +165,10 @@ def load_test(fixtures, *, requests: int, concurrency: int, log_args: list[str] 
         elapsed = time.monotonic() - started
     per_request_bytes = (srv.log_path.stat().st_size - startup_bytes) / requests
     t0 = time.monotonic()
-    added = usage.ingest()
+    added = usage.ingest(live_log=None)
     ingest_s = time.monotonic() - t0
     t0 = time.monotonic()
-    usage.ingest()
+    usage.ingest(live_log=None)
     idle_ingest_ms = (time.monotonic() - t0) * 1e3
     store.database()
     rows = list(store.ModelUsage.select())
@@ -223,7 +223,7 @@ def on_off_ratio(fixtures, *, rounds: int, per_round: int, max_tokens: int = 96)
 
     def ingest_every_second():
         while not stop.wait(1.0):
-            usage.ingest()
+            usage.ingest(live_log=None)
 
     ticker = threading.Thread(target=ingest_every_second, daemon=True)
     ticker.start()

@@ -15,6 +15,7 @@ import pytest
 from PySide6.QtWidgets import QMenu
 
 from aidevops_local.core.serving import server
+from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
 from aidevops_local.tray import app as tray_app
 from aidevops_local.tray import menu
@@ -100,13 +101,13 @@ def test_a_stop_from_elsewhere_is_not_taken_for_a_crash(tray, served, qtbot, mon
     notified: list[str] = []
     monkeypatch.setattr(t.notifications, "notify", lambda notice: notified.append(notice.kind))
     polled = threading.Event()
-    real_clear = server._clear_state
+    real_clear = server_state.clear
 
     def clear_after_a_poll():
         polled.wait(30)
         real_clear()
 
-    monkeypatch.setattr(server, "_clear_state", clear_after_a_poll)
+    monkeypatch.setattr(server_state, "clear", clear_after_a_poll)
     stopper = threading.Thread(target=server.stop, kwargs={"grace": 2})
     stopper.start()
     try:
@@ -193,7 +194,7 @@ def test_tray_start_and_switch_wait_for_a_start_elsewhere(tray, system_runtime, 
     try:
         t.start_server("tiny-a")
         qtbot.waitUntil(lambda: t.busy == "Waiting for another start to finish…", timeout=10_000)
-        assert server.current_state() is None
+        assert server_state.read() is None
         release.set()
         qtbot.waitUntil(lambda: t.icon_state == "running" and t.snapshot.status.model == "tiny-a", timeout=30_000)
 

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QMenu
 
 from aidevops_local.core.serving.router import RouterSupport
 from aidevops_local.core.serving.server import ServerStatus
+from aidevops_local.core.serving.state import ServerPhase
 from aidevops_local.tray import menu
 from aidevops_local.tray.snapshot import ModelEntry, Snapshot, StaleSummary
 
@@ -35,7 +36,7 @@ class FakeController:
 
 def running(model="smollm2-135m", **kw) -> Snapshot:
     status = ServerStatus(
-        state="running",
+        state=ServerPhase.RUNNING,
         running=True,
         pid=123,
         endpoint="http://127.0.0.1:8080/v1",
@@ -50,7 +51,7 @@ def running(model="smollm2-135m", **kw) -> Snapshot:
 
 def stopped(**kw) -> Snapshot:
     return Snapshot(
-        status=ServerStatus(state="stopped", running=False, **RAM),
+        status=ServerStatus(state=ServerPhase.STOPPED, running=False, **RAM),
         models=MODELS,
         runtime_installed=True,
         **kw,
@@ -59,7 +60,7 @@ def stopped(**kw) -> Snapshot:
 
 def crashed() -> Snapshot:
     status = ServerStatus(
-        state="crashed",
+        state=ServerPhase.CRASHED,
         running=False,
         pid=123,
         port=8080,
@@ -122,7 +123,7 @@ def test_stopped_offers_start_and_no_endpoint(qapp):
 
 
 def test_nothing_to_serve_without_a_runtime(qapp):
-    snap = Snapshot(status=ServerStatus(state="stopped", running=False, **RAM), full_at=1.0)
+    snap = Snapshot(status=ServerStatus(state=ServerPhase.STOPPED, running=False, **RAM), full_at=1.0)
     m, _ = built(snap)
     found = items(m)
     assert found["state"].text() == "Stopped: llama.cpp is not installed"

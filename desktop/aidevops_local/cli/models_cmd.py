@@ -225,15 +225,16 @@ def cmd_models(args) -> int:
 
 
 def cmd_models_rm(args) -> int:
+    from ..core.maintenance import removal
     from ..core.models import library
 
     model = library.resolve_model(args.name)
     confirmed = args.yes
-    warning = library.removal_warning(model)  # names a link's target: only the link would go
+    warning = removal.removal_warning(model)  # names a link's target: only the link would go
     if warning and not confirmed and sys.stdin.isatty() and sys.stderr.isatty():
         answer = input(f"{warning} Remove it? [y/N] ")
         confirmed = answer.strip().lower() in ("y", "yes")
-    freed = library.remove_model(model, confirmed=confirmed)
+    freed = removal.remove_model(model, confirmed=confirmed)
     if args.json:
         render.as_json({"removed": model.name, "freed_bytes": freed, "files": [str(f) for f in model.files]})
     else:

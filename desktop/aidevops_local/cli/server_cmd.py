@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 
 from ..core.serving import api_key, launch, server
+from ..core.serving import state as server_state
+from ..core.serving.state import ServerPhase
 from ..core.system import config
 from ..core.system.errors import ExitCode
 from . import render
@@ -148,7 +150,7 @@ def cmd_status(args) -> int:
     else:
         _print_status(result)
     # 0 while the server is up, model loading included ("starting"); 3 when stopped, stopping or crashed.
-    return ExitCode.OK if result.state in ("running", "starting") else ExitCode.NOT_RUNNING
+    return ExitCode.OK if result.state in (ServerPhase.RUNNING, ServerPhase.STARTING) else ExitCode.NOT_RUNNING
 
 
 def _print_status(s: server.ServerStatus) -> None:
@@ -157,7 +159,7 @@ def _print_status(s: server.ServerStatus) -> None:
         f"{render.human_bytes(s.ram_total_bytes)} ({s.ram_used_percent:.0f}%)"
     )
     rows = [["state", s.state]]
-    if s.state != "stopped":
+    if s.state != ServerPhase.STOPPED:
         rows += [["model", s.model], ["endpoint", s.endpoint or f"http://{s.host}:{s.port}/v1"], ["pid", s.pid]]
     if s.running:
         rows += [["listening on", ", ".join(s.listening or []) or "-"]]
@@ -181,8 +183,8 @@ def _print_status(s: server.ServerStatus) -> None:
 def cmd_api_key(args) -> int:
     if args.rotate:
         key = api_key.rotate()
-        state = server.current_state()
-        if state is not None and server.owned_process(state) is not None and state.api_key_required:
+        running = server_state.running()
+        if running is not None and running.api_key_required:
             render.warn(
                 "The running server still takes the old key until it is restarted: "
                 "`aidevops-local stop` then `aidevops-local serve`."

@@ -75,9 +75,22 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_nudge)
 
 
+def _row(m) -> list:
+    return [
+        m.model,
+        m.requests,
+        f"{m.tokens_in:,}",
+        f"{m.tokens_out:,}",
+        _speed(m.mean_tok_per_sec),
+        render.human_duration(m.total_ms / 1000),
+        _when(m.last_used),
+    ]
+
+
 def cmd_usage(args) -> int:
     from ..core.accounting import usage
     from ..core.database import store
+    from ..core.serving import state
     from ..core.system.config import paths
 
     if args.reset_db:
@@ -85,38 +98,16 @@ def cmd_usage(args) -> int:
         render.info(f"Moved the damaged database to {moved}. A fresh one starts with the next command.")
         return 0
     since = usage.parse_period(args.since) if args.since else None
-    result = usage.report(since=since, model=args.model)
+    result = usage.report(live_log=state.live_log(), since=since, model=args.model)
     if args.json:
         render.as_json(result)
         return 0
     if not result.models:
         render.info("No requests recorded" + (f" in the last {args.since}." if args.since else " yet."))
         return 0
-    rows = [
-        [
-            m.model,
-            m.requests,
-            f"{m.tokens_in:,}",
-            f"{m.tokens_out:,}",
-            _speed(m.mean_tok_per_sec),
-            render.human_duration(m.total_ms / 1000),
-            _when(m.last_used),
-        ]
-        for m in result.models
-    ]
+    rows = [_row(m) for m in result.models]
     if len(result.models) > 1:
-        t = result.total
-        rows.append(
-            [
-                "all",
-                t.requests,
-                f"{t.tokens_in:,}",
-                f"{t.tokens_out:,}",
-                _speed(t.mean_tok_per_sec),
-                render.human_duration(t.total_ms / 1000),
-                _when(t.last_used),
-            ]
-        )
+        rows.append(_row(result.total))  # its model is "all"
     render.table(
         ["model", "requests", "tokens in", "tokens out", "tok/s", "time", "last used"],
         rows,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..core.serving.state import ServerPhase
 from ..core.system.units import human_bytes
 from .snapshot import Snapshot
 
@@ -35,7 +36,7 @@ def _running(v: View) -> bool:
 
 
 def _crashed(v: View) -> bool:
-    return v.snap.status.state == "crashed"
+    return v.snap.status.state == ServerPhase.CRASHED
 
 
 def _can_start(v: View) -> bool:
@@ -58,7 +59,7 @@ class Action:
 
     def text(self, snap: Snapshot) -> str:
         """The label for this snapshot: a crashed server offers a restart, the clean-up names what it frees."""
-        if self.id == "start" and snap.status.state == "crashed":
+        if self.id == "start" and snap.status.state == ServerPhase.CRASHED:
             return "Restart server"
         if self.id == "cleanup" and snap.stale and snap.stale.count:
             n = snap.stale.count
@@ -67,7 +68,7 @@ class Action:
 
     def slot(self, ctl, snap: Snapshot) -> Callable:
         """The controller method this action calls now."""
-        crashed_start = self.id == "start" and snap.status.state == "crashed"
+        crashed_start = self.id == "start" and snap.status.state == ServerPhase.CRASHED
         return getattr(ctl, "restart_server" if crashed_start else self.handler)
 
 
@@ -82,7 +83,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("start", "Start server", "start_server", _can_start, shown=lambda v: _crashed(v) or not _running(v)),
     Action("stop", "Stop server", "stop_server", shown=_running),
     Action("switch", "Switch model", "switch_model", lambda v: bool(v.snap.models) and not v.busy),
-    Action("chat", "Open chat in browser", "open_chat", lambda v: v.snap.status.state == "running"),
+    Action("chat", "Open chat in browser", "open_chat", lambda v: v.snap.status.state == ServerPhase.RUNNING),
     Action("copy", "Copy API endpoint", "copy_endpoint", _running),
     Action("download", "Download a model…", "open_download", group=1),
     Action("usage", "Usage…", "open_usage", group=1),

@@ -19,6 +19,7 @@ from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon, QWidget
 
 from ..core.serving import router, server
+from ..core.serving.state import ServerPhase
 from ..core.system import autostart, config
 from ..core.system.units import human_bytes
 from . import dialogs, icons, macos, menu, snapshot
@@ -155,7 +156,7 @@ class TrayApp(QObject):
         prev = self.snapshot
         now = time.time()
         full = full or (prev.full_at > 0 and now - prev.full_at > FULL_EVERY_S)
-        probe = full or prev.status.state != "running" or now - self._last_probe > HEALTH_EVERY_S
+        probe = full or prev.status.state != ServerPhase.RUNNING or now - self._last_probe > HEALTH_EVERY_S
         if probe:
             self._last_probe = now
         self.workers.submit(
@@ -178,14 +179,14 @@ class TrayApp(QObject):
         # A stop, ours or from elsewhere (state "stopping"), is intended; only an exit nobody asked for alerts.
         if (
             prev.status.running
-            and prev.status.state not in ("crashed", "stopping")
-            and snap.status.state == "crashed"
+            and prev.status.state not in (ServerPhase.CRASHED, ServerPhase.STOPPING)
+            and snap.status.state == ServerPhase.CRASHED
             and self._server_job is None
         ):
             self._on_crash(snap)
-        if snap.status.state == "running" and prev.status.state != "running":
+        if snap.status.state == ServerPhase.RUNNING and prev.status.state != ServerPhase.RUNNING:
             self._running_since = time.time()
-        if snap.status.state == "running" and time.time() - self._running_since > RESTART_STABLE_S:
+        if snap.status.state == ServerPhase.RUNNING and time.time() - self._running_since > RESTART_STABLE_S:
             self._restarts = 0
         self._update_icon()
         if snap.full_at != prev.full_at:
@@ -207,9 +208,9 @@ class TrayApp(QObject):
         if self._quitting:
             return
         state = self.snapshot.status.state
-        if self.busy or state == "starting":
+        if self.busy or state == ServerPhase.STARTING:
             interval = POLL_FAST_MS
-        elif state == "running":
+        elif state == ServerPhase.RUNNING:
             interval = POLL_RUNNING_MS
         else:
             interval = POLL_IDLE_MS
@@ -383,7 +384,7 @@ class TrayApp(QObject):
         )
 
     def _auto_restart(self, model: str | None) -> None:
-        if self.snapshot.status.state in ("crashed", "stopped") and not self._quitting:
+        if self.snapshot.status.state in (ServerPhase.CRASHED, ServerPhase.STOPPED) and not self._quitting:
             self.restart_server(model)
 
     def restart_server(self, model: str | None = None) -> None:

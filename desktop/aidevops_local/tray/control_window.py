@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from ..core.serving.state import ServerPhase
 from . import actions, menu
 
 ROW = ("start", "stop", "switch")  # beside the model list
@@ -82,7 +83,7 @@ class ControlWindow(QWidget):
         if action.id == "switch":
             if name:
                 self.app.switch_model(name)
-        elif action.id == "start" and self.app.snapshot.status.state != "crashed":
+        elif action.id == "start" and self.app.snapshot.status.state != ServerPhase.CRASHED:
             self.app.start_server(name)
         else:
             action.slot(self.app, self.app.snapshot)()

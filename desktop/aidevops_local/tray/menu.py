@@ -11,6 +11,7 @@ from typing import Protocol
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
+from ..core.serving.state import ServerPhase
 from ..core.system.units import human_bytes
 from . import actions
 from .snapshot import Snapshot
@@ -40,16 +41,16 @@ def state_line(snap: Snapshot, busy: str = "", last_error: str = "") -> str:
     s = snap.status
     if not snap.loaded:
         return "Checking the server…"
-    if s.state == "running":
+    if s.state == ServerPhase.RUNNING:
         model = snap.model(s.model or "")
         quant = f" ({model.quant})" if model and model.quant else ""
         asleep = ", asleep" if s.asleep else ""  # idle unload: the next request wakes it
         return f"Running: {s.model or 'no model loaded'}{quant} on port {s.port}{asleep}"
-    if s.state == "starting":
+    if s.state == ServerPhase.STARTING:
         return f"Starting: {s.model} on port {s.port}…"
-    if s.state == "stopping":
+    if s.state == ServerPhase.STOPPING:
         return f"Stopping: {s.model} on port {s.port}…"
-    if s.state == "crashed":
+    if s.state == ServerPhase.CRASHED:
         return f"Error: {s.model} stopped unexpectedly"
     if last_error:
         return f"Error: {last_error}"

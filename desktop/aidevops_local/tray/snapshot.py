@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..core.serving import router, server
+from ..core.serving import state as server_state
+from ..core.serving.state import ServerPhase
 from ..core.system import config, hardware
 from ..core.system.errors import LocalModelsError
 
@@ -63,7 +65,9 @@ class Snapshot:
     @property
     def state(self) -> str:
         """The icon's state: running, starting (a stop under way looks busy too), stopped or error."""
-        return {"crashed": "error", "stopping": "starting"}.get(self.status.state, self.status.state)
+        return {ServerPhase.CRASHED: "error", ServerPhase.STOPPING: "starting"}.get(
+            self.status.state, str(self.status.state)
+        )
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
@@ -71,7 +75,9 @@ class Snapshot:
 
 def placeholder() -> Snapshot:
     """What the tray shows for the few hundred milliseconds before the first refresh lands."""
-    return Snapshot(status=server.ServerStatus(state="stopped", running=False, message="Checking…"), loaded=False)
+    return Snapshot(
+        status=server.ServerStatus(state=ServerPhase.STOPPED, running=False, message="Checking…"), loaded=False
+    )
 
 
 def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health: bool = True) -> Snapshot:
@@ -91,7 +97,7 @@ def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health
     if not full and not probe_health and unchanged:
         served, router_active = previous.served, previous.router_active  # a liveness poll: the router unasked
     else:
-        served, router_active = _served(status)
+        served, router_active = _served(status, snap.models)
     pressure = memory_pressure(status)
     return replace(snap, served=served, router_active=router_active, pressure=pressure)
 
@@ -173,12 +179,16 @@ def _stale(problems: list[str], days: int) -> StaleSummary | None:
     return StaleSummary(count=len(plan.removable), size_bytes=plan.removable_bytes)
 
 
-def _served(status: server.ServerStatus) -> tuple[tuple[str, ...], bool]:
-    """What is served, and whether switching is a load request: status already asked a router."""
+def _served(status: server.ServerStatus, models: tuple[ModelEntry, ...]) -> tuple[tuple[str, ...], bool]:
+    """What is served (the status's model first, then a listed model that is the same file under another name),
+    and whether switching is a load request: status already asked a router."""
     if not status.running or not status.port:
         return (), False
-    serving = status.model and status.state not in ("crashed", "stopping")  # a router can outlive its model's crash
-    return ((status.model,) if serving else ()), status.router
+    # A router can outlive its model's crash: that model is not served.
+    if not status.model or status.state in (ServerPhase.CRASHED, ServerPhase.STOPPING):
+        return (), status.router
+    same = (m.name for m in models if server_state.serves(status, [m.path], m.name))
+    return tuple(dict.fromkeys([status.model, *same])), status.router
 
 
 def memory_pressure(status: server.ServerStatus) -> str:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.accounting import usage
+from ..core.serving import state
 from ..core.system import clock
 from . import dialogs
 
@@ -39,12 +40,12 @@ class UsageData:
 def load(days: int) -> UsageData:
     """For a worker: the report and the per-day series for the last ``days`` days."""
     since = timedelta(days=days)
-    report = usage.report(since=since)
+    report = usage.report(live_log=state.live_log(), since=since)
     first = (clock.now() - since).date() + timedelta(days=1)
     axis = [first + timedelta(days=i) for i in range(days)]
     index = {d: i for i, d in enumerate(axis)}
     series: dict[str, list[int]] = {}
-    for row in usage.daily(since=since, ingest_first=False):
+    for row in usage.daily(live_log=None, since=since, ingest_first=False):
         if row.day in index:
             series.setdefault(row.model, [0] * len(axis))[index[row.day]] += row.tokens_in + row.tokens_out
     return UsageData(report=report, days=axis, series=series)

@@ -70,8 +70,10 @@ def _may_speculate(server_args: Sequence[str]) -> bool:
 # ---- ingestion -------------------------------------------------------------------------------------------
 
 
-def ingest(*, logs_dir: Path | None = None) -> int:
-    """Read what is new in every server log into model_usage; returns the number of rows added."""
+def ingest(*, live_log: Path | None, logs_dir: Path | None = None) -> int:
+    """Read what is new in every server log into model_usage; returns the number of rows added. ``live_log`` is
+    the log the running server still writes (serving's state.live_log()): pruning never deletes it. Passed in
+    by the caller, as accounting sits below serving; no default, so no caller forgets it."""
     logs_dir = logs_dir or paths().logs_dir
     try:
         logs = sorted(logs_dir.glob(LOG_GLOB))
@@ -93,7 +95,7 @@ def ingest(*, logs_dir: Path | None = None) -> int:
             continue  # the common case: nothing new
         added += _ingest_file(path, cursor)
     if len(sizes) > KEEP_LOGS:
-        _prune(sizes)
+        _prune(sizes, live_log)
     return added
 
 
@@ -200,20 +202,19 @@ def _touch_inventory(model: str, model_path: str, count: int, latest: datetime) 
     )
     if updated or not model_path:
         return
-    from ..models import library  # here: library is only needed for a model met for the first time
+    from ..models import inventory, library  # here: only needed for a model met for the first time
 
     found = library.model_on_disk(model, Path(model_path))
     if found is not None:
         (
-            inv.insert(**library.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
+            inv.insert(**inventory.inventory_fields(found), downloaded=None, last_used=stamp, total_requests=count)
             .on_conflict_ignore()
             .execute()
         )
 
 
-def _prune(sizes: dict[Path, int]) -> None:
+def _prune(sizes: dict[Path, int], live: Path | None) -> None:
     """Delete fully read logs beyond the newest few, never the live server's nor any touched lately."""
-    live = _live_log()
     cursors = {c.file: c.offset for c in store.LogCursor.select(store.LogCursor.file, store.LogCursor.offset)}
     cutoff = (clock.now() - KEEP_RECENT).timestamp()
     done = []
@@ -232,13 +233,6 @@ def _prune(sizes: dict[Path, int]) -> None:
         removed.append(path.name)
     if removed:
         store.write(store.LogCursor.delete().where(store.LogCursor.file.in_(removed)).execute)
-
-
-def _live_log() -> Path | None:
-    from ..serving import server  # here, not at the top: server imports this module
-
-    state = server.current_state()
-    return Path(state.log_path) if state and state.log_path else None
 
 
 # ---- reports ---------------------------------------------------------------------------------------------
@@ -280,10 +274,12 @@ def parse_period(text: str) -> timedelta:
     return timedelta(**{unit: float(found.group(1))})
 
 
-def report(*, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True) -> UsageReport:
+def report(
+    *, live_log: Path | None, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True
+) -> UsageReport:
     """Per-model totals of model_usage, newest activity first, with what the same tokens cost in the cloud."""
     if ingest_first:
-        ingest()
+        ingest(live_log=live_log)
     db = store.database()
     start, scope, params = _scope(since, model)
     columns = (
@@ -314,10 +310,12 @@ class DailyUsage:
     tokens_out: int
 
 
-def daily(*, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True) -> list[DailyUsage]:
+def daily(
+    *, live_log: Path | None, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True
+) -> list[DailyUsage]:
     """Totals per UTC day and model, oldest first (the tray's chart)."""
     if ingest_first:
-        ingest()
+        ingest(live_log=live_log)
     db = store.database()
     _, scope, params = _scope(since, model)
     rows = db.execute_sql(

@@ -8,13 +8,13 @@ the models folder), unless the user names the model.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..accounting import usage
 from ..database import store
+from ..serving import state
 from ..system import clock
 from ..system.config import load_settings, paths
 from ..system.errors import ModelNotFound, Refused
@@ -68,10 +68,10 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
     """Models unused for `days` (default: the stale_days setting), oldest first; or exactly the named models,
     whatever their age (naming one is the user's say-so to remove files we did not download)."""
     days = load_settings().stale_days if days is None else days
-    usage.ingest()  # last_used must include what the server did since the last ingest
+    usage.ingest(live_log=state.live_log())  # last_used must include what the server did since the last ingest
     store.database()
     now = clock.now()
-    served = _served()
+    served = state.running()
     inv = store.ModelInventory
     if names:
         rows = list(inv.select().where(inv.model.in_(names)))
@@ -103,10 +103,10 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
 def remove(*, plan: CleanupPlan) -> CleanupResult:
     """Remove each removable model of the plan: its inventory row and its files in one transaction (a file
     that cannot be deleted rolls the row back, so what is left stays listed)."""
-    served = _served()
+    served = state.running()
     removed = []
     for model in plan.removable:
-        if _is_served(model.model, [Path(f) for f in model.files], served):
+        if state.serves(served, model.files, model.model):
             raise Refused(
                 f"{model.model} is being served now; it was not removed.",
                 hint="Stop the server first (`aidevops-local stop`).",
@@ -167,7 +167,7 @@ def nudge() -> Nudge | None:
     return Nudge(message=message, stale_models=count, stale_bytes=total, threshold_bytes=threshold)
 
 
-def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) -> StaleModel:
+def _describe(row: store.ModelInventory, now: datetime, served: state.ServerState | None, *, named: bool) -> StaleModel:
     # A relative path (stored by older versions) says nothing about where the file was: it is never read
     # against the current folder, where a file of that name is someone else's.
     paths_ = [p for p in row.file_paths() if p.is_absolute()]
@@ -178,7 +178,7 @@ def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) 
         last_active = datetime.fromtimestamp(max(p.stat().st_mtime for p in present), UTC)
     idle = (now - last_active).days if last_active else None
     reason = ""
-    if _is_served(row.model, paths_, served):
+    if state.serves(served, paths_, row.model):
         reason = "being served now"
     elif not named and row.source != "pulled":
         reason = f"not downloaded by aidevops-local ({row.source}); name it to remove it"
@@ -205,28 +205,3 @@ def _describe(row: store.ModelInventory, now: datetime, served, *, named: bool) 
 def _inside(files: list[Path], folder: Path) -> bool:
     root = folder.resolve()
     return bool(files) and all(root in p.resolve().parents for p in files)
-
-
-def _served() -> tuple[str, Path] | None:
-    """The model and file of the server we run, if it is alive."""
-    from ..serving import server  # here: server imports usage, which this module imports
-
-    state = server.current_state()
-    if state is None or server.owned_process(state) is None:
-        return None
-    return state.model, Path(state.model_path)
-
-
-def _is_served(model: str, files: list[Path], served: tuple[str, Path] | None) -> bool:
-    if served is None:
-        return False
-    name, path = served
-    if model == name:
-        return True
-    try:
-        target = path.resolve()
-        return any(
-            os.path.samefile(p, target) if p.exists() and target.exists() else p.resolve() == target for p in files
-        )
-    except OSError:
-        return False

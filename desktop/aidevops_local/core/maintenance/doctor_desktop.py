@@ -9,7 +9,8 @@ import os
 
 import psutil
 
-from ..serving import launch, server
+from ..serving import launch
+from ..serving import state as server_state
 from ..system import config, hardware, secrets
 from ..system.errors import PortInUse
 from .doctor_result import FAIL, OK, WARN, Check
@@ -40,8 +41,8 @@ def check_keyring(settings: config.Settings) -> Check:
 
 def check_port(settings: config.Settings) -> Check:
     host, port = settings.host, settings.port
-    state = server.current_state()
-    ours = state is not None and server.owned_process(state) is not None
+    state = server_state.running()
+    ours = state is not None
     if ours and state.port == port:
         return Check("port", OK, f"{host}:{port} is held by our server (pid {state.pid})")
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ... import __version__
 from ..llamacpp import build_features, runtime
 from ..serving import launch, server
+from ..serving import state as server_state
 from ..system import config, hardware, listening, mac_memory, macho, macos
 from ..system.errors import ConfigError, RuntimeNotInstalled, VerificationFailed
 from .doctor_result import FAIL, OK, WARN, Check
@@ -171,7 +172,7 @@ def check_server_security(settings: config.Settings) -> Check | None:
 
 def _running_listen_addresses() -> tuple[server.ServerState, list[listening.ListenAddress]] | None:
     """Our running server's state and where it really listens (not where it was told to), or None."""
-    state = server.current_state()
-    if state is None or server.owned_process(state) is None:
+    state = server_state.running()
+    if state is None:
         return None
     return state, listening.tcp_listen_addresses(server.listening_pids(state))

@@ -286,7 +286,7 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
-def _absolute(path: Path) -> Path:
+def absolute(path: Path) -> Path:
     """The path from the root, without following a link (an HF cache snapshot keeps its file name)."""
     return Path(os.path.abspath(path.expanduser()))
 
@@ -297,8 +297,9 @@ def _absolute(path: Path) -> Path:
 def resolve_model(name_or_path: str | None, *, settings: config.Settings | None = None) -> LocalModel:
     """The model a command means: a file path; a name from `models` (exact, a file name, or a substring that
     matches one model); or, for None, the default_model setting, else the only model, else the most recently
-    used (or pulled) one. ModelNotFound, naming close matches, otherwise. Records nothing: `remember` does,
-    once a serve's checks have passed. ``settings``: the caller's, else read here when the default is needed."""
+    used (or pulled) one. ModelNotFound, naming close matches, otherwise. Records nothing: `inventory.remember`
+    does, once a serve's checks have passed. ``settings``: the caller's, else read here when the default is
+    needed."""
     return _resolve(name_or_path, settings)
 
 
@@ -342,55 +343,6 @@ def _resolve(name_or_path: str | None, settings: config.Settings | None = None) 
     raise ModelNotFound(f"No model named {name_or_path!r}.", hint=hint)
 
 
-def remember(model: LocalModel) -> LocalModel:
-    """A model about to be served that the inventory lacks gets a row (as legacy or external), so that its
-    usage counts and `cleanup` sees it (and, not being ours, keeps it unless it is named). Called once the
-    serve's checks passed: a file that is refused is never recorded. A row of that name whose file cannot be
-    found (a relative path an older version stored, or a file since moved) is pointed at this file, keeping its
-    history."""
-    from ..database import store
-
-    if model.source == "pulled":
-        return model
-    fields = inventory_fields(model)
-
-    def record() -> None:
-        inv = store.ModelInventory
-        row = inv.get_or_none(inv.model == model.name)
-        if row is None:
-            inv.insert(**fields, downloaded=None).on_conflict_ignore().execute()
-        elif (
-            row.source != "pulled"
-            and (not row.path or Path(row.path).name == model.path.name)
-            and not _found(row.file_paths())
-        ):
-            inv.update(**fields).where(inv.model == model.name).execute()
-
-    try:
-        store.database()
-        store.write(record)
-    except LocalModelsError:
-        pass  # a database that cannot be written must not stop a model from being served
-    return model
-
-
-def inventory_fields(model: LocalModel) -> dict:
-    """A model's inventory columns, with absolute paths."""
-    return {
-        "model": model.name,
-        "path": str(_absolute(model.path)),
-        "size_bytes": model.size_bytes,
-        "repo": model.repo,
-        "quant": model.quant or None,
-        "files": [str(_absolute(f)) for f in model.files],
-        "source": model.source,
-    }
-
-
-def _found(files: list[Path]) -> bool:
-    return bool(files) and all(f.is_absolute() and f.exists() for f in files)
-
-
 def model_on_disk(name: str, path: Path) -> LocalModel | None:
     """The model at ``path`` (absolute) under ``name``, as `models` would describe it; None if no model file is
     there. For a model a server loaded that the inventory lacks (a router loads any model it offers)."""
@@ -407,7 +359,7 @@ def model_on_disk(name: str, path: Path) -> LocalModel | None:
 
 def _for_path(path: Path) -> LocalModel:
     """A file the user named: the inventory's entry if we know it, else an external model served in place."""
-    path = _absolute(path)  # a relative path means nothing from another folder
+    path = absolute(path)  # a relative path means nothing from another folder
     resolved = path.resolve()
     for model in list_models(include_external=False):
         if any(f.resolve() == resolved for f in model.files):
@@ -435,94 +387,3 @@ def partial_downloads() -> list[Path]:
     """Unfinished downloads (resumed by pulling again)."""
     folder = config.paths().partial_dir
     return sorted(folder.glob("*.part")) if folder.is_dir() else []
-
-
-# ---- removing -------------------------------------------------------------------------------------------
-
-
-def removal_warning(model: LocalModel) -> str | None:
-    """Why removing ``model`` needs the user's say-so, naming what a link points to; None when it does not.
-    A file this tool did not download needs it; so does a link to a file outside the models folder, of which
-    only the link is ever removed."""
-    models_dir = config.paths().models_dir.resolve()
-    for file in model.files:
-        if file.is_symlink() and _hf_blob(file) is None:
-            target = file.resolve()
-            if models_dir not in target.parents:
-                return (
-                    f"{model.name} is a link to {target}, outside the models folder; only the link "
-                    f"{file} would be removed."
-                )
-        elif not file.is_symlink() and model.source == "pulled" and models_dir not in file.resolve().parents:
-            return f"{model.name} lies outside the models folder ({file.resolve()})."
-    if model.read_only:
-        return f"{model.name} was not downloaded by aidevops-local ({model.where}: {model.path})."
-    return None
-
-
-def _hf_blob(link: Path) -> Path | None:
-    """The blob a Hugging Face cache snapshot entry points to, inside the same repo folder; None for any other
-    link. That blob is the entry's own storage: it goes with it."""
-    cache = config.hf_hub_cache().resolve()
-    try:
-        parts = (link.parent.resolve() / link.name).relative_to(cache).parts  # the entry itself, not followed
-        if len(parts) < 3 or not parts[0].startswith("models--") or parts[1] != "snapshots":
-            return None
-        blob = link.resolve()
-        blob.relative_to(cache / parts[0] / "blobs")
-        snapshots = cache / parts[0] / "snapshots"
-        entry = snapshots.joinpath(*parts[2:])
-        if any(other.is_symlink() and other != entry and other.resolve() == blob for other in snapshots.rglob("*")):
-            return None  # another revision links the same blob: it stays for that one
-    except (ValueError, OSError):
-        return None
-    return blob
-
-
-def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
-    """Delete a model's files and its inventory row; returns bytes freed. A file this tool did not download
-    (legacy, another tool's cache), or a link out of the models folder, is removed only when ``confirmed``;
-    of a link only the link goes (but an HF cache snapshot entry takes its blob with it); the model being
-    served is never removed."""
-    from ..database import store
-    from ..serving import server
-    from ..system.errors import Refused
-
-    warning = removal_warning(model)
-    if warning and not confirmed:
-        hint = (
-            "Pass --yes to remove the link (what it points to is kept)."
-            if "is a link to" in warning
-            else "Pass --yes to delete it anyway, or delete it with the tool that made it."
-        )
-        raise Refused(warning, hint=hint)
-    state = server.current_state()
-    if state is not None and server.owned_process(state) is not None:
-        served = Path(state.model_path).resolve() if state.model_path else None
-        if served is not None and any(f.resolve() == served for f in model.files):
-            raise Refused(
-                f"{model.name} is being served now; it was not removed.",
-                hint="Stop the server first (`aidevops-local stop`).",
-            )
-    store.database()
-    freed = 0
-    for file in model.files:
-        targets = [file]  # unlink() of a link removes the link, never what it points to
-        if file.is_symlink() and (blob := _hf_blob(file)) is not None:
-            targets.append(blob)
-        for target in targets:
-            try:
-                size = target.stat().st_size if not target.is_symlink() else 0
-                target.unlink()
-                freed += size
-            except FileNotFoundError:
-                continue
-    store.write(lambda: store.ModelInventory.delete().where(store.ModelInventory.model == model.name).execute())
-    models_dir = config.paths().models_dir.resolve()
-    folder = model.path.parent.resolve()
-    if folder != models_dir and models_dir in folder.parents:
-        try:
-            folder.rmdir()  # a split set's own folder, when it is empty now
-        except OSError:
-            pass
-    return freed

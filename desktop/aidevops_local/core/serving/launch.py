@@ -68,7 +68,7 @@ def plan_launch(
 ) -> LaunchPlan:
     """Everything about a start that can be decided (and refused) before a process exists."""
     from ..llamacpp import runtime  # imported here: status must not pay for them
-    from ..models import library
+    from ..models import inventory, library
 
     settings = settings or config.load_settings()
     binary = runtime.find_llama_server()
@@ -78,45 +78,17 @@ def plan_launch(
     # A system llama-server's backend is unknown: assume it was built for this machine's best one.
     backend = installed.backend if installed and installed.backend in backends.BACKENDS else hw.best_backend
     features = build_features.features(binary)
-    if features.help_ran and not features.unix_socket:
-        raise Refused(
-            f"This llama-server build ({installed.tag if installed else binary}) cannot listen on a UNIX "
-            "socket, which the server needs behind its Host check (builds from March 2025 on can).",
-            hint="Run `aidevops-local update` for a newer build, or install one with --use-system.",
-        )
+    _check_socket(features, installed.tag if installed else str(binary))
     planner = _ModelPlanner(hw, backend, features, settings)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
-    library.remember(local)  # only a model that passed its checks enters the inventory
+    inventory.remember(local)  # only a model that passed its checks enters the inventory
     host = host or settings.host
     port = port or settings.port
-    if settings.require_api_key and not features.api_key_env:
-        raise Refused(
-            "require_api_key is on, but this llama-server build does not read an API key from its "
-            "environment (LLAMA_API_KEY), and the key is never put on its command line.",
-            hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}",
-        )
+    _check_api_key(features, settings)
     upstream = str(host_guard.socket_path(config.paths().app_dir))
-    common = [
-        "--host",
-        upstream,
-        "--port",
-        str(port),
-        "--jinja",
-        "--threads",
-        str(threads or settings.threads or hw.threads),
-    ]
-    common += _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+    common = _common_args(upstream, port, threads or settings.threads or hw.threads, features, settings)
     extra = list(settings.extra_server_args)
-    # A router's model instances listen on 127.0.0.1 ports of their own, guarded by a per-run key that only a
-    # build reading LLAMA_API_KEY from its environment can take (host_guard.Front).
-    use_router = (
-        settings.router_mode
-        and features.router
-        and features.models_preset
-        and features.models_max
-        and features.api_key_env
-        and _ini_safe(local.name, str(local.path))
-    )
+    use_router = _use_router(features, settings, local)
     if use_router:
         per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
         preset, preset_path = _preset_ini(_router_sections(local, chosen, planner)), config.paths().router_presets
@@ -138,11 +110,50 @@ def plan_launch(
         gpu_layers=chosen.gpu_layers,
         build=installed.build if installed else "",
         api_key_required=settings.require_api_key,
-        router=bool(use_router),
+        router=use_router,
         preset=preset,
         preset_path=preset_path,
         threads=threads,
         upstream=upstream,
+    )
+
+
+def _common_args(
+    upstream: str, port: int, threads: int, features: build_features.BuildFeatures, settings: config.Settings
+) -> list[str]:
+    """The flags of every start, single-model or router: where it listens, its threads, CORS, idle unload."""
+    common = ["--host", upstream, "--port", str(port), "--jinja", "--threads", str(threads)]
+    return common + _cors_args(features, settings.extra_server_args) + _idle_args(features, settings.idle_unload_s)
+
+
+def _check_socket(features: build_features.BuildFeatures, build: str) -> None:
+    if features.help_ran and not features.unix_socket:
+        raise Refused(
+            f"This llama-server build ({build}) cannot listen on a UNIX "
+            "socket, which the server needs behind its Host check (builds from March 2025 on can).",
+            hint="Run `aidevops-local update` for a newer build, or install one with --use-system.",
+        )
+
+
+def _check_api_key(features: build_features.BuildFeatures, settings: config.Settings) -> None:
+    if settings.require_api_key and not features.api_key_env:
+        raise Refused(
+            "require_api_key is on, but this llama-server build does not read an API key from its "
+            "environment (LLAMA_API_KEY), and the key is never put on its command line.",
+            hint=f"Run `aidevops-local update` for a newer build. {api_key.turn_off_hint()}",
+        )
+
+
+def _use_router(features: build_features.BuildFeatures, settings: config.Settings, local) -> bool:
+    """A router's model instances listen on 127.0.0.1 ports of their own, guarded by a per-run key that only a
+    build reading LLAMA_API_KEY from its environment can take (host_guard.Front)."""
+    return bool(
+        settings.router_mode
+        and features.router
+        and features.models_preset
+        and features.models_max
+        and features.api_key_env
+        and _ini_safe(local.name, str(local.path))
     )
 
 
@@ -162,7 +173,7 @@ class _ModelPlanner:
 
     def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
         """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
-        from ..models import fit
+        from ..models import fit  # imported here, like the rest of a start's needs: status must not pay for them
 
         _check_model_intact(local)
         header = _validate_model(local.path)
@@ -283,6 +294,6 @@ def _validate_model(path: Path):
 def _log_args(binary: Path, server_args: list[str]) -> list[str]:
     """The flags that make llama-server log what usage accounting reads. Given the rest of argv, usage asks
     for trace verbosity (4-9 times the log volume) only where speculative decoding may be on."""
-    from ..accounting import usage
+    from ..accounting import usage  # imported here: status must not pay for peewee
 
     return usage.llama_server_log_args(server_binary=binary, server_args=server_args)

@@ -1,0 +1,243 @@
+"""The one owner of the state file (<root>/local-models/server.json) and of "a server of ours is running".
+
+The state file is how the CLI, the tray, model routing, cleanup and removal all see the same server. Only this
+module reads or writes it, and only this module decides whether the process it names is ours: a process is ours
+only if the file names its pid AND its start time matches AND it runs the executable file we started, so a
+recycled pid is never taken for our server (nor signalled). The server's phases are an enum with the transitions
+it may take written out, so a phase is a name, never a bare string compared in several places.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from ..system import config
+from ..system.files import write_atomically
+from ..system.progress import ProgressCallback, check_cancelled, report
+
+
+class ServerPhase(StrEnum):
+    """Where the server is in its life. A StrEnum: `status --json` and the tray see the same strings as ever."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"  # spawned, or a model loading: not yet answering
+    RUNNING = "running"
+    STOPPING = "stopping"  # a stop is under way: the exit that follows is intended, not a crash
+    CRASHED = "crashed"  # it (or a router's model) exited on its own, until the next serve or stop
+
+
+# The moves a server's phase may make. A router that loads another model goes back to starting; one whose model
+# crashed still runs, and loads it again on request.
+TRANSITIONS: dict[ServerPhase, frozenset[ServerPhase]] = {
+    ServerPhase.STOPPED: frozenset({ServerPhase.STARTING}),
+    ServerPhase.STARTING: frozenset(
+        {ServerPhase.RUNNING, ServerPhase.STOPPING, ServerPhase.CRASHED, ServerPhase.STOPPED}
+    ),
+    ServerPhase.RUNNING: frozenset({ServerPhase.STARTING, ServerPhase.STOPPING, ServerPhase.CRASHED}),
+    ServerPhase.STOPPING: frozenset({ServerPhase.STOPPED}),
+    ServerPhase.CRASHED: frozenset({ServerPhase.STARTING, ServerPhase.STOPPING, ServerPhase.STOPPED}),
+}
+
+
+def advance(current: ServerPhase, target: ServerPhase) -> ServerPhase:
+    """``target`` if a server in ``current`` may move there (staying put is no move); a move the table does not
+    allow is a bug, refused with ValueError."""
+    if target != current and target not in TRANSITIONS[current]:
+        raise ValueError(f"A server cannot go from {current} to {target}.")
+    return target
+
+
+@dataclass
+class ServerState:
+    """What we know about the server we started; persisted as JSON."""
+
+    pid: int
+    create_time: float  # the process's start time: tells our pid from a recycled one
+    host: str
+    port: int
+    model: str
+    model_path: str
+    binary: str
+    log_path: str
+    started_at: float
+    session_id: str
+    ctx_size: int = 0
+    parallel: int = 0
+    gpu_layers: int = 0
+    build: str = ""
+    api_key_required: bool = False  # clients must send the keyring's key (never stored here)
+    router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
+    exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
+    stopping: bool = False  # a stop is under way: the process's exit is intended, not a crash
+    threads: int = 0  # --threads as asked at serve (0: the setting's): a restart on another model keeps it
+    # The Host-checking front on host:port (host_guard); llama-server listens on `upstream`, a UNIX socket.
+    # guard_pid 0: a server started before the front existed, listening on host:port itself.
+    guard_pid: int = 0
+    guard_create_time: float = 0.0
+    upstream: str = ""
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def read() -> ServerState | None:
+    """The state file's contents, or None. Says nothing about whether the process still lives."""
+    path = config.paths().state_file
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ServerState(**data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        # A damaged state file cannot name a process we may signal; treat it as no server.
+        return None
+
+
+def write(state: ServerState) -> None:
+    write_atomically(config.paths().state_file, json.dumps(asdict(state), indent=2))
+
+
+def clear() -> None:
+    config.paths().state_file.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def start_lock(progress: ProgressCallback | None = None, cancel: threading.Event | None = None):
+    """One start (or switch) at a time, across processes: held from the check for a running server through the
+    start and the state write, so two starts never both run a server. Re-entrant within a thread (a switch holds
+    it across its stop and start). The lock goes with the process that holds it, however that process ends."""
+    if getattr(_lock_held, "depth", 0):
+        _lock_held.depth += 1
+        try:
+            yield
+        finally:
+            _lock_held.depth -= 1
+        return
+    path = config.paths().state_file.with_name("server.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock_file:
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    waiting = True
+                    report(progress, "Waiting for another start to finish", 0, None, unit="step")
+                check_cancelled(cancel)
+                time.sleep(0.05)
+        _lock_held.depth = 1
+        try:
+            yield
+        finally:
+            _lock_held.depth = 0
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+_lock_held = threading.local()
+
+
+def note_loaded(model: str, model_path: str) -> None:
+    """A router switched to ``model``: the state file names it, so a crash report or a restart means it."""
+    state = read()
+    if state is not None:
+        state.model, state.model_path = model, model_path
+        write(state)
+
+
+def running() -> ServerState | None:
+    """The state of a server of ours that is running: the state file names it AND its process is ours."""
+    state = read()
+    if state is None or owned_process(state) is None:
+        return None
+    return state
+
+
+def live_log() -> Path | None:
+    """The log the running server still writes (accounting must not prune it), or None."""
+    state = read()
+    return Path(state.log_path) if state is not None and state.log_path else None
+
+
+class Served(Protocol):
+    """What names a served model: a ServerState, or a status that asked a router which model it has loaded."""
+
+    model: str | None
+    model_path: str | None
+
+
+def serves(state: Served | None, files: Iterable[str | Path], name: str | None = None) -> bool:
+    """Whether the server ``state`` describes serves a model named ``name`` or stored in one of ``files`` (a
+    model's GGUF parts, its projector): the one check before removing or cleaning a model away, and for which
+    model the tray ticks. Files are compared as files (a link, a hard link or a relative path names the same
+    one). None: no server of ours serves anything."""
+    if state is None:
+        return False
+    if name is not None and state.model == name:
+        return True
+    if not state.model_path:
+        return False
+    try:
+        served = Path(state.model_path).resolve()
+        return any(_same_file(Path(path), served) for path in files)
+    except OSError:
+        return False
+
+
+def _same_file(path: Path, served: Path) -> bool:
+    if path.exists() and served.exists():
+        return os.path.samefile(path, served)
+    return path.resolve() == served
+
+
+def owned_process(state: ServerState) -> psutil.Process | None:
+    """The live process the state file describes, or None if it is gone or the pid now belongs to another
+    program."""
+    try:
+        proc = psutil.Process(state.pid)
+        if abs(proc.create_time() - state.create_time) > 0.05:
+            return None
+        if not _runs_our_binary(proc, state):
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _runs_our_binary(proc: psutil.Process, state: ServerState) -> bool:
+    """The process runs the very file we started, compared as a file (device and inode): its name and argv[0]
+    are whatever it chose, and `update` renames the folder of a build that still runs."""
+    try:
+        running_id = executable_id(proc)
+        started = state.exe_id or file_id(state.binary)  # a state file from before exe_id was recorded
+    except (OSError, psutil.Error):
+        return False
+    return running_id == list(started)
+
+
+def executable_id(proc: psutil.Process) -> list[int]:
+    # Linux: the kernel's link to the executable, which stays right when the file is renamed or replaced.
+    linux_exe = f"/proc/{proc.pid}/exe"
+    return file_id(linux_exe if os.path.exists("/proc/self/exe") else proc.exe())
+
+
+def file_id(path: str | Path) -> list[int]:
+    found = os.stat(path)
+    return [found.st_dev, found.st_ino]

@@ -1,0 +1,134 @@
+"""The state file's owner: the server's phases and their transitions, "a server of ours is running" against real
+processes, and the one "is this model served" check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+
+import psutil
+import pytest
+
+from aidevops_local.core.serving import health
+from aidevops_local.core.serving import state as server_state
+from aidevops_local.core.serving.state import ServerPhase
+
+
+def _state_for(pid: int, binary: str, **extra) -> server_state.ServerState:
+    fields = dict(
+        pid=pid,
+        create_time=psutil.Process(pid).create_time(),
+        host="127.0.0.1",
+        port=8080,
+        model="m",
+        model_path="/m.gguf",
+        binary=binary,
+        log_path="/nonexistent.log",
+        started_at=time.time(),
+        session_id="s",
+    )
+    fields.update(extra)
+    return server_state.ServerState(**fields)
+
+
+@pytest.fixture
+def sleeper():
+    proc = subprocess.Popen([shutil.which("sleep"), "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_server_goes_through_its_phases_in_order():
+    phase = ServerPhase.STOPPED
+    for target in (ServerPhase.STARTING, ServerPhase.RUNNING, ServerPhase.STOPPING, ServerPhase.STOPPED):
+        phase = server_state.advance(phase, target)
+    assert phase is ServerPhase.STOPPED
+    assert server_state.advance(ServerPhase.RUNNING, ServerPhase.CRASHED) is ServerPhase.CRASHED
+    assert server_state.advance(ServerPhase.CRASHED, ServerPhase.STARTING) is ServerPhase.STARTING
+
+
+@pytest.mark.parametrize(
+    ("current", "target"),
+    [
+        (ServerPhase.STOPPED, ServerPhase.RUNNING),  # a server answers only after it started
+        (ServerPhase.STOPPED, ServerPhase.CRASHED),  # nothing ran, nothing crashed
+        (ServerPhase.STOPPING, ServerPhase.RUNNING),  # a stop under way is not undone
+        (ServerPhase.STOPPING, ServerPhase.CRASHED),  # the exit a stop causes is intended
+    ],
+)
+def test_an_illegal_transition_is_refused(current, target):
+    with pytest.raises(ValueError, match=f"from {current} to {target}"):
+        server_state.advance(current, target)
+
+
+def test_every_phase_has_its_transitions_and_keeps_its_string():
+    assert set(server_state.TRANSITIONS) == set(ServerPhase)
+    assert json.dumps({"state": ServerPhase.CRASHED}) == '{"state": "crashed"}'  # `status --json` is unchanged
+    assert asdict(health.ServerStatus(state=ServerPhase.RUNNING, running=True))["state"] == "running"
+
+
+def test_running_refuses_a_state_file_whose_pid_runs_another_program(sleeper):
+    """The pid and its start time match, but the process runs `sleep`, not the binary the state file names."""
+    server_state.write(_state_for(sleeper.pid, binary=shutil.which("true")))
+    assert server_state.read() is not None
+    assert server_state.running() is None
+    assert sleeper.poll() is None
+
+
+def test_running_refuses_a_recycled_pid(sleeper):
+    server_state.write(_state_for(sleeper.pid, binary=shutil.which("sleep"), create_time=1.0))
+    assert server_state.running() is None
+
+
+def test_running_names_the_process_it_started(sleeper):
+    server_state.write(_state_for(sleeper.pid, binary=shutil.which("sleep")))
+    found = server_state.running()
+    assert found is not None and found.pid == sleeper.pid
+    sleeper.kill()
+    sleeper.wait()
+    assert server_state.running() is None  # gone: the state file alone is not a running server
+
+
+def test_no_state_file_or_a_damaged_one_is_no_server():
+    assert server_state.running() is None
+    server_state.write_atomically(server_state.config.paths().state_file, "{not json")
+    assert server_state.read() is None and server_state.running() is None
+
+
+def test_serves_matches_the_name_or_the_same_file(tmp_path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    link = tmp_path / "link.gguf"
+    link.symlink_to(model)
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF")
+    state = _state_for(psutil.Process().pid, binary="/x", model="m", model_path=str(model))
+    assert server_state.serves(state, [link])  # a link names the served file
+    assert server_state.serves(state, [other], name="m")  # a router serves by name
+    assert not server_state.serves(state, [other], name="n")
+    assert not server_state.serves(None, [model], name="m")  # no server of ours: nothing is served
+
+
+def test_the_tray_ticks_the_served_model_by_name_and_by_file(tmp_path):
+    """The tray's check: the status's model, and a listed model that is the same file under another name (a
+    router's id for it); nothing once the model crashed or a stop is under way."""
+    from aidevops_local.tray import snapshot
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    link = tmp_path / "alias.gguf"
+    link.symlink_to(model)
+    listed = (
+        snapshot.ModelEntry(name="m-Q8_0", path=str(link)),
+        snapshot.ModelEntry(name="other", path=str(tmp_path / "other.gguf")),
+    )
+    status = health.ServerStatus(
+        state=ServerPhase.RUNNING, running=True, port=8080, model="m", model_path=str(model), router=True
+    )
+    assert snapshot._served(status, listed) == (("m", "m-Q8_0"), True)
+    crashed = health.ServerStatus(state=ServerPhase.CRASHED, running=True, port=8080, model="m", model_path=str(model))
+    assert snapshot._served(crashed, listed) == ((), False)
