@@ -131,7 +131,57 @@ def restart(
     if status.running and model:
         return switch_model(model, progress=progress)
     port, host = port or status.port, host or status.host
+    if model and model == status.model and status.model_path and Path(status.model_path).is_file():
+        model = status.model_path  # served from a path (not under the models folder): the same file again
     return server.serve(model or None, port=port, host=host, ctx=ctx, threads=threads, progress=progress)
+
+
+# ---- supervising from the foreground (the CLI's `serve --supervise`) -----------------------------------------
+
+
+def supervise(
+    stop: threading.Event,
+    restart_with: Callable[[str | None], server.ServerStatus],
+    notify: Callable[[str, str], None],
+    *,
+    policy: Supervisor | None = None,
+    poll_s: float = 1.0,
+) -> str:
+    """Watch the server until ``stop`` is set ("interrupted"), it is stopped from elsewhere ("stopped": a stop
+    is never a crash), or the restart tries run out ("gave_up"). A crash is restarted through ``restart_with``
+    (given the model) after the policy's delay; ``notify`` gets each event ("crash", "restarted", "failed")
+    and a line saying it. Feed ``policy`` the status the start returned first, so an early crash counts."""
+    policy = policy or Supervisor()
+    after_failure = False  # a failed start leaves nothing behind: "stopped" then is not a stop from elsewhere
+    while not stop.wait(poll_s):
+        status = server.status(probe_health=False)
+        crash = policy.observe(status)
+        if crash is not None:
+            notify("crash", _crash_line(crash))
+            if crash.gave_up:
+                return "gave_up"
+        if status.state == "stopped" and not after_failure:
+            return "stopped"
+        model = policy.take_due()
+        if model is None or stop.is_set():
+            continue
+        try:
+            policy.observe(restart_with(model or None))
+            after_failure = False
+            notify("restarted", f"Restarted {model or 'the server'} (try {policy.restarts} of {len(policy.backoff)}).")
+        except LocalModelsError as exc:
+            after_failure = True
+            crash = policy.restart_failed(status)
+            notify("failed", f"The restart failed: {exc.message} {_crash_line(crash)}".strip())
+            if crash.gave_up:
+                return "gave_up"
+    return "interrupted"
+
+
+def _crash_line(crash: Crash) -> str:
+    if crash.gave_up:
+        return f"{crash.model or 'The server'} exited again and no automatic restart tries are left."
+    return crash.body
 
 
 # ---- switching model ---------------------------------------------------------------------------------------
