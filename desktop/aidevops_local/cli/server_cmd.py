@@ -47,6 +47,11 @@ keeps it in the OS keyring, and gives it to llama-server in its environment (nev
 
 def register(subparsers) -> None:
     raw = argparse.RawDescriptionHelpFormatter
+    _register_serve(subparsers, raw)
+    _register_stop_status(subparsers, raw)
+
+
+def _register_serve(subparsers, raw) -> None:
     p = subparsers.add_parser(
         "serve",
         help="start llama-server on 127.0.0.1 with a model",
@@ -73,6 +78,8 @@ def register(subparsers) -> None:
     )
     p.set_defaults(func=cmd_serve)
 
+
+def _register_stop_status(subparsers, raw) -> None:
     p = subparsers.add_parser(
         "stop",
         help="stop the server this tool started",
