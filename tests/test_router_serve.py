@@ -16,7 +16,7 @@ import pytest
 from aidevops_local.cli.main import main as cli
 from aidevops_local.core.accounting import usage
 from aidevops_local.core.accounting.request_log import LogReader, format_header
-from aidevops_local.core.serving import router, server
+from aidevops_local.core.serving import router, server, supervisor
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.serving.state import ServerPhase
 from aidevops_local.core.system import config
@@ -80,7 +80,7 @@ def test_switch_is_a_load_request_to_the_same_process_and_usage_follows_the_mode
     asked = {"alpha": [], "beta": []}
     asked["alpha"].append(chat(router_running.endpoint, "alpha", 3).json()["usage"])
 
-    status = router.switch_model("beta")
+    status = supervisor.switch_model("beta")
     assert status.pid == pid and status.model == "beta" and status.state == "running"
     assert server_state.read().model == "beta"  # a crash report or a restart now means beta
     assert router.loaded(status.endpoint.removesuffix("/v1")) == ["beta"]  # --models-max 1
@@ -156,7 +156,7 @@ def recording_proxy(monkeypatch):
 
 
 def test_requests_to_our_own_server_never_go_through_a_proxy(router_running, recording_proxy):
-    status = router.switch_model("beta")  # status reads and a load request (which may carry the API key)
+    status = supervisor.switch_model("beta")  # status reads and a load request (which may carry the API key)
     assert status.model == "beta" and server.status().model == "beta"
     router.unload(status.endpoint.removesuffix("/v1"), "beta")
     assert recording_proxy == []
@@ -166,7 +166,7 @@ def test_a_failed_switch_puts_the_previous_model_back(router_running, models_dir
     # beta passed the checks at start and is damaged afterwards: the router's instance fails to load it.
     shutil.copy(corrupt_ggufs["random_header"], models_dir / "beta.gguf")
     with pytest.raises(LocalModelsError) as err:
-        router.switch_model("beta")
+        supervisor.switch_model("beta")
     assert "could not load beta" in err.value.message and "beta.gguf" in err.value.details
     status = server.status()
     assert status.pid == router_running.pid and status.model == "alpha" and status.state == "running"
@@ -182,7 +182,7 @@ def test_a_crashed_model_instance_is_reported_and_a_switch_loads_it_again(router
         assert (status.state, status.running, status.model) == ("crashed", True, "alpha"), probe
         assert "stopped unexpectedly" in status.message
     assert cli(["status", "--json"]) == 3  # not usable: routing goes elsewhere until it is loaded again
-    status = router.switch_model("alpha")
+    status = supervisor.switch_model("alpha")
     assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
     assert cli(["status", "--json"]) == 0
 
@@ -195,7 +195,7 @@ def test_status_exits_0_while_a_model_loads(monkeypatch, capsys):
 
 def test_a_model_pulled_after_the_start_is_served_by_a_restart(router_running, models_dir, tiny_gguf):
     shutil.copy(tiny_gguf, models_dir / "gamma.gguf")
-    status = router.switch_model("gamma")
+    status = supervisor.switch_model("gamma")
     assert status.pid != router_running.pid and status.model == "gamma"
     assert set(status.models) == {"alpha", "beta", "gamma"}
     assert (status.host, status.port) == (router_running.host, router_running.port)  # not the default 8080
@@ -206,7 +206,7 @@ def test_a_restart_to_a_model_that_cannot_start_leaves_the_running_server_alone(
 ):
     shutil.copy(corrupt_ggufs["truncated"], models_dir / "gamma.gguf")  # pulled after the start, and damaged
     with pytest.raises(CorruptModel):
-        router.switch_model("gamma")
+        supervisor.switch_model("gamma")
     status = server.status()
     assert (status.state, status.pid, status.model) == ("running", router_running.pid, "alpha")
 
@@ -223,7 +223,7 @@ def test_a_restart_the_keyring_refuses_leaves_the_running_server_alone(router_ru
     keyring.set_keyring(fail.Keyring())
     try:
         with pytest.raises(Refused):
-            router.switch_model("gamma")
+            supervisor.switch_model("gamma")
     finally:
         keyring.set_keyring(saved)
     status = server.status()
@@ -246,7 +246,7 @@ def test_a_restart_that_fails_after_the_old_server_stopped_brings_the_old_one_ba
 
     monkeypatch.setattr(launch, "plan_launch", damage_gamma_after_planning)
     with pytest.raises(CorruptModel):
-        router.switch_model("gamma")
+        supervisor.switch_model("gamma")
     status = server.status()
     assert (status.state, status.model, status.port) == ("running", "alpha", router_running.port)
 
@@ -295,7 +295,7 @@ def test_idle_unload_reaches_the_model_instance_and_a_request_wakes_it(system_ru
             time.sleep(0.2)  # idle for a second: the model's memory is freed until a request
         asleep = server.status()
         assert (asleep.state, asleep.model, asleep.asleep) == ("running", "alpha", True)
-        assert router.switch_model("alpha").pid == status.pid  # asleep is still served: nothing to load
+        assert supervisor.switch_model("alpha").pid == status.pid  # asleep is still served: nothing to load
         assert chat(status.endpoint, "alpha").status_code == 200  # a request wakes it
         awake = server.status()
         assert (awake.state, awake.model, awake.asleep) == ("running", "alpha", False)

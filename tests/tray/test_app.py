@@ -14,7 +14,7 @@ import psutil
 import pytest
 from PySide6.QtWidgets import QMenu
 
-from aidevops_local.core.serving import server
+from aidevops_local.core.serving import server, supervisor
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
 from aidevops_local.tray import app as tray_app
@@ -135,7 +135,7 @@ def test_restart_offered_after_a_crash_brings_it_back(tray, served, qtbot):
 
 
 def test_automatic_restart_with_backoff_when_the_setting_asks(tray, served, qtbot, monkeypatch):
-    monkeypatch.setattr(tray_app, "RESTART_BACKOFF_S", (1, 2))
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", (1, 2))
     config.save_settings(config.Settings(**{**config.load_settings().__dict__, "auto_restart": True}))
     t = tray()
     qtbot.waitUntil(lambda: t.icon_state == "running" and t.settings.auto_restart, timeout=10_000)

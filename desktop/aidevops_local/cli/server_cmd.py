@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
+import threading
 
-from ..core.serving import api_key, launch, server
+from ..core.serving import api_key, launch, server, supervisor
 from ..core.serving import state as server_state
 from ..core.serving.state import ServerPhase
 from ..core.system import config
@@ -17,7 +19,13 @@ SERVE_EXAMPLES = """examples:
   aidevops-local serve                         # the default (or only) model
   aidevops-local serve qwen2.5-coder-7b        # a model under ~/.aidevops/models by name
   aidevops-local serve ./model.gguf --ctx 8192 --port 8081
-  aidevops-local serve --json                  # print the endpoint as JSON once healthy"""
+  aidevops-local serve --json                  # print the endpoint as JSON once healthy
+  aidevops-local serve --supervise             # stay in the foreground; restart the server if it crashes
+
+--supervise: after the start (or with a server already running, at once) the command stays in the
+foreground and restarts the server when it exits on its own, after 2, 5, 15 then 60 s; a crash after the
+last try ends it with exit status 8. Ctrl-C or SIGTERM stops the server and exits 0 (what a service
+manager expects); `aidevops-local stop` from another terminal ends the supervision with exit status 0."""
 
 STOP_EXAMPLES = """examples:
   aidevops-local stop
@@ -41,6 +49,11 @@ keeps it in the OS keyring, and gives it to llama-server in its environment (nev
 
 def register(subparsers) -> None:
     raw = argparse.RawDescriptionHelpFormatter
+    _register_serve(subparsers, raw)
+    _register_stop_status(subparsers, raw)
+
+
+def _register_serve(subparsers, raw) -> None:
     p = subparsers.add_parser(
         "serve",
         help="start llama-server on 127.0.0.1 with a model",
@@ -60,8 +73,15 @@ def register(subparsers) -> None:
         "--host", type=host_address, help="address to bind; anything but 127.0.0.1 exposes the model to the network"
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--supervise",
+        action="store_true",
+        help="stay in the foreground and restart the server if it crashes; Ctrl-C stops it (see below)",
+    )
     p.set_defaults(func=cmd_serve)
 
+
+def _register_stop_status(subparsers, raw) -> None:
     p = subparsers.add_parser(
         "stop",
         help="stop the server this tool started",
@@ -100,6 +120,9 @@ def register(subparsers) -> None:
 
 
 def cmd_serve(args) -> int:
+    if args.supervise and (found := server.status(probe_health=False)).state in ("running", "starting"):
+        render.info(f"Supervising the running server: {found.model} (pid {found.pid}).")
+        return _supervise(args, found)
     settings = config.load_settings()
     host = args.host or settings.host  # the settings file's host is warned about like --host
     if not launch.is_loopback(host):
@@ -128,7 +151,36 @@ def cmd_serve(args) -> int:
         render.info(f"Serving {result.model} (pid {result.pid}, context {result.ctx_size}).")
         if result.api_key_required:
             render.info("Clients must send the API key: `aidevops-local api-key --show` prints it.")
-        print(result.endpoint)
+        print(result.endpoint, flush=True)
+    return _supervise(args, result) if args.supervise else ExitCode.OK
+
+
+def _supervise(args, started: server.ServerStatus) -> int:
+    """In the foreground until Ctrl-C, SIGTERM, a stop from elsewhere, or a crash after the last try."""
+    policy = supervisor.Supervisor()
+    policy.observe(started)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restart_with(model: str | None) -> server.ServerStatus:
+        return supervisor.restart(model, port=args.port, host=args.host, ctx=args.ctx, threads=args.threads)
+
+    def notify(kind: str, line: str) -> None:
+        (render.info if kind == "restarted" else render.warn)(line)
+
+    try:
+        outcome = supervisor.supervise(stop, restart_with, notify, policy=policy)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if outcome == "gave_up":
+        render.error_text("The server keeps crashing; supervision gave up.", "See its log: `aidevops-local status`.")
+        return ExitCode.SERVER_START
+    if outcome == "interrupted":
+        result = server.stop()
+        render.info(result.message)
+    else:
+        render.info("The server was stopped; supervision ends.")
     return ExitCode.OK
 
 

@@ -2,8 +2,10 @@
 
 The controller holds the latest snapshot (see snapshot.py) and refreshes it on a timer through a worker;
 every piece of UI reads that snapshot. Server actions are core calls run as jobs; while one runs, a stop or
-restart it causes is not taken for a crash. A crash seen by the poller turns the icon to error, raises a
-notification with "Show log" and "Restart", and restarts with backoff when the setting asks for it.
+restart it causes is not taken for a crash. Each snapshot goes to the core's supervision policy
+(core/serving/supervisor.py), which tells a crash from a stop and decides the restart and its backoff; here a
+crash turns the icon to error, raises a notification with "Show log" and "Restart", and a timer restarts it
+when the policy says so. The windows and dialogs are in windows.py.
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import sys
 import time
 from dataclasses import replace
 
-from PySide6.QtCore import QObject, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication
-from PySide6.QtWidgets import QApplication, QMenu, QMessageBox, QSystemTrayIcon, QWidget
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
-from ..core.serving import router, server
+from ..core.serving import server, supervisor
 from ..core.serving.state import ServerPhase
 from ..core.system import autostart, config
 from ..core.system.units import human_bytes
 from . import dialogs, icons, macos, menu, snapshot
 from .notifications import Action, Notice, Notifications
+from .windows import Windows
 from .workers import Job, Workers
 
 log = logging.getLogger(__name__)
@@ -34,11 +37,9 @@ POLL_IDLE_MS = 5000
 HEALTH_EVERY_S = 30.0  # a healthy server's /health is probed this often; liveness every poll
 FULL_EVERY_S = 60.0  # models, stale list and runtime re-read this often (and on menu open, after jobs)
 NUDGE_EVERY_MS = 6 * 3600 * 1000  # cleanup decides whether a day has passed; this only asks
-RESTART_BACKOFF_S = (2, 5, 15, 60)
-RESTART_STABLE_S = 600.0  # running this long resets the backoff
 
 
-class TrayApp(QObject):
+class TrayApp(QObject, Windows):
     snapshot_changed = Signal(object)
     icon_changed = Signal(str)  # the icon's state: stopped, starting, running, error
 
@@ -61,8 +62,7 @@ class TrayApp(QObject):
         self._refreshing = False
         self._pending_full = False
         self._last_probe = 0.0
-        self._restarts = 0
-        self._running_since = 0.0
+        self.supervisor = supervisor.Supervisor()  # crash or stop, and when to restart
         self._wizard_offered = False
         self._quitting = False
 
@@ -177,17 +177,11 @@ class TrayApp(QObject):
         if snap.settings is not None:  # a full refresh read them: the tray follows edits made elsewhere
             self.settings = snap.settings
         # A stop, ours or from elsewhere (state "stopping"), is intended; only an exit nobody asked for alerts.
-        if (
-            prev.status.running
-            and prev.status.state not in (ServerPhase.CRASHED, ServerPhase.STOPPING)
-            and snap.status.state == ServerPhase.CRASHED
-            and self._server_job is None
-        ):
-            self._on_crash(snap)
-        if snap.status.state == ServerPhase.RUNNING and prev.status.state != ServerPhase.RUNNING:
-            self._running_since = time.time()
-        if snap.status.state == ServerPhase.RUNNING and time.time() - self._running_since > RESTART_STABLE_S:
-            self._restarts = 0
+        crash = self.supervisor.observe(
+            snap.status, acting=self._server_job is not None, auto_restart=self.settings.auto_restart
+        )
+        if crash is not None:
+            self._on_crash(crash)
         self._update_icon()
         if snap.full_at != prev.full_at:
             _return_freed_memory()
@@ -222,7 +216,7 @@ class TrayApp(QObject):
         state = self.snapshot.state
         if self.last_error and not self.snapshot.status.running:
             state = "error"
-        if self._server_job is not None and state != "running":
+        if self._server_job is not None and state != ServerPhase.RUNNING:
             state = "starting"
         self._set_icon(state)
 
@@ -328,7 +322,7 @@ class TrayApp(QObject):
 
         def job_fn(job: Job):
             settings = config.load_settings()  # read once for the switch and the save after it
-            status = router.switch_model(name, progress=job.report, cancel=job.cancel, settings=settings)
+            status = supervisor.switch_model(name, progress=job.report, cancel=job.cancel, settings=settings)
             if settings.default_model != name:  # Start serves the last model chosen
                 config.save_settings(replace(settings, default_model=name))
             return status
@@ -346,45 +340,23 @@ class TrayApp(QObject):
         if endpoint:
             QGuiApplication.clipboard().setText(endpoint)
 
-    def show_log(self) -> None:
-        snap = self.snapshot
-
-        def read(job: Job):
-            path = snapshot.log_path(snap)
-            return path, dialogs.read_log(path)
-
-        window = self._window("log", dialogs.LogWindow)
-        self.workers.submit(read, name="log", on_done=lambda r: window.set_text(*r))
-
     # ---- crashes and notifications ------------------------------------------------------------------
 
-    def _on_crash(self, snap: snapshot.Snapshot) -> None:
-        log.warning("llama-server (pid %s) exited on its own", snap.status.pid)
-        auto = self.settings.auto_restart and self._restarts < len(RESTART_BACKOFF_S)
-        actions = (
-            (Action("show_log", "Show log"),)
-            if auto
-            else (Action("show_log", "Show log"), Action("restart", "Restart"))
-        )
-        body = f"{snap.status.model} on port {snap.status.port} exited."
-        if auto:
-            delay = RESTART_BACKOFF_S[self._restarts]
-            body += f" Restarting in {delay} s."
-            self._restarts += 1
-            QTimer.singleShot(delay * 1000, lambda m=snap.status.model: self._auto_restart(m))
+    def _on_crash(self, crash: supervisor.Crash) -> None:
+        log.warning("llama-server (pid %s) exited on its own", crash.pid)
+        actions = (Action("show_log", "Show log"),)
+        if crash.restart_in is None:
+            actions += (Action("restart", "Restart"),)
+        else:
+            QTimer.singleShot(int(crash.restart_in * 1000), lambda m=crash.model: self._auto_restart(m))
         self.notifications.notify(
             Notice(
-                "crash",
-                "llama-server stopped unexpectedly",
-                body,
-                actions,
-                critical=True,
-                ref=snap.status.model or "",
+                "crash", "llama-server stopped unexpectedly", crash.body, actions, critical=True, ref=crash.model or ""
             )
         )
 
     def _auto_restart(self, model: str | None) -> None:
-        if self.snapshot.status.state in (ServerPhase.CRASHED, ServerPhase.STOPPED) and not self._quitting:
+        if self.supervisor.may_restart(self.snapshot.status) and not self._quitting:
             self.restart_server(model)
 
     def restart_server(self, model: str | None = None) -> None:
@@ -405,126 +377,6 @@ class TrayApp(QObject):
             self.switch_model(notice.ref)
         elif action == "review" or (notice.kind == "nudge" and action == "default"):
             self.open_cleanup()
-
-    def check_nudge(self) -> None:
-        from ..core.maintenance import cleanup
-
-        self.workers.submit(
-            lambda job: cleanup.nudge(),
-            name="nudge",
-            on_done=self._nudge_result,
-            on_error=lambda exc: log.warning("nudge: %s", exc),
-        )
-
-    def _nudge_result(self, nudge) -> None:
-        if not nudge:
-            return
-        n = nudge.stale_models
-        self.notifications.notify(
-            Notice(
-                "nudge",
-                "Unused local models",
-                f"{n} local model{'s' if n != 1 else ''} unused for a while take {human_bytes(nudge.stale_bytes)}.",
-                (Action("review", "Review"), Action("later", "Later")),
-            )
-        )
-
-    # ---- windows ------------------------------------------------------------------------------------
-
-    def _window(self, key: str, factory):
-        window = self.windows.get(key)
-        if window is None:
-            window = factory()
-            self.windows[key] = window
-            window.destroyed.connect(lambda *_: self.windows.pop(key, None))
-        window.show()
-        window.raise_()
-        window.activateWindow()
-        return window
-
-    def _error_dialog(self, exc: BaseException) -> None:
-        dialogs.show_error(None, exc)
-
-    def _confirm(self, title: str, text: str) -> bool:
-        box = QMessageBox(
-            QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
-        )
-        dialogs.ask(box)
-        return box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
-
-    def _app_state_changed(self, state: Qt.ApplicationState) -> None:
-        """macOS: opening the app again (Finder, Spotlight) sends no second process but a reopen event, which
-        Qt reports as the app becoming active. With none of our windows open that is the user asking for the
-        app: show the control window (the only way in when the icon hides behind the notch)."""
-        if state != Qt.ApplicationState.ApplicationActive or self._quitting:
-            return
-        if QApplication.activeModalWidget() is not None or any(w.isVisible() for w in self.windows.values()):
-            return  # one of ours was brought forward (a dialog, a window): that is all this activation means
-        self.show_control_window()
-
-    def show_control_window(self) -> None:
-        from .control_window import ControlWindow
-
-        self._window("control", lambda: ControlWindow(self, no_tray=self.tray is None))
-
-    def open_download(self) -> None:
-        from .download_window import DownloadWindow
-
-        self._window("download", lambda: DownloadWindow(self))
-
-    def open_usage(self) -> None:
-        from .usage_window import UsageWindow
-
-        self._window("usage", lambda: UsageWindow(self))
-
-    def open_cleanup(self) -> None:
-        from .cleanup_window import CleanupWindow
-
-        self._window("cleanup", lambda: CleanupWindow(self))
-
-    def open_settings(self) -> None:
-        from .settings_window import SettingsWindow
-
-        self._window("settings", lambda: SettingsWindow(self))
-
-    def open_wizard(self) -> None:
-        from .wizard import Wizard
-
-        self._window("wizard", lambda: Wizard(self))
-
-    def handle_request(self, request: str) -> None:
-        """What a second launch asked for."""
-        if request == "wizard":
-            self.open_wizard()
-        else:
-            self.show_control_window()
-
-    # ---- quitting -----------------------------------------------------------------------------------
-
-    def quit(self) -> None:
-        if not self.snapshot.status.running:
-            self.shutdown(stop_server=False)
-            return
-        choice = self.ask_keep_server()
-        if choice is not None:
-            self.shutdown(stop_server=not choice)
-
-    def ask_keep_server(self) -> bool | None:
-        """True: leave the server running; False: stop it; None: do not quit."""
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
-            "Quit aidevops Local Models",
-            f"The server is running {self.snapshot.status.model}. Leave it running for other "
-            "tools after the tray quits?",
-        )
-        box.setObjectName("quit_dialog")
-        leave = box.addButton("Leave it running", QMessageBox.ButtonRole.AcceptRole)
-        stop = box.addButton("Stop the server", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(leave if self.settings.keep_server_on_quit else stop)
-        dialogs.ask(box)
-        clicked = box.clickedButton()
-        return True if clicked is leave else False if clicked is stop else None
 
 
 def _return_freed_memory() -> None:

@@ -123,9 +123,9 @@ def download(job, pick: Pick) -> str:
 
 
 def start(job, name: str) -> server.ServerStatus:
-    from ..core.serving import router
+    from ..core.serving import supervisor
 
     status = server.status(probe_health=False)
     if status.running and status.model == name:
         return server.status()
-    return router.switch_model(name, progress=job.report, cancel=job.cancel)
+    return supervisor.switch_model(name, progress=job.report, cancel=job.cancel)

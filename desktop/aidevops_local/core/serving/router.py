@@ -3,9 +3,9 @@
 Newer llama.cpp builds take ``--models-dir``/``--models-preset`` and ``--models-max``, answer ``GET /models``
 with each model's load state, and accept ``POST /models/load`` and ``/models/unload``. What a build supports
 comes from build_features (its ``--help``, read once and cached). launch.plan_launch starts a router where
-the build has it (over a preset file listing every local model with its own plan); then switching model is
-a load request to it. With an older build, or a model the running router does not list (pulled after it
-started), switching is a stop and a start.
+the build has it (over a preset file listing every local model with its own plan). This module is only a
+client of those endpoints; it knows nothing of our server's state file or processes, so server.py can use it.
+Switching model (a load request here, or a stop and a start) is supervisor.switch_model's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..llamacpp import build_features
-from ..system import config, local_http
+from ..system import local_http
 from ..system.errors import LocalModelsError, ModelNotFound, ServerNotRunning
 from ..system.progress import ProgressCallback, check_cancelled, report
 
@@ -175,66 +175,3 @@ def _post(base_url: str, verb: str, model_id: str, headers: dict[str, str] | Non
         )
     if status_code >= 400:
         raise LocalModelsError(f"The server refused to {verb} {model_id} ({status_code}).", hint=text[:200])
-
-
-def switch_model(
-    name: str,
-    *,
-    progress: ProgressCallback | None = None,
-    cancel: threading.Event | None = None,
-    settings: config.Settings | None = None,
-):
-    """Serve ``name`` instead of what runs now: a load request to a running router that lists it, else a
-    restart on the same host and port (server.replace_model: the old server stops only once the new start is
-    planned, and comes back if it fails). A load that fails puts the previous model back (best effort) and
-    raises with the log's tail. Returns the server's status afterwards. Holds the start lock throughout, so a
-    start from elsewhere waits. ``settings``: the caller's, for a restart (else read then)."""
-    from . import server
-
-    with server.start_lock(progress, cancel):
-        return _switch_locked(name, progress, cancel, settings)
-
-
-def _switch_locked(
-    name: str,
-    progress: ProgressCallback | None,
-    cancel: threading.Event | None,
-    settings: config.Settings | None = None,
-):
-    from ..models import library
-    from . import api_key, server
-
-    state = server.current_state()
-    if state is not None and server.owned_process(state) is not None:
-        headers = api_key.headers(required=state.api_key_required)
-        available = models(state.base_url, headers=headers) if state.router else None
-        local = library.resolve_model(name)
-        target = _offered(available or [], local.name, local.path)
-        if target is not None:
-            before = next((m.id for m in available or [] if m.serving and m.id != target), None)
-            try:
-                load(state.base_url, target, progress=progress, cancel=cancel, headers=headers)
-            except LocalModelsError as exc:
-                exc.details = exc.details or server.log_tail(Path(state.log_path))
-                _put_back(state.base_url, before, headers)
-                raise
-            server.note_loaded(target, next(m.path for m in available if m.id == target))
-            return server.status()
-    check_cancelled(cancel)
-    return server.replace_model(name, progress=progress, cancel=cancel, settings=settings)
-
-
-def _offered(available: list[RouterModel], name: str, path: Path) -> str | None:
-    try:
-        return router_id(available, name, path)
-    except ModelNotFound:
-        return None  # not a router, or pulled after it started: a restart lists it
-
-
-def _put_back(base_url: str, previous: str | None, headers: dict[str, str] | None) -> None:
-    if previous is None:
-        return
-    try:
-        load(base_url, previous, headers=headers)
-    except LocalModelsError:
-        pass  # the server stays up with nothing loaded; the original error is the one to report

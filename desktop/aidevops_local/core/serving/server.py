@@ -45,8 +45,6 @@ from .state import ServerState, start_lock
 
 __all__ = ["LOG_TAIL_LINES", "ServerState", "ServerStatus", "listening_pids", "log_tail", "start_lock", "status"]
 
-# The names router's switch reads the state by until it calls state.running() and state.note_loaded() itself.
-current_state, owned_process, note_loaded = server_state.read, server_state.owned_process, server_state.note_loaded
 
 # ---- start --------------------------------------------------------------------------------------------------
 
