@@ -187,7 +187,7 @@ def measure_all(models: list[str], *, threads: int) -> tuple[int, list[Case]]:
     for name in models:
         header = gguf_meta.read_model(paths[name])
         for ctx in CONTEXTS[name]:
-            parallel = fit._auto_parallel(ctx)
+            parallel = fit.auto_parallel(ctx)
             est = fit.estimate_memory(header, ctx=ctx, parallel=parallel)
             got = measure(fx.llama_server, paths[name], ctx, parallel, threads)
             cases.append(Case(name, ctx, parallel, est, got["rss_load"], got["rss_busy"], got["log"]))

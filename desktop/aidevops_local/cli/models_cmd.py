@@ -100,11 +100,12 @@ def register(subparsers) -> None:
 
 
 def cmd_search(args) -> int:
+    from ..core.llamacpp import installed
     from ..core.models import hub
     from ..core.system import hardware
 
     if args.repo:
-        files = hub.list_files(args.repo, hardware=hardware.detect())
+        files = hub.list_files(args.repo, hardware=hardware.detect(server=installed.server_or_none()))
         if args.json:
             render.as_json(files)
             return ExitCode.OK

@@ -34,9 +34,10 @@ def search(query: str):
 
 
 def list_files(repo_id: str):
+    from ..core.llamacpp import installed
     from ..core.models import hub
 
-    return hub.list_files(repo_id, hardware=hardware.detect())
+    return hub.list_files(repo_id, hardware=hardware.detect(server=installed.server_or_none()))
 
 
 def pull(job, repo_id: str, filename: str):

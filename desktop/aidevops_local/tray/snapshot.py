@@ -152,9 +152,10 @@ def _models(problems: list[str]) -> list[ModelEntry]:
 def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int | None]]:
     """Whether each model fits this machine (fit's listing sense: against total memory, all layers on the
     best GPU backend where there is one)."""
+    from ..core.llamacpp import installed
     from ..core.models import fit
 
-    hw = hardware.detect()
+    hw = hardware.detect(server=installed.server_or_none())
     marks: dict[str, tuple[bool | None, int | None]] = {}
     for model in found:
         try:

@@ -78,14 +78,14 @@ def save_pick(pick: Pick | None) -> None:
 
 
 def read_progress(job=None) -> Progress:
-    from ..core.llamacpp import runtime
+    from ..core.llamacpp import installed, runtime
     from ..core.models import library
 
-    installed = runtime.installed_runtime()
+    build = runtime.installed_runtime()
     status = server.status()
-    label = f"{installed.tag or installed.version} ({installed.backend})" if installed else ""
+    label = f"{build.tag or build.version} ({build.backend})" if build else ""
     return Progress(
-        hardware=hardware.detect(),
+        hardware=hardware.detect(server=installed.server_or_none()),
         runtime=label,
         local_models=tuple(m.name for m in library.list_models()),
         running_model=status.model or "" if status.running else "",

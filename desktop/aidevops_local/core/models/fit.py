@@ -259,7 +259,7 @@ def _ctx_candidates(shape: ModelShape, floor: int) -> list[int]:
     return out or [floor]
 
 
-def _auto_parallel(ctx: int) -> int:
+def auto_parallel(ctx: int) -> int:
     """Slots: one per 4096 tokens of context, at most 4, so every slot keeps at least 4096 tokens when the
     context is split between slots."""
     return max(1, min(4, ctx // 4096))
@@ -293,7 +293,7 @@ def plan_server(
     layer_options = [shape.n_layer + 1] if gpu else [0]
 
     def attempt(c: int, ngl: int) -> MemoryEstimate:
-        slots = parallel or _auto_parallel(c)
+        slots = parallel or auto_parallel(c)
         est = estimate_memory(
             shape, ctx=c, parallel=slots, gpu_layers=ngl, backend=backend, kv_unified=kv_unified, hardware=None
         )
