@@ -555,3 +555,32 @@ def test_a_start_failure_waits_for_the_line_that_explains_it(tmp_path):
     failure = failures.start_failure(state, 1)
     writer.join()
     assert isinstance(failure, CorruptModel) and "failed to load model" in failure.details
+
+
+def test_a_start_the_log_leaves_unexplained_reads_the_model_file(tmp_path):
+    """A router's instance can exit before its last lines reach the log: a model file that no longer reads
+    is then the reason given, not an unexplained exit."""
+    log = tmp_path / "server.log"
+    log.write_text("0.00.022.688 I srv    operator(): instance name=m exited with status 1\n")
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\xff" * 64)
+    state = server.ServerState(
+        pid=1,
+        create_time=0.0,
+        host="127.0.0.1",
+        port=1,
+        model="m",
+        model_path=str(model),
+        binary="/b",
+        log_path=str(log),
+        started_at=0.0,
+        session_id="s",
+    )
+    failure = failures.start_failure(state, 1)
+    assert isinstance(failure, CorruptModel)
+    assert "could not load the model" in failure.message and "m.gguf" in failure.details
+    assert "instance name=m exited" in failure.details
+
+    state.model_path = str(tmp_path / "gone.gguf")
+    unexplained = failures.start_failure(state, 1)
+    assert type(unexplained) is ServerStartFailed and "exited during start with status 1" in unexplained.message

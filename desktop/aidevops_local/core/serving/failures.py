@@ -8,10 +8,16 @@ import time
 from pathlib import Path
 
 from ..accounting import request_log
-from ..system.errors import CorruptModel, PortInUse, ServerStartFailed
+from ..models import gguf_meta
+from ..system.errors import CorruptModel, LocalModelsError, PortInUse, ServerStartFailed
 from .state import ServerState
 
 LOG_TAIL_LINES = 12
+_LOAD_FAILED = (
+    "llama-server could not load the model.",
+    "The file may be damaged or of an architecture this llama.cpp build does not know: "
+    "pull it again, or run `update` for a newer runtime.",
+)
 # Lines in llama-server's log that explain a failed start, and what they mean for the user.
 _START_FAILURES = (
     (
@@ -20,15 +26,7 @@ _START_FAILURES = (
         "The port is already in use by another program.",
         "Stop that program, or choose another port with --port.",
     ),
-    (
-        "failed to load model",
-        CorruptModel,
-        "llama-server could not load the model.",
-        (
-            "The file may be damaged or of an architecture this llama.cpp build does not know: "
-            "pull it again, or run `update` for a newer runtime."
-        ),
-    ),
+    ("failed to load model", CorruptModel, *_LOAD_FAILED),
     (
         "unknown model architecture",
         CorruptModel,
@@ -66,12 +64,34 @@ def start_failure(state: ServerState, returncode: int) -> ServerStartFailed:
                 return kind(f"{message} (llama-server exited with status {returncode})", hint=hint, details=tail)
         tail = "\n".join(lines[-LOG_TAIL_LINES:])
         if time.monotonic() > deadline:
+            unreadable = _unreadable_model(Path(state.model_path))
+            if unreadable is not None:
+                message, hint = _LOAD_FAILED
+                return CorruptModel(
+                    f"{message} (llama-server exited with status {returncode})",
+                    hint=hint,
+                    details=f"{unreadable}\n{tail}".strip(),
+                )
             return ServerStartFailed(
                 f"llama-server exited during start with status {returncode}.",
                 hint=f"Its log is {state.log_path}.",
                 details=tail,
             )
         time.sleep(0.1)
+
+
+def _unreadable_model(path: Path) -> str | None:
+    """Why the model's file cannot be read now, or None. A router's instance can die before its last lines
+    reach the router's log (they are relayed, and the router drops what is pending when it exits), so a start
+    the log leaves unexplained checks the file itself: it may have changed since the start's checks."""
+    if not path.is_file():
+        return None  # a name, not a file: nothing to read here
+    try:
+        for part in gguf_meta.split_parts(path):
+            gguf_meta.read_header(part)  # uncached: the cache may hold the header from before the change
+    except LocalModelsError as exc:
+        return exc.message
+    return None
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
