@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..database import store
-from ..system import config
-from ..system.errors import DiskFull, LocalModelsError, Refused, UnsafePath
+from ..system import clock, config
+from ..system.errors import ConfigError, DiskFull, LocalModelsError, Refused, UnsafePath
 from ..system.progress import ProgressCallback
 from . import hub, transfer
 from .library import LocalModel, model_name
@@ -69,8 +69,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     repo, _, quant = spec.partition(":")
     repo = repo.strip("/")
     if repo.count("/") != 1 or not all(repo.split("/")):
-        from ..system.errors import ConfigError
-
         raise ConfigError(
             f"{spec!r} is not a repository name.",
             hint="Write it as ORG/REPO or ORG/REPO:QUANT, e.g. bartowski/Qwen_Qwen3-8B-GGUF:Q4_K_M.",
@@ -294,8 +292,6 @@ def _record(name: str, repo_id: str, chosen: hub.RemoteFile, targets: list[Path]
 
 
 def _now():
-    from ..system import clock
-
     return clock.now()
 
 

@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 
 from ..system import config
 from ..system.errors import (
+    ChoiceNeeded,
     LocalModelsError,
     NotFound,
     UnsafePath,
@@ -283,8 +284,6 @@ def choose_file(
 ) -> RemoteFile:
     """The file ``pull`` takes: the one named, else the quant asked for, else Q4_K_M, Q5_K_M, Q8_0 in that
     order, else the only one. ChoiceNeeded (listing the quants) when that leaves more than one."""
-    from ..system.errors import ChoiceNeeded
-
     if not files:
         raise NotFound(
             f"{repo_id} has no GGUF model files.", hint="Pick a repo with GGUF files: `aidevops-local search NAME`."

@@ -10,6 +10,8 @@ only when the client is made, like everywhere in core.
 
 from __future__ import annotations
 
+import os
+
 import httpx2
 
 
@@ -38,8 +40,6 @@ def fail_fast_client() -> httpx2.Client:
     """As huggingface_hub's default_client_factory builds it, with FailFastTransport; with a proxy in the
     environment, the library's own client (a transport of ours would bypass the proxy, and it is the proxy
     that answers for an unreachable Hub then)."""
-    import os
-
     from huggingface_hub.utils._http import default_client_factory, hf_request_event_hook
 
     if any(os.environ.get(name) for name in PROXY_VARIABLES):
