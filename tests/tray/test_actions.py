@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from PySide6.QtCore import QObject, Signal
 
-from aidevops_local.tray import actions
+from aidevops_local.tray import actions, control_window
 from aidevops_local.tray.control_window import ControlWindow
 from aidevops_local.tray.snapshot import StaleSummary
 from tests.tray.test_menu import GB, FakeController, built, crashed, items, running, stopped
@@ -91,3 +91,16 @@ def test_a_window_click_calls_what_the_menu_item_calls(qtbot):
     app.snapshot = stopped()
     window.buttons["start"].click()
     assert app.ctl.calls[-1] == ("start_server", "qwen2.5-coder-7b")  # the model chosen in the list
+
+
+@pytest.mark.parametrize("case", ["running", "crashed", "stale models"])
+def test_the_window_fills_its_grid_with_the_shown_actions_leaving_no_hole(case, qtbot):
+    snap, busy, last_error = SNAPSHOTS[case]
+    window = ControlWindow(FakeApp(snap, busy, last_error), no_tray=False)
+    qtbot.addWidget(window)
+    grid = window.grid
+    placed = {grid.itemAt(i).widget().objectName(): grid.getItemPosition(i)[:2] for i in range(grid.count())}
+    shown = [a.id for a in actions.ACTIONS if a.id not in control_window.ROW and a.shown(actions.View(snap))]
+    assert sorted(placed) == sorted(shown)
+    columns = control_window.GRID_COLUMNS
+    assert [placed[name] for name in shown] == [(i // columns, i % columns) for i in range(len(shown))]

@@ -10,6 +10,7 @@ from ..core.serving.state import ServerPhase
 from . import actions, menu
 
 ROW = ("start", "stop", "switch")  # beside the model list
+GRID_COLUMNS = 4
 
 NO_TRAY_TEXT = (
     "Your desktop shows no system tray, so aidevops Local Models runs in this window. "
@@ -40,7 +41,7 @@ class ControlWindow(QWidget):
         # The menu's actions (actions.py), as buttons: start, stop and switch beside the model list, the rest below.
         self.buttons: dict[str, QPushButton] = {}
         for action in actions.ACTIONS:
-            button = QPushButton(action.label, objectName=action.id)
+            button = QPushButton(action.label, self, objectName=action.id)  # parented: never a window of its own
             button.clicked.connect(lambda _checked=False, a=action: self._clicked(a))
             self.buttons[action.id] = button
         self.models = QComboBox(objectName="models")
@@ -49,11 +50,8 @@ class ControlWindow(QWidget):
         for widget in (self.buttons["start"], self.buttons["stop"], self.models, self.buttons["switch"]):
             row.addWidget(widget, 1 if widget is self.models else 0)
         layout.addLayout(row)
-        grid = QGridLayout()
-        below = [a.id for a in actions.ACTIONS if a.id not in ROW]
-        for i, name in enumerate(below):
-            grid.addWidget(self.buttons[name], i // 4, i % 4)
-        layout.addLayout(grid)
+        self.grid = QGridLayout()
+        layout.addLayout(self.grid)
         app.snapshot_changed.connect(self.update_from)
         self.update_from(app.snapshot)
 
@@ -76,6 +74,16 @@ class ControlWindow(QWidget):
             button.setEnabled(action.enabled(view))
             if action.id != "switch":
                 button.setText(action.text(snap))
+        self._place_below(view)
+
+    def _place_below(self, view: actions.View) -> None:
+        """The other actions in a grid, filled in order by those shown: a hidden one leaves no hole."""
+        below = [self.buttons[a.id] for a in actions.ACTIONS if a.id not in ROW]
+        for button in below:
+            self.grid.removeWidget(button)
+        shown = [self.buttons[a.id] for a in actions.ACTIONS if a.id not in ROW and a.shown(view)]
+        for i, button in enumerate(shown):
+            self.grid.addWidget(button, i // GRID_COLUMNS, i % GRID_COLUMNS)
 
     def _clicked(self, action: actions.Action) -> None:
         """Start serves the model chosen in the list; switch serves it instead; the rest call the app as is."""
