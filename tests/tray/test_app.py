@@ -145,6 +145,30 @@ def test_automatic_restart_with_backoff_when_the_setting_asks(tray, served, qtbo
     qtbot.waitUntil(lambda: t.snapshot.status.state == "running" and t.snapshot.status.pid != first_pid, timeout=30_000)
 
 
+def test_an_automatic_restart_that_fails_is_tried_again_after_the_next_delay(tray, served, qtbot, monkeypatch):
+    """The tray follows the core policy as `serve --supervise` does: a failed restart is a try, not the end."""
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", (1, 2, 2))
+    config.save_settings(replace(config.load_settings(), auto_restart=True))
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running" and t.settings.auto_restart, timeout=10_000)
+    first_pid, port = served.pid, served.port
+    os.killpg(first_pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
+    qtbot.waitUntil(lambda: not psutil.pid_exists(first_pid) or not _holds(port), timeout=10_000)
+    squatter = socket.create_server(("127.0.0.1", port))  # another program takes the port: the restart fails
+    try:
+        qtbot.waitUntil(lambda: "in use" in t.last_error, timeout=20_000)
+    finally:
+        squatter.close()
+    qtbot.waitUntil(lambda: t.snapshot.status.state == "running" and t.snapshot.status.pid != first_pid, timeout=30_000)
+    assert t.snapshot.status.port == port  # where the crashed server listened
+
+
+def _holds(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models, qtbot):
     t = tray()
     assert t.snapshot.status.state == "stopped"

@@ -16,8 +16,8 @@ import sys
 import time
 from dataclasses import replace
 
-from PySide6.QtCore import QObject, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from ..core.serving import server, supervisor
@@ -249,7 +249,7 @@ class TrayApp(QObject, Windows):
 
     # ---- server actions -----------------------------------------------------------------------------
 
-    def _server_action(self, busy: str, fn, *, on_done=None, notify_failure: bool = True) -> None:
+    def _server_action(self, busy: str, fn, *, on_done=None, on_failure=None, notify_failure: bool = True) -> None:
         if self._server_job is not None:
             return
         self.busy = busy
@@ -281,6 +281,8 @@ class TrayApp(QObject, Windows):
                 )
             else:
                 self._error_dialog(exc)
+            if on_failure:
+                on_failure(exc)
             self.refresh(full=True)
 
         def progress(p) -> None:
@@ -301,10 +303,14 @@ class TrayApp(QObject, Windows):
     def start_server(self, model: str | None = None) -> None:
         name = model or self.settings.default_model or (self.snapshot.served[0] if self.snapshot.served else None)
         label = name or "the default model"
-        self._server_action(f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report))
+        settings = self.settings
+        self._server_action(
+            f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report, settings=settings)
+        )
 
     def stop_server(self) -> None:
-        self._server_action("Stopping the server…", lambda job: server.stop(), notify_failure=False)
+        settings = self.settings
+        self._server_action("Stopping the server…", lambda job: server.stop(settings=settings), notify_failure=False)
 
     def switch_model(self, name: str) -> None:
         entry = self.snapshot.model(name)
@@ -330,16 +336,6 @@ class TrayApp(QObject, Windows):
         self.settings = replace(self.settings, default_model=name)
         self._server_action(f"Switching to {name}…", job_fn)
 
-    def open_chat(self) -> None:
-        s = self.snapshot.status
-        if s.running and s.port:
-            QDesktopServices.openUrl(QUrl(f"http://{s.host or '127.0.0.1'}:{s.port}/"))
-
-    def copy_endpoint(self) -> None:
-        endpoint = self.snapshot.status.endpoint
-        if endpoint:
-            QGuiApplication.clipboard().setText(endpoint)
-
     # ---- crashes and notifications ------------------------------------------------------------------
 
     def _on_crash(self, crash: supervisor.Crash) -> None:
@@ -357,15 +353,25 @@ class TrayApp(QObject, Windows):
 
     def _auto_restart(self, model: str | None) -> None:
         if self.supervisor.may_restart(self.snapshot.status) and not self._quitting:
-            self.restart_server(model)
+            self.restart_server(model, automatic=True)
 
-    def restart_server(self, model: str | None = None) -> None:
-        """After a crash: a start, or, where a router outlived its model's instance, a load request."""
+    def restart_server(self, model: str | None = None, *, automatic: bool = False) -> None:
+        """After a crash, as `serve --supervise` does (supervisor.restart): a start where the crashed server
+        listened, or, where a router outlived its model's instance, a load request. An automatic restart that
+        fails counts as a try: the policy schedules the next one, or none when the tries are spent."""
         name = model or self.snapshot.status.model
-        if self.snapshot.status.running and name:
-            self.switch_model(name)
-        else:
-            self.start_server(name)
+        crashed, settings = self.snapshot.status, self.settings
+
+        def failed(_exc: BaseException) -> None:
+            crash = self.supervisor.restart_failed(crashed)
+            if crash.restart_in is not None:
+                QTimer.singleShot(int(crash.restart_in * 1000), lambda m=crash.model: self._auto_restart(m))
+
+        self._server_action(
+            f"Restarting {name or 'the server'}…",
+            lambda job: supervisor.restart(name, progress=job.report, settings=settings),
+            on_failure=failed if automatic else None,
+        )
 
     def _notification_action(self, notice: Notice, action: str) -> None:
         log.info("notification %s: %s", notice.kind, action)

@@ -1,6 +1,6 @@
 """The tray controller's windows and questions: one window of each kind, shown and raised again when asked
-for twice; the log; the dialogs that ask (may not fit, quit and leave the server running?); the nudge about
-unused models.
+for twice; the chat page and the endpoint; the log; the dialogs that ask (may not fit, quit and leave the
+server running?); the nudge about unused models.
 
 Kept apart from app.py, which owns the timers, the polling and the icon; this part only opens things. It is
 a mixin of TrayApp and reads what TrayApp holds (windows, workers, snapshot, settings, tray).
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ..core.system.units import human_bytes
@@ -33,6 +34,16 @@ class Windows:
 
         window = self._window("log", dialogs.LogWindow)
         self.workers.submit(read, name="log", on_done=lambda r: window.set_text(*r))
+
+    def open_chat(self) -> None:
+        s = self.snapshot.status
+        if s.running and s.port:
+            QDesktopServices.openUrl(QUrl(f"http://{s.host or '127.0.0.1'}:{s.port}/"))
+
+    def copy_endpoint(self) -> None:
+        endpoint = self.snapshot.status.endpoint
+        if endpoint:
+            QGuiApplication.clipboard().setText(endpoint)
 
     def _window(self, key: str, factory):
         window = self.windows.get(key)
