@@ -9,7 +9,6 @@ import os
 import pytest
 
 from aidevops_local.core.llamacpp import releases
-from aidevops_local.core.serving import server
 from aidevops_local.core.system import backends, gpus, hardware
 from aidevops_local.core.system.gpus import Gpu
 
@@ -122,8 +121,8 @@ def test_without_nvml_the_gpu_and_its_memory_come_from_nvidia_smi(tmp_path, monk
     finally:
         hardware._static_probe.cache_clear()
     assert hw.best_backend == "cuda" and hw.gpus[0].name == "NVIDIA H200"
-    assert server._gpu_memory([4242, 4243]) == 2048 * MIB
-    assert server._gpu_memory([1]) is None
+    assert backends.memory_in_use([4242, 4243]) == 2048 * MIB
+    assert backends.memory_in_use([1]) is None
 
 
 def test_process_memory_parsing_and_selection():

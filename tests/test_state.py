@@ -95,7 +95,9 @@ def test_running_names_the_process_it_started(sleeper):
 
 def test_no_state_file_or_a_damaged_one_is_no_server():
     assert server_state.running() is None
-    server_state.write_atomically(server_state.config.paths().state_file, "{not json")
+    damaged = server_state.config.paths().state_file
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    damaged.write_text("{not json")
     assert server_state.read() is None and server_state.running() is None
 
 

@@ -120,10 +120,13 @@ def _register_stop_status(subparsers, raw) -> None:
 
 
 def cmd_serve(args) -> int:
-    if args.supervise and (found := server.status(probe_health=False)).state in ("running", "starting"):
+    settings = config.load_settings()  # once, for the start, every restart and the stop
+    if args.supervise and (found := server.status(probe_health=False)).state in (
+        ServerPhase.RUNNING,
+        ServerPhase.STARTING,
+    ):
         render.info(f"Supervising the running server: {found.model} (pid {found.pid}).")
-        return _supervise(args, found)
-    settings = config.load_settings()
+        return _supervise(args, found, settings)
     host = args.host or settings.host  # the settings file's host is warned about like --host
     if not launch.is_loopback(host):
         unguarded = (
@@ -152,10 +155,10 @@ def cmd_serve(args) -> int:
         if result.api_key_required:
             render.info("Clients must send the API key: `aidevops-local api-key --show` prints it.")
         print(result.endpoint, flush=True)
-    return _supervise(args, result) if args.supervise else ExitCode.OK
+    return _supervise(args, result, settings) if args.supervise else ExitCode.OK
 
 
-def _supervise(args, started: server.ServerStatus) -> int:
+def _supervise(args, started: server.ServerStatus, settings: config.Settings) -> int:
     """In the foreground until Ctrl-C, SIGTERM, a stop from elsewhere, or a crash after the last try."""
     policy = supervisor.Supervisor()
     policy.observe(started)
@@ -163,7 +166,9 @@ def _supervise(args, started: server.ServerStatus) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def restart_with(model: str | None) -> server.ServerStatus:
-        return supervisor.restart(model, port=args.port, host=args.host, ctx=args.ctx, threads=args.threads)
+        return supervisor.restart(
+            model, port=args.port, host=args.host, ctx=args.ctx, threads=args.threads, settings=settings
+        )
 
     def notify(kind: str, line: str) -> None:
         (render.info if kind == "restarted" else render.warn)(line)
@@ -177,7 +182,7 @@ def _supervise(args, started: server.ServerStatus) -> int:
         render.error_text("The server keeps crashing; supervision gave up.", "See its log: `aidevops-local status`.")
         return ExitCode.SERVER_START
     if outcome == "interrupted":
-        result = server.stop()
+        result = server.stop(settings=settings)
         render.info(result.message)
     else:
         render.info("The server was stopped; supervision ends.")

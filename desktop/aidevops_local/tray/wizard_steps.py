@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.serving import server
+from ..core.serving import state as server_state
+from ..core.serving.state import ServerPhase
 from ..core.system import config, hardware
 from ..core.system.files import write_atomically
 from ..core.system.units import human_bytes
@@ -126,6 +128,6 @@ def start(job, name: str) -> server.ServerStatus:
     from ..core.serving import supervisor
 
     status = server.status(probe_health=False)
-    if status.running and status.model == name:
-        return server.status()
+    if status.state == ServerPhase.RUNNING and server_state.serves(status, (), name):
+        return server.status()  # already served (a crashed router's model is not: it is switched back in)
     return supervisor.switch_model(name, progress=job.report, cancel=job.cancel)

@@ -128,7 +128,7 @@ def _alive(
         listening=None if addresses is None else [str(a) for a in addresses],
         endpoint=f"{state.base_url}/v1",
         rss_bytes=rss,
-        gpu_memory_bytes=_gpu_memory([proc.pid, *children]) if state.gpu_layers else None,
+        gpu_memory_bytes=backends.memory_in_use([proc.pid, *children]) if state.gpu_layers else None,
         # The kernel's start time, not the clock of whichever process ran serve.
         uptime_s=round(max(0.0, time.time() - state.create_time), 1),
     )
@@ -219,12 +219,6 @@ def _front_rss(state: ServerState) -> int:
 def probe(base_url: str, timeout: float = 0.5) -> int | None:
     answer = local_http.get(base_url, "/health", timeout=timeout)
     return answer[0] if answer else None
-
-
-def _gpu_memory(pids: list[int]) -> int | None:
-    """The server's own VRAM use (its processes' together), as the backend registry's readers find it
-    (NVIDIA: NVML, else nvidia-smi); None where none can say."""
-    return backends.memory_in_use(pids)
 
 
 def _iso(epoch: float) -> str:

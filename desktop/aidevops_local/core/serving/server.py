@@ -1,4 +1,4 @@
-"""The llama-server supervisor: start and stop the one server this tool runs.
+"""Start, replace and stop the one llama-server this tool runs (supervision, restarts after a crash: supervisor.py).
 
 Its phases (state.ServerPhase): stopped -> starting -> running -> stopping -> stopped; a server that exits on its
 own is crashed until the next serve or stop. The state file (owned by state) is how the CLI, the tray and model
@@ -138,7 +138,7 @@ def _start(
     run_key = secrets.token_urlsafe(32) if plan.router and key is None else ""
     _ingest_usage()  # the previous run's log is complete now; account for it before a new run starts
     if plan.preset_path is not None:
-        server_state.write_atomically(plan.preset_path, plan.preset)
+        files.write_atomically(plan.preset_path, plan.preset)
     log_path, session_id, started = _open_log(plan)
     env = _server_env(plan.binary, key=key or run_key)
     host_guard.prepare_socket(Path(plan.upstream))

@@ -128,16 +128,19 @@ def restart(
     ctx: int | None = None,
     threads: int | None = None,
     progress: ProgressCallback | None = None,
+    settings: config.Settings | None = None,
 ) -> server.ServerStatus:
     """After a crash: a start where the crashed server listened (unless told otherwise), or, where a router
-    outlived its model's instance, a load request."""
+    outlived its model's instance, a load request. ``settings``: the caller's, else read when needed."""
     status = server.status(probe_health=False)
     if status.running and model:
-        return switch_model(model, progress=progress)
+        return switch_model(model, progress=progress, settings=settings)
     port, host = port or status.port, host or status.host
     if model and model == status.model and status.model_path and Path(status.model_path).is_file():
         model = status.model_path  # served from a path (not under the models folder): the same file again
-    return server.serve(model or None, port=port, host=host, ctx=ctx, threads=threads, progress=progress)
+    return server.serve(
+        model or None, port=port, host=host, ctx=ctx, threads=threads, progress=progress, settings=settings
+    )
 
 
 # ---- supervising from the foreground (the CLI's `serve --supervise`) -----------------------------------------
@@ -164,7 +167,7 @@ def supervise(
             notify("crash", _crash_line(crash))
             if crash.gave_up:
                 return "gave_up"
-        if status.state == "stopped" and not after_failure:
+        if status.state == ServerPhase.STOPPED and not after_failure:
             return "stopped"
         model = policy.take_due()
         if model is None or stop.is_set():

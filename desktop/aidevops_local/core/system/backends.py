@@ -2,7 +2,7 @@
 
 A record says whether the backend offloads layers to a GPU, what its runtime adds to the memory estimate
 (models/fit.py), which release assets are builds of it (llamacpp/releases.py), how to tell this machine can run
-it (hardware.py), and how to read the GPU memory a server's processes use with it (serving/server.py).
+it (hardware.py), and how to read the GPU memory a server's processes use with it (serving/health.py).
 Adding a backend, or another build of one, is one entry in ``REGISTRY``.
 
 It sits in core/system because hardware detection, the lowest user, needs it; the asset patterns are plain
