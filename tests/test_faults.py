@@ -17,6 +17,7 @@ an idle server).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shutil
@@ -46,6 +47,7 @@ from aidevops_local.core.serving import server
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
 from aidevops_local.core.system.errors import DiskFull, ExitCode
+from tests import waiting
 from tests.fixtures.prepare import sha256_file
 from tests.serving import serving_settings, with_model
 from tests.usage_server import Answer, chat, logged_server, rows, triples
@@ -59,6 +61,8 @@ FAKETIME = shutil.which("faketime")
 needs_faketime = pytest.mark.skipif(
     FAKETIME is None, reason="faketime (libfaketime) is not installed: tests/install-deps.sh installs it"
 )
+
+wait_for = functools.partial(waiting.wait_for, interval=0.005)  # a moment mid-transfer is short: poll closely
 
 
 # ---- processes ---------------------------------------------------------------------------------------------
@@ -174,15 +178,6 @@ def clean(done: subprocess.CompletedProcess, code: int = 0) -> subprocess.Comple
 
 def as_json(done: subprocess.CompletedProcess) -> dict:
     return json.loads(clean(done).stdout)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def settled(counter: Callable[[], int]) -> int:

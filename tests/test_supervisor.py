@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import psutil
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from aidevops_local.core.serving import server, supervisor
 from aidevops_local.core.serving.server import ServerStatus
 from aidevops_local.core.serving.supervisor import Supervisor
+from tests.waiting import wait_for
 
 
 class Clock:
@@ -128,19 +128,9 @@ def test_a_failed_restart_takes_the_next_delay(clock):
 # ---- the real server ---------------------------------------------------------------------------------------
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")  # noqa
-
-
 def served(log, port: int) -> int:
     """The pid of the server the command started, once it printed the endpoint (the start finished)."""
-    wait_for(lambda: f"http://127.0.0.1:{port}/v1" in log.read_text(), what="the start")
+    wait_for(lambda: f"http://127.0.0.1:{port}/v1" in log.read_text(), timeout=30, what="the start")
     return running_pid()
 
 
@@ -174,7 +164,7 @@ def test_supervise_restarts_a_killed_server_and_a_stop_elsewhere_ends_it(supervi
     first = served(log, port)
 
     os.killpg(first, signal.SIGKILL)
-    wait_for(lambda: "Restarted" in log.read_text(), what="the restart")
+    wait_for(lambda: "Restarted" in log.read_text(), timeout=30, what="the restart")
     second = running_pid()
     assert second and second != first
     status = server.status()
@@ -212,7 +202,7 @@ def test_a_server_that_keeps_crashing_is_given_up_on(system_runtime, tiny_gguf, 
     watcher.start()
     try:
         os.killpg(started.pid, signal.SIGKILL)
-        wait_for(lambda: "restarted" in events, what="the restart")  # finished: killing it now is a crash
+        wait_for(lambda: "restarted" in events, timeout=30, what="the restart")  # finished: killing it now is a crash
         second = running_pid()
         assert second and second != started.pid
         os.killpg(second, signal.SIGKILL)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from aidevops_local.core.serving import server
+from tests.waiting import wait_for
 
 
 @dataclass
@@ -39,16 +40,6 @@ def tray_windows(desktop, *, visible: bool = True) -> list[Geometry]:
         if pos and size:
             found.append(Geometry(wid, *map(int, pos.groups()), *map(int, size.groups())))
     return found
-
-
-def wait_for(predicate, timeout: float = 10, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def embedded_icon(desktop) -> Geometry:
