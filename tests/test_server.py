@@ -53,6 +53,7 @@ def group_alive(pid: int) -> bool:
 
 def test_serve_chat_status_stop(running):
     assert running.running and running.state == "running"
+    assert server_state.read().phase == "running"  # recorded: starting at the spawn, running once healthy
     assert running.endpoint.startswith("http://127.0.0.1:")
     reply = chat(running.endpoint)
     assert reply["choices"][0]["message"]["role"] == "assistant"

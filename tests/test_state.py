@@ -101,6 +101,37 @@ def test_no_state_file_or_a_damaged_one_is_no_server():
     assert server_state.read() is None and server_state.running() is None
 
 
+def test_each_recorded_phase_goes_through_the_table_and_a_stop_is_never_marked_running(sleeper):
+    state = _state_for(sleeper.pid, shutil.which("sleep"))
+    server_state.move(state, ServerPhase.STARTING)
+    assert server_state.read().phase == ServerPhase.STARTING
+    server_state.move(server_state.read(), ServerPhase.STOPPING)  # a stop came while the start waited
+    server_state.mark_running(state)  # the start's end: the stop stands
+    assert server_state.read().phase == ServerPhase.STOPPING
+    assert health.status(probe_health=False).state == ServerPhase.STOPPING
+    with pytest.raises(ValueError, match="from stopping to running"):
+        server_state.move(server_state.read(), ServerPhase.RUNNING)
+    assert server_state.read().phase == ServerPhase.STOPPING  # a refused move writes nothing
+
+    server_state.clear()
+    again = _state_for(sleeper.pid, shutil.which("sleep"))
+    server_state.move(again, ServerPhase.STARTING)
+    server_state.mark_running(again)  # no stop came: the start's end marks it running
+    assert server_state.read().phase == ServerPhase.RUNNING
+
+
+def test_a_state_file_from_before_phases_or_from_a_newer_version_reads(sleeper):
+    path = server_state.config.paths().state_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    legacy = {k: v for k, v in asdict(_state_for(sleeper.pid, shutil.which("sleep"))).items() if k != "phase"}
+    path.write_text(json.dumps(legacy))
+    assert server_state.read().phase == ServerPhase.RUNNING  # an older version's server, up
+    path.write_text(json.dumps({**legacy, "stopping": True}))
+    assert server_state.read().phase == ServerPhase.STOPPING  # an older version's stop under way
+    path.write_text(json.dumps({**legacy, "phase": "running", "from_the_future": 1}))
+    assert server_state.read().pid == sleeper.pid  # a newer field is left, not a reason to lose the server
+
+
 def test_serves_matches_the_name_or_the_same_file(tmp_path):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")

@@ -57,7 +57,9 @@ def status(*, probe_health: bool = True) -> ServerStatus:
         return ServerStatus(state=ServerPhase.STOPPED, running=False, **base)
     described = _described(state, base)
     proc = server_state.owned_process(state)
-    if state.stopping:  # whoever polls between the exit and the state file's removal sees a stop, not a crash
+    if (
+        state.phase == ServerPhase.STOPPING
+    ):  # whoever polls between the exit and the state file's removal sees a stop, not a crash
         if proc is None:
             return ServerStatus(state=ServerPhase.STOPPED, running=False, **base)
         return ServerStatus(state=ServerPhase.STOPPING, running=True, endpoint=f"{state.base_url}/v1", **described)

@@ -41,7 +41,7 @@ from . import api_key, failures, health, host_guard, launch, process, router
 from . import state as server_state
 from .failures import LOG_TAIL_LINES, log_tail
 from .health import ServerStatus, listening_pids, status
-from .state import ServerState, start_lock
+from .state import ServerPhase, ServerState, start_lock
 
 __all__ = ["LOG_TAIL_LINES", "ServerState", "ServerStatus", "listening_pids", "log_tail", "start_lock", "status"]
 
@@ -172,7 +172,7 @@ def _start(
         guard_create_time=psutil.Process(front.pid).create_time(),
         upstream=plan.upstream,
     )
-    server_state.write(state)
+    server_state.move(state, ServerPhase.STARTING)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
     except BaseException:
@@ -182,6 +182,7 @@ def _start(
         host_guard.remove_socket(state.upstream)
         server_state.clear()
         raise
+    server_state.mark_running(state)
     return status()
 
 
@@ -339,8 +340,7 @@ def stop(*, grace: float | None = None, settings: config.Settings | None = None)
             message=f"The server (pid {state.pid}) had already exited; cleared its state.",
         )
     model = _served_model(state)
-    state.stopping = True  # marked before any signal: a poll from now on sees a stop, never a crash
-    server_state.write(state)
+    server_state.move(state, ServerPhase.STOPPING)  # before any signal: a poll from now on sees a stop, never a crash
     host_guard.stop(state.guard_pid, state.guard_create_time)  # first: no new request reaches the server
     forced = process.terminate_group(state.pid, grace=grace)
     if (current := server_state.read()) is None or current.pid == state.pid:  # not a start's that came since

@@ -4,7 +4,8 @@ The state file is how the CLI, the tray, model routing, cleanup and removal all 
 module reads or writes it, and only this module decides whether the process it names is ours: a process is ours
 only if the file names its pid AND its start time matches AND it runs the executable file we started, so a
 recycled pid is never taken for our server (nor signalled). The server's phases are an enum with the transitions
-it may take written out, so a phase is a name, never a bare string compared in several places.
+it may take written out, so a phase is a name, never a bare string compared in several places; each phase a
+process records (starting, running, stopping) goes through move(), which refuses a move the table does not allow.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -80,7 +81,9 @@ class ServerState:
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
     exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
-    stopping: bool = False  # a stop is under way: the process's exit is intended, not a crash
+    # The phase recorded last (move()): starting, running or stopping. Crashed and stopped are read from the
+    # process, not recorded. Stopping marks a stop under way: the process's exit is intended, not a crash.
+    phase: ServerPhase = ServerPhase.STOPPED
     threads: int = 0  # --threads as asked at serve (0: the setting's): a restart on another model keeps it
     # The Host-checking front on host:port (host_guard); llama-server listens on `upstream`, a UNIX socket.
     # guard_pid 0: a server started before the front existed, listening on host:port itself.
@@ -99,7 +102,11 @@ def read() -> ServerState | None:
     path = config.paths().state_file
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return ServerState(**data)
+        if data.pop("stopping", False) and "phase" not in data:  # written before phases were recorded
+            data["phase"] = ServerPhase.STOPPING
+        data["phase"] = ServerPhase(data.get("phase", ServerPhase.RUNNING))
+        known = {f.name for f in fields(ServerState)}  # a newer version's extra fields are not ours to read
+        return ServerState(**{k: v for k, v in data.items() if k in known})
     except FileNotFoundError:
         return None
     except (ValueError, TypeError):
@@ -109,6 +116,21 @@ def read() -> ServerState | None:
 
 def write(state: ServerState) -> None:
     write_atomically(config.paths().state_file, json.dumps(asdict(state), indent=2))
+
+
+def move(state: ServerState, target: ServerPhase) -> None:
+    """Record the server's move to ``target`` in the state file; a move TRANSITIONS does not allow is a bug,
+    refused with ValueError before anything is written."""
+    state.phase = advance(state.phase, target)
+    write(state)
+
+
+def mark_running(state: ServerState) -> None:
+    """A start is done: starting -> running, unless the file has moved on since (a stop recorded meanwhile wins,
+    and a start that came since is not ours to mark)."""
+    current = read()
+    if current is not None and current.pid == state.pid and current.phase == ServerPhase.STARTING:
+        move(current, ServerPhase.RUNNING)
 
 
 def clear() -> None:
