@@ -303,14 +303,11 @@ class TrayApp(QObject, Windows):
     def start_server(self, model: str | None = None) -> None:
         name = model or self.settings.default_model or (self.snapshot.served[0] if self.snapshot.served else None)
         label = name or "the default model"
-        settings = self.settings
-        self._server_action(
-            f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report, settings=settings)
-        )
+        # A start or a stop is a command: it reads the settings once, in its job, as the CLI's do.
+        self._server_action(f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report))
 
     def stop_server(self) -> None:
-        settings = self.settings
-        self._server_action("Stopping the server…", lambda job: server.stop(settings=settings), notify_failure=False)
+        self._server_action("Stopping the server…", lambda job: server.stop(), notify_failure=False)
 
     def switch_model(self, name: str) -> None:
         entry = self.snapshot.model(name)
@@ -360,7 +357,7 @@ class TrayApp(QObject, Windows):
         listened, or, where a router outlived its model's instance, a load request. An automatic restart that
         fails counts as a try: the policy schedules the next one, or none when the tries are spent."""
         name = model or self.snapshot.status.model
-        crashed, settings = self.snapshot.status, self.settings
+        crashed = self.snapshot.status
 
         def failed(_exc: BaseException) -> None:
             crash = self.supervisor.restart_failed(crashed)
@@ -369,7 +366,7 @@ class TrayApp(QObject, Windows):
 
         self._server_action(
             f"Restarting {name or 'the server'}…",
-            lambda job: supervisor.restart(name, progress=job.report, settings=settings),
+            lambda job: supervisor.restart(name, progress=job.report),
             on_failure=failed if automatic else None,
         )
 
