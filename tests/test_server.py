@@ -585,3 +585,31 @@ def test_a_start_the_log_leaves_unexplained_reads_the_model_file(tmp_path):
     state.model_path = str(tmp_path / "gone.gguf")
     unexplained = failures.start_failure(state, 1)
     assert type(unexplained) is ServerStartFailed and "exited during start with status 1" in unexplained.message
+
+
+def test_a_model_file_that_cannot_be_read_at_all_leaves_the_start_error_as_it_was(tmp_path, monkeypatch):
+    """Reading the file is only a second opinion: when that read itself fails (a folder we may not search, a
+    file cut short between stat and mmap), the start's own error stands."""
+    log = tmp_path / "server.log"
+    log.write_text("0.00.022.688 I srv    operator(): instance name=m exited with status 1\n")
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\xff" * 64)
+
+    def unreadable(path, **_):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(failures.gguf_meta, "read_header", unreadable)
+    state = server.ServerState(
+        pid=1,
+        create_time=0.0,
+        host="127.0.0.1",
+        port=1,
+        model="m",
+        model_path=str(model),
+        binary="/b",
+        log_path=str(log),
+        started_at=0.0,
+        session_id="s",
+    )
+    failure = failures.start_failure(state, 1)
+    assert type(failure) is ServerStartFailed and "exited during start with status 1" in failure.message

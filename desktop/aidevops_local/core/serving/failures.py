@@ -84,13 +84,15 @@ def _unreadable_model(path: Path) -> str | None:
     """Why the model's file cannot be read now, or None. A router's instance can die before its last lines
     reach the router's log (they are relayed, and the router drops what is pending when it exits), so a start
     the log leaves unexplained checks the file itself: it may have changed since the start's checks."""
-    if not path.is_file():
-        return None  # a name, not a file: nothing to read here
     try:
+        if not path.is_file():
+            return None  # a name, not a file: nothing to read here
         for part in gguf_meta.split_parts(path):
             gguf_meta.read_header(part)  # uncached: the cache may hold the header from before the change
     except LocalModelsError as exc:
         return exc.message
+    except (OSError, ValueError):
+        return None  # unreadable for another reason (a folder we may not search, a file cut short): no verdict
     return None
 
 
