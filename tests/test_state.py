@@ -103,7 +103,7 @@ def test_no_state_file_or_a_damaged_one_is_no_server():
 
 def test_each_recorded_phase_goes_through_the_table_and_a_stop_is_never_marked_running(sleeper):
     state = _state_for(sleeper.pid, shutil.which("sleep"))
-    server_state.move(state, ServerPhase.STARTING)
+    server_state.record_start(state)
     assert server_state.read().phase == ServerPhase.STARTING
     server_state.move(server_state.read(), ServerPhase.STOPPING)  # a stop came while the start waited
     server_state.mark_running(state)  # the start's end: the stop stands
@@ -115,7 +115,7 @@ def test_each_recorded_phase_goes_through_the_table_and_a_stop_is_never_marked_r
 
     server_state.clear()
     again = _state_for(sleeper.pid, shutil.which("sleep"))
-    server_state.move(again, ServerPhase.STARTING)
+    server_state.record_start(again)
     server_state.mark_running(again)  # no stop came: the start's end marks it running
     assert server_state.read().phase == ServerPhase.RUNNING
 
@@ -130,6 +130,22 @@ def test_a_state_file_from_before_phases_or_from_a_newer_version_reads(sleeper):
     assert server_state.read().phase == ServerPhase.STOPPING  # an older version's stop under way
     path.write_text(json.dumps({**legacy, "phase": "running", "from_the_future": 1}))
     assert server_state.read().pid == sleeper.pid  # a newer field is left, not a reason to lose the server
+    path.write_text(json.dumps({**legacy, "phase": "hibernating"}))
+    assert server_state.read().phase == ServerPhase.RUNNING  # a phase we do not know: a server, up (stoppable)
+    for scalar in ("null", "3", '"text"', "[]"):
+        path.write_text(scalar)
+        assert server_state.read() is None
+
+
+def test_a_move_changes_only_the_process_it_names(sleeper):
+    """A stop holding an old snapshot never overwrites the record of a start that came since."""
+    old = _state_for(sleeper.pid, shutil.which("sleep"))
+    server_state.record_start(old)
+    newer = _state_for(sleeper.pid, shutil.which("sleep"), create_time=old.create_time + 1, model="n")
+    server_state.record_start(newer)
+    assert server_state.move(old, ServerPhase.STOPPING) is False
+    assert server_state.read().model == "n" and server_state.read().phase == ServerPhase.STARTING
+    assert server_state.move(newer, ServerPhase.STOPPING) is True and newer.phase == ServerPhase.STOPPING
 
 
 def test_serves_matches_the_name_or_the_same_file(tmp_path):

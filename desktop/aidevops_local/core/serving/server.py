@@ -172,7 +172,7 @@ def _start(
         guard_create_time=psutil.Process(front.pid).create_time(),
         upstream=plan.upstream,
     )
-    server_state.move(state, ServerPhase.STARTING)
+    server_state.record_start(state)
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
     except BaseException:

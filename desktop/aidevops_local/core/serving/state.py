@@ -52,6 +52,10 @@ TRANSITIONS: dict[ServerPhase, frozenset[ServerPhase]] = {
 }
 
 
+# The phases a process records (move()); crashed and stopped are read from the process, never recorded.
+_RECORDED = {p.value: p for p in (ServerPhase.STARTING, ServerPhase.RUNNING, ServerPhase.STOPPING)}
+
+
 def advance(current: ServerPhase, target: ServerPhase) -> ServerPhase:
     """``target`` if a server in ``current`` may move there (staying put is no move); a move the table does not
     allow is a bug, refused with ValueError."""
@@ -102,9 +106,11 @@ def read() -> ServerState | None:
     path = config.paths().state_file
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            return None
         if data.pop("stopping", False) and "phase" not in data:  # written before phases were recorded
             data["phase"] = ServerPhase.STOPPING
-        data["phase"] = ServerPhase(data.get("phase", ServerPhase.RUNNING))
+        data["phase"] = _RECORDED.get(data.get("phase"), ServerPhase.RUNNING)  # unknown: a server, up
         known = {f.name for f in fields(ServerState)}  # a newer version's extra fields are not ours to read
         return ServerState(**{k: v for k, v in data.items() if k in known})
     except FileNotFoundError:
@@ -118,23 +124,61 @@ def write(state: ServerState) -> None:
     write_atomically(config.paths().state_file, json.dumps(asdict(state), indent=2))
 
 
-def move(state: ServerState, target: ServerPhase) -> None:
-    """Record the server's move to ``target`` in the state file; a move TRANSITIONS does not allow is a bug,
-    refused with ValueError before anything is written."""
-    state.phase = advance(state.phase, target)
-    write(state)
+def record_start(state: ServerState) -> None:
+    """A new server's first record: stopped -> starting, replacing whatever the file held (a start holds
+    start_lock and has cleared what an earlier run left)."""
+    state.phase = advance(ServerPhase.STOPPED, ServerPhase.STARTING)
+    with _file_lock():
+        write(state)
+
+
+def move(state: ServerState, target: ServerPhase) -> bool:
+    """Record that the server ``state`` names moves to ``target``: read, checked and written under the file's
+    lock, and only if the file still names that process (a start that came since is not ours to change). A
+    move TRANSITIONS does not allow is a bug, refused with ValueError before anything is written. Returns
+    whether it was recorded; ``state`` follows the file."""
+    with _file_lock():
+        current = read()
+        if current is None or (current.pid, current.create_time) != (state.pid, state.create_time):
+            return False
+        current.phase = advance(current.phase, target)
+        write(current)
+    state.phase, state.model, state.model_path = current.phase, current.model, current.model_path
+    return True
 
 
 def mark_running(state: ServerState) -> None:
-    """A start is done: starting -> running, unless the file has moved on since (a stop recorded meanwhile wins,
-    and a start that came since is not ours to mark)."""
-    current = read()
-    if current is not None and current.pid == state.pid and current.phase == ServerPhase.STARTING:
-        move(current, ServerPhase.RUNNING)
+    """A start is done: starting -> running, unless a stop was recorded meanwhile (it wins)."""
+    with _file_lock():
+        current = read()
+        if current is not None and current.pid == state.pid and current.phase == ServerPhase.STARTING:
+            move(current, ServerPhase.RUNNING)
 
 
 def clear() -> None:
     config.paths().state_file.unlink(missing_ok=True)
+
+
+_file_lock_held = threading.local()
+
+
+@contextlib.contextmanager
+def _file_lock():
+    """server.json's read-check-write steps, one at a time across processes (held for microseconds, unlike
+    start_lock). Re-entrant within a thread."""
+    if getattr(_file_lock_held, "on", False):
+        yield
+        return
+    path = config.paths().state_file.with_name("server.json.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _file_lock_held.on = True
+        try:
+            yield
+        finally:
+            _file_lock_held.on = False
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -176,10 +220,11 @@ _lock_held = threading.local()
 
 def note_loaded(model: str, model_path: str) -> None:
     """A router switched to ``model``: the state file names it, so a crash report or a restart means it."""
-    state = read()
-    if state is not None:
-        state.model, state.model_path = model, model_path
-        write(state)
+    with _file_lock():
+        state = read()
+        if state is not None:
+            state.model, state.model_path = model, model_path
+            write(state)
 
 
 def running() -> ServerState | None:
