@@ -164,6 +164,19 @@ def test_an_automatic_restart_that_fails_is_tried_again_after_the_next_delay(tra
     assert t.snapshot.status.port == port  # where the crashed server listened
 
 
+def test_a_stop_during_the_backoff_cancels_the_automatic_restart(tray, served, qtbot, monkeypatch):
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", (2, 2))
+    config.save_settings(replace(config.load_settings(), auto_restart=True))
+    t = tray()
+    qtbot.waitUntil(lambda: t.icon_state == "running" and t.settings.auto_restart, timeout=10_000)
+    os.killpg(served.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
+    t.stop_server()  # the user's word: no server now
+    qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=10_000)
+    qtbot.wait(3_000)  # past the restart's delay
+    assert server.status().state == "stopped" and t.snapshot.status.state == "stopped"
+
+
 def _holds(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -81,6 +81,10 @@ class TrayApp(QObject, Windows):
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.timeout.connect(self.refresh)
+        self.restart_timer = QTimer(self)  # the policy's next automatic restart; a user's own action cancels it
+        self.restart_timer.setSingleShot(True)
+        self.restart_timer.timeout.connect(self._auto_restart)
+        self._restart_model: str | None = None
         self.nudge_timer = QTimer(self)
         self.nudge_timer.setInterval(NUDGE_EVERY_MS)
         self.nudge_timer.timeout.connect(self.check_nudge)
@@ -122,6 +126,7 @@ class TrayApp(QObject, Windows):
         """Leave: stop the server first if asked, cancel jobs (downloads resume next time), close up."""
         self._quitting = True
         self.timer.stop()
+        self.restart_timer.stop()
         self.nudge_timer.stop()
         self.workers.cancel_all()
         if stop_server and self.snapshot.status.running:
@@ -303,10 +308,12 @@ class TrayApp(QObject, Windows):
     def start_server(self, model: str | None = None) -> None:
         name = model or self.settings.default_model or (self.snapshot.served[0] if self.snapshot.served else None)
         label = name or "the default model"
+        self.restart_timer.stop()
         # A start or a stop is a command: it reads the settings once, in its job, as the CLI's do.
         self._server_action(f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report))
 
     def stop_server(self) -> None:
+        self.restart_timer.stop()
         self._server_action("Stopping the server…", lambda job: server.stop(), notify_failure=False)
 
     def switch_model(self, name: str) -> None:
@@ -331,6 +338,7 @@ class TrayApp(QObject, Windows):
             return status
 
         self.settings = replace(self.settings, default_model=name)
+        self.restart_timer.stop()
         self._server_action(f"Switching to {name}…", job_fn)
 
     # ---- crashes and notifications ------------------------------------------------------------------
@@ -341,16 +349,20 @@ class TrayApp(QObject, Windows):
         if crash.restart_in is None:
             actions += (Action("restart", "Restart"),)
         else:
-            QTimer.singleShot(int(crash.restart_in * 1000), lambda m=crash.model: self._auto_restart(m))
+            self._schedule_restart(crash)
         self.notifications.notify(
             Notice(
                 "crash", "llama-server stopped unexpectedly", crash.body, actions, critical=True, ref=crash.model or ""
             )
         )
 
-    def _auto_restart(self, model: str | None) -> None:
+    def _schedule_restart(self, crash: supervisor.Crash) -> None:
+        self._restart_model = crash.model
+        self.restart_timer.start(int(crash.restart_in * 1000))
+
+    def _auto_restart(self) -> None:
         if self.supervisor.may_restart(self.snapshot.status) and not self._quitting:
-            self.restart_server(model, automatic=True)
+            self.restart_server(self._restart_model, automatic=True)
 
     def restart_server(self, model: str | None = None, *, automatic: bool = False) -> None:
         """After a crash, as `serve --supervise` does (supervisor.restart): a start where the crashed server
@@ -358,28 +370,18 @@ class TrayApp(QObject, Windows):
         fails counts as a try: the policy schedules the next one, or none when the tries are spent."""
         name = model or self.snapshot.status.model
         crashed = self.snapshot.status
+        self.restart_timer.stop()  # one restart at a time: a pending automatic one is this one
 
         def failed(_exc: BaseException) -> None:
             crash = self.supervisor.restart_failed(crashed)
             if crash.restart_in is not None:
-                QTimer.singleShot(int(crash.restart_in * 1000), lambda m=crash.model: self._auto_restart(m))
+                self._schedule_restart(crash)
 
         self._server_action(
             f"Restarting {name or 'the server'}…",
             lambda job: supervisor.restart(name, progress=job.report),
             on_failure=failed if automatic else None,
         )
-
-    def _notification_action(self, notice: Notice, action: str) -> None:
-        log.info("notification %s: %s", notice.kind, action)
-        if action == "show_log" or (notice.kind in ("crash", "start_failed") and action == "default"):
-            self.show_log()
-        elif action == "restart":
-            self.restart_server(notice.ref or None)
-        elif action == "serve":
-            self.switch_model(notice.ref)
-        elif action == "review" or (notice.kind == "nudge" and action == "default"):
-            self.open_cleanup()
 
 
 def _return_freed_memory() -> None:

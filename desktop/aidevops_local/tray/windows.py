@@ -36,9 +36,9 @@ class Windows:
         self.workers.submit(read, name="log", on_done=lambda r: window.set_text(*r))
 
     def open_chat(self) -> None:
-        s = self.snapshot.status
-        if s.running and s.port:
-            QDesktopServices.openUrl(QUrl(f"http://{s.host or '127.0.0.1'}:{s.port}/"))
+        endpoint = self.snapshot.status.endpoint  # its host already bracketed where it is IPv6
+        if self.snapshot.status.running and endpoint:
+            QDesktopServices.openUrl(QUrl(endpoint.removesuffix("/v1") + "/"))
 
     def copy_endpoint(self) -> None:
         endpoint = self.snapshot.status.endpoint
@@ -112,6 +112,17 @@ class Windows:
             self.open_wizard()
         else:
             self.show_control_window()
+
+    def _notification_action(self, notice: Notice, action: str) -> None:
+        log.info("notification %s: %s", notice.kind, action)
+        if action == "show_log" or (notice.kind in ("crash", "start_failed") and action == "default"):
+            self.show_log()
+        elif action == "restart":
+            self.restart_server(notice.ref or None)
+        elif action == "serve":
+            self.switch_model(notice.ref)
+        elif action == "review" or (notice.kind == "nudge" and action == "default"):
+            self.open_cleanup()
 
     def check_nudge(self) -> None:
         from ..core.maintenance import cleanup
