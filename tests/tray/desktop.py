@@ -97,10 +97,12 @@ class Desktop:
     def wait_action_invoked(self, action: str, timeout: float = 10) -> None:
         _wait_for(lambda: action in self.actions_invoked(), timeout, f"ActionInvoked {action!r}")
 
-    def wait_notification(self, summary: str, timeout: float = 10) -> NotifyCall:
+    def wait_notification(self, summary: str, timeout: float = 10, containing: str = "") -> NotifyCall:
+        """The latest notification with this summary (and ``containing`` in its body: the desktop is shared by
+        every tray test, so an earlier test's notice of the same kind may be there already)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [n for n in self.notifications() if n.summary == summary]
+            found = [n for n in self.notifications() if n.summary == summary and containing in n.body]
             if found:
                 return found[-1]
             _pause(0.1)
