@@ -528,23 +528,28 @@ def test_llama_arg_host_and_port_in_the_environment_do_not_move_the_bind(
         server.stop(grace=2)
 
 
-def test_a_start_failure_waits_for_the_line_that_explains_it(tmp_path):
-    """A router relays its model instance's output, so the instance's exit can be seen before the line that
-    says why reaches the log: the failure is read once that line is there, not called unexplained."""
-    log = tmp_path / "server.log"
-    log.write_text("[40001] 0.00.001.000 I loading model\n")
-    state = server.ServerState(
+def _failed_start(log, model_path: str) -> server.ServerState:
+    """The state of a start that failed, for reading why: only its log and its model matter."""
+    return server.ServerState(
         pid=1,
         create_time=0.0,
         host="127.0.0.1",
         port=1,
         model="m",
-        model_path="/m.gguf",
+        model_path=model_path,
         binary="/b",
         log_path=str(log),
         started_at=0.0,
         session_id="s",
     )
+
+
+def test_a_start_failure_waits_for_the_line_that_explains_it(tmp_path):
+    """A router relays its model instance's output, so the instance's exit can be seen before the line that
+    says why reaches the log: the failure is read once that line is there, not called unexplained."""
+    log = tmp_path / "server.log"
+    log.write_text("[40001] 0.00.001.000 I loading model\n")
+    state = _failed_start(log, "/m.gguf")
 
     def explain_later():
         time.sleep(0.4)
@@ -565,18 +570,7 @@ def test_a_start_the_log_leaves_unexplained_reads_the_model_file(tmp_path):
     log.write_text("0.00.022.688 I srv    operator(): instance name=m exited with status 1\n")
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + b"\xff" * 64)
-    state = server.ServerState(
-        pid=1,
-        create_time=0.0,
-        host="127.0.0.1",
-        port=1,
-        model="m",
-        model_path=str(model),
-        binary="/b",
-        log_path=str(log),
-        started_at=0.0,
-        session_id="s",
-    )
+    state = _failed_start(log, str(model))
     failure = failures.start_failure(state, 1)
     assert isinstance(failure, CorruptModel)
     assert "could not load the model" in failure.message and "m.gguf" in failure.details
@@ -599,17 +593,6 @@ def test_a_model_file_that_cannot_be_read_at_all_leaves_the_start_error_as_it_wa
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(failures.gguf_meta, "read_header", unreadable)
-    state = server.ServerState(
-        pid=1,
-        create_time=0.0,
-        host="127.0.0.1",
-        port=1,
-        model="m",
-        model_path=str(model),
-        binary="/b",
-        log_path=str(log),
-        started_at=0.0,
-        session_id="s",
-    )
+    state = _failed_start(log, str(model))
     failure = failures.start_failure(state, 1)
     assert type(failure) is ServerStartFailed and "exited during start with status 1" in failure.message

@@ -1048,6 +1048,15 @@ def _main(args, gpu: bool, preset: str, work: Path, logs: Path, report: Report) 
             "--query-gpu=name,memory.total,driver_version,compute_cap", "--format=csv,noheader"
         ).strip()
         say(f"GPU: {report.meta['device']}")
+        from aidevops_local.core.system import gpus  # the tool's own reading, through the driver's NVML
+
+        found = gpus.nvml_gpus()
+        report.meta["nvml_gpus"] = [f"{g.name}, {g.vram_total >> 20} MiB" for g in found or []]
+        say(f"NVML: {report.meta['nvml_gpus'] or 'not there'}")
+        if not found or not all(g.vram_total > 0 and g.backend == "cuda" for g in found):
+            report.errors.append(
+                "NVML finds no NVIDIA GPU where nvidia-smi lists one: the tool falls back to nvidia-smi"
+            )
         nvcc = run(["nvcc", "--version"], timeout=30).stdout.strip().splitlines()[-1:] if shutil.which("nvcc") else []
         report.meta["nvcc"] = nvcc[0] if nvcc else None
         say(f"nvcc: {report.meta['nvcc']}")

@@ -83,7 +83,7 @@ def _with_nvml(work):
         return None
 
 
-def _nvml_gpus() -> list[Gpu] | None:
+def nvml_gpus() -> list[Gpu] | None:
     """NVIDIA GPUs through the driver's own library; None when NVML is not there (then try nvidia-smi)."""
 
     def read(lib, handles) -> list[Gpu]:
@@ -159,7 +159,7 @@ def smi_process_memory() -> list[tuple[int, int]]:
 
 
 def nvidia_gpus() -> list[Gpu]:
-    found = _nvml_gpus()
+    found = nvml_gpus()
     if found is not None:
         return found
     return parse_smi_gpus(
