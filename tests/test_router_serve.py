@@ -389,3 +389,17 @@ def test_status_help_says_what_the_code_does_while_starting(capsys):
     exits = capsys.readouterr().out.split("exit status:", 1)[1]
     up, down = exits.split("; 3", 1)
     assert up.lstrip().startswith("0") and "starting" in up and "starting" not in down
+
+
+def test_a_model_a_client_switched_the_router_to_is_never_removed(router_running, models_dir):
+    """A request naming beta loads it without us: removal asks the router what it serves, not only the state
+    file (which still names alpha)."""
+    from aidevops_local.core.maintenance import removal
+    from aidevops_local.core.models import library
+    from aidevops_local.core.system.errors import Refused
+
+    assert chat(router_running.endpoint, "beta").status_code == 200
+    assert server_state.read().model == "alpha"
+    with pytest.raises(Refused, match="being served"):
+        removal.remove_model(library.resolve_model("beta"), confirmed=True)
+    assert (models_dir / "beta.gguf").is_file()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..accounting import usage
 from ..database import store
-from ..serving import state
+from ..serving import health, state
 from ..system import clock
 from ..system.config import load_settings, paths
 from ..system.errors import ModelNotFound, Refused
@@ -71,7 +71,7 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
     usage.ingest(live_log=state.live_log())  # last_used must include what the server did since the last ingest
     store.database()
     now = clock.now()
-    served = state.running()
+    served = health.served_now()
     inv = store.ModelInventory
     if names:
         rows = list(inv.select().where(inv.model.in_(names)))
@@ -103,7 +103,7 @@ def find_stale(*, days: int | None = None, names: list[str] | None = None) -> Cl
 def remove(*, plan: CleanupPlan) -> CleanupResult:
     """Remove each removable model of the plan: its inventory row and its files in one transaction (a file
     that cannot be deleted rolls the row back, so what is left stays listed)."""
-    served = state.running()
+    served = health.served_now()
     removed = []
     for model in plan.removable:
         if state.serves(served, model.files, model.model):

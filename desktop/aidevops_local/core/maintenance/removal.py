@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..database import store
 from ..models.library import LocalModel
+from ..serving import health
 from ..serving import state as server_state
 from ..system import config
 from ..system.errors import Refused
@@ -67,7 +68,7 @@ def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
             else "Pass --yes to delete it anyway, or delete it with the tool that made it."
         )
         raise Refused(warning, hint=hint)
-    if server_state.serves(server_state.running(), model.files):
+    if server_state.serves(health.served_now(), model.files, model.name):
         raise Refused(
             f"{model.name} is being served now; it was not removed.",
             hint="Stop the server first (`aidevops-local stop`).",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import psutil
@@ -77,6 +77,19 @@ def status(*, probe_health: bool = True) -> ServerStatus:
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return _crashed(described, f"llama-server (pid {state.pid}) exited just now; its log is {state.log_path}")
     return _alive(state, described, proc, children, rss, probe_health)
+
+
+def served_now() -> ServerState | None:
+    """What our server serves at this moment, for the checks before a model's files are deleted. A router's
+    is the model it has loaded, asked of the router: a client's request may have loaded another since the
+    state file named one. Where the router cannot say or has none loaded, the state file's. None when no
+    server of ours runs."""
+    state = server_state.running()
+    if state is None or not state.router:
+        return state
+    available = router.models(state.base_url, headers=api_key.headers(required=state.api_key_required))
+    found = next((m for m in available or [] if m.serving or m.state == "loading"), None)
+    return replace(state, model=found.id, model_path=found.path) if found is not None and found.path else state
 
 
 def _described(state: ServerState, base: dict) -> dict:
