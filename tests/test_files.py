@@ -27,10 +27,10 @@ def small_disk(tmp_path):
 
 def test_a_write_that_does_not_fit_leaves_the_old_file_whole(small_disk):
     target = small_disk / "config.toml"
-    write_atomically(target, "port = 8080\n")
+    write_atomically(target, "threads = 2\n")
     with pytest.raises(DiskFull) as caught:
         write_atomically(target, "x" * (1 << 20))
-    assert target.read_text() == "port = 8080\n"
+    assert target.read_text() == "threads = 2\n"
     assert sorted(p.name for p in small_disk.iterdir()) == ["config.toml"]
     assert caught.value.message == f"The disk filled up while writing {target}."
     assert "Free some disk space" in caught.value.hint

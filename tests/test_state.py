@@ -15,6 +15,7 @@ import pytest
 from aidevops_local.core.serving import health
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.serving.state import ServerPhase
+from tests.fixtures.prepare import free_port
 
 
 def _state_for(pid: int, binary: str, **extra) -> server_state.ServerState:
@@ -22,7 +23,7 @@ def _state_for(pid: int, binary: str, **extra) -> server_state.ServerState:
         pid=pid,
         create_time=psutil.Process(pid).create_time(),
         host="127.0.0.1",
-        port=8080,
+        port=free_port(),  # never connected to; a port nobody holds all the same
         model="m",
         model_path="/m.gguf",
         binary=binary,
@@ -176,8 +177,10 @@ def test_the_tray_ticks_the_served_model_by_name_and_by_file(tmp_path):
         snapshot.ModelEntry(name="other", path=str(tmp_path / "other.gguf")),
     )
     status = health.ServerStatus(
-        state=ServerPhase.RUNNING, running=True, port=8080, model="m", model_path=str(model), router=True
+        state=ServerPhase.RUNNING, running=True, port=free_port(), model="m", model_path=str(model), router=True
     )
     assert snapshot._served(status, listed) == (("m", "m-Q8_0"), True)
-    crashed = health.ServerStatus(state=ServerPhase.CRASHED, running=True, port=8080, model="m", model_path=str(model))
+    crashed = health.ServerStatus(
+        state=ServerPhase.CRASHED, running=True, port=free_port(), model="m", model_path=str(model)
+    )
     assert snapshot._served(crashed, listed) == ((), False)
