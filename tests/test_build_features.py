@@ -40,6 +40,10 @@ def test_the_real_build_has_what_the_server_relies_on(llama_server_dir):
         metrics=True,
         cache_ram=True,
         unix_socket=True,
+        model_aliases=True,
+        embedding=True,
+        reranking=True,
+        pooling_rank=True,
     )
 
 

@@ -121,8 +121,8 @@ def test_catalog_is_dated_and_well_formed():
     for m in models:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+-GGUF", m.repo), m.repo
         assert m.file.lower().endswith(".gguf") and m.quant
-        assert set(m.use) <= {"chat", "coding"} and m.shape.n_layer > 0 and m.why
-    assert {u for m in models for u in m.use} == {"chat", "coding"}
+        assert set(m.use) <= {"chat", "coding", "embedding"} and m.shape.n_layer > 0 and m.why
+    assert {u for m in models for u in m.use} == {"chat", "coding", "embedding"}
 
 
 def test_a_broken_catalog_is_a_config_error(tmp_path):

@@ -43,6 +43,10 @@ class BuildFeatures:
     metrics: bool = False  # --metrics
     cache_ram: bool = False  # --cache-ram: a cap on the prompt cache (8 GiB by default)
     unix_socket: bool = False  # --host PATH.sock: the private socket behind the Host-checking front (2025-03 on)
+    model_aliases: bool = False  # --alias takes a list (a router's preset gives each model its extra names)
+    embedding: bool = False  # --embedding: serve /v1/embeddings (only for embedding models: it stops chat)
+    reranking: bool = False  # --reranking: serve /v1/rerank with a reranker (2024-09 on)
+    pooling_rank: bool = False  # --pooling takes "rank" (a reranker's score head)
 
 
 # Each feature: a pattern that must match somewhere in the help text.
@@ -61,6 +65,10 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     "metrics": re.compile(r"--metrics\b"),
     "cache_ram": re.compile(r"--cache-ram\b"),
     "unix_socket": re.compile(r"UNIX socket"),
+    "model_aliases": re.compile(r"--alias\b[^\n]*\baliases, comma-separated"),
+    "embedding": re.compile(r"--embedding\b"),
+    "reranking": re.compile(r"--rerank(?:ing)?\b"),
+    "pooling_rank": re.compile(r"--pooling\b[^\n]*\brank\b"),
 }
 
 _memo: dict[tuple[str, int, int], BuildFeatures] = {}

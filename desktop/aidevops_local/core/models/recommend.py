@@ -5,6 +5,8 @@ memory model `serve` uses (fit.py) at an 8k context, on the GPU when the machine
 there, else on the CPU; what does not fit, or would generate fewer than MIN_TOKENS_PER_S tokens a second
 (speed follows memory bandwidth), is dropped. The best-ranked survivor per use is picked, plus a third: a
 faster one when the picks are slow, else the runner-up. Each says why, and what the next model up would need.
+Catalog models whose use is "embedding" are never among those picks: the best one that fits is offered on its
+own (RecommendResult.embedding), as the model that turns documents into vectors for RAG beside a chat model.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..system.hardware import Hardware
 from . import fit
 
 RECOMMEND_CTX = 8192
+EMBEDDING = "embedding"  # a catalog use: a model that makes vectors for RAG, never a chat or coding pick
 MIN_TOKENS_PER_S = 8.0  # below this, chat feels stuck
 FAST_ENOUGH = 20.0  # picks at least this fast need no faster alternative
 GB = 10**9
@@ -46,7 +49,7 @@ class CatalogModel:
 @dataclass(frozen=True)
 class Recommendation:
     name: str
-    use: str  # "chat" or "coding" (what it was picked for)
+    use: str  # "chat", "coding" or "embedding" (what it was picked for)
     repo: str
     file: str
     quant: str
@@ -73,6 +76,7 @@ class RecommendResult:
     usable_ram: int
     usable_vram: int
     note: str = ""
+    embedding: Recommendation | None = None  # for RAG, served beside the chat model; not one of the picks
 
     def __iter__(self):
         return iter(self.picks)
@@ -152,16 +156,16 @@ class _Option:
     fits: bool
 
 
-def _evaluate(model: CatalogModel, hw: Hardware) -> _Option:
+def _evaluate(model: CatalogModel, hw: Hardware, ctx: int = RECOMMEND_CTX) -> _Option:
     """On the GPU if the whole model fits there, else on the CPU (unified memory: always the GPU)."""
     shape = model.shape
     backend = hw.best_backend
     if backends.offloads(backend):
-        est = fit.estimate_memory(shape, ctx=RECOMMEND_CTX, gpu_layers=shape.n_layer + 1, backend=backend, hardware=hw)
+        est = fit.estimate_memory(shape, ctx=ctx, gpu_layers=shape.n_layer + 1, backend=backend, hardware=hw)
         if est.fits or hw.unified_memory:
             device = f"unified ({backend})" if hw.unified_memory else f"gpu ({backend})"
             return _Option(model, est, fit.tokens_per_second(shape, hardware=hw, on_gpu=True), device, bool(est.fits))
-    est = fit.estimate_memory(shape, ctx=RECOMMEND_CTX, hardware=hw)
+    est = fit.estimate_memory(shape, ctx=ctx, hardware=hw)
     return _Option(model, est, fit.tokens_per_second(shape, hardware=hw, on_gpu=False), "cpu", bool(est.fits))
 
 
@@ -175,7 +179,8 @@ def recommend(
 
     hw = hardware or detect(server=server_or_none())
     date, models = load_catalog(catalog)
-    options = [_evaluate(m, hw) for m in models]
+    embedders = [m for m in models if EMBEDDING in m.use]
+    options = [_evaluate(m, hw) for m in models if EMBEDDING not in m.use]
     usable = [o for o in options if o.fits and o.tokens_per_s >= min_tokens_per_s]
     picks: list[Recommendation] = []
     for use in ("chat", "coding"):
@@ -213,7 +218,39 @@ def recommend(
         )
     )
     return RecommendResult(
-        hardware=hw, catalog_date=date, picks=tuple(picks), usable_ram=budget_ram, usable_vram=budget_vram, note=note
+        hardware=hw,
+        catalog_date=date,
+        picks=tuple(picks),
+        usable_ram=budget_ram,
+        usable_vram=budget_vram,
+        note=note,
+        embedding=_embedding_pick(embedders, hw),
+    )
+
+
+def _embedding_pick(embedders: list[CatalogModel], hw: Hardware) -> Recommendation | None:
+    """The best-ranked embedding model that fits, at its own trained context (an encoder reads one chunk of
+    a document at a time). Speed is not shown: it makes vectors, not text."""
+    options = [_evaluate(m, hw, ctx=min(RECOMMEND_CTX, m.shape.ctx_train or RECOMMEND_CTX)) for m in embedders]
+    best = _best([o for o in options if o.fits])
+    if best is None:
+        return None
+    est, model = best.estimate, best.model
+    return Recommendation(
+        name=model.name,
+        use=EMBEDDING,
+        repo=model.repo,
+        file=model.file,
+        quant=model.quant,
+        size_bytes=model.size_bytes,
+        memory_bytes=est.total_bytes,
+        ram_bytes=est.ram_required,
+        vram_bytes=est.vram_bytes,
+        tokens_per_s=0.0,
+        device=best.device,
+        ctx=est.ctx,
+        why=f"an embedding model for RAG: {model.why}; serve it beside the chat model and POST text to "
+        f"/v1/embeddings with its name (about {est.total_bytes / 2**30:.1f} GiB)",
     )
 
 

@@ -40,6 +40,9 @@ class ServerStatus:
     api_key_required: bool = False  # clients send `Authorization: Bearer <key>` (see `api-key --show`)
     router: bool = False  # requests name their model; `models` lists the ones this server can load
     models: list[str] | None = None
+    # Each model's names, its own first: what a request's "model" may say (its file's stem, a catalog short name).
+    names: dict[str, list[str]] | None = None
+    name_notes: list[str] | None = None  # an alias several models claimed: which one it went to
     asleep: bool = False  # idle unload freed the model's memory; the next request wakes it
     message: str = ""
 
@@ -105,6 +108,8 @@ def _described(state: ServerState, base: dict) -> dict:
         log_path=state.log_path,
         started_at=_iso(state.create_time),
         api_key_required=state.api_key_required,
+        names={state.model: [state.model, *(state.aliases or {}).get(state.model, [])]} if state.model else None,
+        name_notes=state.name_notes or None,
         **base,
     )
 
@@ -156,6 +161,8 @@ def _router_view(state: ServerState, described: dict) -> tuple[ServerPhase, str]
     if available is None:
         return ServerPhase.RUNNING, ""
     described["models"] = [m.id for m in available]
+    known = state.aliases or {}  # what the front resolves, where the router cannot
+    described["names"] = {m.id: [m.id, *(m.aliases or known.get(m.id, []))] for m in available}
     for ready in (True, False):  # what it serves, else what it is loading
         found = next((m for m in available if (m.serving if ready else m.state == "loading")), None)
         if found is not None:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from .host_guard_front import Front, serve_forever
 from .host_guard_http import HostPolicy, host_of, parse_head, with_key
+from .host_guard_models import RequestModels
 
 __all__ = [
     "KEY_ENV",
@@ -71,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", required=True, help="the address the public socket is bound to")
     parser.add_argument("--allow", action="append", default=[], help="a name allowed besides loopback ones")
     parser.add_argument("--watch-pid", type=int, default=0, help="exit when this process (llama-server) exits")
+    parser.add_argument("--fill-model", action="store_true", help="a router: name the loaded model where none is")
+    parser.add_argument("--alias-of", action="append", default=[], help="ALIAS=MODEL, for a router that lacks aliases")
     args = parser.parse_args(argv)
     listen = socket.socket(fileno=args.fd)
     policy = HostPolicy.for_listening(args.host, args.allow)
-    asyncio.run(serve_forever(listen, args.upstream, policy, args.watch_pid, os.environ.pop(KEY_ENV, "")))
+    key = os.environ.pop(KEY_ENV, "")
+    naming = None
+    if args.fill_model or args.alias_of:
+        naming = RequestModels(args.upstream, key, dict(pair.split("=", 1) for pair in args.alias_of))
+    asyncio.run(serve_forever(listen, args.upstream, policy, args.watch_pid, key, naming))
     return 0
 
 
@@ -157,8 +164,12 @@ def start(
     watch_pid: int,
     log,
     env: dict[str, str],
+    fill_model: bool = False,
+    aliases: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """The front as its own process (own session, like llama-server): it inherits the bound socket."""
+    """The front as its own process (own session, like llama-server): it inherits the bound socket.
+    ``fill_model``: a router, whose requests must name a model (RequestModels); ``aliases``: alias -> model,
+    where the router cannot resolve them itself."""
     argv = [
         *command(),
         "--fd",
@@ -172,6 +183,9 @@ def start(
     ]
     for name in allowed_hosts:
         argv += ["--allow", name]
+    argv += ["--fill-model"] if fill_model else []
+    for alias, model in (aliases or {}).items():
+        argv += ["--alias-of", f"{alias}={model}"]
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,

@@ -11,7 +11,18 @@ import os
 import signal
 import socket
 
-from .host_guard_http import MAX_HEAD_BYTES, HostPolicy, Refusal, _bad, check_host, parse_head, with_key
+from .host_guard_http import (
+    MAX_HEAD_BYTES,
+    HostPolicy,
+    Refusal,
+    RequestHead,
+    _bad,
+    check_host,
+    parse_head,
+    with_body_length,
+    with_key,
+)
+from .host_guard_models import RequestModels, read_body
 
 CHUNK = 64 * 1024
 
@@ -23,10 +34,12 @@ class Front:
     """``key``: in router mode llama-server starts each model on a 127.0.0.1 port of its own, which this front
     does not cover; the server then requires a key made for this run (the children inherit it), and the front
     puts it on every request it passes, in place of whatever key the client sent. So a page that rebinds its
-    name to a child's port gets 401, and clients still need no key."""
+    name to a child's port gets 401, and clients still need no key.
 
-    def __init__(self, upstream: str, policy: HostPolicy, key: str = ""):
-        self.upstream, self.policy = upstream, policy
+    ``naming``: a router's, which fills in the model a request does not name (host_guard_models)."""
+
+    def __init__(self, upstream: str, policy: HostPolicy, key: str = "", naming: RequestModels | None = None):
+        self.upstream, self.policy, self.naming = upstream, policy, naming
         self.key_line = f"Authorization: Bearer {key}\r\n".encode() if key else b""
 
     async def handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
@@ -54,6 +67,9 @@ class Front:
                             502, "Bad Gateway", "llama-server is not answering (it may be starting or have stopped)."
                         ) from None
                     upstream_w, pump = _Upstream(answers), answers.done
+                if self.naming is not None and self.naming.wants(head):
+                    await self._pass_named(head, head_bytes, client_r, client_w, upstream_w)
+                    continue
                 upstream_w.write(with_key(head_bytes, self.key_line) if self.key_line else head_bytes)
                 if head.chunked:
                     await _copy_chunked(client_r, upstream_w)
@@ -72,6 +88,18 @@ class Front:
         finally:
             await _finish_then(pump, upstream_w)
             client_w.close()
+
+    async def _pass_named(
+        self, head: RequestHead, head_bytes: bytes, client_r, client_w, upstream_w: _Upstream
+    ) -> None:
+        """A request whose body may need a model's name: read whole, named, then passed on."""
+        body = await read_body(head, client_r, client_w)
+        named = await self.naming.named(body)
+        if named is not body or head.expect_continue:
+            head_bytes = with_body_length(head_bytes, len(named))
+        upstream_w.write(with_key(head_bytes, self.key_line) if self.key_line else head_bytes)
+        upstream_w.write(named)
+        await upstream_w.drain()
 
 
 def _no_delay(writer: asyncio.StreamWriter) -> None:
@@ -229,9 +257,14 @@ async def _watch(pid: int, stop: asyncio.Event) -> None:
 
 
 async def serve_forever(
-    listen: socket.socket, upstream: str, policy: HostPolicy, watch_pid: int, key: str = ""
+    listen: socket.socket,
+    upstream: str,
+    policy: HostPolicy,
+    watch_pid: int,
+    key: str = "",
+    naming: RequestModels | None = None,
 ) -> None:
-    front = Front(upstream, policy, key)
+    front = Front(upstream, policy, key, naming)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -115,6 +115,9 @@ class RequestHead:
     host: str | None  # the Host header's value, None when absent
     content_length: int
     chunked: bool
+    method: str = ""
+    target: str = ""  # the request line's path (and query)
+    expect_continue: bool = False  # Expect: 100-continue: the client waits for a go-ahead before its body
 
 
 def parse_head(head: bytes) -> RequestHead:
@@ -132,7 +135,7 @@ def parse_head(head: bytes) -> RequestHead:
         raise _bad("The request line is not 'METHOD /path HTTP/1.x'.")
     if not (parts[1].startswith("/") or (parts[1] == "*" and parts[0] == "OPTIONS")):
         raise _bad("Only origin-form request targets (a path starting with /) are accepted.")
-    hosts, lengths, encodings = [], [], []
+    hosts, lengths, encodings, expect = [], [], [], False
     for line in lines[1:]:
         name, colon, value = line.partition(":")
         if not colon or not name or name != name.strip() or " " in name or "\t" in name:
@@ -144,6 +147,8 @@ def parse_head(head: bytes) -> RequestHead:
             lengths.append(value.strip())
         elif key == "transfer-encoding":
             encodings.append(value.strip().lower())
+        elif key == "expect":
+            expect = value.strip().lower() == "100-continue"
     if len(hosts) > 1:
         raise _bad("The request has more than one Host header.")
     if encodings:
@@ -151,11 +156,11 @@ def parse_head(head: bytes) -> RequestHead:
             raise _bad("The request has both Transfer-Encoding and Content-Length.")
         if encodings != ["chunked"]:
             raise Refusal(501, "Not Implemented", "Only the chunked transfer coding is accepted.")
-        return RequestHead(host=hosts[0] if hosts else None, content_length=0, chunked=True)
+        return RequestHead(hosts[0] if hosts else None, 0, True, parts[0], parts[1], expect)
     if len(set(lengths)) > 1 or any(not (v.isascii() and v.isdigit()) for v in lengths):
         raise _bad("The request's Content-Length is not one number.")
     return RequestHead(
-        host=hosts[0] if hosts else None, content_length=int(lengths[0]) if lengths else 0, chunked=False
+        hosts[0] if hosts else None, int(lengths[0]) if lengths else 0, False, parts[0], parts[1], expect
     )
 
 
@@ -164,6 +169,14 @@ def with_key(head_bytes: bytes, key_line: bytes) -> bytes:
     lines = head_bytes[:-4].split(b"\r\n")
     kept = [lines[0], *(ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in _CLIENT_KEY_HEADERS)]
     return b"\r\n".join(kept) + b"\r\n" + key_line + b"\r\n"
+
+
+def with_body_length(head_bytes: bytes, length: int) -> bytes:
+    """The request head for a body of ``length`` bytes the front has read in full: its Content-Length set, and
+    no Expect header (the front answered it: llama-server's own go-ahead would reach the client twice)."""
+    lines = head_bytes[:-4].split(b"\r\n")
+    kept = [lines[0], *(ln for ln in lines[1:] if ln.split(b":", 1)[0].lower() not in (b"content-length", b"expect"))]
+    return b"\r\n".join(kept) + b"\r\nContent-Length: " + str(length).encode() + b"\r\n\r\n"
 
 
 def check_host(head: RequestHead, policy: HostPolicy) -> None:

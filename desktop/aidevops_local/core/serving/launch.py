@@ -16,11 +16,15 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..llamacpp import build_features
 from ..system import backends, config, hardware
 from ..system.errors import CorruptModel, LocalModelsError, Refused
 from . import api_key, host_guard
+
+if TYPE_CHECKING:
+    from ..models.model_names import ModelNames
 
 
 @dataclass
@@ -41,6 +45,15 @@ class LaunchPlan:
     preset_path: Path | None = None
     threads: int | None = None  # --threads as asked (None: the setting's, else the physical cores)
     upstream: str = ""  # llama-server's UNIX socket; the Host-checking front (host_guard) listens on host:port
+    names: ModelNames | None = None  # the other names each offered model answers to (model_names)
+
+    @property
+    def front_aliases(self) -> dict[str, str]:
+        """alias -> model name, for the front to put in a request where the router cannot resolve aliases itself
+        (a build whose --alias takes one name): empty where the router does, or one model answers to any name."""
+        if not self.router or self.names is None or build_features.features(self.binary).model_aliases:
+            return {}
+        return self.names.owner_of()
 
 
 def is_loopback(host: str) -> bool:
@@ -68,7 +81,7 @@ def plan_launch(
 ) -> LaunchPlan:
     """Everything about a start that can be decided (and refused) before a process exists."""
     from ..llamacpp import runtime  # imported here: status must not pay for them
-    from ..models import inventory, library
+    from ..models import inventory, library, model_names
 
     settings = settings or config.load_settings()
     binary = runtime.find_llama_server()
@@ -82,8 +95,7 @@ def plan_launch(
     planner = _ModelPlanner(hw, backend, features, settings)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
     inventory.remember(local)  # only a model that passed its checks enters the inventory
-    host = host or settings.host
-    port = port or settings.port
+    host, port = host or settings.host, port or settings.port
     _check_api_key(features, settings)
     upstream = str(host_guard.socket_path(config.paths().app_dir))
     common = _common_args(upstream, port, threads or settings.threads or hw.threads, features, settings)
@@ -91,12 +103,13 @@ def plan_launch(
     use_router = _use_router(features, settings, local)
     if use_router:
         per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
-        preset, preset_path = _preset_ini(_router_sections(local, chosen, planner)), config.paths().router_presets
+        sections, names = _named_sections(local, chosen, planner)
+        preset, preset_path = _preset_ini(sections), config.paths().router_presets
         argv = [str(binary), "--models-preset", str(preset_path), "--models-max", "1", *common]
     else:
         per_model = chosen.args + ["--alias", local.name]
         argv = [str(binary), *per_model, *common]
-        preset, preset_path = "", None
+        preset, preset_path, names = "", None, model_names.assign([local])  # it answers to any name
     argv += _log_args(binary, per_model + common + extra) + extra
     return LaunchPlan(
         model=local.name,
@@ -115,6 +128,7 @@ def plan_launch(
         preset_path=preset_path,
         threads=threads,
         upstream=upstream,
+        names=names,
     )
 
 
@@ -163,6 +177,7 @@ class _ModelArgs:
     ctx_size: int
     parallel: int
     gpu_layers: int
+    kind: str = "chat"  # chat, embedding or reranking (models.model_kind): the latter two get their flags
 
 
 class _ModelPlanner:
@@ -173,10 +188,11 @@ class _ModelPlanner:
 
     def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
         """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
-        from ..models import fit  # imported here, like the rest of a start's needs: status must not pay for them
+        from ..models import fit, model_kind  # imported here, like the rest of a start's needs: status must not pay
 
         _check_model_intact(local)
         header = _validate_model(local.path)
+        kind = model_kind.kind_of(header)
         settings = self.settings
         plan = fit.plan_server(
             header=header,
@@ -197,7 +213,19 @@ class _ModelPlanner:
             str(gpu_layers),
         ]
         args += _cache_args(self.features, settings.extra_server_args, plan.cache_ram_mib)
-        return _ModelArgs(args=args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers)
+        args += _kind_args(self.features, kind)
+        return _ModelArgs(args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers, kind=kind)
+
+
+def _kind_args(features: build_features.BuildFeatures, kind: str) -> list[str]:
+    """An embedding model answers /v1/embeddings only with --embedding, a reranker /v1/rerank only with
+    --reranking (and rank pooling, said outright where the build knows it). A chat model gets neither: the
+    flag would restrict it to vectors. A build without --reranking at least serves a reranker's vectors."""
+    if kind == "reranking" and features.reranking:
+        return ["--reranking"] + (["--pooling", "rank"] if features.pooling_rank else [])
+    if kind in ("embedding", "reranking") and features.embedding:
+        return ["--embedding"]
+    return []
 
 
 def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -> dict[str, list[str]]:
@@ -212,6 +240,20 @@ def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -
             except (LocalModelsError, OSError, ValueError):
                 continue  # unfinished, changed or unreadable: not offered; serving it by name says why
     return sections
+
+
+def _named_sections(local, chosen: _ModelArgs, planner: _ModelPlanner):
+    """The router's sections, each with the other names its model answers to (its file's stem, the catalog's
+    short name) where the build takes a list of aliases; elsewhere the front resolves them (front_aliases)."""
+    from ..models import library, model_names
+
+    sections = _router_sections(local, chosen, planner)
+    offered = [local, *(m for m in library.list_models() if m.name in sections and m.name != local.name)]
+    names = model_names.assign(offered)
+    if planner.features.model_aliases:
+        for name, aliases in names.aliases.items():
+            sections[name] = [*sections[name], "--alias", ",".join(aliases)]
+    return sections, names
 
 
 def _ini_safe(name: str, path: str) -> bool:
@@ -232,9 +274,23 @@ def _preset_ini(sections: dict[str, list[str]]) -> str:
     lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", ""]
     for name, args in sections.items():
         lines.append(f"[{name}]")
-        lines += [f"{flag.lstrip('-')} = {value}" for flag, value in zip(args[::2], args[1::2])]
+        lines += [f"{flag.lstrip('-')} = {value}" for flag, value in _flag_values(args)]
         lines.append("")
     return "\n".join(lines)
+
+
+def _flag_values(args: list[str]) -> list[tuple[str, str]]:
+    """(flag, value) pairs of a command line; a switch (a flag followed by another flag, or last) is "true",
+    which is how a preset turns one on. No value of ours starts with "--" (numbers, paths, names)."""
+    pairs, i = [], 0
+    while i < len(args):
+        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            pairs.append((args[i], args[i + 1]))
+            i += 2
+        else:
+            pairs.append((args[i], "true"))
+            i += 1
+    return pairs
 
 
 def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list[str]:

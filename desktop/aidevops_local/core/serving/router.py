@@ -37,6 +37,7 @@ class RouterModel:
     ctx_size: int | None = None  # its --ctx-size (its own plan's)
     failed: bool = False  # its last load failed (the router keeps the exit status until the next load)
     exit_code: int | None = None
+    aliases: tuple[str, ...] = ()  # the other names a request may give it (builds whose presets take aliases)
 
     @property
     def serving(self) -> bool:
@@ -81,6 +82,7 @@ def models(base_url: str, *, timeout: float = 2.0, headers: dict[str, str] | Non
                     ctx_size=int(ctx) if ctx.isdigit() else None,
                     failed=bool(status.get("failed")),
                     exit_code=code if isinstance(code, int) else None,
+                    aliases=tuple(str(a) for a in m.get("aliases") or () if a != m.get("id")),
                 )
             )
     return found

@@ -171,6 +171,8 @@ def _start(
         guard_pid=front.pid,
         guard_create_time=psutil.Process(front.pid).create_time(),
         upstream=plan.upstream,
+        aliases=plan.names.aliases if plan.names else None,
+        name_notes=plan.names.notes if plan.names else None,
     )
     server_state.record_start(state)
     try:
@@ -213,6 +215,8 @@ def _start_front(
             watch_pid=proc.pid,
             log=log,
             env=env,
+            fill_model=plan.router,
+            aliases=plan.front_aliases,
         )
     except BaseException:
         process.terminate_group(proc.pid, grace=2.0)

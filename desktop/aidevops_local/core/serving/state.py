@@ -94,6 +94,9 @@ class ServerState:
     guard_pid: int = 0
     guard_create_time: float = 0.0
     upstream: str = ""
+    # The other names each model answers to (model -> aliases), and a note per alias more than one model claimed.
+    aliases: dict[str, list[str]] | None = None
+    name_notes: list[str] | None = None
 
     @property
     def base_url(self) -> str:
