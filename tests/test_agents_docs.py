@@ -391,7 +391,7 @@ def test_subagent_index_is_consistent_and_points_at_real_files():
         for row in rows:
             assert len(row) == len(fields), f"{name}: row {row} does not have the fields {fields}"
     tiers = [row[0] for row in blocks["model_tiers"][2]]
-    assert tiers == ["local", "haiku", "flash", "sonnet", "pro", "opus"]
+    assert tiers == ["local"], "the index rows merge into the framework's own blocks: only the local tier is ours"
     guides = set()
     for folder, _purpose, key_files in blocks["subagents"][2]:
         for key in key_files.split("|"):
@@ -434,7 +434,7 @@ def test_routing_cost_table_is_the_tools_own_price_table():
 def test_routing_guide_has_the_local_tier_row():
     text = GUIDES[0].read_text(encoding="utf-8")
     assert re.search(r"^\| `local` \|.*\$0", text, re.MULTILINE)
-    assert "```mermaid" in text and "fail closed" in text.lower()
+    assert "fail closed" in text.lower()  # the framework's own guide has the decision flowchart
 
 
 # ---- lint --------------------------------------------------------------------------------------------------

@@ -110,6 +110,20 @@ def test_status_json_through_apprun(built, app_env):
     assert status["ram_total_bytes"] > 0
 
 
+def test_the_app_installs_itself_into_a_framework(built, app_env, tmp_path):
+    from tests.test_agents_install import tree, write_framework
+
+    framework = write_framework(tmp_path / "agents")
+    before = tree(framework)
+    result = run([built.apprun, "agents", "install", "--framework", str(framework)], env=app_env)
+    assert result.returncode == 0, result.stderr
+    helper = framework / "scripts" / "local-model-helper.sh"
+    assert "CREATE TABLE model_usage" in helper.read_text(encoding="utf-8")
+    result = run([built.apprun, "agents", "uninstall", "--framework", str(framework)], env=app_env)
+    assert result.returncode == 0, result.stderr
+    assert tree(framework) == before
+
+
 def test_keyring_backend_is_the_secret_service(built, app_env):
     result = run([built.apprun, "--bundle-info"], env=app_env)
     assert result.returncode == 0, result.stderr

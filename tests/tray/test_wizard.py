@@ -163,3 +163,25 @@ def test_token_step_shows_the_hubs_account_name_without_control_characters(qtbot
     qtbot.waitUntil(lambda: "knows it as" in page.note.text(), timeout=15_000)
     assert page.note.text().endswith("knows it as al[2Jice.")
     secrets.forget(secrets.HF_TOKEN)
+
+
+def test_the_last_page_offers_to_make_this_the_aidevops_frameworks_local_tier(qtbot, app, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+
+    from tests.test_agents_install import write_framework
+
+    page = open_wizard(qtbot, app).page_named("done")
+    page.initializePage()  # no framework under this root: nothing said, nothing offered
+    assert page.framework_text.isHidden() and page.add_framework.isHidden()
+
+    framework = write_framework(tmp_path / "agents")
+    monkeypatch.setenv("AIDEVOPS_AGENTS_DIR", str(framework))
+    page.initializePage()
+    assert not page.add_framework.isHidden() and str(framework) in page.framework_text.text()
+    qtbot.mouseClick(page.add_framework, Qt.MouseButton.LeftButton)
+    helper = framework / "scripts" / "local-model-helper.sh"
+    assert "CREATE TABLE model_usage" in helper.read_text(encoding="utf-8")
+    assert page.add_framework.isHidden() and page.framework_text.text().startswith("Added to the aidevops framework")
+
+    page.initializePage()
+    assert page.add_framework.isHidden() and "uses this as its local tier" in page.framework_text.text()

@@ -12,7 +12,16 @@ from ..core.system.errors import ExitCode, LocalModelsError
 from . import render
 
 # One module per command group; each exposes register(subparsers).
-COMMAND_MODULES = ("runtime_cmd", "models_cmd", "server_cmd", "usage_cmd", "token_cmd", "doctor_cmd", "tray_cmd")
+COMMAND_MODULES = (
+    "runtime_cmd",
+    "models_cmd",
+    "server_cmd",
+    "usage_cmd",
+    "token_cmd",
+    "doctor_cmd",
+    "tray_cmd",
+    "agents_cmd",
+)
 
 EPILOG = """exit codes:
   0 ok                 1 error               2 usage

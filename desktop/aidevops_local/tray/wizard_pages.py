@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from ..core.system import secrets
+from ..core.maintenance import framework_install
+from ..core.system import config, secrets
+from ..core.system.errors import LocalModelsError
 from ..core.system.units import human_bytes
 from ..core.system.untrusted import printable
 from . import dialogs
@@ -273,14 +275,53 @@ class DonePage(QWizardPage):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Your local model answers on this OpenAI-compatible endpoint:"))
         layout.addLayout(row)
+        # The aidevops framework, when it is on this machine: offer to make this its local tier.
+        self.framework_text = QLabel(objectName="framework_text", wordWrap=True)
+        self.add_framework = QPushButton("Add to aidevops", objectName="add_framework")
+        self.add_framework.clicked.connect(self._add_framework)
+        layout.addSpacing(12)
+        layout.addWidget(self.framework_text)
+        layout.addWidget(self.add_framework, 0, Qt.AlignmentFlag.AlignLeft)
 
     def initializePage(self) -> None:
         self.endpoint.setText(self.wiz.endpoint or self.wiz.app.snapshot.status.endpoint or "")
+        text, can_add = framework_offer()
+        self.framework_text.setVisible(bool(text))
+        self.framework_text.setText(text)
+        self.add_framework.setVisible(can_add)
+
+    def _add_framework(self) -> None:
+        try:
+            result = framework_install.install(config.agents_dir())
+        except LocalModelsError as exc:
+            self.framework_text.setText(f"Could not add it: {exc}")
+            return
+        self.add_framework.hide()
+        self.framework_text.setText(
+            f"Added to the aidevops framework in {result.framework}: its agents now route local work here "
+            "(`aidevops-local agents uninstall` takes it out again)."
+        )
 
     def _chat(self) -> None:
         url = self.endpoint.text().removesuffix("/v1")
         if url:
             QDesktopServices.openUrl(QUrl(url + "/"))
+
+
+def framework_offer() -> tuple[str, bool]:
+    """What the last page says about the aidevops framework, and whether to offer adding this tool to it:
+    nothing where there is no framework; the offer where this is not (or no longer fully) its local tier."""
+    try:
+        found = framework_install.status(config.agents_dir())
+    except LocalModelsError:
+        return "", False
+    if found.installed and found.current:
+        return f"The aidevops framework in {found.framework} uses this as its local tier.", False
+    return (
+        f"The aidevops framework is on this machine ({found.framework}). Add this local tier to it, so its "
+        "agents can route private and cost-free work here?",
+        True,
+    )
 
 
 def _with(progress: Progress, **changes) -> Progress:

@@ -122,6 +122,11 @@ def root_dir() -> Path:
     return Path(env_str("AIDEVOPS_HOME", str(Path.home() / ".aidevops"))).expanduser()
 
 
+def agents_dir() -> Path:
+    """The aidevops framework's deployed agents (its setup.sh: ~/.aidevops/agents, AIDEVOPS_AGENTS_DIR wins)."""
+    return Path(env_str("AIDEVOPS_AGENTS_DIR") or root_dir() / "agents").expanduser()
+
+
 def paths() -> Paths:
     return Paths(root_dir())
 
