@@ -57,6 +57,29 @@ def period(longest_days: int) -> Callable[[str], str]:
     return parse
 
 
+def since(longest_days: int) -> Callable[[str], str]:
+    """A ``period`` or a past moment: an ISO date or date and time (the framework's `usage --since DATE`)."""
+    as_period = period(longest_days)
+
+    def parse(text: str) -> str:
+        from ..core.accounting import usage
+        from ..core.system.errors import ConfigError
+
+        if usage.is_period(text):
+            return as_period(text)
+        try:
+            ago = usage.parse_since(text)
+        except (ConfigError, OverflowError, ValueError):  # the last two: a moment too far back to count from
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is neither a period (30m, 24h, 7d, 2w) nor a date such as 2026-11-01"
+            ) from None
+        if ago <= timedelta(0):
+            raise argparse.ArgumentTypeError(f"{text!r} is in the future")
+        return text
+
+    return parse
+
+
 def host_address(text: str) -> str:
     """An IP address or a host name, as the settings file's `host` must be."""
     from ..core.system import config

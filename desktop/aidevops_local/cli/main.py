@@ -9,7 +9,7 @@ import sys
 
 from .. import __version__
 from ..core.system.errors import ExitCode, LocalModelsError
-from . import render
+from . import framework_words, render
 
 # One module per command group; each exposes register(subparsers).
 COMMAND_MODULES = (
@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "token_cmd",
     "doctor_cmd",
     "tray_cmd",
+    "benchmark_cmd",
     "agents_cmd",
 )
 
@@ -45,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__package__}.{name}").register(subparsers)
+    framework_words.add_quiet(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = framework_words.settle(parser, parser.parse_args(argv))  # the framework's words, as ours
     if not getattr(args, "func", None):
         parser.print_help()
         return ExitCode.USAGE

@@ -56,6 +56,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "pull",
+        aliases=["download"],
         help="download a GGUF model (resumable, sha256-verified)",
         description="Download a model from the Hub into the models folder, with progress, "
         "resume and sha256 verification.",
@@ -64,28 +65,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("repo", metavar="REPO[:QUANT]", help="org/repo, optionally with :QUANT (e.g. :Q5_K_M)")
     p.add_argument("--file", help="the exact file to download (for split models: any part)")
+    p.add_argument("--quant", help="the same as REPO:QUANT (the framework's spelling)")
     p.add_argument("--revision", help="a branch, tag or commit (default main)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_pull)
-
-    p = subparsers.add_parser(
-        "models",
-        help="models on disk: pulled, old helper's, other tools' (read-only)",
-        description="List every model on disk with its quant, size, last use and where it "
-        "came from; `models rm NAME` deletes one.",
-        epilog=MODELS_EXAMPLES,
-        formatter_class=raw,
-    )
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
-    sub = p.add_subparsers(dest="models_action", metavar="ACTION")
-    rm = sub.add_parser(
-        "rm", help="delete a model's files", description="Delete a model. Files another tool downloaded need --yes."
-    )
-    rm.add_argument("name", help="the model's name (see `models`) or its path")
-    rm.add_argument("--yes", "-y", action="store_true", help="also delete a file this tool did not download")
-    rm.add_argument("--json", action="store_true", help="print the result as JSON")
-    rm.set_defaults(func=cmd_models_rm)
-    p.set_defaults(func=cmd_models)
+    _register_models(subparsers, raw)
 
     p = subparsers.add_parser(
         "recommend",
@@ -97,6 +81,29 @@ def register(subparsers) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_recommend)
+
+
+def _register_models(subparsers, raw) -> None:
+    p = subparsers.add_parser(
+        "models",
+        aliases=["inventory"],
+        help="models on disk: pulled, old helper's, other tools' (read-only)",
+        description="List every model on disk with its quant, size, last use and where it "
+        "came from; `models rm NAME` deletes one.",
+        epilog=MODELS_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument("--sync", action="store_true", help="accepted for the framework's `inventory --sync`: a no-op")
+    sub = p.add_subparsers(dest="models_action", metavar="ACTION")
+    rm = sub.add_parser(
+        "rm", help="delete a model's files", description="Delete a model. Files another tool downloaded need --yes."
+    )
+    rm.add_argument("name", help="the model's name (see `models`) or its path")
+    rm.add_argument("--yes", "-y", action="store_true", help="also delete a file this tool did not download")
+    rm.add_argument("--json", action="store_true", help="print the result as JSON")
+    rm.set_defaults(func=cmd_models_rm)
+    p.set_defaults(func=cmd_models)
 
 
 def cmd_search(args) -> int:
@@ -278,4 +285,7 @@ def cmd_recommend(args) -> int:
     )
     for p in result.picks:
         print(f"\n{p.name} ({p.use})\n  why:  {p.why}\n  next: {p.next_tier}\n  get:  {p.pull_command}")
+    if (e := result.embedding) is not None:
+        print(f"\nFor RAG, the embedding model: {e.name} ({render.human_bytes(e.size_bytes)}, {e.device})")
+        print(f"  why:  {e.why}\n  get:  {e.pull_command}")
     return ExitCode.OK

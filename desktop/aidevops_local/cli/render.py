@@ -33,6 +33,7 @@ from ..core.system.untrusted import printable
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
+quiet_mode = False  # --quiet: no info lines and no progress; results, warnings and errors still show
 
 
 def error(exc: LocalModelsError) -> None:
@@ -54,6 +55,8 @@ def error_text(message: str, hint: str = "", details: str = "") -> None:
 
 
 def info(message: str) -> None:
+    if quiet_mode:
+        return
     err.print(_shown(message, markup=False, multiline=True), markup=False, highlight=False)
 
 
@@ -113,6 +116,7 @@ def human_duration(seconds: float | None) -> str:
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator:
     """Yields a callback for core's progress reports, drawn as one bar per task on stderr."""
+    quiet = quiet or quiet_mode
     if quiet or not err.is_terminal:
         yield _line_progress(quiet)
         return

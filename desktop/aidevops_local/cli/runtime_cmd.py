@@ -32,6 +32,7 @@ UPDATE_EPILOG = """examples:
 def register(subparsers) -> None:
     install = subparsers.add_parser(
         "install",
+        aliases=["setup"],
         help="install llama.cpp (llama-server) for this machine",
         description="Install the official llama.cpp build that fits this machine, verified, under $AIDEVOPS_HOME/bin.",
         epilog=INSTALL_EPILOG,
@@ -55,6 +56,7 @@ def register(subparsers) -> None:
         "--insecure-skip-checksum", action="store_true", help="install an asset that has no published sha256 digest"
     )
     install.add_argument("--force", action="store_true", help="reinstall even if this build is installed")
+    install.add_argument("--update", action="store_true", help="the same as `update` (the framework's spelling)")
     install.add_argument("--json", action="store_true", help="print the result as JSON")
     install.set_defaults(func=_install)
 

@@ -12,6 +12,7 @@ from ..core.serving import state as server_state
 from ..core.serving.state import ServerPhase
 from ..core.system import config
 from ..core.system.errors import ExitCode
+from ..core.system.settings_checks import GPU_LAYERS_RANGE
 from . import render
 from .arg_types import float_between, host_address, int_between
 
@@ -56,19 +57,27 @@ def register(subparsers) -> None:
 def _register_serve(subparsers, raw) -> None:
     p = subparsers.add_parser(
         "serve",
+        aliases=["start"],
         help="start llama-server on 127.0.0.1 with a model",
         description="Start llama-server in the background with sensible flags and wait until it is healthy.",
         epilog=SERVE_EXAMPLES,
         formatter_class=raw,
     )
     p.add_argument("model", nargs="?", help="a .gguf path or the name of a local model (see `models`)")
+    p.add_argument("--model", dest="model_option", metavar="MODEL", help="the same as the MODEL argument")
     p.add_argument(
         "--port", type=int_between(*config.PORT_RANGE), help="port to listen on (default 8080, or the settings file's)"
     )
     p.add_argument(
         "--ctx", type=int_between(*config.CTX_RANGE), help="context size in tokens (default: the largest that fits)"
     )
+    p.add_argument("--ctx-size", dest="ctx", type=int_between(*config.CTX_RANGE), help="the same as --ctx")
     p.add_argument("--threads", type=int_between(*config.THREADS_RANGE), help="CPU threads (default: physical cores)")
+    p.add_argument(
+        "--gpu-layers",
+        type=int_between(*GPU_LAYERS_RANGE),
+        help="layers to offload to the GPU (default: as many as fit; 0: CPU only)",
+    )
     p.add_argument(
         "--host", type=host_address, help="address to bind; anything but 127.0.0.1 exposes the model to the network"
     )
@@ -121,6 +130,8 @@ def _register_stop_status(subparsers, raw) -> None:
 
 def cmd_serve(args) -> int:
     settings = config.load_settings()  # once, for the start, every restart and the stop
+    if args.gpu_layers is not None:  # the setting of the same name, for this start and its restarts
+        settings = dataclasses.replace(settings, gpu_layers=args.gpu_layers)
     if args.supervise and (found := server.status(probe_health=False)).state in (
         ServerPhase.RUNNING,
         ServerPhase.STARTING,
@@ -228,6 +239,8 @@ def _print_status(s: server.ServerStatus) -> None:
         rows += [["uptime", render.human_duration(s.uptime_s)], ["context", s.ctx_size], ["build", s.build or "-"]]
         if s.router:
             rows += [["can switch to", ", ".join(m for m in s.models or [] if m != s.model) or "-"]]
+        if also := (s.names or {}).get(s.model or "", [])[1:]:
+            rows += [["also answers to", ", ".join(also)]]
         rows += [["API key", "required (`aidevops-local api-key --show`)" if s.api_key_required else "none"]]
     rows += [["system RAM", ram]]
     if s.log_path:
@@ -235,6 +248,8 @@ def _print_status(s: server.ServerStatus) -> None:
     render.key_values(rows)
     if s.message:
         render.warn(s.message)
+    for note in s.name_notes or []:
+        render.info(note)
 
 
 def cmd_api_key(args) -> int:

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from ..core.system.config import DAYS_RANGE
 from . import render
-from .arg_types import int_between, period
+from .arg_types import int_between, since
 
 # The core modules these commands use (peewee, the log reader) are imported inside each command: every
 # other command, `status` above all, must not pay for them at start-up.
@@ -16,6 +16,7 @@ from .arg_types import int_between, period
 USAGE_EXAMPLES = """examples:
   aidevops-local usage                          # everything so far, per model
   aidevops-local usage --since 7d               # the last week (30m, 24h, 7d, 2w)
+  aidevops-local usage --since 2026-11-01       # from that day's midnight, local time
   aidevops-local usage --model qwen2.5-coder-7b --json
   aidevops-local usage --reset-db               # only for a damaged database: move it aside, start fresh"""
 
@@ -36,7 +37,10 @@ def register(subparsers) -> None:
         formatter_class=raw,
     )
     p.add_argument(
-        "--since", metavar="PERIOD", type=period(DAYS_RANGE[1]), help="only the last PERIOD: 30m, 24h, 7d, 2w"
+        "--since",
+        metavar="PERIOD|DATE",
+        type=since(DAYS_RANGE[1]),
+        help="only the last PERIOD (30m, 24h, 7d, 2w), or since a DATE (2026-11-01, local time) or date and time",
     )
     p.add_argument("--model", help="only this model")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -62,6 +66,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="only list; remove nothing")
     p.add_argument("--yes", "-y", action="store_true", help="remove without asking")
+    p.add_argument("--remove-stale", action="store_true", help="the framework's spelling of --yes")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_cleanup)
 
@@ -97,13 +102,14 @@ def cmd_usage(args) -> int:
         moved = store.move_aside_damaged()
         render.info(f"Moved the damaged database to {moved}. A fresh one starts with the next command.")
         return 0
-    since = usage.parse_period(args.since) if args.since else None
+    since = usage.parse_since(args.since) if args.since else None
+    span = (f"last {args.since}" if usage.is_period(args.since) else f"since {args.since}") if args.since else ""
     result = usage.report(live_log=state.live_log(), since=since, model=args.model)
     if args.json:
         render.as_json(result)
         return 0
     if not result.models:
-        render.info("No requests recorded" + (f" in the last {args.since}." if args.since else " yet."))
+        render.info("No requests recorded" + (f" in the {span}." if span.startswith("last") else f" {span or 'yet'}."))
         return 0
     rows = [_row(m) for m in result.models]
     if len(result.models) > 1:
@@ -111,7 +117,7 @@ def cmd_usage(args) -> int:
     render.table(
         ["model", "requests", "tokens in", "tokens out", "tok/s", "time", "last used"],
         rows,
-        title="Local model usage" + (f" (last {args.since})" if args.since else ""),
+        title="Local model usage" + (f" ({span})" if span else ""),
     )
     tiers = list(result.price_models)
     shown = result.models + ([result.total] if len(result.models) > 1 else [])

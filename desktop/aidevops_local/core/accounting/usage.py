@@ -274,6 +274,26 @@ def parse_period(text: str) -> timedelta:
     return timedelta(**{unit: float(found.group(1))})
 
 
+def is_period(text: str) -> bool:
+    return _PERIOD.match(text or "") is not None
+
+
+def parse_since(text: str) -> timedelta:
+    """A period ('7d'), or how long ago a moment was: an ISO date (from its midnight) or date and time, in local
+    time unless it names its offset ('2026-11-01', '2026-11-01T09:30', '2026-11-01 09:30:00Z')."""
+    try:
+        return parse_period(text)
+    except ConfigError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"Not a period or a date: {text!r}", hint="Use 30m, 24h, 7d, 2w, or a date such as 2026-11-01."
+        ) from None
+    return clock.now() - (moment if moment.tzinfo else moment.astimezone())
+
+
 def report(
     *, live_log: Path | None, since: timedelta | None = None, model: str | None = None, ingest_first: bool = True
 ) -> UsageReport:
