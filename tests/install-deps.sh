@@ -23,6 +23,8 @@ PACKAGES=(
   libxcb-randr0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1
   # Lint for the project's shell scripts.
   shellcheck
+  # The framework's helper answers the session-start nudge from the database with the sqlite3 CLI.
+  sqlite3
   # A real clock jump for the tests that age models (libfaketime).
   faketime
   # Building and checking the Linux bundle and AppDir (packaging/build.py).

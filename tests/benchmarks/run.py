@@ -44,6 +44,7 @@ BENCHES = (
     Bench("bench_serve", "serve vs bare llama-server: cold start, tokens/s", 150, 600),
     Bench("bench_host_guard", "Host-checking front vs direct: streamed tok/s, first token, RSS", 60, 240),
     Bench("bench_usage", "usage logging: rows per request, tokens/s on vs off", 150, 900),
+    Bench("bench_nudge", "session-start nudge: the helper's sqlite3 path vs the Python CLI", 30, 120),
     Bench("bench_fit", "fit: predicted vs measured memory", 120, 600),
     Bench("bench_pull", "pull vs hf download: throughput, resume", 90, 300),
     Bench("bench_tray", "tray: cold start, idle memory and CPU, menu", 150, 300),

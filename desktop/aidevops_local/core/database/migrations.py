@@ -162,9 +162,26 @@ def m002_usage_request_columns(conn: sqlite3.Connection) -> None:
     _rebuild(conn, "model_usage", _USAGE_DDL, _USAGE_MAP, {}, keep_rowid_column="id")
 
 
+_USAGE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS model_usage_model_timestamp ON model_usage (model, timestamp)",
+    "CREATE INDEX IF NOT EXISTS model_usage_timestamp ON model_usage (timestamp)",
+)
+_CURSOR_DDL = """CREATE TABLE IF NOT EXISTS usage_log_cursor (
+        file TEXT PRIMARY KEY,
+        session_id TEXT,
+        offset INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT '{}',
+        updated TEXT NOT NULL DEFAULT (datetime('now')))"""
+_APP_STATE_DDL = """CREATE TABLE IF NOT EXISTS app_state (
+        key TEXT PRIMARY KEY,
+        value TEXT,
+        updated TEXT NOT NULL DEFAULT (datetime('now')))"""
+_MIGRATIONS_DDL = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)"
+
+
 def m003_usage_indexes(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE INDEX IF NOT EXISTS model_usage_model_timestamp ON model_usage (model, timestamp)")
-    conn.execute("CREATE INDEX IF NOT EXISTS model_usage_timestamp ON model_usage (timestamp)")
+    for statement in _USAGE_INDEXES:
+        conn.execute(statement)
 
 
 def m004_inventory_details(conn: sqlite3.Connection) -> None:
@@ -180,19 +197,11 @@ def m004_inventory_details(conn: sqlite3.Connection) -> None:
 
 
 def m005_log_cursors(conn: sqlite3.Connection) -> None:
-    conn.execute("""CREATE TABLE IF NOT EXISTS usage_log_cursor (
-        file TEXT PRIMARY KEY,
-        session_id TEXT,
-        offset INTEGER NOT NULL DEFAULT 0,
-        state TEXT NOT NULL DEFAULT '{}',
-        updated TEXT NOT NULL DEFAULT (datetime('now')))""")
+    conn.execute(_CURSOR_DDL)
 
 
 def m006_app_state(conn: sqlite3.Connection) -> None:
-    conn.execute("""CREATE TABLE IF NOT EXISTS app_state (
-        key TEXT PRIMARY KEY,
-        value TEXT,
-        updated TEXT NOT NULL DEFAULT (datetime('now')))""")
+    conn.execute(_APP_STATE_DDL)
 
 
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
@@ -205,11 +214,49 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
 )
 
 
+def fresh_schema() -> tuple[str, ...]:
+    """The statements that make an empty database the current schema in one step, every migration recorded
+    as applied. The framework's shell helper (.agents/scripts/local-model-helper.sh) runs this very text
+    when it is first to open the database, and a test compares the two, and this with the step-by-step
+    result, so neither can drift."""
+    names = ",\n    ".join(f"('{fn.__name__}', datetime('now'))" for fn in MIGRATIONS)
+    return (
+        _MIGRATIONS_DDL,
+        _USAGE_DDL.format(name="model_usage", extra=""),
+        *_USAGE_INDEXES,
+        _INVENTORY_DDL.format(name="model_inventory", extra=""),
+        _CURSOR_DDL,
+        _APP_STATE_DDL,
+        f"INSERT INTO schema_migrations (name, applied) VALUES\n    {names}",
+    )
+
+
+def _create_fresh(conn: sqlite3.Connection) -> list[str]:
+    """An empty database (no table at all) gets the current schema at once; [] when another process got
+    there first, or the database is not empty."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
+            conn.execute("COMMIT")
+            return []
+        for statement in fresh_schema():
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return [fn.__name__ for fn in MIGRATIONS]
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations this database has not recorded; returns their names. Each runs in its own
-    IMMEDIATE transaction and re-checks the record inside it, so two processes opening a new database at
-    once apply each migration exactly once."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+    """Apply the migrations this database has not recorded; returns their names. An empty database is made
+    at once (fresh_schema). Each migration runs in its own IMMEDIATE transaction and re-checks the record
+    inside it, so two processes opening a new database at once apply each migration exactly once."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'").fetchone():
+        created = _create_fresh(conn)
+        if created:
+            return created
+    conn.execute(_MIGRATIONS_DDL)
     done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
     applied = []
     for fn in MIGRATIONS:
