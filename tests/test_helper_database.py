@@ -288,7 +288,8 @@ def test_what_sqlite_alone_cannot_answer_goes_to_the_tool(tmp_path):
     database(old).parent.mkdir(parents=True)
     with sqlite3.connect(database(old)) as conn:
         conn.execute(
-            "CREATE TABLE model_inventory (model TEXT PRIMARY KEY, file_path TEXT NOT NULL, size_bytes INTEGER, last_used TEXT NOT NULL)"
+            "CREATE TABLE model_inventory (model TEXT PRIMARY KEY, file_path TEXT NOT NULL,"
+            " size_bytes INTEGER, last_used TEXT NOT NULL)"
         )
         conn.execute("INSERT INTO model_inventory VALUES ('m', '/x.gguf', 9000000000, '2020-01-01 00:00:00')")
     assert run_helper(old, "nudge", tool=stub).returncode == 0
