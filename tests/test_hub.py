@@ -44,6 +44,27 @@ def test_search_lists_gguf_repos_by_downloads(hub_env):
     assert len(hub.search("qwen", limit=1)) == 1
 
 
+def test_search_with_several_words_finds_repos_holding_all_of_them(hub_env):
+    """The Hub matches its search string as one piece of the id: "qwen coder" alone finds nothing. The
+    search asks for the most selective word and keeps the repos whose id holds every word."""
+    for repo, downloads in {
+        "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF": 700,
+        "bartowski/Qwen2.5-Coder-14B-Instruct-GGUF": 900,
+        "unsloth/Qwen3-8B-GGUF": 5000,
+        "someone/deepseek-coder-6.7b-GGUF": 8000,
+    }.items():
+        hub_env.add_repo(repo, _quants("m-Q4_K_M.gguf"), downloads=downloads)
+    hub_env.add_repo("Qwen/Qwen2.5-Coder-7B-Instruct", {"model.safetensors": b"x"}, downloads=10**6)
+    found = [r.repo_id for r in hub.search("Qwen  CODER")]
+    assert found == ["bartowski/Qwen2.5-Coder-14B-Instruct-GGUF", "Qwen/Qwen2.5-Coder-7B-Instruct-GGUF"]
+    asked = [r.target for r in hub_env.requests if r.path == "/api/models"]
+    assert asked and all("search=coder" in t for t in asked)
+    assert [r.repo_id for r in hub.search("qwen coder", limit=1)] == ["bartowski/Qwen2.5-Coder-14B-Instruct-GGUF"]
+    assert hub.search("qwen coder 32b") == []
+    assert hub.search_word(["qwen", "coder", "instruct", "gguf"]) == "coder"
+    assert hub.search_word(["gguf"]) == "gguf"
+
+
 def test_list_files_groups_split_sets_and_marks_fit(hub_env, tiny_gguf, tiny_split_gguf):
     files = {
         "tiny-Q8_0.gguf": tiny_gguf,

@@ -105,6 +105,7 @@ def test_empty_database_migrates_to_the_exact_columns():
         "m004_inventory_details",
         "m005_log_cursors",
         "m006_app_state",
+        "m007_model_measurements",
     ]
     assert plain("PRAGMA journal_mode") == [("wal",)]
 

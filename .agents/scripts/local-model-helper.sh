@@ -223,13 +223,25 @@ CREATE TABLE IF NOT EXISTS app_state (
         key TEXT PRIMARY KEY,
         value TEXT,
         updated TEXT NOT NULL DEFAULT (datetime('now')));
+CREATE TABLE IF NOT EXISTS model_measurements (
+        file TEXT NOT NULL, size_bytes INTEGER NOT NULL DEFAULT 0, machine TEXT NOT NULL, backend TEXT NOT NULL,
+        ctx_size INTEGER NOT NULL DEFAULT 0, parallel INTEGER NOT NULL DEFAULT 0,
+        gpu_layers INTEGER NOT NULL DEFAULT -1, threads INTEGER NOT NULL DEFAULT 0,
+        model TEXT NOT NULL, sha256 TEXT, architecture TEXT, active_bytes INTEGER, machine_desc TEXT,
+        gen_tokens REAL NOT NULL DEFAULT 0, gen_ms REAL NOT NULL DEFAULT 0,
+        prompt_tokens REAL NOT NULL DEFAULT 0, prompt_ms REAL NOT NULL DEFAULT 0,
+        tok_per_sec REAL, prompt_tok_per_sec REAL, estimated_tok_per_sec REAL, estimated_prompt_tok_per_sec REAL,
+        peak_rss_bytes INTEGER, peak_vram_bytes INTEGER, requests INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL DEFAULT (datetime('now')),
+        PRIMARY KEY (file, size_bytes, machine, backend, ctx_size, parallel, gpu_layers, threads));
 INSERT INTO schema_migrations (name, applied) VALUES
     ('m001_seed_tables', datetime('now')),
     ('m002_usage_request_columns', datetime('now')),
     ('m003_usage_indexes', datetime('now')),
     ('m004_inventory_details', datetime('now')),
     ('m005_log_cursors', datetime('now')),
-    ('m006_app_state', datetime('now'));
+    ('m006_app_state', datetime('now')),
+    ('m007_model_measurements', datetime('now'));
 SQL
 	return 0
 }

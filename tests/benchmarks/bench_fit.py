@@ -13,7 +13,8 @@ flash attention auto), and its resident memory (psutil RSS) is measured:
 Each is printed beside fit.estimate_memory's prediction (resident_at_load and ram_bytes) with the error in %;
 the goal is every prediction within 10%. Then, per term, what llama.cpp's own log says it allocated
 (`model buffer size`, `CPU_REPACK`, `KV buffer size`, `compute buffer size`, `output buffer size`) beside
-the estimate's term, so a miss can be traced to the term that caused it.
+the estimate's term, so a miss can be traced to the term that caused it. And speed: the busy request's
+prompt tokens/s and a 64-token generation's tokens/s beside speed.estimate_speed's (goal: within 25%).
 
 ``run(quick)`` (for tests/benchmarks/run.py) measures the same way with the defaults, every model and context
 in quick and full runs alike, prints the same tables and returns one figure per model: its worst prediction.
@@ -36,12 +37,14 @@ import psutil
 from tests.benchmarks.figures import Figure, ratio_figure
 from tests.fixtures.prepare import prepare
 
-from aidevops_local.core.models import fit, gguf_meta
+from aidevops_local.core.models import fit, gguf_meta, speed
+from aidevops_local.core.system import hardware
 
 MIB = 1 << 20
 CONTEXTS = {"tiny": (2048, 8192), "smollm2": (2048, 4096, 8192), "gemma3": (2048, 8192, 32768)}
 THREADS = 2
 GOAL_PCT = 10.0  # every prediction within 10% of the measured RSS
+SPEED_GOAL_PCT = 25.0  # and every speed within 25% of the measured
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Case:
     rss_load: int  # bytes, after /health and one short request
     rss_busy: int  # bytes, after a request that fills a 512-token batch
     log: dict[str, float]  # MiB per term, from llama.cpp's own log
+    tok_s: float = 0.0  # generated, measured by llama-server
+    prompt_s: float = 0.0  # prompt tokens read per second (the busy request's ~500-token prompt)
+    speed: speed.SpeedEstimate | None = None
 
     @property
     def err_load(self) -> float:
@@ -85,12 +91,12 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 120) -> No
     raise RuntimeError("llama-server did not become healthy")
 
 
-def _complete(base: str, prompt: str, n_predict: int = 8) -> None:
+def _complete(base: str, prompt: str, n_predict: int = 8, **extra) -> dict:
     # The raw completion endpoint: the tiny model's random output would not parse as a chat reply.
-    r = httpx.post(
-        f"{base}/completion", json={"prompt": prompt, "n_predict": n_predict, "cache_prompt": True}, timeout=300
-    )
+    body = {"prompt": prompt, "n_predict": n_predict, "cache_prompt": True, **extra}
+    r = httpx.post(f"{base}/completion", json=body, timeout=300)
     r.raise_for_status()
+    return r.json().get("timings") or {}
 
 
 def _log_terms(log: str) -> dict[str, float]:
@@ -139,8 +145,9 @@ def measure(binary: Path, model: Path, ctx: int, parallel: int, threads: int) ->
             rss_load = psutil.Process(proc.pid).memory_info().rss
             slot = ctx // parallel
             words = max(16, min(560, slot - 64) // 3)  # about 3 tokens a word here: a batch of ~500 tokens
-            _complete(base, " ".join(f"item{i} is" for i in range(words)))
+            busy = _complete(base, " ".join(f"item{i} is" for i in range(words)))
             rss_busy = psutil.Process(proc.pid).memory_info().rss
+            gen = _complete(base, "Tell me a story.", 64, ignore_eos=True, cache_prompt=False)
         finally:
             proc.terminate()
             try:
@@ -150,7 +157,13 @@ def measure(binary: Path, model: Path, ctx: int, parallel: int, threads: int) ->
                 proc.wait(timeout=10)
         log.seek(0)
         text = log.read().decode("utf-8", "replace")
-    return {"rss_load": rss_load, "rss_busy": rss_busy, "log": _log_terms(text)}
+    return {
+        "rss_load": rss_load,
+        "rss_busy": rss_busy,
+        "log": _log_terms(text),
+        "tok_s": gen.get("predicted_per_second") or 0.0,
+        "prompt_s": busy.get("prompt_per_second") or 0.0,
+    }
 
 
 def run(quick: bool = True) -> list[Figure]:
@@ -176,7 +189,7 @@ def run(quick: bool = True) -> list[Figure]:
                 note=f"predicted vs measured RSS; worst case -c {ctx} {which} ({err:.1f}% off)",
             )
         )
-    return figures
+    return figures + speed_figures(cases)
 
 
 def measure_all(models: list[str], *, threads: int) -> tuple[int, list[Case]]:
@@ -190,7 +203,21 @@ def measure_all(models: list[str], *, threads: int) -> tuple[int, list[Case]]:
             parallel = fit.auto_parallel(ctx)
             est = fit.estimate_memory(header, ctx=ctx, parallel=parallel)
             got = measure(fx.llama_server, paths[name], ctx, parallel, threads)
-            cases.append(Case(name, ctx, parallel, est, got["rss_load"], got["rss_busy"], got["log"]))
+            predicted = speed.estimate_speed(fit.shape_from_header(header), hardware=hardware.detect(), threads=threads)
+            cases.append(
+                Case(
+                    name,
+                    ctx,
+                    parallel,
+                    est,
+                    got["rss_load"],
+                    got["rss_busy"],
+                    got["log"],
+                    got["tok_s"],
+                    got["prompt_s"],
+                    predicted,
+                )
+            )
             print(f"  measured {name} at -c {ctx} -np {parallel}", file=sys.stderr, flush=True)
     return fx.llama_build, cases
 
@@ -221,6 +248,45 @@ def report(cases: list[Case], *, build: int, threads: int) -> None:
         )
     worst = max((max(abs(c.err_load), abs(c.err_busy)) for c in cases), default=0.0)
     print(f"\nworst error: {worst:.1f}% (goal: within {GOAL_PCT:.0f}%)")
+    print(f"\nspeed, tokens/s: predicted / measured (error %), goal within {SPEED_GOAL_PCT:.0f}%")
+    print(f"{'model':8} {'ctx':>6} | {'generated':>24} | {'prompt':>26}")
+    for c in cases:
+        if c.speed is not None:
+            gen, prompt = c.speed.tokens_per_s, c.speed.prompt_tokens_per_s
+            print(
+                f"{c.model:8} {c.ctx:>6} | {gen:8.1f} / {c.tok_s:7.1f} ({_pct(gen, c.tok_s):+5.1f}) | "
+                f"{prompt:8.1f} / {c.prompt_s:8.1f} ({_pct(prompt, c.prompt_s):+5.1f})"
+            )
+
+
+def _pct(predicted: float, measured: float) -> float:
+    return 100 * (predicted - measured) / measured if measured else float("nan")
+
+
+def speed_figures(cases: list[Case]) -> list[Figure]:
+    """Per model: predicted vs measured generation and prompt speed (the median over its contexts)."""
+    figures = []
+    for model in dict.fromkeys(c.model for c in cases):
+        mine = [c for c in cases if c.model == model and c.speed is not None and c.tok_s and c.prompt_s]
+        if not mine:
+            continue
+        for what, pred, meas in (
+            ("generated", [c.speed.tokens_per_s for c in mine], [c.tok_s for c in mine]),
+            ("prompt", [c.speed.prompt_tokens_per_s for c in mine], [c.prompt_s for c in mine]),
+        ):
+            p, m = sorted(pred)[len(pred) // 2], sorted(meas)[len(meas) // 2]
+            figures.append(
+                ratio_figure(
+                    f"fit: {model} {what} tokens/s, predicted vs measured",
+                    p,
+                    m,
+                    unit="tok/s",
+                    goal=f"within {SPEED_GOAL_PCT:.0f}%",
+                    ok=abs(_pct(p, m)) <= SPEED_GOAL_PCT,
+                    note=f"{THREADS} threads; median over -c {'/'.join(str(c.ctx) for c in mine)}",
+                )
+            )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,7 +61,8 @@ def run(quick: bool = True) -> list[Figure]:
     starts = 6 if quick else 12
     rounds, sweeps, tokens = (3, 4, 64) if quick else (6, 6, 128)
     tool_s, bare_s = cold_starts(fixtures.llama_server, model, pairs=starts)
-    tool_v, bare_v = speeds(fixtures.llama_server, model, rounds=rounds, sweeps=sweeps, tokens=tokens)
+    rss: dict[str, list[float]] = {"tool": [], "bare": []}
+    tool_v, bare_v = speeds(fixtures.llama_server, model, rounds=rounds, sweeps=sweeps, tokens=tokens, rss=rss)
     start_tool, start_bare = statistics.median(tool_s), statistics.median(bare_s)
     overhead = start_tool - start_bare
     figures = [
@@ -101,6 +102,16 @@ def run(quick: bool = True) -> list[Figure]:
             goal="",
             note=f"the server process's CPU time per request: less disturbed by other programs; "
             f"median of {len(cpu_ratios)} sweep ratios ({spread(cpu_ratios)})",
+        ),
+        ratio_figure(
+            "serve: server RSS, tool's flags (router + model process) vs bare `llama-server -m`",
+            statistics.median(rss["tool"]),
+            statistics.median(rss["bare"]),
+            unit="MiB",
+            goal="",
+            ok=None,
+            note=f"after the requests, each round; tool {spread(rss['tool'])}, bare {spread(rss['bare'])}; the "
+            "tool plans its own context and slots, bare takes llama.cpp's defaults",
         ),
     ]
     return figures
@@ -220,7 +231,10 @@ def _stop(proc: subprocess.Popen) -> None:
 # ---- 2. tokens/s with each side's defaults -------------------------------------------------------------------
 
 
-def speeds(binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int) -> tuple[list[Speed], list[Speed]]:
+def speeds(
+    binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int, rss: dict[str, list[float]] | None = None
+) -> tuple[list[Speed], list[Speed]]:
+    """Paired speeds; with ``rss``, each server's resident memory (MiB, its process tree) after each round."""
     from aidevops_local.core.serving import server
 
     tool, bare = [], []
@@ -244,6 +258,8 @@ def speeds(binary: Path, model: Path, *, rounds: int, sweeps: int, tokens: int) 
                 order = ("tool", "bare", "bare", "tool") if (r + s) % 2 == 0 else ("bare", "tool", "tool", "bare")
                 for who in order:
                     (tool if who == "tool" else bare).append(_generate(urls[who], procs[who], tokens))
+            for who in procs if rss is not None else ():
+                rss[who].append(_tree_rss(procs[who]) / (1 << 20))
         finally:
             _stop(proc)
             server.stop(grace=5)
@@ -268,6 +284,11 @@ def _generate(base: str, proc: psutil.Process, tokens: int) -> Speed:
     data = response.json()
     n = data["usage"]["completion_tokens"]
     return Speed(server_tps=data["timings"]["predicted_per_second"], client_tps=n / wall, cpu_tps=n / cpu)
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    """A server's resident bytes: a router and its model instance together."""
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:

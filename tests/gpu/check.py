@@ -97,6 +97,7 @@ class Row:
     device_delta_mib: float | None = None  # the card's used memory after load minus before start
     status_gpu_mib: float | None = None  # what `status --json` reports (serve only)
     predicted_ram_mib: float | None = None
+    predicted_tok_s: float | None = None  # speed.estimate_speed for the plan (serve only)
     rss_mib: float | None = None
     tok_s: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
@@ -140,7 +141,8 @@ def fmt(v, digits: int = 0) -> str:
 def table(report: Report) -> str:
     head = (
         "| scenario | server | -c | -np | -ngl | offloaded | predicted VRAM MiB | measured VRAM MiB | miss MiB "
-        "| card +MiB at load | status --json GPU MiB | predicted RAM MiB | RSS MiB | gen tok/s (median) | runs "
+        "| card +MiB at load | status --json GPU MiB | predicted RAM MiB | RSS MiB | predicted tok/s "
+        "| gen tok/s (median) | runs "
         "| note |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -167,6 +169,7 @@ def table(report: Report) -> str:
                     fmt(r.status_gpu_mib),
                     fmt(r.predicted_ram_mib),
                     fmt(r.rss_mib),
+                    fmt(r.predicted_tok_s, 1),
                     fmt(r.tok_s_median, 1),
                     ",".join(f"{t:.0f}" for t in r.tok_s) or "-",
                     r.error.replace("|", "/").replace("\n", " ")[:160],
@@ -564,6 +567,7 @@ def start_serve(scenario: str, model: Path, ctx: int | None, env: dict, gpu: boo
     )
     row.predicted_vram_mib = round(est.vram_bytes / MIB, 1) if gpu else None
     row.predicted_ram_mib = round(est.ram_bytes / MIB, 1)
+    row.predicted_tok_s = predicted_speed(model, backend, state["gpu_layers"])
     if gpu and before is not None:
         after = device_used_mib()
         row.device_delta_mib = after - before if after is not None else None
@@ -582,6 +586,20 @@ def start_serve(scenario: str, model: Path, ctx: int | None, env: dict, gpu: boo
         f"{fmt(row.predicted_vram_mib)} MiB, RAM {row.predicted_ram_mib:.0f} MiB"
     )
     return srv
+
+
+def predicted_speed(model: Path, backend: str, gpu_layers: int) -> float | None:
+    """What the speed model (core/models/speed.py) predicts for this plan on this machine."""
+    from aidevops_local.core.models import fit, gguf_meta, speed
+    from aidevops_local.core.system import hardware
+
+    try:
+        shape = fit.shape_from_header(gguf_meta.read_model(model))
+        hw = hardware.detect(refresh=True)
+        return speed.estimate_speed(shape, hardware=hw, backend=backend, gpu_layers=gpu_layers).tokens_per_s
+    except Exception as exc:  # noqa: BLE001 - a column of the report, not a reason to lose the scenario
+        say(f"speed prediction failed: {type(exc).__name__}: {exc}")
+        return None
 
 
 def start_bare(scenario: str, server_bin: Path, model: Path, logs: Path, gpu: bool, timeout: float = 240) -> Server:
@@ -866,6 +884,8 @@ def plan_preview(model: Path, env: dict, ctx: int | None) -> dict:
         "predicted_vram_mib": round(plan.predicted_vram_bytes / MIB, 1),
         "predicted_ram_mib": round(plan.predicted_ram_bytes / MIB, 1),
         "reasons": list(plan.reasons),
+        "choice": plan.choice,
+        "tensor_split": list(plan.tensor_split),
         "vram_free_seen_mib": [round(g.vram_free / MIB) for g in hw.gpus],
     }
     say(f"plan preview: {out}")

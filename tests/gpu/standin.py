@@ -46,6 +46,35 @@ PRESETS = {
 }
 
 
+def model_shape(shape: Shape):
+    """The fit estimate's ModelShape of the stand-in that write_standin writes, from its dimensions alone (what
+    shape_from_header would read from the file: tests/test_fit_gpu.py checks they agree on the small preset),
+    so a test can plan the 1.4 GiB model without writing it."""
+    from aidevops_local.core.models.model_shape import ModelShape
+
+    tokens, _, merges, _ = _tiny_vocab()
+    e, hd = shape.n_embd, shape.n_embd // shape.n_head
+    layer = 2 * (e * e * 2) + 2 * (hd * shape.n_head_kv * e * 2) + 3 * (e * shape.n_ff * 2) + 2 * e * 4
+    embd = len(tokens) * e * 2
+    return ModelShape(
+        architecture="llama",
+        n_layer=shape.n_layer,
+        n_embd=e,
+        n_ff=shape.n_ff,
+        n_head=shape.n_head,
+        n_head_kv=shape.n_head_kv,
+        head_dim_k=hd,
+        head_dim_v=hd,
+        n_vocab=len(tokens),
+        ctx_train=shape.ctx_train,
+        weights_bytes=2 * embd + shape.n_layer * layer + e * 4,
+        embd_bytes=embd,
+        output_bytes=embd,
+        n_rot=hd,
+        n_merges=len(merges),
+    )
+
+
 def write_standin(path: Path, shape: Shape, *, seed: int = 1234) -> Path:
     import gguf
     import numpy as np

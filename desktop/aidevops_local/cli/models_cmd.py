@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ..core.system.errors import ChoiceNeeded, ExitCode, Refused
-from . import render
+from . import figures, render
 from .arg_types import int_between
 
 # The core modules behind these commands (huggingface_hub, peewee) are imported inside each command, so
@@ -203,18 +204,24 @@ def _ask_choice(exc: ChoiceNeeded, repo: str) -> str:
 def cmd_models(args) -> int:
     from ..core.models import library
 
-    found = library.list_models()
     if args.json:
-        render.as_json(found)
+        figures.refresh_measurements()  # first: a model a router loaded on request gets its inventory row
+        # Each model's figures on this machine, predicted beside measured (core/models/prediction.py).
+        render.as_json([{**dataclasses.asdict(m), **figures.beside(m.path)} for m in library.list_models()])
         return ExitCode.OK
+    found = library.list_models()
     if not found:
         render.info("No models yet. `aidevops-local recommend` suggests some; `aidevops-local pull REPO` gets one.")
         return ExitCode.OK
+    from ..core.models import display_names
+
+    shown = display_names.display_names(found)
     render.table(
-        ["name", "quant", "size", "last used", "requests", "source", "where"],
+        ["name", "model", "quant", "size", "last used", "requests", "source", "where"],
         [
             [
                 m.name,
+                shown[m.name].name,
                 m.quant,
                 render.human_bytes(m.size_bytes),
                 m.last_used or "never",
@@ -269,15 +276,16 @@ def cmd_recommend(args) -> int:
         render.info(result.note)
         return ExitCode.NOT_FOUND
     render.table(
-        ["for", "model", "quant", "size", "needs", "tokens/s", "runs on"],
+        ["for", "model", "quant", "size", "needs", "context", "tokens/s", "runs on"],
         [
             [
                 p.use,
-                p.name,
-                p.quant,
+                p.name + (" (file not seen)" if p.checked == "no" else ""),
+                p.quant + (f" ({p.parts} files)" if p.parts > 1 else ""),
                 render.human_bytes(p.size_bytes),
                 render.human_bytes(p.memory_bytes),
-                f"~{p.tokens_per_s:.0f}",
+                f"{p.ctx} (KV {render.human_bytes(p.kv_bytes)})",
+                f"~{p.tokens_per_s:.0f} ({p.speed_basis})",
                 p.device,
             ]
             for p in result.picks

@@ -13,7 +13,7 @@ from ..core.serving.state import ServerPhase
 from ..core.system import config
 from ..core.system.errors import ExitCode
 from ..core.system.settings_checks import GPU_LAYERS_RANGE
-from . import render
+from . import figures, render
 from .arg_types import float_between, host_address, int_between
 
 SERVE_EXAMPLES = """examples:
@@ -214,11 +214,25 @@ def cmd_stop(args) -> int:
 def cmd_status(args) -> int:
     result = server.status()
     if args.json:
-        render.as_json(result)
+        shown = dataclasses.asdict(result)
+        if result.running and result.model_path:  # the served model's figures, predicted beside measured
+            figures.refresh_measurements()
+            shown |= figures.beside(result.model_path, ctx=result.ctx_size)
+        render.as_json(shown)
     else:
         _print_status(result)
     # 0 while the server is up, model loading included ("starting"); 3 when stopped, stopping or crashed.
     return ExitCode.OK if result.state in (ServerPhase.RUNNING, ServerPhase.STARTING) else ExitCode.NOT_RUNNING
+
+
+def _model_text(s: server.ServerStatus) -> str | None:
+    """ "Llama 3.2 3B Instruct (Llama-3.2-3B-Instruct-Q4_K_M, Q4_K_M)": the name people know, the one to type."""
+    if not s.model or not s.model_path:
+        return s.model
+    from ..core.models import display_names
+
+    shown = display_names.for_path(s.model_path, s.model)
+    return f"{shown.name} ({', '.join(part for part in (s.model, shown.quant) if part)})"
 
 
 def _print_status(s: server.ServerStatus) -> None:
@@ -228,7 +242,7 @@ def _print_status(s: server.ServerStatus) -> None:
     )
     rows = [["state", s.state]]
     if s.state != ServerPhase.STOPPED:
-        rows += [["model", s.model], ["endpoint", s.endpoint or f"http://{s.host}:{s.port}/v1"], ["pid", s.pid]]
+        rows += [["model", _model_text(s)], ["endpoint", s.endpoint or f"http://{s.host}:{s.port}/v1"], ["pid", s.pid]]
     if s.running:
         rows += [["listening on", ", ".join(s.listening or []) or "-"]]
         rows += [["server memory", render.human_bytes(s.rss_bytes)]]

@@ -214,7 +214,9 @@ def cmd_nudge(args) -> int:
 
 
 def _usd(value: float) -> str:
-    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+    from ..core.accounting.prices import format_usd
+
+    return format_usd(value)
 
 
 def _speed(value: float | None) -> str:

@@ -65,19 +65,27 @@ _TIMESTAMP = re.compile(_PREFIX)
 _INSTANCE_LINE = re.compile(r"^\[(?P<port>\d+)\] (?P<line>.*)$")
 _SPAWN = re.compile(_PREFIX + r"srv +load: spawning server instance with name=(?P<name>.+) on port (?P<port>\d+)\s*$")
 _SPAWN_ARG = re.compile(_PREFIX + r"srv +load: {3}(?P<arg>\S.*?)\s*$")
+# A model instance's flags that make its plan (what speed and memory were measured under), by header key.
+_PLAN_FLAGS = {"--ctx-size": "ctx_size", "-c": "ctx_size", "--parallel": "parallel", "-np": "parallel"}
+_PLAN_FLAGS |= {"--n-gpu-layers": "gpu_layers", "-ngl": "gpu_layers", "--gpu-layers": "gpu_layers"}
+_PLAN_FLAGS |= {"--threads": "threads", "-t": "threads"}
 _INSTANCE_EXIT = re.compile(_PREFIX + r"srv +[^:]+: instance name=(?P<name>.+) exited with status")
 # A restarted process writes timestamps from zero again; this much backwards means a new process.
 _RESTART_BACKSTEP_S = 1.0
 
 
-def format_header(*, model: str, model_path: str, port: int, started: datetime, session_id: str) -> str:
-    """The first line of a server log (with its newline)."""
+def format_header(
+    *, model: str, model_path: str, port: int, started: datetime, session_id: str, plan: dict | None = None
+) -> str:
+    """The first line of a server log (with its newline). ``plan``: a single-model server's ctx_size, parallel,
+    gpu_layers and threads (a router's instances name theirs in their spawn lines)."""
     data = {
         "model": model,
         "model_path": model_path,
         "port": port,
         "started": started.astimezone(UTC).isoformat(timespec="milliseconds"),
         "session_id": session_id,
+        **({"plan": plan} if plan else {}),
     }
     return HEADER_PREFIX + json.dumps(data) + "\n"
 
@@ -109,6 +117,11 @@ class Request:
     duration_ms: int
     tok_per_sec: float | None
     status: str  # ok | cancelled | error
+    # What speeds are measured from (models/measured.py): the timings llama-server printed, and its plan.
+    prompt_ms: float = 0.0  # time to evaluate the prompt tokens not served from the cache
+    prompt_evaluated: int = 0  # those tokens
+    gen_ms: float = 0.0
+    plan: dict | None = None  # ctx_size, parallel, gpu_layers, threads, where the log says them
 
 
 def _seconds(ts: str | None) -> float | None:
@@ -226,6 +239,8 @@ class LogReader:
             if self.spawn_args and (reader := self.instances.get(self.spawn_args[0])) is not None:
                 if self.spawn_args[1] in ("--model", "-m") and reader.header is not None:
                     reader.header["model_path"] = names["arg"]
+                elif self.spawn_args[1] in _PLAN_FLAGS and reader.header is not None:
+                    reader.header.setdefault("plan", {})[_PLAN_FLAGS[self.spawn_args[1]]] = names["arg"]
                 self.spawn_args[1] = names["arg"]
         elif "port" in names:
             if self.header is None:
@@ -271,6 +286,8 @@ class LogReader:
         session = self.header["session_id"]
         key = f"{session}:{task}" if self.epoch == 0 else f"{session}:{self.epoch}:{task}"
         prompt = entry.get("prompt")
+        gen_ms = pp_ms = 0.0
+        n_pp = 0
         if entry.get("tg") is not None:
             gen_ms, n_gen = entry["tg"]
             pp_ms, n_pp = entry.get("pp") or [0.0, 0]
@@ -293,6 +310,10 @@ class LogReader:
             duration = (now_s - t0) * 1e3 if now_s is not None and t0 is not None else 0.0
             cache, tps = 0, None
         return Request(
+            prompt_ms=pp_ms,
+            prompt_evaluated=int(n_pp),
+            gen_ms=gen_ms,
+            plan=self.header.get("plan"),
             key=key,
             session_id=session,
             model=self.header["model"],

@@ -25,7 +25,7 @@ from ..llamacpp import build_features
 from ..system import clock
 from ..system.config import llama_arg_env, paths
 from ..system.errors import ConfigError
-from . import prices
+from . import measuring, prices
 from .request_log import LogReader, Request, parse_header
 
 LOG_GLOB = "llama-server-*.log"  # server.py's per-run logs
@@ -70,10 +70,13 @@ def _may_speculate(server_args: Sequence[str]) -> bool:
 # ---- ingestion -------------------------------------------------------------------------------------------
 
 
-def ingest(*, live_log: Path | None, logs_dir: Path | None = None) -> int:
-    """Read what is new in every server log into model_usage; returns the number of rows added. ``live_log`` is
-    the log the running server still writes (serving's state.live_log()): pruning never deletes it. Passed in
-    by the caller, as accounting sits below serving; no default, so no caller forgets it."""
+def ingest(
+    *, live_log: Path | None, logs_dir: Path | None = None, memory_of: measuring.MemoryProbe | None = None
+) -> int:
+    """Read what is new in every server log into model_usage (and speeds into model_measurements); returns the
+    number of rows added. ``live_log`` is the log the running server still writes (serving's state.live_log()):
+    never pruned. Passed in, as accounting sits below serving; no default, so no caller forgets it. ``memory_of``
+    (serving's health.model_memory) adds the served model's process memory to its measurements."""
     logs_dir = logs_dir or paths().logs_dir
     try:
         logs = sorted(logs_dir.glob(LOG_GLOB))
@@ -93,13 +96,13 @@ def ingest(*, live_log: Path | None, logs_dir: Path | None = None) -> int:
         cursor = cursors.get(path.name)
         if cursor is not None and cursor.offset == sizes[path]:
             continue  # the common case: nothing new
-        added += _ingest_file(path, cursor)
+        added += _ingest_file(path, cursor, memory_of)
     if len(sizes) > KEEP_LOGS:
         _prune(sizes, live_log)
     return added
 
 
-def _ingest_file(path: Path, cursor: store.LogCursor | None) -> int:
+def _ingest_file(path: Path, cursor: store.LogCursor | None, memory_of: measuring.MemoryProbe | None) -> int:
     added = 0
     with open(path, "rb") as log:
         header = parse_header(log.readline().decode("utf-8", "replace"))
@@ -121,7 +124,9 @@ def _ingest_file(path: Path, cursor: store.LogCursor | None) -> int:
             requests = [
                 r for line in chunk.decode("utf-8", "replace").split("\n")[:-1] if (r := reader.feed(line)) is not None
             ]
-            result = store.write(_commit, path.name, session, offset, offset + len(chunk), reader.state(), requests)
+            targets = measuring.prepare(requests, memory_of)  # outside the transaction: reads files, processes
+            end_offset = offset + len(chunk)
+            result = store.write(_commit, path.name, session, offset, end_offset, reader.state(), requests, targets)
             if result is None:
                 # Another process moved this cursor meanwhile: go on from where it got to.
                 moved = store.LogCursor.get_or_none(store.LogCursor.file == path.name)
@@ -133,7 +138,7 @@ def _ingest_file(path: Path, cursor: store.LogCursor | None) -> int:
 
 
 def _commit(
-    file: str, session: str | None, expected: int, offset: int, state: dict, requests: list[Request]
+    file: str, session: str | None, expected: int, offset: int, state: dict, requests: list[Request], targets: dict
 ) -> int | None:
     """Rows, inventory and cursor in one transaction. None if the cursor is no longer at `expected`."""
     current = store.LogCursor.get_or_none(store.LogCursor.file == file)
@@ -150,6 +155,7 @@ def _commit(
             inserted += store.database().execute_sql("SELECT changes()").fetchone()[0]
         if inserted:
             _touch_inventory(model, model_path, inserted, max(r.finished for r in group))
+            measuring.record(targets, group, inserted)
         added += inserted
     (
         store.LogCursor.insert(

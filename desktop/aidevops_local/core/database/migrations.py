@@ -176,6 +176,19 @@ _APP_STATE_DDL = """CREATE TABLE IF NOT EXISTS app_state (
         key TEXT PRIMARY KEY,
         value TEXT,
         updated TEXT NOT NULL DEFAULT (datetime('now')))"""
+# Speeds and memory measured per model file, machine, backend and plan (models/measured.py): token and time
+# sums over a rolling window, the rates they give, and the peak memory seen.
+_MEASUREMENTS_DDL = """CREATE TABLE IF NOT EXISTS model_measurements (
+        file TEXT NOT NULL, size_bytes INTEGER NOT NULL DEFAULT 0, machine TEXT NOT NULL, backend TEXT NOT NULL,
+        ctx_size INTEGER NOT NULL DEFAULT 0, parallel INTEGER NOT NULL DEFAULT 0,
+        gpu_layers INTEGER NOT NULL DEFAULT -1, threads INTEGER NOT NULL DEFAULT 0,
+        model TEXT NOT NULL, sha256 TEXT, architecture TEXT, active_bytes INTEGER, machine_desc TEXT,
+        gen_tokens REAL NOT NULL DEFAULT 0, gen_ms REAL NOT NULL DEFAULT 0,
+        prompt_tokens REAL NOT NULL DEFAULT 0, prompt_ms REAL NOT NULL DEFAULT 0,
+        tok_per_sec REAL, prompt_tok_per_sec REAL, estimated_tok_per_sec REAL, estimated_prompt_tok_per_sec REAL,
+        peak_rss_bytes INTEGER, peak_vram_bytes INTEGER, requests INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL DEFAULT (datetime('now')),
+        PRIMARY KEY (file, size_bytes, machine, backend, ctx_size, parallel, gpu_layers, threads))"""
 _MIGRATIONS_DDL = "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)"
 
 
@@ -204,6 +217,10 @@ def m006_app_state(conn: sqlite3.Connection) -> None:
     conn.execute(_APP_STATE_DDL)
 
 
+def m007_model_measurements(conn: sqlite3.Connection) -> None:
+    conn.execute(_MEASUREMENTS_DDL)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_seed_tables,
     m002_usage_request_columns,
@@ -211,6 +228,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m004_inventory_details,
     m005_log_cursors,
     m006_app_state,
+    m007_model_measurements,
 )
 
 
@@ -227,6 +245,7 @@ def fresh_schema() -> tuple[str, ...]:
         _INVENTORY_DDL.format(name="model_inventory", extra=""),
         _CURSOR_DDL,
         _APP_STATE_DDL,
+        _MEASUREMENTS_DDL,
         f"INSERT INTO schema_migrations (name, applied) VALUES\n    {names}",
     )
 

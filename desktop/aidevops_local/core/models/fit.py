@@ -17,8 +17,10 @@ models (tests/benchmarks/bench_fit.py re-measures them):
   touched only by long prompts, so a freshly loaded server does not show them yet (`resident_at_load`).
 - output buffer: one float per vocabulary entry per slot.
 - overhead: ~29 MiB for the process and the CPU backend, plus ~180 B per vocabulary token and ~150 B per BPE
-  merge for the tokenizer. GPU backends add their runtime's own (estimates, not measured here; their
-  entries in core/system/backends.py).
+  merge for the tokenizer. GPU backends add their runtime's own, on the host and on each device used (the
+  CUDA context, kernels, cuBLAS workspace and memory pool: measured on an H200), and device buffers for the
+  output stage when the output layer is offloaded (at least the logits of a batch); their entries in
+  core/system/backends.py say where each figure comes from. Several GPUs each hold a compute buffer.
 - not counted: llama-server's prompt cache (`--cache-ram`, 8 GiB by default), which grows as requests come;
   `ServerPlan.cache_ram_mib` says how much the plan leaves room for.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from ..system import backends
 from ..system.hardware import Hardware
+from . import offload, speed
 from .fit_terms import MIB, UBATCH, compute_bytes, kv_bytes
 from .gguf_meta import GgufHeader
 from .model_shape import ModelShape, guess_shape, shape_from_header
@@ -132,6 +135,8 @@ class ServerPlan:
     cache_ram_mib: int = 0  # room left for llama-server's prompt cache (--cache-ram), MiB
     kv_unified: bool = False  # planned for -kvu (slots share the context) or not (ctx / parallel each)
     estimate: MemoryEstimate | None = None
+    tensor_split: tuple[float, ...] = ()  # several GPUs: each one's share of the layers (--tensor-split)
+    choice: str = ""  # one line: where the layers went and why
 
 
 # ---- the estimate -----------------------------------------------------------------------------------------
@@ -156,11 +161,13 @@ def estimate_memory(
     kv_type: str = "f16",
     kv_unified: bool = False,
     hardware: Hardware | None = None,
+    devices: int = 1,
 ) -> MemoryEstimate:
     """Memory llama-server needs for ``model`` at ``ctx`` (default: 4096, or the trained context if smaller)
     with ``gpu_layers`` offloaded (n_layer + 1 or more: all, output layer included) and ``parallel`` slots
     (each with its own ctx / parallel cells unless ``kv_unified``, as llama-server's -kvu). With ``hardware``,
-    ``fits`` says whether it fits there (against total memory: a listing, not a launch)."""
+    ``fits`` says whether it fits there (against total memory: a listing, not a launch). ``devices``: the GPUs
+    the offloaded layers are split across (each holds the runtime's overhead and a compute buffer)."""
     shape = _shape(model)
     ctx = ctx or min(DEFAULT_CTX, shape.ctx_train or DEFAULT_CTX)
     parallel = max(1, parallel)
@@ -177,8 +184,7 @@ def estimate_memory(
     compute = compute_bytes(shape, ctx=ctx, parallel=parallel, unified=kv_unified)
     on_gpu = offloaded > 0
     host_compute = 4 * UBATCH * shape.n_embd * 2 + MIB if on_gpu else compute
-    record = backends.get(backend) if on_gpu else None
-    extra_ram, extra_vram = (record.overhead_ram, record.overhead_vram) if record else (0, 0)
+    extra_ram, extra_vram, output_stage = _runtime(backend if on_gpu else "cpu", shape, devices, output_on_gpu)
     estimate = MemoryEstimate(
         ctx=ctx,
         parallel=parallel,
@@ -190,7 +196,7 @@ def estimate_memory(
         kv_ram=kv_total - kv_gpu,
         kv_vram=kv_gpu,
         compute_ram=host_compute,
-        compute_vram=compute if on_gpu else 0,
+        compute_vram=compute * max(1, devices) + output_stage if on_gpu else 0,
         output_ram=shape.n_vocab * 4 * parallel,
         overhead_ram=BASE_OVERHEAD + VOCAB_BYTES * shape.n_vocab + MERGE_BYTES * shape.n_merges + extra_ram,
         overhead_vram=extra_vram,
@@ -200,12 +206,17 @@ def estimate_memory(
     if hardware is None:
         return estimate
     budget_ram, budget_vram = budgets(hardware, backend, planning=False)
-    return replace(
-        estimate,
-        budget_ram=budget_ram,
-        budget_vram=budget_vram,
-        fits=_fits(estimate, hardware, budget_ram, budget_vram),
-    )
+    fits = _fits(estimate, hardware, budget_ram, budget_vram)
+    return replace(estimate, budget_ram=budget_ram, budget_vram=budget_vram, fits=fits)
+
+
+def _runtime(backend: str, shape: ModelShape, devices: int, output_on_gpu: bool) -> tuple[int, int, int]:
+    """A GPU backend's (host overhead, device overhead on every device used, output-stage buffers)."""
+    record = backends.get(backend)
+    if record is None or not record.offloads:
+        return 0, 0, 0
+    output_stage = max(record.output_stage_vram, shape.n_vocab * UBATCH * 4) if output_on_gpu else 0
+    return record.overhead_ram, record.overhead_vram * max(1, devices), output_stage
 
 
 def _shape(model) -> ModelShape:
@@ -259,6 +270,15 @@ def _ctx_candidates(shape: ModelShape, floor: int) -> list[int]:
     return out or [floor]
 
 
+def _contexts(shape: ModelShape, ctx: int | None, reasons: list[str]) -> list[int]:
+    """The contexts to try, largest first: the one asked for, else the trained context and down."""
+    if not ctx:
+        return _ctx_candidates(shape, min(MIN_CTX, shape.ctx_train or MIN_CTX))
+    if shape.ctx_train and ctx > shape.ctx_train:
+        reasons.append(f"context {ctx} is beyond the model's trained {shape.ctx_train}; quality may drop")
+    return [ctx]
+
+
 def auto_parallel(ctx: int) -> int:
     """Slots: one per 4096 tokens of context, at most 4, so every slot keeps at least 4096 tokens when the
     context is split between slots."""
@@ -282,60 +302,58 @@ def plan_server(
     shape = _shape(header)
     reasons: list[str] = []
     budget_ram, budget_vram = budgets(hardware, backend, planning=True)
-    floor = min(MIN_CTX, shape.ctx_train or MIN_CTX)
-    if ctx:
-        candidates = [ctx]
-        if shape.ctx_train and ctx > shape.ctx_train:
-            reasons.append(f"context {ctx} is beyond the model's trained {shape.ctx_train}; quality may drop")
-    else:
-        candidates = _ctx_candidates(shape, floor)
+    candidates = _contexts(shape, ctx, reasons)
     gpu = backends.offloads(backend) and (budget_vram > 0 or hardware.unified_memory)
-    layer_options = [shape.n_layer + 1] if gpu else [0]
+    free = offload.free_per_gpu(hardware, backend, VRAM_MARGIN)
+    devices = max(1, len(free))
 
     def attempt(c: int, ngl: int) -> MemoryEstimate:
         slots = parallel or auto_parallel(c)
         est = estimate_memory(
-            shape, ctx=c, parallel=slots, gpu_layers=ngl, backend=backend, kv_unified=kv_unified, hardware=None
+            shape, ctx=c, parallel=slots, gpu_layers=ngl, backend=backend, kv_unified=kv_unified, devices=devices
         )
         return replace(
             est, budget_ram=budget_ram, budget_vram=budget_vram, fits=_fits(est, hardware, budget_ram, budget_vram)
         )
 
-    for ngl in layer_options:
+    def done(est: MemoryEstimate) -> ServerPlan:
+        split = offload.tensor_split(free, (est.overhead_vram + est.compute_vram) // devices) if est.gpu_layers else ()
+        line = offload.choice(
+            gpu_layers=est.gpu_layers, n_layer=shape.n_layer, backend=backend, split=split, vram_free=budget_vram
+        )
+        plan = _plan(est, reasons + _why(est, shape, ctx, parallel))
+        return replace(plan, tensor_split=split, choice=line)
+
+    for ngl in [shape.n_layer + 1, -1, 0] if gpu else [0]:
+        if ngl < 0:
+            # Not everything fits on the GPU(s): as many layers there as fit at the smallest context, the rest
+            # on the CPU; then the largest context that fits with that split.
+            c = candidates[-1]
+            per_layer = shape.layer_bytes + kv_bytes(shape, ctx=c, parallel=parallel or 1, unified=kv_unified)[1]
+            fixed = attempt(c, 1).vram_bytes - int(per_layer)
+            ngl = offload.layers_that_fit(budget_vram, fixed, per_layer, shape.n_layer)
+            if not ngl:
+                continue
         for c in candidates:
             est = attempt(c, ngl)
             if est.fits:
-                return _plan(est, reasons + _why(est, shape, hardware, ctx, parallel))
-    if gpu and not hardware.unified_memory:
-        # Not everything fits on the GPU: put as many layers there as fit at the smallest context.
-        c = candidates[-1]
-        per_layer = shape.layer_bytes + kv_bytes(shape, ctx=c, parallel=parallel or 1, unified=kv_unified)[1]
-        fixed = attempt(c, 1).vram_bytes - int(per_layer)
-        ngl = int(max(0, budget_vram - fixed) // max(1.0, per_layer))
-        ngl = min(ngl, shape.n_layer)
-        if ngl > 0:
-            reasons.append(f"only {ngl} of {shape.n_layer} layers fit in GPU memory; the rest run on the CPU")
-            for c in candidates:
-                est = attempt(c, ngl)
-                if est.fits:
-                    return _plan(est, reasons + _why(est, shape, hardware, ctx, parallel))
-    est = attempt(candidates[-1], 0)
+                return done(est)
     reasons.append(
         f"the model needs about {est.ram_required / GIB:.1f} GiB but about "
         f"{budget_ram / GIB:.1f} GiB is free; expect swapping, or pick a smaller quant or model"
     )
-    return _plan(replace(est, fits=False), reasons)
+    plan = _plan(replace(est, fits=False), reasons)
+    return replace(plan, choice="every layer on the CPU, and even so it does not fit: " + reasons[-1])
 
 
-def _why(
-    est: MemoryEstimate, shape: ModelShape, hardware: Hardware, ctx: int | None, parallel: int | None
-) -> list[str]:
+def _why(est: MemoryEstimate, shape: ModelShape, ctx: int | None, parallel: int | None) -> list[str]:
     out = []
     if est.gpu_layers:
         out.append(
             f"all {shape.n_layer} layers on the GPU ({est.backend})"
             if est.gpu_layers > shape.n_layer
-            else f"{est.gpu_layers} of {shape.n_layer} layers on the GPU ({est.backend})"
+            else f"only {est.gpu_layers} of {shape.n_layer} layers fit in GPU memory ({est.backend}); "
+            "the rest run on the CPU"
         )
     if not ctx:
         if shape.ctx_train and est.ctx >= shape.ctx_train:
@@ -367,12 +385,8 @@ def _plan(est: MemoryEstimate, reasons: list[str]) -> ServerPlan:
 
 
 def tokens_per_second(shape: ModelShape, *, hardware: Hardware, on_gpu: bool) -> float:
-    """Decode speed from memory bandwidth: each generated token reads the active weights once. About 60%
-    of the nominal bandwidth is reached in practice."""
-    bandwidth = hardware.ram_bandwidth_gbs
-    if on_gpu and not hardware.unified_memory:
-        rates = [g.bandwidth_gbs for g in hardware.gpus if g.vram_total]
-        bandwidth = max(rates) if rates and max(rates) else 300.0
-    if not bandwidth or not shape.active_bytes:
-        return 0.0
-    return round(0.6 * bandwidth * 1e9 / shape.active_bytes, 1)
+    """Generated tokens/s with every layer on the best GPU backend (``on_gpu``) or on the CPU: speed.py's
+    estimate (launch-bound small models, bandwidth-bound dense ones, MoE routing)."""
+    backend = hardware.best_backend if on_gpu else "cpu"
+    gpu_layers = shape.n_layer + 1 if on_gpu else 0
+    return speed.estimate_speed(shape, hardware=hardware, backend=backend, gpu_layers=gpu_layers).tokens_per_s

@@ -34,6 +34,8 @@ NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
 # What a checksum id from the Hub may look like: it names the partial file, so nothing else is accepted.
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 BLOB_ID_RE = re.compile(r"[0-9a-f]{40}")
+SEARCH_SCAN = 1000  # repos read from the Hub (one page) to filter a query of several words
+COMMON_WORDS = {"gguf", "instruct", "it", "chat", "model", "q4_k_m", "q8_0"}  # in too many names to narrow a search
 
 
 @dataclass(frozen=True)
@@ -107,29 +109,44 @@ def hub_token() -> str | None:
 
 
 def search(query: str, *, limit: int = 20, token: str | None = None) -> list[RepoSummary]:
-    """GGUF repos matching ``query``, most downloaded first."""
+    """GGUF repos whose id holds every word of ``query`` (any case), most downloaded first. The Hub matches
+    its search string as one piece of the id, so "qwen coder" would find nothing: it is asked for the most
+    selective word, and what it answers (the first SEARCH_SCAN, most downloaded first) is filtered by all."""
+    words = query.lower().split()
     check_online()
     token = token or hub_token()
     with hub_errors():
         found = _api(token).list_models(
-            search=query or None,
+            search=search_word(words) or None,
             filter="gguf",
             sort="downloads",
-            limit=limit,
+            limit=limit if len(words) < 2 else SEARCH_SCAN,
             expand=["downloads", "likes", "lastModified", "gated", "tags"],
         )
-        results = [
-            RepoSummary(
-                repo_id=m.id,
-                downloads=m.downloads or 0,
-                likes=m.likes or 0,
-                last_modified=_date(m.last_modified),
-                gated=m.gated or False,
-                tags=tuple(m.tags or ()),
+        results = []
+        for m in found:  # a generator: it stops asking for pages once `limit` repos matched
+            if not all(word in m.id.lower() for word in words):
+                continue
+            results.append(
+                RepoSummary(
+                    repo_id=m.id,
+                    downloads=m.downloads or 0,
+                    likes=m.likes or 0,
+                    last_modified=_date(m.last_modified),
+                    gated=m.gated or False,
+                    tags=tuple(m.tags or ()),
+                )
             )
-            for m in found
-        ]
+            if len(results) >= limit:
+                break
     return sorted(results, key=lambda r: r.downloads, reverse=True)
+
+
+def search_word(words: list[str]) -> str:
+    """The word to ask the Hub for: the longest that is not in nearly every GGUF repo's name (the fewest
+    repos hold a long word), else the longest."""
+    rare = [w for w in words if w not in COMMON_WORDS] or words
+    return max(rare, key=len, default="")
 
 
 def _date(value) -> str:

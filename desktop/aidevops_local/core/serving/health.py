@@ -184,6 +184,31 @@ def _router_view(state: ServerState, described: dict) -> tuple[ServerPhase, str]
     return ServerPhase.RUNNING, "No model is loaded; a request that names one loads it."
 
 
+def model_memory(model_path: str) -> tuple[int | None, int | None] | None:
+    """RSS and GPU memory of the process of ours that serves the model file ``model_path`` now (a router's
+    instance for it, or a single-model server), for usage's measurements; None when none does."""
+    state = server_state.read()
+    proc = server_state.owned_process(state) if state is not None else None
+    if proc is None:
+        return None
+    for pid in _child_pids(proc) if state.router else [proc.pid]:
+        try:
+            child = psutil.Process(pid)
+            args = child.cmdline()
+            if not _loads(args, model_path):
+                continue
+            offloaded = next((a for f, a in zip(args, args[1:]) if f in ("--n-gpu-layers", "-ngl")), "0") != "0"
+            return child.memory_info().rss, backends.memory_in_use([pid]) if offloaded else None
+        except psutil.Error:
+            continue  # exited between the listing and the read
+    return None
+
+
+def _loads(args: list[str], model_path: str) -> bool:
+    given = next((a for f, a in zip(args, args[1:]) if f in ("--model", "-m")), None)
+    return given is not None and os.path.abspath(given) == os.path.abspath(model_path)
+
+
 def _child_pids(proc: psutil.Process) -> list[int]:
     """A router's model instances: its children. Linux lists each thread's children in /proc (about 0.1 ms,
     where psutil scans every process, and status runs on every poll); elsewhere, or without that file

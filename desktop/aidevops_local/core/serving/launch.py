@@ -212,6 +212,8 @@ class _ModelPlanner:
             "--n-gpu-layers",
             str(gpu_layers),
         ]
+        if plan.tensor_split and settings.gpu_layers < 0:  # several GPUs: each takes layers by its free memory
+            args += ["--tensor-split", ",".join(f"{share:g}" for share in plan.tensor_split)]
         args += _cache_args(self.features, settings.extra_server_args, plan.cache_ram_mib)
         args += _kind_args(self.features, kind)
         return _ModelArgs(args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers, kind=kind)

@@ -248,6 +248,8 @@ def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
         port=plan.port,
         started=datetime.fromtimestamp(started, UTC),
         session_id=session_id,
+        # What usage records speeds under (a router's instances name their own in its log).
+        plan=None if plan.router else {k: getattr(plan, k) for k in ("ctx_size", "parallel", "gpu_layers", "threads")},
     )
     with files.disk_full_is_ours(f"starting the server (its log {path})"), open(path, "a", encoding="utf-8") as log:
         log.write(header)
@@ -344,6 +346,7 @@ def stop(*, grace: float | None = None, settings: config.Settings | None = None)
             message=f"The server (pid {state.pid}) had already exited; cleared its state.",
         )
     model = _served_model(state)
+    _ingest_usage()  # while the model's process is up: its memory joins the speeds measured (models/measured.py)
     server_state.move(state, ServerPhase.STOPPING)  # before any signal: a poll from now on sees a stop, never a crash
     host_guard.stop(state.guard_pid, state.guard_create_time)  # first: no new request reaches the server
     forced = process.terminate_group(state.pid, grace=grace)
@@ -378,7 +381,7 @@ def _ingest_usage() -> str:
     from ..accounting import usage  # imported here: status (every poll, every CLI call) must not pay for peewee
 
     try:
-        usage.ingest(live_log=server_state.live_log())
+        usage.ingest(live_log=server_state.live_log(), memory_of=health.model_memory)
     except LocalModelsError as exc:
         return f"Usage was not recorded this time: {exc.message}"
     return ""

@@ -1,8 +1,9 @@
 """The llama.cpp backends, one record each: what a backend is, in one place.
 
 A record says whether the backend offloads layers to a GPU, what its runtime adds to the memory estimate
-(models/fit.py), which release assets are builds of it (llamacpp/releases.py), how to tell this machine can run
-it (hardware.py), and how to read the GPU memory a server's processes use with it (serving/health.py).
+(models/fit.py; the figures below say where each comes from, and err high where nothing was measured),
+which release assets are builds of it (llamacpp/releases.py), how to tell this machine can run it
+(hardware.py), and how to read the GPU memory a server's processes use with it (serving/health.py).
 Adding a backend, or another build of one, is one entry in ``REGISTRY``.
 
 It sits in core/system because hardware detection, the lowest user, needs it; the asset patterns are plain
@@ -38,12 +39,13 @@ class Backend:
     name: str
     offloads: bool  # layers can go to a GPU (-ngl)
     overhead_ram: int  # bytes its runtime adds to the host process when layers are offloaded
-    overhead_vram: int  # and to the device
+    overhead_vram: int  # and to each device it uses (context, kernels, BLAS workspace, memory pool)
     assets: tuple[AssetPattern, ...]  # the release builds of it
     detect: Callable[[str, str, Sequence[Gpu]], bool]  # (os, arch, gpus): can this machine run it?
     memory_in_use: Callable[[Iterable[int]], int | None] | None = None  # device bytes the pids use; None: unknown
     any_gpu: bool = False  # drives any GPU with memory (Vulkan), not only the ones detected for it
     versioned_by_driver: bool = False  # builds per runtime version (cuda-12.8): pick by the driver's major
+    output_stage_vram: int = 0  # device buffers when the output layer is there too (at least; logits if more)
 
 
 def _metal(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
@@ -67,27 +69,48 @@ def _cpu(os_: str, arch: str, found: Sequence[Gpu]) -> bool:
 
 
 # Best first: detection lists the usable ones in this order, and an asset is the first backend it matches.
+# The memory figures. CUDA was measured on an H200 (CUDA 13.0, llama.cpp b11434, a 0.75B F16 llama, nvidia-smi
+# per process): beyond the weights, KV cache and compute buffer, a constant ~593 MiB per process with every
+# layer offloaded at four contexts and slot counts, ~512 MiB with half the layers (the rest is the output
+# stage), up to 701 MiB in one run: 600 + 128 MiB err high of all of them. Host side: RSS 1152 MiB for the CPU
+# half of that partial offload, ~200 MiB over the CPU-only terms, so 450 MiB. ROCm's HIP runtime is documented
+# as at least CUDA's, so its figures are CUDA's plus a margin; Vulkan's driver-side allocations are smaller
+# but driver-dependent (300 MiB); Metal has no device context in unified memory, but its command buffers and
+# residency sets take ~100 MiB of the shared pool. None of ROCm, Vulkan and Metal was measured here.
 REGISTRY: tuple[Backend, ...] = (
-    Backend("metal", True, 20 * MIB, 0, (AssetPattern("darwin", "arm64", ""),), _metal),
+    Backend(
+        "metal", True, 20 * MIB, 100 * MIB, (AssetPattern("darwin", "arm64", ""),), _metal, output_stage_vram=64 * MIB
+    ),
     Backend(
         "cuda",
         True,
-        250 * MIB,
-        350 * MIB,
+        450 * MIB,
+        600 * MIB,
         (AssetPattern("linux", "*", "cuda"),),
         _cuda,
         memory_in_use=gpus.nvidia_memory_in_use,
         versioned_by_driver=True,
+        output_stage_vram=128 * MIB,
     ),
     Backend(
         "rocm",
         True,
-        250 * MIB,
-        350 * MIB,
+        450 * MIB,
+        700 * MIB,
         (AssetPattern("linux", "*", "rocm"), AssetPattern("linux", "*", "hip")),
         _rocm,
+        output_stage_vram=128 * MIB,
     ),
-    Backend("vulkan", True, 60 * MIB, 150 * MIB, (AssetPattern("linux", "*", "vulkan"),), _vulkan, any_gpu=True),
+    Backend(
+        "vulkan",
+        True,
+        120 * MIB,
+        300 * MIB,
+        (AssetPattern("linux", "*", "vulkan"),),
+        _vulkan,
+        any_gpu=True,
+        output_stage_vram=128 * MIB,
+    ),
     # The CPU build; on a Mac the one build of each arch (Metal on Apple Silicon) also runs on the CPU.
     Backend("cpu", False, 0, 0, (AssetPattern("linux", "*", ""), AssetPattern("darwin", "*", "")), _cpu),
 )
