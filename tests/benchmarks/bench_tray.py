@@ -5,8 +5,9 @@
 
 1. Cold start to icon shown: the tray as a real process on a private Xvfb with trayer as the tray host; the
    time from the process's creation to its first state on the icon ("ready", reported by the tray itself) and,
-   from outside, to its icon window appearing in trayer's panel. Median of --starts runs (goal: under 1 s).
-2. Idle resident memory of the tray process, settled, with the real llama-server serving (goal: under 100 MB).
+   from outside, to its icon window appearing in trayer's panel. Median of --starts runs (goal: under 0.5 s).
+2. Idle resident memory of the tray process, settled, with the real llama-server serving (goal: under 100 MiB,
+   aiming at 80; tests/tray/test_light_imports.py keeps what only windows and notices need out of it).
 3. Idle CPU of the tray process over --idle-seconds with the server running (goal: under 0.5 % of one core).
 4. Menu open time with --models local models: building the menu on aboutToShow and filling the model submenu,
    in-process from the cached snapshot (what the GUI thread pays), the worker's full refresh that reads
@@ -37,6 +38,9 @@ MODELS = 100
 STARTS = 3
 MENU_BUILDS = 20  # in-process menu builds, median
 CLICKS = 5  # real right-clicks, median
+COLD_START_GOAL_S = 0.5  # the issue's: cold start to icon under 0.5 s
+IDLE_RSS_LIMIT_MIB = 100  # the issue's: idle memory under 100 MiB RSS, aiming at 80
+IDLE_RSS_GOAL_MIB = 80
 
 
 @dataclass(frozen=True)
@@ -90,15 +94,14 @@ def run(quick: bool = True) -> list[Figure]:
 
 
 def figures(r: Results) -> list[Figure]:
-    rss_bytes = r.idle.rss_mib * 2**20
     click = f"; a real right-click to menu shown {r.click_ms:.0f} ms"
     return [
         Figure(
             "tray: cold start to icon shown",
             r.cold.reported_s,
             "s",
-            goal="< 1 s",
-            ok=r.cold.reported_s < 1.0,
+            goal="< 0.5 s",
+            ok=r.cold.reported_s < COLD_START_GOAL_S,
             note=f"the tray's own report, median of {len(r.cold.reported)}; "
             f"seen in trayer's panel after {r.cold.seen_s:.3f} s",
         ),
@@ -106,10 +109,10 @@ def figures(r: Results) -> list[Figure]:
             "tray: idle resident memory",
             r.idle.rss_mib,
             "MiB",
-            goal="< 100 MiB",
-            ok=r.idle.rss_mib < 100,
-            note=f"RSS; {r.idle.uss_mib:.1f} MiB unique to the process; the issue says 100 MB, and "
-            f"{rss_bytes / 1e6:.1f} MB is {'under' if rss_bytes < 100e6 else 'over'} that",
+            goal=f"< {IDLE_RSS_LIMIT_MIB} MiB (goal {IDLE_RSS_GOAL_MIB})",
+            ok=r.idle.rss_mib < IDLE_RSS_LIMIT_MIB,
+            note=f"RSS; {r.idle.uss_mib:.1f} MiB unique to the process; "
+            f"{'within' if r.idle.rss_mib <= IDLE_RSS_GOAL_MIB else 'above'} the {IDLE_RSS_GOAL_MIB} MiB aim",
         ),
         Figure(
             "tray: idle CPU, server running",

@@ -73,6 +73,7 @@ class NotifyCall:
     body: str
     actions: dict[str, str]  # action id -> label
     urgency: int | None = None
+    icon: str = ""  # the app_icon argument: a file URI or an icon name
 
 
 @dataclass
@@ -146,12 +147,13 @@ def parse_notify_calls(text: str) -> list[NotifyCall]:
         strings = re.findall(r'^\s+string "((?:[^"\\]|\\.)*)"', block, re.MULTILINE)
         if len(strings) < 4:
             continue
-        app_name, _icon, summary, body, *rest = strings
+        app_name, icon, summary, body, *rest = strings
         actions_part = block.split("array [", 1)[1].split("]", 1)[0] if "array [" in block else ""
         action_strings = re.findall(r'string "((?:[^"\\]|\\.)*)"', actions_part)
         actions = dict(zip(action_strings[::2], action_strings[1::2]))
         urgency = re.search(r'string "urgency"\s+variant\s+byte (\d+)', block)
-        calls.append(NotifyCall(app_name, summary, body, actions, int(urgency.group(1)) if urgency else None))
+        level = int(urgency.group(1)) if urgency else None
+        calls.append(NotifyCall(app_name, summary, body, actions, level, icon))
     return calls
 
 

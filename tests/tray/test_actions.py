@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QApplication
 
 from aidevops_local.tray import actions, control_window
 from aidevops_local.tray.control_window import ControlWindow
@@ -73,7 +74,7 @@ def test_the_rules_where_the_two_used_to_differ(qtbot):
     assert busy["start"] is False and busy["switch"] is False and "stop" not in busy
     down = actions.offered(actions.View(crashed()))
     assert down["start"] and down["show_log"] and "stop" not in down
-    assert actions.BY_ID["start"].text(crashed()) == "Restart server"
+    assert actions.BY_ID["start"].text(crashed()) == "Restart SmolLM2 135M Instruct"
     both = actions.offered(actions.View(_crashed_router()))
     assert both["start"] and both["stop"]
 
@@ -90,7 +91,46 @@ def test_a_window_click_calls_what_the_menu_item_calls(qtbot):
     window.update_from(stopped())
     app.snapshot = stopped()
     window.buttons["start"].click()
-    assert app.ctl.calls[-1] == ("start_server", "qwen2.5-coder-7b")  # the model chosen in the list
+    assert app.ctl.calls[-1] == ("start_server", "smollm2-135m")  # the menu's Start model, until one is chosen
+    window.models.activated.emit(0)  # a person picks the first model in the list
+    assert window.buttons["start"].text() == "Start Qwen2.5 Coder 7B Instruct"
+    window.buttons["start"].click()
+    assert app.ctl.calls[-1] == ("start_server", "qwen2.5-coder-7b")
+
+
+def test_the_window_starts_the_model_the_menu_names(qtbot):
+    """The window used to preselect the first model in the list while the menu started the default one."""
+    for default in ("smollm2-135m", "llama-70b", "qwen2.5-coder-7b"):
+        snap = replace(stopped(), start_model=default)
+        window = ControlWindow(FakeApp(snap), no_tray=False)
+        qtbot.addWidget(window)
+        m, ctl = built(snap)
+        assert window.models.currentData() == default
+        assert window.buttons["start"].text() == items(m)["start"].text()
+        window.buttons["start"].click()
+        assert window.app.ctl.calls == [("start_server", default)]
+
+
+def test_the_window_says_what_the_menu_says_and_works_from_the_keyboard(qtbot):
+    snap = replace(running(), pressure="critical")
+    window = ControlWindow(FakeApp(snap), no_tray=False)
+    qtbot.addWidget(window)
+    window.show()
+    assert window.state.text() == "Running · SmolLM2 135M Instruct"
+    assert window.lines["detail"].text() == "Q4_1 · 98 MB · port 8080"
+    assert window.memory.accessibleDescription().startswith("Memory: critical")
+    assert "●" in window.memory.text() and "critical" in window.memory.text()  # a word, not colour alone
+    assert {window.lines[n].accessibleName() for n in ("state", "memory")} == {"Server state", "Memory pressure"}
+    assert window.models.accessibleName() == "Model to serve"
+    assert window.buttons["stop"].shortcut().toString() == "Ctrl+T"
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    window.models.setFocus()
+    names = [QApplication.focusWidget().objectName()]
+    for _ in range(4):
+        window.focusNextChild()  # what Tab does
+        names.append(QApplication.focusWidget().objectName())
+    assert names == ["models", "switch", "stop", "chat", "copy"]  # in the order shown; hidden ones skipped
 
 
 @pytest.mark.parametrize("case", ["running", "crashed", "stale models"])

@@ -4,7 +4,6 @@ notification in the real daemon, start/stop/switch as jobs, failures as an error
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import time
@@ -17,10 +16,13 @@ from PySide6.QtWidgets import QMenu
 from aidevops_local.core.serving import server, supervisor
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import config
+from aidevops_local.core.system.units import human_bytes
 from aidevops_local.tray import app as tray_app
 from aidevops_local.tray import menu
 from aidevops_local.tray.app import TrayApp
 from tests.tray.conftest import dispose
+
+TINY_A = "Tiny Random Llama (tiny-a)"  # tiny-a and tiny-b are copies of one file: the name says which
 
 
 @pytest.fixture
@@ -48,7 +50,11 @@ def state_line(t: TrayApp) -> str:
 def test_running_server_is_seen_with_its_model(tray, served, qtbot):
     t = tray()
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=10_000)
-    assert re.fullmatch(rf"Running: tiny-a( \(\w+\))? on port {served.port}", state_line(t))
+    assert state_line(t) == f"Running · {TINY_A}"
+    assert (
+        menu.detail_line(t.snapshot)
+        == f"F32 · {human_bytes(t.snapshot.model('tiny-a').size_bytes)} · port {served.port}"
+    )
     assert [m.name for m in t.snapshot.models] == ["tiny-a", "tiny-b"]
     assert t.snapshot.served == ("tiny-a",)
 
@@ -60,7 +66,7 @@ def test_server_killed_from_outside_turns_the_icon_to_error_and_notifies(tray, s
     os.killpg(served.pid, signal.SIGKILL)
     qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)
     assert time.monotonic() - killed < 5
-    assert state_line(t) == "Error: tiny-a stopped unexpectedly"
+    assert state_line(t) == f"Error: {TINY_A} stopped unexpectedly"
     call = desktop.wait_notification("llama-server stopped unexpectedly")
     assert call.actions == {"default": "", "show_log": "Show log", "restart": "Restart"}
     assert "tiny-a" in call.body
@@ -76,13 +82,13 @@ def test_a_model_crash_under_a_running_router_is_an_error_and_restart_loads_it_a
     [instance] = psutil.Process(served.pid).children()  # the model's process: what an OOM kill would pick
     instance.kill()
     qtbot.waitUntil(lambda: t.icon_state == "error", timeout=10_000)  # seen by the liveness poll, no HTTP
-    assert state_line(t) == "Error: tiny-a stopped unexpectedly"
+    assert state_line(t) == f"Error: {TINY_A} stopped unexpectedly"
     call = desktop.wait_notification("llama-server stopped unexpectedly")
     assert "tiny-a" in call.body and call.actions["restart"] == "Restart"
     m = QMenu()
     menu.build(m, t)
     restart = next(a for a in m.actions() if a.objectName() == "start")
-    assert restart.text() == "Restart server" and restart.isEnabled()
+    assert restart.text() == f"Restart {TINY_A}" and restart.isEnabled()
     assert "stop" in [a.objectName() for a in m.actions()]  # the router itself still runs
     restart.trigger()
     qtbot.waitUntil(lambda: t.icon_state == "running" or bool(t.last_error), timeout=30_000)
@@ -128,7 +134,7 @@ def test_restart_offered_after_a_crash_brings_it_back(tray, served, qtbot):
     m = QMenu()
     menu.build(m, t)
     restart = next(a for a in m.actions() if a.objectName() == "start")
-    assert restart.text() == "Restart server"
+    assert restart.text() == f"Restart {TINY_A}"
     restart.trigger()
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
     assert server.status().model == "tiny-a"
@@ -197,6 +203,7 @@ def test_start_stop_and_switch_from_the_tray(tray, system_runtime, local_models,
 
     config.save_settings(replace(config.load_settings(), router_mode=False))  # one model per server
     t.stop_server()
+    assert t.icon_state == "stopping"  # its own shape, not the starting one
     qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
     t.start_server()
     qtbot.waitUntil(lambda: t.snapshot.status.model == "tiny-b" and t.icon_state == "running", timeout=30_000)
@@ -260,7 +267,7 @@ def test_menu_opens_at_once_while_the_server_is_loading(tray, system_runtime, lo
     begun = time.perf_counter()
     menu.build(m, t)
     assert time.perf_counter() - begun < 0.05
-    assert m.actions()[0].text() == "Starting tiny-a…"
+    assert m.actions()[0].text() == f"Starting {TINY_A}…"
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
     t.stop_server()
     qtbot.waitUntil(lambda: t.icon_state == "stopped", timeout=30_000)
@@ -302,7 +309,7 @@ def test_without_a_tray_the_window_has_the_same_controls(tray, served, qtbot):
     window = t.windows["control"]
     assert window.isVisible()
     assert "AppIndicator" in window.findChild(type(window.state), "no_tray_banner").text()
-    qtbot.waitUntil(lambda: window.state.text().startswith("Running: tiny-a"), timeout=10_000)
+    qtbot.waitUntil(lambda: window.state.text() == f"Running · {TINY_A}", timeout=10_000)
     assert not window.buttons["stop"].isHidden() and window.buttons["start"].isHidden()
     assert [window.models.itemData(i) for i in range(window.models.count())] == ["tiny-a", "tiny-b"]
     assert window.models.currentData() == "tiny-a"

@@ -3,6 +3,13 @@ user picks in dunst comes back to the tray on the GUI thread."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QImage
+
+from aidevops_local.core.system import config
 from aidevops_local.tray.notifications import Action, DesktopNotifierBackend, Notice, Notifications
 
 
@@ -50,3 +57,19 @@ def test_critical_notice_is_sent_critical(qtbot, desktop):
         assert call.actions["show_log"] == "Show log"
     finally:
         notifications.close()
+
+
+def test_notices_carry_the_app_icon_as_a_png_that_dunst_loads(qtbot, desktop):
+    """dunst without an SVG loader showed no icon for app-icon.svg ("No icon found in path" in its log)."""
+    notifications = Notifications()
+    try:
+        with qtbot.waitSignal(notifications.sent, timeout=10_000):
+            notifications.notify(Notice("download", "Model downloaded", "Qwen3 8B is ready."))
+        call = desktop.wait_notification("Model downloaded")
+    finally:
+        notifications.close()
+    icon = Path(unquote(urlparse(call.icon).path))
+    assert call.icon.startswith("file://") and icon.suffix == ".png" and icon.parent == config.paths().cache_dir
+    assert QImage(str(icon)).size() == QSize(128, 128)
+    log = (desktop.root / "dunst.log").read_text(errors="replace")
+    assert f"No icon found in path: '{icon}'" not in log and f"Failed to load image info for {icon}" not in log

@@ -10,9 +10,7 @@ when the policy says so. The windows and dialogs are in windows.py.
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 import time
 from dataclasses import replace
 
@@ -24,7 +22,8 @@ from ..core.serving import server, supervisor
 from ..core.serving.state import ServerPhase
 from ..core.system import autostart, config
 from ..core.system.units import human_bytes
-from . import dialogs, icons, macos, menu, snapshot
+from . import commands, dialogs, icons, macos, menu, snapshot
+from .commands import Commands
 from .notifications import Action, Notice, Notifications
 from .windows import Windows
 from .workers import Job, Workers
@@ -39,9 +38,10 @@ FULL_EVERY_S = 60.0  # models, stale list and runtime re-read this often (and on
 NUDGE_EVERY_MS = 6 * 3600 * 1000  # cleanup decides whether a day has passed; this only asks
 
 
-class TrayApp(QObject, Windows):
+class TrayApp(QObject, Commands, Windows):
     snapshot_changed = Signal(object)
     icon_changed = Signal(str)  # the icon's state: stopped, starting, running, error
+    said = Signal(str)  # a command's feedback ("Copied: ..."), for the control window
 
     def __init__(
         self,
@@ -56,9 +56,13 @@ class TrayApp(QObject, Windows):
         self.settings = config.Settings()
         self.busy = ""
         self.last_error = ""
+        self.free_port: int | None = None  # offered after the configured port was taken
+        self.copied = False  # the endpoint was copied a moment ago: the copy item says so
+        self.copied_timer = commands.copied_timer(self)
         self.icon_state = "stopped"
         self.windows: dict[str, QWidget] = {}
         self._server_job: Job | None = None
+        self._job_icon = "starting"
         self._refreshing = False
         self._pending_full = False
         self._last_probe = 0.0
@@ -131,6 +135,7 @@ class TrayApp(QObject, Windows):
         self.workers.cancel_all()
         if stop_server and self.snapshot.status.running:
             self.busy = "Stopping the server…"
+            self._set_icon("stopping")
             self.workers.submit(
                 lambda job: server.stop(),
                 name="stop",
@@ -189,9 +194,9 @@ class TrayApp(QObject, Windows):
             self._on_crash(crash)
         self._update_icon()
         if snap.full_at != prev.full_at:
-            _return_freed_memory()
-        if self.menu.isVisible() and menu.state_line(prev) != menu.state_line(snap):
-            menu.build(self.menu, self)
+            snapshot.return_freed_memory()
+        if self.menu.isVisible():
+            menu.update(self.menu, self)  # in place: an open menu does not flicker with each poll
         self.snapshot_changed.emit(snap)
         if not self._wizard_offered and snap.full_at > 0:
             self._wizard_offered = True
@@ -221,8 +226,8 @@ class TrayApp(QObject, Windows):
         state = self.snapshot.state
         if self.last_error and not self.snapshot.status.running:
             state = "error"
-        if self._server_job is not None and state != ServerPhase.RUNNING:
-            state = "starting"
+        if self._server_job is not None and (state != ServerPhase.RUNNING or self._job_icon == "stopping"):
+            state = self._job_icon
         self._set_icon(state)
 
     def _set_icon(self, state: str) -> None:
@@ -231,17 +236,19 @@ class TrayApp(QObject, Windows):
         self.icon_state = state
         if self.tray is not None:
             self.tray.setIcon(icons.state_icon(state, pressure=pressure))
-            tip = [
-                menu.state_line(self.snapshot, self.busy, self.last_error),
-                *menu.memory_lines(self.snapshot),
-            ]
-            self.tray.setToolTip("\n".join(tip))
+            self.tray.setToolTip("\n".join(menu.summary(self.snapshot, self.busy, self.last_error)))
         if changed:
             self.icon_changed.emit(state)
 
     def _menu_about_to_show(self) -> None:
         menu.build(self.menu, self)
         self.refresh(full=True)  # the next opening shows anything this one could not know yet
+
+    def _notification_action(self, notice: Notice, action: str) -> None:
+        if action == "use_port":  # a failed start's way out; the rest are the windows' (windows.py)
+            self.use_port(self.free_port)
+        else:
+            Windows._notification_action(self, notice, action)
 
     def _tray_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         # A left click has no meaning of its own on most desktops; show the same menu. On macOS the system
@@ -254,12 +261,14 @@ class TrayApp(QObject, Windows):
 
     # ---- server actions -----------------------------------------------------------------------------
 
-    def _server_action(self, busy: str, fn, *, on_done=None, on_failure=None, notify_failure: bool = True) -> None:
+    def _server_action(
+        self, busy: str, fn, *, on_done=None, on_failure=None, notify_failure: bool = True, icon: str = "starting"
+    ) -> None:
         if self._server_job is not None:
             return
-        self.busy = busy
-        self.last_error = ""
-        self._set_icon("starting")
+        self.busy, self.last_error, self.free_port = busy, "", None
+        self._job_icon = icon  # what the icon shows until the job ends: starting, or stopping
+        self._set_icon(icon)
 
         def finished(result) -> None:
             self._server_job = None
@@ -273,14 +282,17 @@ class TrayApp(QObject, Windows):
             self.busy = ""
             message, hint, _ = dialogs.error_text(exc)
             self.last_error = message
+            if free := self.port_taken(exc):  # a way out: the menu and the notice offer a free port
+                hint = f"Use port {free} instead (the tray remembers it), or stop the program that holds it."
             self._set_icon("error")
             if notify_failure:
+                offer = (Action("use_port", f"Use port {free}"),) if free else ()
                 self.notifications.notify(
                     Notice(
                         "start_failed",
                         "llama-server failed to start",
                         f"{message}\n{hint}".strip(),
-                        (Action("show_log", "Show log"),),
+                        (Action("show_log", "Show log"), *offer),
                         critical=True,
                     )
                 )
@@ -306,15 +318,17 @@ class TrayApp(QObject, Windows):
         )
 
     def start_server(self, model: str | None = None) -> None:
-        name = model or self.settings.default_model or (self.snapshot.served[0] if self.snapshot.served else None)
-        label = name or "the default model"
+        # The model the menu's Start names (the snapshot's start_model): the window and the menu start the same.
+        snap = self.snapshot
+        name = model or snap.start_model or self.settings.default_model or (snap.served[0] if snap.served else None)
+        label = snap.title(name) or "the default model"
         self.restart_timer.stop()
         # A start or a stop is a command: it reads the settings once, in its job, as the CLI's do.
         self._server_action(f"Starting {label}…", lambda job: server.serve(name or None, progress=job.report))
 
     def stop_server(self) -> None:
         self.restart_timer.stop()
-        self._server_action("Stopping the server…", lambda job: server.stop(), notify_failure=False)
+        self._server_action("Stopping the server…", lambda job: server.stop(), notify_failure=False, icon="stopping")
 
     def switch_model(self, name: str) -> None:
         entry = self.snapshot.model(name)
@@ -325,7 +339,8 @@ class TrayApp(QObject, Windows):
             and entry.fits is False
             and not self._confirm(
                 "Model may not fit",
-                f"{name} needs about {human_bytes(entry.needs_bytes)} and may not fit in memory. Start it anyway?",
+                f"{entry.title} needs about {human_bytes(entry.needs_bytes)} and may not fit in memory. "
+                "Start it anyway?",
             )
         ):
             return
@@ -339,7 +354,7 @@ class TrayApp(QObject, Windows):
 
         self.settings = replace(self.settings, default_model=name)
         self.restart_timer.stop()
-        self._server_action(f"Switching to {name}…", job_fn)
+        self._server_action(f"Switching to {self.snapshot.title(name)}…", job_fn)
 
     # ---- crashes and notifications ------------------------------------------------------------------
 
@@ -378,18 +393,7 @@ class TrayApp(QObject, Windows):
                 self._schedule_restart(crash)
 
         self._server_action(
-            f"Restarting {name or 'the server'}…",
+            f"Restarting {self.snapshot.title(name) or 'the server'}…",
             lambda job: supervisor.restart(name, progress=job.report),
             on_failure=failed if automatic else None,
         )
-
-
-def _return_freed_memory() -> None:
-    """A full refresh parses model headers and database rows; glibc keeps the freed heap mapped unless asked.
-    Handing it back keeps an idle tray's resident memory near its working set (a few ms, once a minute)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc (musl): nothing to trim

@@ -1,5 +1,6 @@
 """Review stale models and remove the ones ticked. cleanup.find_stale decides what is stale and what may be
-removed (never the served model, never files this tool did not download); this window only shows and asks."""
+removed (never the served model, never files this tool did not download); this window only shows and asks,
+in the words of cleanup_texts (names people know, where each model came from, what a removal deletes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialogButtonBox,
     QLabel,
-    QMessageBox,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
 
 from ..core.maintenance import cleanup
 from ..core.system.units import human_bytes
-from . import dialogs
+from . import cleanup_texts, dialogs
+from .cleanup_texts import StaleRow
 
 
 class CleanupWindow(QWidget):
@@ -28,7 +29,7 @@ class CleanupWindow(QWidget):
         self.plan: cleanup.CleanupPlan | None = None
         self.last_removal = ""  # kept above the refreshed list
         self.setObjectName("cleanup_window")
-        self.setWindowTitle("Clean up stale models")
+        self.setWindowTitle("Clean up unused models")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.resize(720, 380)
         self.note = QLabel("Looking for models you have not used in a while…", wordWrap=True, objectName="note")
@@ -50,22 +51,30 @@ class CleanupWindow(QWidget):
 
     def load(self) -> None:
         self.app.workers.submit(
-            lambda job: cleanup.find_stale(), name="stale", on_done=self._loaded, on_error=self._failed
+            lambda job: self._plan_rows(), name="stale", on_done=self._loaded, on_error=self._failed
         )
 
-    def _loaded(self, plan: cleanup.CleanupPlan) -> None:
+    @staticmethod
+    def _plan_rows() -> tuple[cleanup.CleanupPlan, list[StaleRow]]:
+        plan = cleanup.find_stale()
+        return plan, cleanup_texts.rows(plan)
+
+    def _loaded(self, found: tuple[cleanup.CleanupPlan, list[StaleRow]]) -> None:
+        plan, rows = found
         self.plan = plan
         self.tree.clear()
-        for model in plan.models:
+        for row in rows:
+            model = row.model
             idle = f"{model.idle_days} days" if model.idle_days is not None else "never used"
-            item = QTreeWidgetItem([model.model, human_bytes(model.size_bytes), idle, model.source])
-            item.setData(0, Qt.ItemDataRole.UserRole, model)
+            item = QTreeWidgetItem([row.title, human_bytes(model.size_bytes), idle, row.source])
+            item.setData(0, Qt.ItemDataRole.UserRole, row)
+            item.setToolTip(0, model.model)  # the name the CLI and requests use
             if model.removable:
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(0, Qt.CheckState.Checked)
             else:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
-                item.setToolTip(0, model.reason)
+                item.setToolTip(0, row.kept_because)
             self.tree.addTopLevelItem(item)
         for column in range(4):
             self.tree.resizeColumnToContents(column)
@@ -76,7 +85,7 @@ class CleanupWindow(QWidget):
         self.note.setText(" ".join(filter(None, (self.last_removal, text))))
         self._update_button()
 
-    def selected(self) -> list[cleanup.StaleModel]:
+    def selected(self) -> list[StaleRow]:
         chosen = []
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
@@ -86,7 +95,7 @@ class CleanupWindow(QWidget):
 
     def _update_button(self) -> None:
         chosen = self.selected()
-        total = sum(m.size_bytes for m in chosen)
+        total = sum(r.model.size_bytes for r in chosen)
         self.remove_button.setEnabled(bool(chosen))
         self.remove_button.setText(f"Remove selected ({human_bytes(total)})" if chosen else "Remove selected")
 
@@ -94,13 +103,9 @@ class CleanupWindow(QWidget):
         chosen = self.selected()
         if not chosen or self.plan is None:
             return
-        if (
-            not confirmed
-            and QMessageBox.question(self, "Remove models", f"Delete {len(chosen)} model(s) from disk?")
-            != QMessageBox.StandardButton.Yes
-        ):
+        if not confirmed and not dialogs.confirm(self.confirm_dialog(chosen)):
             return
-        plan = replace(self.plan, models=chosen)
+        plan = replace(self.plan, models=[r.model for r in chosen])
         self.remove_button.setEnabled(False)
         self.app.workers.submit(
             lambda job: cleanup.remove(plan=plan),
@@ -109,8 +114,15 @@ class CleanupWindow(QWidget):
             on_error=self._failed,
         )
 
+    def confirm_dialog(self, chosen: list[StaleRow]) -> dialogs.ConfirmDialog:
+        question = cleanup_texts.removal_question(chosen)
+        return dialogs.ConfirmDialog(
+            self, question.title, question.text, question.details, confirm="Delete", keep="Keep"
+        )
+
     def _removed(self, result: cleanup.CleanupResult) -> None:
-        self.last_removal = f"Removed {len(result.removed)} model(s), freed {human_bytes(result.freed_bytes)}."
+        n = len(result.removed)
+        self.last_removal = f"Removed {n} model{'s' if n != 1 else ''}, freed {human_bytes(result.freed_bytes)}."
         self.note.setText(self.last_removal)
         self.app.refresh(full=True)
         self.load()

@@ -5,15 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices, QFont
-from PySide6.QtWidgets import QDialogButtonBox, QMessageBox, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QFont, QFontMetrics
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..core.system.errors import LocalModelsError
 from ..core.system.untrusted import printable
 from . import macos
 
 LOG_LINES = 400
+APP_NAME = "aidevops Local Models"  # some window managers add it to every title ("Remove models — aidevops ...")
+TITLE_BAR_CONTROLS = 140  # px a title bar gives its icon and buttons, beside the title
 
 
 def error_text(exc: BaseException) -> tuple[str, str, str]:
@@ -50,6 +64,61 @@ def ask(box: QMessageBox) -> None:
     box.raise_()
     box.activateWindow()
     box.exec()
+
+
+class ConfirmDialog(QDialog):
+    """A question before something that cannot be undone. The safe answer is the default button, so Enter
+    keeps and Escape cancels; the risky one must be chosen. Wide enough that the title bar shows its whole
+    title, the application's name included where the window manager adds it."""
+
+    def __init__(self, parent: QWidget | None, title: str, text: str, details: str = "", *, confirm: str, keep: str):
+        super().__init__(parent)
+        self.setObjectName("confirm_dialog")
+        self.setWindowTitle(title)
+        icon = QLabel(objectName="icon")
+        size = self.style().pixelMetric(QStyle.PixelMetric.PM_MessageBoxIconSize)
+        icon.setPixmap(self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxQuestion).pixmap(size, size))
+        self.text = QLabel(text, objectName="question", wordWrap=True)
+        bold = self.text.font()
+        bold.setBold(True)
+        self.text.setFont(bold)
+        self.details = QLabel(details, objectName="details", wordWrap=True)
+        self.details.setVisible(bool(details))
+        buttons = QDialogButtonBox()
+        self.keep_button = buttons.addButton(keep, QDialogButtonBox.ButtonRole.RejectRole)
+        self.confirm_button = buttons.addButton(confirm, QDialogButtonBox.ButtonRole.DestructiveRole)
+        self.confirm_button.setAutoDefault(False)
+        self.keep_button.setDefault(True)
+        self.keep_button.setFocus()
+        buttons.rejected.connect(self.reject)
+        self.confirm_button.clicked.connect(self.accept)
+        words = QVBoxLayout()
+        words.addWidget(self.text)
+        words.addWidget(self.details)
+        top = QHBoxLayout()
+        top.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+        top.addLayout(words, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(buttons)
+        self.setMinimumWidth(max(380, title_width(title) + TITLE_BAR_CONTROLS))
+
+
+def title_width(title: str) -> int:
+    """What a title bar needs for the title, with the application's name some window managers add (their
+    title font is the application's, bold on most)."""
+    font = QApplication.font()
+    font.setBold(True)
+    return QFontMetrics(font).horizontalAdvance(f"{title} — {APP_NAME}")
+
+
+def confirm(dialog: ConfirmDialog) -> bool:
+    """Ask where the user sees it (see ask): True only when the risky answer was chosen."""
+    macos.activate_app()
+    dialog.show()
+    dialog.raise_()
+    dialog.activateWindow()
+    return dialog.exec() == QDialog.DialogCode.Accepted
 
 
 class LogWindow(QWidget):

@@ -10,12 +10,12 @@ failure is shown as a dialog instead; a refused minor notice is only logged (the
 
 desktop-notifier is asyncio code. Rather than replacing Qt's event loop, it runs on a loop of its own in one
 daemon thread; its callbacks cross back to the GUI thread as a queued Qt signal. An idle asyncio loop sleeps
-in epoll, so the thread costs nothing between notifications.
+in epoll, so the thread costs nothing between notifications. On Linux it starts with the first notice, not
+with the tray: an idle tray that has nothing to say loads neither asyncio nor the D-Bus library.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -70,6 +70,8 @@ class DesktopNotifierBackend(Backend):
     name = "desktop-notifier"
 
     def __init__(self, router: Router):
+        import asyncio  # imported when first used: keeps the idle tray light
+
         self.router = router
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -79,12 +81,17 @@ class DesktopNotifierBackend(Backend):
         self._ready.wait(5)
 
     def _run(self) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self._loop)
         from desktop_notifier import DesktopNotifier, Icon
 
-        from .icons import app_icon_path
+        from ..core.system import config
+        from .icons import app_icon_png
 
-        self._notifier = DesktopNotifier(app_name=APP_NAME, app_icon=Icon(path=app_icon_path()))
+        # A PNG: a daemon without an SVG loader (dunst without librsvg) shows no icon for an SVG.
+        icon = app_icon_png(config.paths().cache_dir)
+        self._notifier = DesktopNotifier(app_name=APP_NAME, app_icon=Icon(path=icon))
         self._loop.create_task(self._ask_permission())  # macOS asks the user once; later it only answers
         self._ready.set()
         self._loop.run_forever()
@@ -103,6 +110,8 @@ class DesktopNotifierBackend(Backend):
         return get_backend_class().__name__ != "DummyNotificationCenter"
 
     def send(self, notice: Notice) -> None:
+        import asyncio
+
         asyncio.run_coroutine_threadsafe(self._send(notice), self._loop)
 
     async def _send(self, notice: Notice) -> None:
@@ -133,6 +142,8 @@ class DesktopNotifierBackend(Backend):
         self.router.sent.emit(self.name, notice.title)
 
     def close(self) -> None:
+        import asyncio
+
         if self._loop.is_running():
             try:  # let notifications already on their way reach the daemon
                 asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result(3)
@@ -142,6 +153,8 @@ class DesktopNotifierBackend(Backend):
         self._thread.join(2)
 
     async def _drain(self) -> None:
+        import asyncio
+
         pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         if pending:
             await asyncio.wait(pending, timeout=2)
@@ -190,9 +203,24 @@ class Notifications(QObject):
         self.router.unavailable.connect(self.fallback.send)
         self.router.denied.connect(self._denied)
         self.dialog: QMessageBox | None = None  # the last refused critical notice, shown instead
-        self.backend: Backend = self.fallback
-        if use_native and DesktopNotifierBackend.usable():
-            self.backend = DesktopNotifierBackend(self.router)
+        self._native: Backend | None = None
+        self._native_wanted = use_native  # until the first notice (or macOS's start) decides it
+        if use_native and macos.is_macos():
+            self._choose()  # macOS asks the user's permission at start, not with the first crash
+
+    @property
+    def backend(self) -> Backend:
+        return self._choose()
+
+    def _choose(self) -> Backend:
+        """desktop-notifier where it is usable, else the balloon. Chosen on first use (at start on macOS): its
+        asyncio loop, D-Bus library and thread load only once there is something to say, keeping the idle tray
+        light."""
+        if self._native_wanted:
+            self._native_wanted = False
+            if DesktopNotifierBackend.usable():
+                self._native = DesktopNotifierBackend(self.router)
+        return self._native or self.fallback
 
     def notify(self, notice: Notice) -> None:
         self.backend.send(notice)
@@ -218,4 +246,6 @@ class Notifications(QObject):
         box.raise_()
 
     def close(self) -> None:
-        self.backend.close()
+        if self._native is not None:  # never started: nothing to close
+            self._native.close()
+        self._native_wanted = False

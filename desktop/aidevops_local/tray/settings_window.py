@@ -1,5 +1,6 @@
 """Settings: port, context size, start at login, keep the server on quit, idle unload (where the runtime has
-it), automatic restart, and the Hugging Face token (set, test, forget) kept in the OS keyring only.
+it), automatic restart, sharing on the local network with the API key shown (settings_sharing.py), and the
+Hugging Face token (set, test, forget) kept in the OS keyring only.
 
 Reading and writing (config file, autostart entry, keyring, the Hub) all happen in workers; the token goes
 from the text field to the keyring job and is cleared from the field at once.
@@ -25,23 +26,27 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.system import autostart, config, secrets
-from . import dialogs
+from . import dialogs, settings_sharing
+from .window_keys import close_on_escape, shortcut
 
 
-def _load(job) -> tuple[config.Settings, bool, secrets.KeyringStatus, secrets.TokenInfo]:
+def _load(job) -> tuple[config.Settings, bool, secrets.KeyringStatus, secrets.TokenInfo, settings_sharing.SharingFacts]:
+    settings = config.load_settings()
     return (
-        config.load_settings(),
+        settings,
         autostart.status().enabled,
         secrets.keyring_status(),
         secrets.hf_token_info(),
+        settings_sharing.read_facts(settings),
     )
 
 
-def _save(settings: config.Settings) -> config.Settings:
+def _save(settings: config.Settings) -> tuple[config.Settings, str | None]:
+    key = settings_sharing.ensure_key(settings)  # first: a key the keyring cannot keep saves nothing
     config.save_settings(settings)
     if autostart.status().enabled != settings.start_at_login:
         autostart.set_enabled(settings.start_at_login)
-    return settings
+    return settings, key
 
 
 class SettingsWindow(QWidget):
@@ -54,6 +59,7 @@ class SettingsWindow(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
         server_box = self._server_box()
+        self.sharing = settings_sharing.SharingBox()
         token_box = self._token_box()
 
         self.status = QLabel(objectName="status", wordWrap=True)
@@ -63,11 +69,15 @@ class SettingsWindow(QWidget):
         buttons.rejected.connect(self.close)
         self.save_button = buttons.button(QDialogButtonBox.StandardButton.Save)
         self.save_button.setEnabled(False)
+        self.save_button.setDefault(True)  # Enter saves
         layout = QVBoxLayout(self)
         layout.addWidget(server_box)
+        layout.addWidget(self.sharing)
         layout.addWidget(token_box)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
+        close_on_escape(self)
+        shortcut(self, "Ctrl+S", self.save)
         self._set_token_busy(True)
         app.workers.submit(_load, name="settings", on_done=self._loaded, on_error=self._failed)
 
@@ -79,7 +89,7 @@ class SettingsWindow(QWidget):
             minimum=0,
             maximum=1 << 20,
             singleStep=1024,
-            specialValueText="automatic (the largest that fits)",
+            specialValueText="automatic (largest that fits)",
         )
         self.login = QCheckBox("Start at login", objectName="start_at_login")
         self.keep = QCheckBox("Keep the server running when the tray quits", objectName="keep_server_on_quit")
@@ -92,15 +102,17 @@ class SettingsWindow(QWidget):
             suffix=" s",
             specialValueText="never",
         )
-        self.idle_label = QLabel("Unload the model when idle for")
+        self.idle_label = QLabel("&Unload the model when idle for", buddy=self.idle)
         self.router = QCheckBox(
             "Switch models without a restart (requests must name their model)", objectName="router_mode"
         )
         server_box = QGroupBox("Server")
         form = QFormLayout(server_box)
-        form.addRow("Port", self.port)
-        form.addRow("Context size", self.ctx)
+        form.addRow("&Port", self.port)
+        form.addRow("Conte&xt size", self.ctx)
         form.addRow(self.idle_label, self.idle)
+        for box, name in ((self.port, "Port"), (self.ctx, "Context size"), (self.idle, "Unload when idle for")):
+            box.setAccessibleName(name)
         form.addRow(self.router)
         form.addRow(self.keep)
         form.addRow(self.restart)
@@ -115,6 +127,7 @@ class SettingsWindow(QWidget):
             echoMode=QLineEdit.EchoMode.Password,
             placeholderText="hf_… (needed for gated models)",
         )
+        self.token.setAccessibleName("Hugging Face token")
         self.token_state = QLabel(objectName="token_state", wordWrap=True)
         self.save_token = QPushButton("Test and save", objectName="save_token")
         self.test_token = QPushButton("Test", objectName="test_token")
@@ -132,8 +145,9 @@ class SettingsWindow(QWidget):
         return token_box
 
     def _loaded(self, loaded) -> None:
-        settings, login, keyring_status, token = loaded
+        settings, login, keyring_status, token, sharing = loaded
         self.settings = settings
+        self.sharing.show_settings(settings, sharing)
         self.port.setValue(settings.port)
         self.ctx.setValue(settings.ctx_size)
         self.login.setChecked(login)
@@ -154,6 +168,13 @@ class SettingsWindow(QWidget):
         self.idle.setToolTip("" if idle_ok else "The installed llama.cpp build has no --sleep-idle-seconds.")
         self.save_button.setEnabled(True)
         self._show_token_state(keyring_status, token)
+        self.sharing.share.toggled.connect(self._fit_height)
+
+    def _fit_height(self) -> None:
+        """Grow to what the texts now need: wrapped lines filled in after the window opened would be cut."""
+        need = self.layout().totalHeightForWidth(self.width())
+        if need > self.height():
+            self.resize(self.width(), need)
 
     def _show_token_state(self, ring: secrets.KeyringStatus, token: secrets.TokenInfo) -> None:
         self.keyring = ring
@@ -169,6 +190,7 @@ class SettingsWindow(QWidget):
         self._set_token_busy(False)
         self.save_token.setEnabled(ring.usable)
         self.forget_token.setEnabled(ring.usable and token.source == "keyring")
+        self._fit_height()
 
     def _set_token_busy(self, busy: bool) -> None:
         for w in (self.save_token, self.test_token, self.forget_token):
@@ -185,7 +207,7 @@ class SettingsWindow(QWidget):
         if self.settings is None:
             return
         new = replace(
-            self.settings,
+            self.sharing.settings_from(self.settings),
             port=self.port.value(),
             ctx_size=self.ctx.value(),
             start_at_login=self.login.isChecked(),
@@ -199,8 +221,11 @@ class SettingsWindow(QWidget):
             lambda job: _save(new), name="save-settings", on_done=self._saved, on_error=self._failed
         )
 
-    def _saved(self, settings: config.Settings) -> None:
+    def _saved(self, saved: tuple[config.Settings, str | None]) -> None:
+        settings, key = saved
         self.settings = settings
+        self.sharing.port = settings.port
+        self.sharing.show_key(key)
         self.app.settings = settings
         self.save_button.setEnabled(True)
         note = " The server settings apply at its next start." if self.app.snapshot.status.running else ""

@@ -16,11 +16,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..core.models import display_names
 from ..core.serving import router, server
 from ..core.serving import state as server_state
 from ..core.serving.state import ServerPhase
 from ..core.system import config, hardware
 from ..core.system.errors import LocalModelsError
+from . import throughput
 
 log = logging.getLogger(__name__)
 PRESSURE_WARN_PERCENT = 90.0
@@ -29,12 +31,22 @@ PRESSURE_CRITICAL_PERCENT = 95.0
 
 @dataclass(frozen=True)
 class ModelEntry:
-    name: str
+    name: str  # the tool's name for it (what a request and the CLI say)
     path: str
     quant: str = ""
     size_bytes: int = 0
     fits: bool | None = None  # None: not known
     needs_bytes: int | None = None  # predicted memory when served
+    display: str = ""  # the name a person recognises (core/models/display_names.py); "" before it is known
+
+    @property
+    def title(self) -> str:
+        return self.display or display_names.clean_stem(self.name)
+
+    @property
+    def detail(self) -> str:
+        """ "Q4_K_M · 2.0 GB": the quant once, and the size."""
+        return display_names.DisplayName(self.title, self.quant, self.size_bytes).detail
 
 
 @dataclass(frozen=True)
@@ -61,16 +73,28 @@ class Snapshot:
     # The settings as a full refresh read them (once, for every part that needs them); None until one has,
     # or when the file does not load (its error is in problems).
     settings: config.Settings | None = None
+    start_model: str = ""  # what Start serves: the default model, else the most recently used (as `serve`)
+    activity: throughput.Activity = field(default_factory=throughput.Activity)  # requests being answered now
 
     @property
     def state(self) -> str:
-        """The icon's state: running, starting (a stop under way looks busy too), stopped or error."""
-        return {ServerPhase.CRASHED: "error", ServerPhase.STOPPING: "starting"}.get(
-            self.status.state, str(self.status.state)
-        )
+        """The icon's state: running, starting, stopping, stopped or error."""
+        return "error" if self.status.state == ServerPhase.CRASHED else str(self.status.state)
 
     def model(self, name: str) -> ModelEntry | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def title(self, name: str | None) -> str:
+        """A model's display name: the listing's, else its cleaned name ("" for none)."""
+        if not name:
+            return ""
+        entry = self.model(name)
+        return entry.title if entry is not None else display_names.clean_stem(name)
+
+    @property
+    def pressure_level(self) -> str:
+        """The pressure as a person reads it: normal, high or critical."""
+        return {"warning": "high"}.get(self.pressure, self.pressure)
 
 
 def placeholder() -> Snapshot:
@@ -99,11 +123,14 @@ def collect(previous: Snapshot | None = None, *, full: bool = True, probe_health
     else:
         served, router_active = _served(status, snap.models)
     pressure = memory_pressure(status)
-    return replace(snap, served=served, router_active=router_active, pressure=pressure)
+    activity = throughput.activity(status, base.activity if base is not None else None)
+    return replace(snap, served=served, router_active=router_active, pressure=pressure, activity=activity)
 
 
 def _full_parts(problems: list[str]) -> dict:
-    from ..core.llamacpp import runtime
+    # installed, not runtime (which re-exports these): runtime also loads the release download code and httpx,
+    # which an idle tray never uses.
+    from ..core.llamacpp import installed as runtime
 
     parts: dict = {}
     try:
@@ -117,25 +144,31 @@ def _full_parts(problems: list[str]) -> dict:
         parts["runtime_label"] = f"{installed.tag or installed.version} ({installed.backend})"
     if binary is not None:
         parts["router"] = router.support(binary)
-    parts["models"] = tuple(_models(problems))
+    found = _library(problems)
+    parts["models"] = tuple(_models(found, problems))
     try:
         parts["settings"] = config.load_settings()
     except LocalModelsError as exc:
         problems.append(exc.message)
+    parts["start_model"] = start_model(found, parts["settings"].default_model if "settings" in parts else "")
     if "settings" in parts:  # without them there is no stale_days (the file's error is already noted)
         parts["stale"] = _stale(problems, parts["settings"].stale_days)
     return parts
 
 
-def _models(problems: list[str]) -> list[ModelEntry]:
+def _library(problems: list[str]) -> list:
     from ..core.models import library
 
     try:
-        found = library.list_models()
+        return library.list_models()
     except LocalModelsError as exc:
         problems.append(exc.message)
         return []
+
+
+def _models(found: list, problems: list[str]) -> list[ModelEntry]:
     fits = _fit_marks(found, problems)
+    names = display_names.display_names(found)  # cached per file: a header is read once
     return [
         ModelEntry(
             name=m.name,
@@ -144,9 +177,23 @@ def _models(problems: list[str]) -> list[ModelEntry]:
             size_bytes=m.size_bytes or 0,
             fits=fits.get(m.name, (None, None))[0],
             needs_bytes=fits.get(m.name, (None, None))[1],
+            display=names[m.name].name,
         )
         for m in found
     ]
+
+
+def start_model(found: list, default: str) -> str:
+    """The model a plain `serve` starts (library.resolve_model(None)): the default_model setting, else the
+    only model, else the most recently used, else the newest. Worked out from the listing, touching nothing."""
+    if not found:
+        return ""
+    if default and any(m.name == default for m in found):
+        return default
+    used = [m for m in found if m.last_used]
+    if used and len(found) > 1:
+        return max(used, key=lambda m: m.last_used).name
+    return max(found, key=lambda m: m.downloaded or "").name  # max keeps the first of equals: the only one
 
 
 def _fit_marks(found, problems: list[str]) -> dict[str, tuple[bool | None, int | None]]:
@@ -229,3 +276,14 @@ def log_path(snap: Snapshot) -> Path | None:
         return Path(snap.status.log_path)
     latest = sorted(config.paths().logs_dir.glob("llama-server-*.log"), key=lambda p: p.stat().st_mtime)
     return latest[-1] if latest else None
+
+
+def return_freed_memory() -> None:
+    """A full refresh parses model headers and database rows; glibc keeps the freed heap mapped unless asked.
+    Handing it back keeps an idle tray's resident memory near its working set (a few ms, once a minute)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc (musl): nothing to trim

@@ -1,6 +1,6 @@
 """The tray controller's windows and questions: one window of each kind, shown and raised again when asked
-for twice; the chat page and the endpoint; the log; the dialogs that ask (may not fit, quit and leave the
-server running?); the nudge about unused models.
+for twice; the log; the dialogs that ask (may not fit, quit and leave the
+server running?); the nudge about unused models. Copying the endpoint and opening chat are commands.py's.
 
 Kept apart from app.py, which owns the timers, the polling and the icon; this part only opens things. It is
 a mixin of TrayApp and reads what TrayApp holds (windows, workers, snapshot, settings, tray).
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from ..core.system.units import human_bytes
 from . import dialogs, snapshot
-from .notifications import Action, Notice
+from .notifications import Notice
 from .workers import Job
 
 log = logging.getLogger(__name__)
@@ -34,16 +32,6 @@ class Windows:
 
         window = self._window("log", dialogs.LogWindow)
         self.workers.submit(read, name="log", on_done=lambda r: window.set_text(*r))
-
-    def open_chat(self) -> None:
-        endpoint = self.snapshot.status.endpoint  # its host already bracketed where it is IPv6
-        if self.snapshot.status.running and endpoint:
-            QDesktopServices.openUrl(QUrl(endpoint.removesuffix("/v1") + "/"))
-
-    def copy_endpoint(self) -> None:
-        endpoint = self.snapshot.status.endpoint
-        if endpoint:
-            QGuiApplication.clipboard().setText(endpoint)
 
     def _window(self, key: str, factory):
         window = self.windows.get(key)
@@ -80,6 +68,11 @@ class Windows:
         from .control_window import ControlWindow
 
         self._window("control", lambda: ControlWindow(self, no_tray=self.tray is None))
+
+    def open_models(self) -> None:
+        from .models_window import ModelsWindow
+
+        self._window("models", lambda: ModelsWindow(self))
 
     def open_download(self) -> None:
         from .download_window import DownloadWindow
@@ -126,26 +119,18 @@ class Windows:
 
     def check_nudge(self) -> None:
         from ..core.maintenance import cleanup
+        from .cleanup_texts import nudge_notice
 
         self.workers.submit(
-            lambda job: cleanup.nudge(),
+            lambda job: nudge_notice(cleanup.nudge()),  # names the models: reads their headers, off the GUI thread
             name="nudge",
             on_done=self._nudge_result,
             on_error=lambda exc: log.warning("nudge: %s", exc),
         )
 
-    def _nudge_result(self, nudge) -> None:
-        if not nudge:
-            return
-        n = nudge.stale_models
-        self.notifications.notify(
-            Notice(
-                "nudge",
-                "Unused local models",
-                f"{n} local model{'s' if n != 1 else ''} unused for a while take {human_bytes(nudge.stale_bytes)}.",
-                (Action("review", "Review"), Action("later", "Later")),
-            )
-        )
+    def _nudge_result(self, notice: Notice | None) -> None:
+        if notice is not None:
+            self.notifications.notify(notice)
 
     # ---- quitting -----------------------------------------------------------------------------------
 

@@ -1,13 +1,12 @@
-"""The first-run wizard: hardware -> runtime -> recommendation -> token (optional) -> download -> start ->
-done.
+"""The first-run wizard, three screens from launch to a model answering: (1) this machine and the model we
+suggest (wizard_choose.py), (2) one progress screen that installs, downloads, verifies and starts it
+(wizard_setup.py), (3) the endpoint and how to use it (wizard_done.py).
 
-Every step is a core call in a worker with progress, cancel, a clear failure and a retry. What a step finished
-is read back from reality (a runtime installed, a model on disk, a server running), plus the one choice that
-reality cannot tell (which recommendation was picked, kept in ``wizard.json``), so closing the wizard and
-opening it later resumes at the first step not done, and a half-finished download resumes where it stopped.
-
-The state and the steps' core calls are wizard_steps.py's, the step that runs a job wizard_task.py's, the
-pages wizard_pages.py's; this module strings the pages together.
+What a step finished is read back from reality (a runtime installed, a model on disk, a server running), plus
+the one choice reality cannot tell (the pick, kept in ``wizard.json``; wizard_steps.py), so closing the
+wizard and opening it later goes on where it stopped, and a half-finished download resumes from its last byte.
+Keyboard: Tab moves between the controls, Enter presses the main button (Set up, Resume, Done), Escape
+closes.
 """
 
 from __future__ import annotations
@@ -16,11 +15,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard, QWizardPage
 
 from . import dialogs
-from .wizard_pages import DonePage, DownloadPage, HardwarePage, RecommendPage, RuntimePage, StartPage, TokenPage
+from .wizard_choose import ChoosePage
+from .wizard_done import DonePage
+from .wizard_setup import SetupPage
 from .wizard_steps import PAGE_ID, Pick, Progress, load_pick, read_progress, save_pick
-from .wizard_task import TaskPage
 
-__all__ = ["PAGE_ID", "Pick", "TokenPage", "Wizard", "load_pick", "save_pick"]
+__all__ = ["PAGE_ID", "Pick", "Wizard", "load_pick", "save_pick"]
 
 
 class Wizard(QWizard):
@@ -28,20 +28,14 @@ class Wizard(QWizard):
         super().__init__()
         self.app = app
         self.progress: Progress | None = None
-        self.endpoint = ""
         self.setObjectName("wizard")
         self.setWindowTitle("Set up aidevops Local Models")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)  # the screens draw their own headers
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage)
-        self.pages = {
-            "hardware": HardwarePage(self),
-            "runtime": RuntimePage(self),
-            "recommend": RecommendPage(self),
-            "token": TokenPage(self),
-            "download": DownloadPage(self),
-            "start": StartPage(self),
-            "done": DonePage(self),
-        }
+        self.setButtonText(QWizard.WizardButton.CancelButton, "Close")
+        self.setMinimumSize(620, 460)
+        self.pages = {"choose": ChoosePage(self), "setup": SetupPage(self), "done": DonePage(self)}
         for name, page in self.pages.items():
             self.setPage(PAGE_ID[name], page)
         self.setEnabled(False)
@@ -50,7 +44,7 @@ class Wizard(QWizard):
 
     def _loaded(self, progress: Progress) -> None:
         self.progress = progress
-        self.setStartId(PAGE_ID[progress.first_unfinished()])
+        self.setStartId(PAGE_ID[progress.first_screen()])
         self.setEnabled(True)
         self.restart()
         self.ready = True
@@ -60,14 +54,17 @@ class Wizard(QWizard):
         self.close()
 
     def initializePage(self, page_id: int) -> None:
-        if self.progress is not None:  # pages fill in from the progress once it is read (restart() again)
+        if self.progress is not None:  # screens fill in from the progress once it is read (restart() again)
             super().initializePage(page_id)
 
     def done(self, result: int) -> None:
-        for page in self.pages.values():
-            if isinstance(page, TaskPage):
-                page.stop()  # a download in flight pauses; it resumes next time
+        self.pages["setup"].stop()  # a download in flight pauses; it resumes next time
         super().done(result)
 
     def page_named(self, name: str) -> QWizardPage:
         return self.pages[name]
+
+    def screens_seen(self) -> list[str]:
+        """The screens this run of the wizard showed, in order (its history and the current one)."""
+        names = {i: n for n, i in PAGE_ID.items()}
+        return [names[i] for i in self.visitedIds()]

@@ -32,3 +32,8 @@ PRICES: tuple[TierPrice, ...] = (
 def cloud_costs(*, tokens_in: int, tokens_out: int) -> dict[str, float]:
     """What these tokens would have cost on each tier, in USD, rounded to the cent's hundredth."""
     return {p.tier: round((tokens_in * p.input_per_m + tokens_out * p.output_per_m) / 1e6, 4) for p in PRICES}
+
+
+def format_usd(value: float) -> str:
+    """A cost as the CLI and the tray show it: cents above a dollar, four decimals below."""
+    return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"

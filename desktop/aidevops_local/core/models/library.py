@@ -251,6 +251,12 @@ def _text(value) -> str | None:
     return value if isinstance(value, str) else store.format_timestamp(value)
 
 
+def location(path: Path) -> str:
+    """Where a model file lies, in the listing's words: "models", "old helper", "HF cache", "llama.cpp cache",
+    "LM Studio" or "path" (anywhere else)."""
+    return _where(path)
+
+
 def _where(path: Path) -> str:
     p = config.paths()
     for folder, label in (

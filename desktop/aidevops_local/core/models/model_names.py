@@ -62,13 +62,23 @@ def _candidates(model: LocalModel, catalog: dict[str, tuple[str, str]]) -> list[
     """(alias, preference) pairs; a lower preference wins a shared alias."""
     stem = model_name(model.path.name)
     found = [(stem, (0, model.source != "pulled", model.name))]
-    file_name = model.path.name.lower()
-    repo = (model.repo or "").lower()
     for catalog_file, (short, catalog_repo) in catalog.items():
-        exact = file_name == catalog_file
-        if exact or (repo and repo == catalog_repo) or _same_model(file_name, catalog_file):
-            found.append((short, (0 if exact else 1, model.source != "pulled", model.name)))
+        match = catalog_match(model, catalog_file, catalog_repo)
+        if match is not None:
+            found.append((short, (match, model.source != "pulled", model.name)))
     return found
+
+
+def catalog_match(model: LocalModel, catalog_file: str, catalog_repo: str) -> int | None:
+    """How a local model is a catalog entry: 0 its very file, 1 its repo or another quant of its file, None
+    not at all. Also what display_names uses to give a file the catalog's name."""
+    file_name = model.path.name.lower()
+    if file_name == catalog_file.lower():
+        return 0
+    repo = (model.repo or "").lower()
+    if (repo and repo == catalog_repo.lower()) or _same_model(file_name, catalog_file.lower()):
+        return 1
+    return None
 
 
 def _same_model(file_name: str, catalog_file: str) -> bool:

@@ -23,7 +23,6 @@ front itself is host_guard_front.py, the Host policy and the request head host_g
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import hashlib
@@ -36,13 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .host_guard_front import Front, serve_forever
 from .host_guard_http import HostPolicy, host_of, parse_head, with_key
-from .host_guard_models import RequestModels
 
 __all__ = [
     "KEY_ENV",
-    "Front",
     "HostPolicy",
     "bind",
     "command",
@@ -61,11 +57,18 @@ __all__ = [
 SOCKET_NAME = "llama-server.sock"
 _SUN_PATH_MAX = 100  # sockaddr_un's path is 104 bytes on macOS, 108 on Linux; keep a margin
 _MARKER = "aidevops_local.core.serving.host_guard"  # in the front's argv: how stop recognises it
-# The router's key for this run, handed to the front in its environment (never argv): see Front.
+# The router's key for this run, handed to the front in its environment (never argv): see host_guard_front.Front.
 KEY_ENV = "AIDEVOPS_FRONT_KEY"
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The front is asyncio code, imported here: the processes that only start, find and stop it (the CLI, the
+    # idle tray) do not load asyncio.
+    import asyncio
+
+    from .host_guard_front import serve_forever
+    from .host_guard_models import RequestModels
+
     parser = argparse.ArgumentParser(prog="host_guard", description="The Host-checking front of llama-server.")
     parser.add_argument("--fd", type=int, required=True, help="the listening socket, bound by the parent")
     parser.add_argument("--upstream", required=True, help="llama-server's UNIX socket")

@@ -160,7 +160,7 @@ def _check_api_key(features: build_features.BuildFeatures, settings: config.Sett
 
 def _use_router(features: build_features.BuildFeatures, settings: config.Settings, local) -> bool:
     """A router's model instances listen on 127.0.0.1 ports of their own, guarded by a per-run key that only a
-    build reading LLAMA_API_KEY from its environment can take (host_guard.Front)."""
+    build reading LLAMA_API_KEY from its environment can take (host_guard_front.Front)."""
     return bool(
         settings.router_mode
         and features.router

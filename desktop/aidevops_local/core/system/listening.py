@@ -46,3 +46,25 @@ def tcp_listen_addresses(pids: Iterable[int]) -> list[ListenAddress]:
             if c.status == psutil.CONN_LISTEN and c.laddr
         )
     return sorted(found)
+
+
+ANY_ADDRESS = "0.0.0.0"  # the host setting that shares the server on every network this machine is on
+
+
+def lan_address() -> str | None:
+    """This machine's address on its local network, for the URL another machine would use; None when it has
+    none. Connecting a UDP socket only picks the route (no packet is sent); the TEST-NET address is never
+    a real destination."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    return None if ip.is_loopback or ip.is_unspecified else address
