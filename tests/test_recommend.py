@@ -87,7 +87,7 @@ BIG = {  # machines of 16, 64 and 160 GB: the catalog's tiers should use what th
 LARGE_MODELS = {"gpt-oss 120B", "Llama 3.3 70B Instruct", "Qwen2.5 72B Instruct"}
 
 EXPECTED = {  # (chat pick, coding pick, where they run); unseen files rank lower than seen ones
-    "8 GB laptop": ("Llama 3.2 3B Instruct", "Qwen2.5 Coder 3B Instruct", "cpu"),
+    "8 GB laptop": ("Qwen3 4B", "Qwen2.5 Coder 3B Instruct", "cpu"),
     "16 GB Apple Silicon": ("Qwen3 14B", "Qwen2.5 Coder 14B Instruct", "unified (metal)"),
     "24 GB NVIDIA": ("Gemma 3 27B Instruct", "Qwen2.5 Coder 32B Instruct", "gpu (cuda)"),
     "CPU-only 64 GB": ("gpt-oss 20B", "Qwen3 Coder 30B A3B Instruct", "cpu"),

@@ -16,10 +16,11 @@ reads only its active experts, but pays for routing and gathering in every layer
 unless the output layer is tied to them. Reading a prompt is compute-bound: 2 FLOPs per active weight per
 token, over the device's effective FLOPS, plus a small per-token cost.
 
-The figures per backend were calibrated against llama-server on this project's 2-core test machine (three
-models, 1 and 2 threads), the H200 run, and published llama.cpp figures (tests/test_speed.py lists them all
-with what this model predicts); ROCm and Vulkan have no measurement behind them and take CUDA's with more
-cost per layer. A figure from a run on this machine (models/measured.py) beats this estimate.
+The figures per backend were calibrated against llama-server on this project's 2-core test machines (three
+models, 1 and 2 threads, an AVX-512 and an AVX2 EPYC), the H200 run, and published llama.cpp figures
+(tests/test_speed.py lists them all with what this model predicts); ROCm and Vulkan have no measurement
+behind them and take CUDA's with more cost per layer. A figure from a run on this machine (models/measured.py)
+beats this estimate.
 """
 
 from __future__ import annotations
@@ -47,11 +48,21 @@ class DeviceFacts:
     flops_efficiency: float
 
 
-FACTS = {
-    # CPU: this machine, 2 threads: tiny model 4500 tok/s, SmolLM2 135 (30 layers), Gemma 3 270M 75 (18 layers).
-    "cpu": DeviceFacts(
-        token_ms=0.15, layer_ms=0.035, moe_layer_ms=0.05, bandwidth_efficiency=1.0, flops_efficiency=1.0
+# The CPU's costs, by class of machine: measured with llama-server b10068 on two 2-core EPYC test machines.
+# Their fixed costs differ threefold (the tiny model: 4,500 tok/s on the AVX-512 one, 11,000-15,600 on the AVX2 one)
+# for reasons outside the model's terms, so each class keeps its own; a run here corrects either (measured.py).
+CPU_FACTS = {
+    # AVX-512: tiny model 4500 tok/s, SmolLM2 135 (30 layers), Gemma 3 270M 75 (18 layers), 2 threads.
+    "avx512": DeviceFacts(
+        token_ms=0.1, layer_ms=0.05, moe_layer_ms=0.05, bandwidth_efficiency=1.0, flops_efficiency=1.0
     ),
+    # AVX2 (Zen 2) and everything else: tiny 10,600-15,600 tok/s from run to run, SmolLM2 122, Gemma 3 270M 64,
+    # 2 threads.
+    "avx2": DeviceFacts(
+        token_ms=0.05, layer_ms=0.005, moe_layer_ms=0.05, bandwidth_efficiency=1.0, flops_efficiency=1.0
+    ),
+}
+FACTS = {  # the GPU backends
     # CUDA: H200 0.75B F16 865 tok/s; RTX 3080 Llama 8B 112; RTX 4090 30B-A3B 162 and gpt-oss 20B 186.
     "cuda": DeviceFacts(
         token_ms=0.25, layer_ms=0.03, moe_layer_ms=0.055, bandwidth_efficiency=0.84, flops_efficiency=0.9
@@ -69,7 +80,8 @@ FACTS = {
     ),
 }
 MOE_FLOPS_SHARE = 0.6  # a MoE's prompt reaches this share of a dense model's FLOPS (expert gathering)
-DECODE_FLOPS_SHARE = 0.54  # one token's matrix-vector products reach this share of a batch's (CPU, measured)
+DECODE_FLOPS_SHARE = 0.7  # one token's matrix-vector products reach this share of a batch's (CPU, measured)
+PROMPT_TOKEN_MS = 0.025  # per prompt token, the batch's fixed costs (the tiny model reads 33,000-42,000 tok/s)
 
 _GPU_TFLOPS = (  # dense FP16 with FP32 accumulation, by marketing name (first match wins)
     ("H200", 989.0),
@@ -139,13 +151,17 @@ def _apple_efficiency(cpu_name: str) -> float:
     return 0.65 if "Ultra" in cpu_name else FACTS["metal"].bandwidth_efficiency
 
 
+def _avx512(hw: Hardware) -> bool:
+    return bool({"avx512f", "amx_tile"} & set(hw.cpu_features))
+
+
 def _cpu_gflops_per_thread(hw: Hardware) -> float:
-    """Quantized matrix products per core, a prompt batch's: measured ~40 GFLOPS on this AVX-512 machine."""
-    features = set(hw.cpu_features)
-    if "avx512f" in features or "amx_tile" in features:
+    """Quantized matrix products per core, a prompt batch's: measured ~40 GFLOPS on the AVX-512 EPYC, ~28 on
+    the AVX2 one (SmolLM2's Q4_1 reads slower than that, Gemma 3's Q5_0 and repacked Q4_K faster)."""
+    if _avx512(hw):
         return 40.0
-    if "avx2" in features or hw.arch == "arm64":
-        return 25.0
+    if "avx2" in hw.cpu_features or hw.arch == "arm64":
+        return 28.0
     return 10.0
 
 
@@ -170,7 +186,7 @@ def _gpu_device(hw: Hardware, backend: str) -> _Device:
 
 
 def _cpu_device(hw: Hardware, threads: int) -> _Device:
-    facts = FACTS["cpu"]
+    facts = CPU_FACTS["avx512" if _avx512(hw) else "avx2"]
     total = hw.ram_bandwidth_gbs or 20.0
     gbs = min(total, CPU_GBS_PER_THREAD * threads) * facts.bandwidth_efficiency
     return _Device(facts, gbs, threads * _cpu_gflops_per_thread(hw) / 1000 * facts.flops_efficiency)
@@ -257,7 +273,7 @@ def _prompt_speed(
     moe = shape.active_fraction < 1.0
     flops_layer = 2 * _layer_params(shape)
     cpu_layers = shape.n_layer - offloaded
-    ms = cpu.facts.token_ms / 10  # per prompt token: the batch's fixed costs, shared by its tokens
+    ms = PROMPT_TOKEN_MS
     if gpu is not None:
         tflops = gpu.tflops * (MOE_FLOPS_SHARE if moe else 1.0)
         ms += offloaded * flops_layer / (tflops * 1e9)
