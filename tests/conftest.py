@@ -3,6 +3,8 @@ keyring."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.serving import serving_settings
@@ -37,3 +39,13 @@ def system_runtime(llama_server_dir):
 @pytest.fixture
 def port(free_port) -> int:
     return free_port()
+
+
+@pytest.fixture
+def small_machine(tmp_path, monkeypatch):
+    """This machine as the plan sees it: 1.15 GiB available, ~150 MiB after the 1 GiB margin it leaves, less than
+    SmolLM2 needs at a 2048-token context (~200 MiB): alone, it does not fit."""
+    profile = tmp_path / "small.json"
+    machine = {"os": "linux", "arch": "x64", "physical_cores": 1, "ram_gb": 1.15, "cpu_features": ["avx2"]}
+    profile.write_text(json.dumps({**machine, "backends": ["cpu"]}))
+    monkeypatch.setenv("AIDEVOPS_HARDWARE_PROFILE", str(profile))

@@ -27,6 +27,8 @@ PACKAGES=(
   sqlite3
   # A real clock jump for the tests that age models (libfaketime).
   faketime
+  # A real SSH server on a loopback port for the workers' tunnels (tests/test_workers_ssh.py).
+  openssh-server openssh-client
   # Building and checking the Linux bundle and AppDir (packaging/build.py).
   squashfs-tools desktop-file-utils appstream binutils
 )

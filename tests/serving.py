@@ -34,3 +34,11 @@ def with_model(body: dict, base_url: str, headers: dict | None = None) -> dict:
         return body
     model = served_model(base_url, headers)
     return {**body, "model": model} if model else body
+
+
+def chat(endpoint: str, model: str, max_tokens: int = 8):
+    """One short chat request to a server's /v1 endpoint, naming its model."""
+    import httpx
+
+    body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": max_tokens}
+    return httpx.post(f"{endpoint}/chat/completions", json=body, timeout=120)

@@ -3,6 +3,7 @@ line and exit 11 before anything starts; the user's comments survive a save."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import asdict, fields
 
@@ -57,6 +58,7 @@ def every_setting_changed(text: str) -> config.Settings:
         router_mode=False,
         require_api_key=True,
         allowed_hosts=["mybox.lan", "192.168.1.20", "[::1]"],
+        workers=["me@studio.lan", "192.168.1.20:50052", "[::1]:50052"],
     )  # names only: hostile ones are refused (below)
 
 
@@ -173,6 +175,13 @@ def test_allowed_hosts_takes_bare_names_only_when_loading_and_saving(name):
         config.load_settings()
     with pytest.raises(ConfigError, match="allowed_hosts"):
         config.save_settings(config.Settings(allowed_hosts=[name]))
+
+
+@pytest.mark.parametrize("worker", ["-oProxyCommand=x@h", "me@host;rm", "studio", "studio:0", "a b:1", "me@"])
+def test_workers_take_user_at_host_or_host_port_only_when_loading(worker):
+    write_config(f"workers = [{json.dumps(worker)}]\n")
+    with pytest.raises(ConfigError, match="workers"):
+        config.load_settings()
 
 
 # ---- read once ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tray_cmd",
     "benchmark_cmd",
     "agents_cmd",
+    "worker_cmd",
 )
 
 EPILOG = """exit codes:

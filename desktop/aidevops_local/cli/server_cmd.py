@@ -22,6 +22,7 @@ SERVE_EXAMPLES = """examples:
   aidevops-local serve ./model.gguf --ctx 8192 --port 8081
   aidevops-local serve --json                  # print the endpoint as JSON once healthy
   aidevops-local serve --supervise             # stay in the foreground; restart the server if it crashes
+  aidevops-local serve --worker me@studio      # pool another machine's memory (SSH tunnel; see `worker`)
 
 --supervise: after the start (or with a server already running, at once) the command stays in the
 foreground and restarts the server when it exits on its own, after 2, 5, 15 then 60 s; a crash after the
@@ -81,6 +82,14 @@ def _register_serve(subparsers, raw) -> None:
     p.add_argument(
         "--host", type=host_address, help="address to bind; anything but 127.0.0.1 exposes the model to the network"
     )
+    p.add_argument(
+        "--worker",
+        dest="workers",
+        action="append",
+        metavar="WORKER",
+        help="another machine whose memory this start pools: user@host (through SSH) or host:port (a network "
+        "you trust); repeat for several; default: the `workers` setting",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--supervise",
@@ -132,6 +141,8 @@ def cmd_serve(args) -> int:
     settings = config.load_settings()  # once, for the start, every restart and the stop
     if args.gpu_layers is not None:  # the setting of the same name, for this start and its restarts
         settings = dataclasses.replace(settings, gpu_layers=args.gpu_layers)
+    if args.workers:  # likewise the workers setting
+        settings = dataclasses.replace(settings, workers=args.workers)
     if args.supervise and (found := server.status(probe_health=False)).state in (
         ServerPhase.RUNNING,
         ServerPhase.STARTING,
@@ -163,6 +174,8 @@ def cmd_serve(args) -> int:
         render.as_json(result)
     else:
         render.info(f"Serving {result.model} (pid {result.pid}, context {result.ctx_size}).")
+        if result.workers is not None:
+            render.info(_workers_line(result.workers))
         if result.api_key_required:
             render.info("Clients must send the API key: `aidevops-local api-key --show` prints it.")
         print(result.endpoint, flush=True)
@@ -256,6 +269,8 @@ def _print_status(s: server.ServerStatus) -> None:
         if also := (s.names or {}).get(s.model or "", [])[1:]:
             rows += [["also answers to", ", ".join(also)]]
         rows += [["API key", "required (`aidevops-local api-key --show`)" if s.api_key_required else "none"]]
+        if s.workers is not None:
+            rows += [["workers", _workers_line(s.workers)]]
     rows += [["system RAM", ram]]
     if s.log_path:
         rows += [["log", s.log_path]]
@@ -264,6 +279,18 @@ def _print_status(s: server.ServerStatus) -> None:
         render.warn(s.message)
     for note in s.name_notes or []:
         render.info(note)
+
+
+def _workers_line(workers: list[dict]) -> str:
+    """ "me@studio (31.2 GiB free at start, answers); 10.0.0.5:50052 left out: its RPC server does not answer" """
+    parts = []
+    for w in workers:
+        if w.get("left_out"):
+            parts.append(f"{w.get('why', w.get('worker'))} (left out)")
+            continue
+        answers = {True: ", answers", False: ", NOT ANSWERING"}.get(w.get("answers"), "")
+        parts.append(f"{w.get('worker')} ({render.human_bytes(w.get('free_bytes', 0))} free at start{answers})")
+    return "; ".join(parts) or "none"
 
 
 def cmd_api_key(args) -> int:

@@ -48,8 +48,8 @@ def choice(*, gpu_layers: int, n_layer: int, backend: str, split: tuple[float, .
         return "every layer on the CPU: " + (
             "no GPU memory free for them" if backends.offloads(backend) else f"the {backend} build does not offload"
         )
-    gpus = len(split) or 1
-    where = f"{gpus} GPUs split {':'.join(f'{s:g}' for s in split)} by their free memory" if split else "the GPU"
+    gpus, noun = len(split) or 1, "worker" if backend == "rpc" else "GPU"
+    where = f"{gpus} {noun}s split {':'.join(f'{s:g}' for s in split)} by their free memory" if split else f"the {noun}"
     if gpu_layers > n_layer:
         return f"all {n_layer} layers on {where} ({backend}): they fit in {vram_free / GIB:.1f} GiB free"
     return (

@@ -44,6 +44,9 @@ class ServerStatus:
     names: dict[str, list[str]] | None = None
     name_notes: list[str] | None = None  # an alias several models claimed: which one it went to
     asleep: bool = False  # idle unload freed the model's memory; the next request wakes it
+    # Workers whose memory the run pools (rpc/pool.py): worker, endpoint, via, devices, free_bytes at start,
+    # answers (its RPC server, or the tunnel to it, accepts connections now), left_out with why.
+    workers: list[dict] | None = None
     message: str = ""
 
 
@@ -110,8 +113,26 @@ def _described(state: ServerState, base: dict) -> dict:
         api_key_required=state.api_key_required,
         names={state.model: [state.model, *(state.aliases or {}).get(state.model, [])]} if state.model else None,
         name_notes=state.name_notes or None,
+        workers=_workers_now(state),
         **base,
     )
+
+
+def _workers_now(state: ServerState) -> list[dict] | None:
+    if not state.workers:
+        return None
+    from ..rpc import worker  # only a run with workers pays for it
+
+    out = []
+    for recorded in state.workers:
+        if not isinstance(recorded, dict):
+            continue
+        shown = {k: v for k, v in recorded.items() if k != "tunnel"}
+        host, _, port = str(recorded.get("endpoint", "")).rpartition(":")
+        if not recorded.get("left_out"):
+            shown["answers"] = port.isdigit() and worker.answers(host, int(port), timeout=0.3)
+        out.append(shown)
+    return out
 
 
 def _crashed(described: dict, message: str) -> ServerStatus:
@@ -140,6 +161,11 @@ def _alive(
             "reach it. Run `aidevops-local stop`."
         )
         message = f"{message} {warning}".strip()
+    if lost := [w["worker"] for w in described.get("workers") or [] if w.get("answers") is False]:
+        message = (
+            f"{message} Worker {', '.join(lost)} stopped answering; a restart plans without it "
+            "(the tray and `serve --supervise` restart on their own)."
+        ).strip()
     return ServerStatus(
         state=current,
         running=True,

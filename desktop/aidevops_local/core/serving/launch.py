@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING
 
 from ..llamacpp import build_features
 from ..system import backends, config, hardware
-from ..system.errors import CorruptModel, LocalModelsError, Refused
-from . import api_key, host_guard
+from ..system.errors import CorruptModel, Refused
+from ..system.progress import ProgressCallback
+from . import api_key, host_guard, pooling, router_preset
 
 if TYPE_CHECKING:
     from ..models.model_names import ModelNames
+    from ..rpc.pool import Pool
 
 
 @dataclass
@@ -46,6 +48,8 @@ class LaunchPlan:
     threads: int | None = None  # --threads as asked (None: the setting's, else the physical cores)
     upstream: str = ""  # llama-server's UNIX socket; the Host-checking front (host_guard) listens on host:port
     names: ModelNames | None = None  # the other names each offered model answers to (model_names)
+    pool: Pool | None = None  # workers on other machines this start offloads layers to (--rpc)
+    choice: str = ""  # the plan in one line: where the layers go and why
 
     @property
     def front_aliases(self) -> dict[str, str]:
@@ -78,10 +82,12 @@ def plan_launch(
     host: str | None = None,
     threads: int | None = None,
     settings: config.Settings | None = None,
+    pool: Pool | None = None,
 ) -> LaunchPlan:
-    """Everything about a start that can be decided (and refused) before a process exists."""
+    """Everything about a start that can be decided (and refused) before a process exists. ``pool``: the
+    workers reached for this start (rpc/pool.py): their memory joins the plan as offload devices."""
     from ..llamacpp import runtime  # imported here: status must not pay for them
-    from ..models import inventory, library, model_names
+    from ..models import inventory, library
 
     settings = settings or config.load_settings()
     binary = runtime.find_llama_server()
@@ -92,8 +98,10 @@ def plan_launch(
     backend = installed.backend if installed and installed.backend in backends.BACKENDS else hw.best_backend
     features = build_features.features(binary)
     _check_socket(features, installed.tag if installed else str(binary))
-    planner = _ModelPlanner(hw, backend, features, settings)
+    hw, backend, rpc = pooling.devices(hw, backend, pool)
+    planner = _ModelPlanner(hw, backend, features, settings, rpc=rpc)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
+    pooling.check_fits(pool, chosen.fits, local.name)
     inventory.remember(local)  # only a model that passed its checks enters the inventory
     host, port = host or settings.host, port or settings.port
     _check_api_key(features, settings)
@@ -101,16 +109,7 @@ def plan_launch(
     common = _common_args(upstream, port, threads or settings.threads or hw.threads, features, settings)
     extra = list(settings.extra_server_args)
     use_router = _use_router(features, settings, local)
-    if use_router:
-        per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
-        sections, names = _named_sections(local, chosen, planner)
-        preset, preset_path = _preset_ini(sections), config.paths().router_presets
-        argv = [str(binary), "--models-preset", str(preset_path), "--models-max", "1", *common]
-    else:
-        per_model = chosen.args + ["--alias", local.name]
-        argv = [str(binary), *per_model, *common]
-        preset, preset_path, names = "", None, model_names.assign([local])  # it answers to any name
-    argv += _log_args(binary, per_model + common + extra) + extra
+    argv, preset, preset_path, names = _server_argv(binary, local, chosen, planner, common, extra, use_router)
     return LaunchPlan(
         model=local.name,
         model_path=local.path,
@@ -129,7 +128,43 @@ def plan_launch(
         threads=threads,
         upstream=upstream,
         names=names,
+        pool=pool,
+        choice=chosen.choice,
     )
+
+
+def plan_with_workers(
+    model: str | None, settings: config.Settings, progress: ProgressCallback | None, **where
+) -> LaunchPlan:
+    """plan_launch, with the settings' workers reached first; a plan that refuses leaves no tunnel open."""
+    pool = pooling.reach(settings, progress)
+    try:
+        return plan_launch(model, settings=settings, pool=pool, **where)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+
+
+def _server_argv(binary: Path, local, chosen: _ModelArgs, planner: _ModelPlanner, common, extra, use_router: bool):
+    """(argv, preset text, preset path, names): a router over every local model's plan, or one model."""
+    from ..models import model_names
+
+    if use_router:
+        per_model = chosen.args  # what usage's log flags must know of (speculative decoding comes via extra)
+        sections, names = router_preset.named_sections(
+            local,
+            chosen.args,
+            lambda other: planner.plan(other).args,
+            aliases_in_preset=planner.features.model_aliases,
+        )
+        preset, preset_path = router_preset.preset_ini(sections), config.paths().router_presets
+        argv = [str(binary), "--models-preset", str(preset_path), "--models-max", "1", *common]
+    else:
+        per_model = chosen.args + ["--alias", local.name]
+        argv = [str(binary), *per_model, *common]
+        preset, preset_path, names = "", None, model_names.assign([local])  # it answers to any name
+    return argv + _log_args(binary, per_model + common + extra) + extra, preset, preset_path, names
 
 
 def _common_args(
@@ -167,7 +202,7 @@ def _use_router(features: build_features.BuildFeatures, settings: config.Setting
         and features.models_preset
         and features.models_max
         and features.api_key_env
-        and _ini_safe(local.name, str(local.path))
+        and router_preset.ini_safe(local.name, str(local.path))
     )
 
 
@@ -178,13 +213,16 @@ class _ModelArgs:
     parallel: int
     gpu_layers: int
     kind: str = "chat"  # chat, embedding or reranking (models.model_kind): the latter two get their flags
+    choice: str = ""  # where the layers go, and why (offload.choice)
+    fits: bool = True
 
 
 class _ModelPlanner:
     """Checks one model and plans its start: the same for the chosen model and every model a router lists."""
 
-    def __init__(self, hw, backend: str, features: build_features.BuildFeatures, settings: config.Settings):
+    def __init__(self, hw, backend: str, features: build_features.BuildFeatures, settings: config.Settings, rpc=""):
         self.hw, self.backend, self.features, self.settings = hw, backend, features, settings
+        self.rpc = rpc  # --rpc: the workers' endpoints, for every model the start offers
 
     def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
         """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
@@ -214,9 +252,19 @@ class _ModelPlanner:
         ]
         if plan.tensor_split and settings.gpu_layers < 0:  # several GPUs: each takes layers by its free memory
             args += ["--tensor-split", ",".join(f"{share:g}" for share in plan.tensor_split)]
+        if self.rpc:
+            args += ["--rpc", self.rpc]
         args += _cache_args(self.features, settings.extra_server_args, plan.cache_ram_mib)
         args += _kind_args(self.features, kind)
-        return _ModelArgs(args, ctx_size=plan.ctx_size, parallel=plan.parallel, gpu_layers=gpu_layers, kind=kind)
+        return _ModelArgs(
+            args,
+            ctx_size=plan.ctx_size,
+            parallel=plan.parallel,
+            gpu_layers=gpu_layers,
+            kind=kind,
+            choice=plan.choice,
+            fits=plan.fits,
+        )
 
 
 def _kind_args(features: build_features.BuildFeatures, kind: str) -> list[str]:
@@ -228,71 +276,6 @@ def _kind_args(features: build_features.BuildFeatures, kind: str) -> list[str]:
     if kind in ("embedding", "reranking") and features.embedding:
         return ["--embedding"]
     return []
-
-
-def _router_sections(chosen_model, chosen: _ModelArgs, planner: _ModelPlanner) -> dict[str, list[str]]:
-    """Every local model a router can offer, each with its own plan; the chosen one loads at start."""
-    from ..models import library
-
-    sections = {chosen_model.name: chosen.args + ["--load-on-startup", "true"]}
-    for other in library.list_models():
-        if other.name not in sections and _ini_safe(other.name, str(other.path)):
-            try:
-                sections[other.name] = planner.plan(other).args
-            except (LocalModelsError, OSError, ValueError):
-                continue  # unfinished, changed or unreadable: not offered; serving it by name says why
-    return sections
-
-
-def _named_sections(local, chosen: _ModelArgs, planner: _ModelPlanner):
-    """The router's sections, each with the other names its model answers to (its file's stem, the catalog's
-    short name) where the build takes a list of aliases; elsewhere the front resolves them (front_aliases)."""
-    from ..models import library, model_names
-
-    sections = _router_sections(local, chosen, planner)
-    offered = [local, *(m for m in library.list_models() if m.name in sections and m.name != local.name)]
-    names = model_names.assign(offered)
-    if planner.features.model_aliases:
-        for name, aliases in names.aliases.items():
-            sections[name] = [*sections[name], "--alias", ",".join(aliases)]
-    return sections, names
-
-
-def _ini_safe(name: str, path: str) -> bool:
-    """A name that can be an INI section and a path that can be a value, read back unchanged (no line breaks,
-    no comment characters, no edge spaces)."""
-    return (
-        bool(name)
-        and name == name.strip()
-        and not set("[]\r\n;#=") & set(name)
-        and path == path.strip()
-        and not set("\r\n;#") & set(path)
-    )
-
-
-def _preset_ini(sections: dict[str, list[str]]) -> str:
-    """llama-server's --models-preset file: a section per model, each flag's long name as a key. No key goes
-    before the first section: llama-server would list those lines as a model named "default" that cannot load."""
-    lines = ["; Written by aidevops-local at each start (serve); edits are replaced.", ""]
-    for name, args in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{flag.lstrip('-')} = {value}" for flag, value in _flag_values(args)]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _flag_values(args: list[str]) -> list[tuple[str, str]]:
-    """(flag, value) pairs of a command line; a switch (a flag followed by another flag, or last) is "true",
-    which is how a preset turns one on. No value of ours starts with "--" (numbers, paths, names)."""
-    pairs, i = [], 0
-    while i < len(args):
-        if i + 1 < len(args) and not args[i + 1].startswith("--"):
-            pairs.append((args[i], args[i + 1]))
-            i += 2
-        else:
-            pairs.append((args[i], "true"))
-            i += 1
-    return pairs
 
 
 def _cors_args(features: build_features.BuildFeatures, extra: list[str]) -> list[str]:

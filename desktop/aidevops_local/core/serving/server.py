@@ -34,10 +34,10 @@ from pathlib import Path
 import psutil
 
 from ..accounting import request_log
-from ..system import config, files, hardware
+from ..system import config, files, process_identity
 from ..system.errors import LocalModelsError, ServerNotRunning, ServerStartFailed
 from ..system.progress import ProgressCallback, check_cancelled, report
-from . import api_key, failures, health, host_guard, launch, process, router
+from . import api_key, failures, health, host_guard, launch, pooling, process, router
 from . import state as server_state
 from .failures import LOG_TAIL_LINES, log_tail
 from .health import ServerStatus, listening_pids, status
@@ -47,9 +47,6 @@ __all__ = ["LOG_TAIL_LINES", "ServerState", "ServerStatus", "listening_pids", "l
 
 
 # ---- start --------------------------------------------------------------------------------------------------
-
-# Secrets of the tool that llama-server never needs: they are taken out of its environment.
-_TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
 
 
 def serve(
@@ -65,12 +62,24 @@ def serve(
 ) -> ServerStatus:
     """Start llama-server and wait until it answers /health. On any failure nothing is left running. One start
     at a time: a second one waits for the first, then finds it running and refuses. ``settings``: the caller's
-    (read once where its command began), else read here."""
+    (read once where its command began), else read here; its ``workers`` are the machines a start pools."""
     settings = settings or config.load_settings()
     with start_lock(progress):
         _refuse_if_running(settings)
-        plan = launch.plan_launch(model, port=port, ctx=ctx, host=host, threads=threads, settings=settings)
+        plan = launch.plan_with_workers(model, settings, progress, port=port, ctx=ctx, host=host, threads=threads)
+        return _run(plan, settings, progress, timeout)
+
+
+def _run(
+    plan: launch.LaunchPlan, settings: config.Settings, progress: ProgressCallback | None, timeout: float | None
+) -> ServerStatus:
+    """_start, closing the plan's tunnels when the start fails."""
+    try:
         return _start(plan, settings, progress, timeout)
+    except BaseException:
+        if plan.pool is not None:
+            plan.pool.close()
+        raise
 
 
 def replace_model(
@@ -88,16 +97,21 @@ def replace_model(
         state = server_state.running()
         if state is None:
             return serve(model, progress=progress, settings=settings)
-        plan = launch.plan_launch(
-            model, port=state.port, host=state.host, threads=state.threads or None, settings=settings
+        plan = launch.plan_with_workers(
+            model, settings, progress, port=state.port, host=state.host, threads=state.threads or None
         )
-        if plan.api_key_required:
-            api_key.ensure()  # a keyring that refuses does so while the old server still runs
-        check_cancelled(cancel)
+        try:
+            if plan.api_key_required:
+                api_key.ensure()  # a keyring that refuses does so while the old server still runs
+            check_cancelled(cancel)
+        except BaseException:
+            if plan.pool is not None:
+                plan.pool.close()
+            raise
         report(progress, f"Stopping {state.model}", 0, None, unit="step")
         stop(grace=settings.stop_grace_s)
         try:
-            return _start(plan, settings, progress, None)
+            return _run(plan, settings, progress, None)
         except Exception:
             _start_again(state, settings)
             raise
@@ -107,10 +121,10 @@ def _start_again(previous: ServerState, settings: config.Settings) -> None:
     """Best effort: the server a failed replacement stopped, as it was (model, host, port, threads)."""
     model = previous.model_path if Path(previous.model_path).is_file() else previous.model
     try:
-        plan = launch.plan_launch(
-            model, port=previous.port, host=previous.host, threads=previous.threads or None, settings=settings
+        plan = launch.plan_with_workers(
+            model, settings, None, port=previous.port, host=previous.host, threads=previous.threads or None
         )
-        _start(plan, settings, None, None)
+        _run(plan, settings, None, None)
     except (LocalModelsError, OSError):
         pass  # the replacement's error is the one to report
 
@@ -140,7 +154,7 @@ def _start(
     if plan.preset_path is not None:
         files.write_atomically(plan.preset_path, plan.preset)
     log_path, session_id, started = _open_log(plan)
-    env = _server_env(plan.binary, key=key or run_key)
+    env = process.server_env(plan.binary, key=key or run_key)
     host_guard.prepare_socket(Path(plan.upstream))
     listen = host_guard.bind(plan.host, plan.port)  # held from here: a taken port is said before any spawn
     with listen, open(log_path, "ab") as log:
@@ -173,6 +187,7 @@ def _start(
         upstream=plan.upstream,
         aliases=plan.names.aliases if plan.names else None,
         name_notes=plan.names.notes if plan.names else None,
+        workers=pooling.record(plan.pool),
     )
     server_state.record_start(state)
     try:
@@ -190,10 +205,10 @@ def _start(
 
 def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | None:
     try:
-        return server_state.executable_id(child)
+        return process_identity.executable_id(child)
     except (OSError, psutil.Error):  # it exited already: the start fails, and says why, just after
         try:
-            return server_state.file_id(binary)
+            return process_identity.file_id(binary)
         except OSError:
             return None
 
@@ -203,7 +218,7 @@ def _start_front(
 ) -> subprocess.Popen:
     """The Host-checking front on the public socket, forwarding to llama-server's; if it cannot start,
     llama-server does not stay behind."""
-    env = {k: v for k, v in os.environ.items() if k not in _TOOL_SECRETS}
+    env = {k: v for k, v in os.environ.items() if k not in process.TOOL_SECRETS}
     if run_key:
         env[host_guard.KEY_ENV] = run_key
     try:
@@ -230,6 +245,7 @@ def _stop_leftovers(state: ServerState, grace: float) -> None:
     host_guard.stop(state.guard_pid, state.guard_create_time)
     if server_state.owned_process(state) is not None:
         process.terminate_group(state.pid, grace=grace)
+    pooling.close_tunnels(state)
     host_guard.remove_socket(state.upstream)
     server_state.clear()
 
@@ -254,21 +270,6 @@ def _open_log(plan: launch.LaunchPlan) -> tuple[Path, str, float]:
     with files.disk_full_is_ours(f"starting the server (its log {path})"), open(path, "a", encoding="utf-8") as log:
         log.write(header)
     return path, session_id, started
-
-
-def _server_env(binary: Path, *, key: str | None = None) -> dict[str, str]:
-    """The server's environment: ours, less the tool's secrets, plus the API key when one is required."""
-    env = dict(os.environ)
-    # Official builds find their libraries through $ORIGIN; a system loader path set for another build
-    # must not shadow them.
-    lib_dir = str(binary.parent)
-    var = "DYLD_LIBRARY_PATH" if hardware.os_name() == "darwin" else "LD_LIBRARY_PATH"
-    env[var] = os.pathsep.join(filter(None, [lib_dir, env.get(var)]))
-    for secret in _TOOL_SECRETS:
-        env.pop(secret, None)  # llama-server needs none of them
-    if key:
-        env[api_key.ENV_VAR] = key
-    return env
 
 
 def _wait_healthy(
@@ -350,6 +351,7 @@ def stop(*, grace: float | None = None, settings: config.Settings | None = None)
     server_state.move(state, ServerPhase.STOPPING)  # before any signal: a poll from now on sees a stop, never a crash
     host_guard.stop(state.guard_pid, state.guard_create_time)  # first: no new request reaches the server
     forced = process.terminate_group(state.pid, grace=grace)
+    pooling.close_tunnels(state)
     if (current := server_state.read()) is None or current.pid == state.pid:  # not a start's that came since
         host_guard.remove_socket(state.upstream)
         server_state.clear()

@@ -26,6 +26,7 @@ import psutil
 
 from ..system import config
 from ..system.files import write_atomically
+from ..system.process_identity import executable_id, file_id
 from ..system.progress import ProgressCallback, check_cancelled, report
 
 
@@ -97,6 +98,8 @@ class ServerState:
     # The other names each model answers to (model -> aliases), and a note per alias more than one model claimed.
     aliases: dict[str, list[str]] | None = None
     name_notes: list[str] | None = None
+    # Workers whose memory this run pools (rpc/pool.py Member.as_json), with the SSH tunnels we opened to them.
+    workers: list[dict] | None = None
 
     @property
     def base_url(self) -> str:
@@ -292,22 +295,10 @@ def owned_process(state: ServerState) -> psutil.Process | None:
 
 
 def _runs_our_binary(proc: psutil.Process, state: ServerState) -> bool:
-    """The process runs the very file we started, compared as a file (device and inode): its name and argv[0]
-    are whatever it chose, and `update` renames the folder of a build that still runs."""
+    """The process runs the very file we started (system/process_identity.py)."""
     try:
         running_id = executable_id(proc)
         started = state.exe_id or file_id(state.binary)  # a state file from before exe_id was recorded
     except (OSError, psutil.Error):
         return False
     return running_id == list(started)
-
-
-def executable_id(proc: psutil.Process) -> list[int]:
-    # Linux: the kernel's link to the executable, which stays right when the file is renamed or replaced.
-    linux_exe = f"/proc/{proc.pid}/exe"
-    return file_id(linux_exe if os.path.exists("/proc/self/exe") else proc.exe())
-
-
-def file_id(path: str | Path) -> list[int]:
-    found = os.stat(path)
-    return [found.st_dev, found.st_ino]

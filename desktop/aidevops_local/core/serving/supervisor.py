@@ -40,12 +40,17 @@ class Crash:
     restart_in: float | None  # seconds until the automatic restart; None: none (off, or the tries ran out)
     attempt: int = 0  # which automatic try the restart will be (1-based); 0 when there is none
     gave_up: bool = False  # automatic restarts were asked for, and every try is spent
+    lost_workers: tuple[str, ...] = ()  # pooled workers that stopped answering (core/rpc): the likely cause
 
     @property
     def body(self) -> str:
         """The notification's text."""
         text = f"{self.model} on port {self.port} exited."
-        return text + (f" Restarting in {self.restart_in:g} s." if self.restart_in is not None else "")
+        if self.lost_workers:
+            text += f" Worker {', '.join(self.lost_workers)} stopped answering."
+        if self.restart_in is not None:
+            text += f" Restarting in {self.restart_in:g} s" + (" without it." if self.lost_workers else ".")
+        return text
 
 
 class Supervisor:
@@ -88,7 +93,8 @@ class Supervisor:
         return crash
 
     def _crashed(self, status: server.ServerStatus, now: float, auto_restart: bool) -> Crash:
-        described = dict(model=status.model, port=status.port, pid=status.pid)
+        lost = tuple(w.get("worker", "") for w in status.workers or [] if w.get("answers") is False)
+        described = dict(model=status.model, port=status.port, pid=status.pid, lost_workers=lost)
         if not auto_restart:
             return Crash(**described, restart_in=None)
         return self._next_try(described, now, status.model)
@@ -131,10 +137,15 @@ def restart(
     settings: config.Settings | None = None,
 ) -> server.ServerStatus:
     """After a crash: a start where the crashed server listened (unless told otherwise), or, where a router
-    outlived its model's instance, a load request. ``settings``: the caller's, else read when needed."""
+    outlived its model's instance, a load request (unless a worker it pooled stopped answering: then a new
+    start, whose plan leaves that worker out, or refuses when the model no longer fits). ``settings``: the
+    caller's, else read when needed."""
     status = server.status(probe_health=False)
-    if status.running and model:
+    lost = [w for w in status.workers or [] if w.get("answers") is False]
+    if status.running and model and not lost:
         return switch_model(model, progress=progress, settings=settings)
+    if lost and status.running:  # a worker is gone: start again, planned over the workers that answer
+        server.stop(settings=settings)
     port, host = port or status.port, host or status.host
     if model and model == status.model and status.model_path and Path(status.model_path).is_file():
         model = status.model_path  # served from a path (not under the models folder): the same file again

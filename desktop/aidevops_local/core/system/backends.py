@@ -114,7 +114,11 @@ REGISTRY: tuple[Backend, ...] = (
     # The CPU build; on a Mac the one build of each arch (Metal on Apple Silicon) also runs on the CPU.
     Backend("cpu", False, 0, 0, (AssetPattern("linux", "*", ""), AssetPattern("darwin", "*", "")), _cpu),
 )
-_BY_NAME = {b.name: b for b in REGISTRY}
+# Workers on other machines (core/rpc): not a build, never detected, but planned like GPUs, one per worker
+# device. Each worker's RPC server holds its layers, their KV cache and a compute buffer; what its process and
+# the main process's RPC client add beyond those is a guess that errs high.
+RPC = Backend("rpc", True, 64 * MIB, 128 * MIB, (), lambda os_, arch, found: False, output_stage_vram=64 * MIB)
+_BY_NAME = {b.name: b for b in (*REGISTRY, RPC)}
 
 BACKENDS: tuple[str, ...] = ("cpu", *(b.name for b in REGISTRY if b.name != "cpu"))
 GPU_BACKENDS: tuple[str, ...] = tuple(b.name for b in REGISTRY if b.offloads)

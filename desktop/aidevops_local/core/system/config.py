@@ -279,6 +279,9 @@ class Settings:
     # Host names (or addresses) the server answers besides localhost and loopback addresses: every other
     # Host header gets 403, so a web page cannot reach the model by re-pointing its own name (DNS rebinding).
     allowed_hosts: list[str] = field(default_factory=list)
+    # Other machines whose memory a start pools (llama.cpp's RPC backend, core/rpc): "user@host" through an SSH
+    # tunnel, or "host:port" straight to a worker's RPC server on a network you trust.
+    workers: list[str] = field(default_factory=list)
 
 
 def load_settings(path: Path | None = None) -> Settings:

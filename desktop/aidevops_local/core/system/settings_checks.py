@@ -49,6 +49,7 @@ _OWN_SETTING_FLAGS = {
         "an API key there is readable by every user in the process list: set `require_api_key = true`, "
         "which keeps it in the keyring"
     ),
+    "--rpc": "workers have their own setting: `workers` (or `serve --worker`), which plans the split and tunnels",
 }
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -81,6 +82,9 @@ def check_settings(settings: Any, where: Path | str) -> None:
             hint='Use `host = "127.0.0.1"` unless you mean to share the server.',
         )
     _check_allowed_hosts(settings.allowed_hosts, where)
+    for text in settings.workers:
+        if problem := worker_problem(text):
+            raise ConfigError(f"workers in {where} has {text!r}: {problem}", hint=WORKER_HINT)
     for arg in settings.extra_server_args:
         flag = arg.split("=", 1)[0]
         own = next(
@@ -135,6 +139,26 @@ def is_valid_host(host: str) -> bool:
         return True
     except ValueError:
         return bool(_HOSTNAME.match(host))
+
+
+# A worker: user@host (reached through SSH: nothing option-like or shell-special can reach ssh's argv) or
+# host:port (its RPC server, on a network the user trusts).
+_SSH_TARGET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}@[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
+WORKER_HINT = (
+    "Write an SSH worker as user@host (the safe way), or a worker on a network you trust as host:port "
+    "(its RPC server's address)."
+)
+
+
+def worker_problem(text: str) -> str:
+    """What is wrong with a worker's spelling, or ""."""
+    if "@" in text:
+        return "" if _SSH_TARGET.match(text) else "not of the form user@host (letters, digits, dots and dashes)"
+    host, sep, port = text.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return "neither user@host nor host:port"
+    return "" if is_valid_host(bare) else "not a host name or IP address before the port"
 
 
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # a Host header's name may hold "_" (LAN names)
