@@ -47,6 +47,7 @@ BENCHES = (
     Bench("bench_nudge", "session-start nudge: the helper's sqlite3 path vs the Python CLI", 30, 120),
     Bench("bench_fit", "fit: predicted vs measured memory", 120, 600),
     Bench("bench_pull", "pull vs hf download: throughput, resume", 90, 300),
+    Bench("bench_rpc", "workers: tok/s and start through loopback RPC servers vs local", 60, 300),
     Bench("bench_tray", "tray: cold start, idle memory and CPU, menu", 150, 300),
     Bench("bench_bundle", "bundle: size, frozen vs unfrozen start", 200, 900),
 )
