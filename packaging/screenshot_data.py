@@ -88,6 +88,16 @@ def running(model: str = SERVED, **kw) -> Snapshot:
     return _snapshot(status, served=(model,), **kw)
 
 
+def workers() -> Snapshot:
+    """Serving across two other machines, one of which stopped answering."""
+    snap = running()
+    pooled = [
+        {"worker": "me@studio.local", "via": "ssh", "free_bytes": int(58.2 * GB), "answers": True},
+        {"worker": "me@old-laptop", "via": "ssh", "free_bytes": int(13.5 * GB), "answers": False},
+    ]
+    return replace(snap, status=replace(snap.status, workers=pooled))
+
+
 def starting() -> Snapshot:
     snap = stopped()
     status = replace(snap.status, state=ServerPhase.STARTING, running=True, pid=41872, port=8080, model=SERVED)
@@ -135,6 +145,7 @@ MENU_STATES = {
     "memory-high": (pressed("warning"), {}),
     "memory-critical": (pressed("critical"), {}),
     "port-taken": (stopped(), {"last_error": "Port 8080 is in use by another program.", "free_port": 8093}),
+    "workers": (workers(), {}),
 }
 
 
@@ -238,7 +249,7 @@ def settings_loaded():
     """What the Settings window's worker reads: the defaults, a token in the keyring, sharing off."""
     from aidevops_local.tray.settings_sharing import SharingFacts
 
-    settings = config.Settings(default_model=SERVED, idle_unload_s=900)
+    settings = config.Settings(default_model=SERVED, idle_unload_s=900, workers=["me@studio.local", "me@old-laptop"])
     ring = secrets.KeyringStatus(True, "SecretService Keyring")
     return settings, True, ring, secrets.TokenInfo("keyring", True), SharingFacts(None, "192.168.1.23")
 

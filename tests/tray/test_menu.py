@@ -282,3 +282,17 @@ def test_an_open_menu_updates_its_figures_in_place_and_rebuilds_for_a_new_state(
     ctl.snapshot = stopped()
     menu.update(m, ctl)
     assert items(m)["state"].text() == "Stopped" and "start" in items(m)
+
+
+def test_workers_show_in_the_menu_with_the_one_that_stopped_answering(qapp):
+    snap = running()
+    workers = [
+        {"worker": "me@studio", "free_bytes": 31 * GB, "answers": True},
+        {"worker": "me@laptop", "free_bytes": 7 * GB, "answers": False},
+    ]
+    m, _ = built(replace(snap, status=replace(snap.status, workers=workers)))
+    line = items(m)["workers"]
+    assert line.text() == "Workers: me@studio (31.0 GB free) · me@laptop not answering"
+    assert line.isEnabled() and not line.icon().isNull()  # a coloured dot: amber, one is in trouble
+    assert menu.workers_colour(replace(snap, status=replace(snap.status, workers=workers[:1]))) == "#2da44e"
+    assert "workers" not in items(built(snap)[0])  # none pooled: no line

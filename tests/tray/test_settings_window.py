@@ -98,3 +98,35 @@ def test_settings_keys_names_and_no_text_cut(qtbot, window, app):
     assert config.load_settings().ctx_size == 4096
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     qtbot.waitUntil(lambda: "settings" not in app.windows, timeout=5_000)
+
+
+def test_workers_are_added_checked_tested_and_saved(qtbot, window, system_runtime, llama_server_dir, free_port):
+    """A worker is written user@host or host:port (anything else is refused, saying the forms); Test reaches a
+    real RPC server the way a start would; Save keeps the list in config.toml."""
+    import subprocess
+
+    from aidevops_local.core.rpc import worker
+
+    box = window.workers
+    box.entry.setText("me@host;rm -rf")
+    box.add_entry()
+    assert box.workers() == [] and "user@host" in box.said.text()
+    port = free_port()
+    rpc = subprocess.Popen([str(llama_server_dir / "ggml-rpc-server"), "--port", str(port)], stderr=subprocess.DEVNULL)
+    try:
+        qtbot.waitUntil(lambda: worker.answers("127.0.0.1", port), timeout=10_000)
+        for text in (f"127.0.0.1:{port}", "me@studio.local"):
+            box.entry.setText(text)
+            qtbot.keyClick(box.entry, Qt.Key.Key_Return)
+        assert box.workers() == [f"127.0.0.1:{port}", "me@studio.local"]
+        box.list.setCurrentRow(0)
+        qtbot.mouseClick(box.test, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "answers" in box.said.text(), timeout=30_000)
+        assert "GiB free" in box.said.text() and box.test.isEnabled()
+    finally:
+        rpc.kill()
+        rpc.wait()
+    box.list.setCurrentRow(1)
+    qtbot.mouseClick(box.remove, Qt.MouseButton.LeftButton)
+    _save(qtbot, window)
+    assert config.load_settings().workers == [f"127.0.0.1:{port}"]

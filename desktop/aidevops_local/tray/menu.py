@@ -100,6 +100,29 @@ def memory_line(snap: Snapshot) -> str:
     return " · ".join(parts)
 
 
+def workers_line(snap: Snapshot) -> str:
+    """ "Workers: me@studio (31.2 GB free) · me@laptop not answering": the machines the server pools."""
+    if not snap.status.running or not snap.status.workers:
+        return ""
+    parts = []
+    for w in snap.status.workers:
+        if w.get("left_out"):
+            parts.append(f"{w.get('worker')} left out")
+        elif w.get("answers") is False:
+            parts.append(f"{w.get('worker')} not answering")
+        else:
+            parts.append(f"{w.get('worker')} ({human_bytes(w.get('free_bytes') or 0)} free)")
+    return "Workers: " + " · ".join(parts)
+
+
+def workers_colour(snap: Snapshot) -> str | None:
+    workers = snap.status.workers or []
+    if not workers:
+        return None
+    trouble = any(w.get("answers") is False or w.get("left_out") for w in workers)
+    return LEVEL_COLOURS["high" if trouble else "normal"]
+
+
 def memory_lines(snap: Snapshot) -> list[str]:
     """The memory line as a list (empty before the first look): for the tooltip."""
     line = memory_line(snap)
@@ -109,7 +132,7 @@ def memory_lines(snap: Snapshot) -> list[str]:
 def summary(snap: Snapshot, busy: str = "", last_error: str = "") -> list[str]:
     """The header's lines, in order: what the tooltip and the control window show too."""
     lines = [state_line(snap, busy, last_error), detail_line(snap), activity_line(snap), memory_line(snap)]
-    return [line for line in lines if line]
+    return [line for line in [*lines, workers_line(snap)] if line]
 
 
 def model_label(entry, restarts: bool = False) -> str:
@@ -158,6 +181,7 @@ def _lines(ctl: Controller) -> list[tuple[str, str, str | None]]:
         ("busy", ctl.busy if ctl.busy and (snap.status.running or ctl.last_error) else "", None),
         ("activity", activity_line(snap), None),
         ("memory", memory_line(snap), LEVEL_COLOURS.get(snap.pressure_level)),
+        ("workers", workers_line(snap), workers_colour(snap)),
     ]
     return [line for line in lines if line[1]]
 

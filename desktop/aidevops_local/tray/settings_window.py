@@ -1,6 +1,7 @@
 """Settings: port, context size, start at login, keep the server on quit, idle unload (where the runtime has
-it), automatic restart, sharing on the local network with the API key shown (settings_sharing.py), and the
-Hugging Face token (set, test, forget) kept in the OS keyring only.
+it), automatic restart, sharing on the local network with the API key shown (settings_sharing.py), workers on
+other machines (settings_workers.py), and the Hugging Face token (set, test, forget) kept in the OS keyring
+only.
 
 Reading and writing (config file, autostart entry, keyring, the Hub) all happen in workers; the token goes
 from the text field to the keyring job and is cleared from the field at once.
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.system import autostart, config, secrets
-from . import dialogs, settings_sharing
+from . import dialogs, settings_sharing, settings_workers
 from .window_keys import close_on_escape, shortcut
 
 
@@ -60,6 +61,7 @@ class SettingsWindow(QWidget):
 
         server_box = self._server_box()
         self.sharing = settings_sharing.SharingBox()
+        self.workers = settings_workers.WorkersBox(app.workers.submit)
         token_box = self._token_box()
 
         self.status = QLabel(objectName="status", wordWrap=True)
@@ -73,6 +75,7 @@ class SettingsWindow(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(server_box)
         layout.addWidget(self.sharing)
+        layout.addWidget(self.workers)
         layout.addWidget(token_box)
         layout.addWidget(self.status)
         layout.addWidget(buttons)
@@ -148,6 +151,7 @@ class SettingsWindow(QWidget):
         settings, login, keyring_status, token, sharing = loaded
         self.settings = settings
         self.sharing.show_settings(settings, sharing)
+        self.workers.show_settings(settings)
         self.port.setValue(settings.port)
         self.ctx.setValue(settings.ctx_size)
         self.login.setChecked(login)
@@ -207,7 +211,7 @@ class SettingsWindow(QWidget):
         if self.settings is None:
             return
         new = replace(
-            self.sharing.settings_from(self.settings),
+            self.workers.settings_from(self.sharing.settings_from(self.settings)),
             port=self.port.value(),
             ctx_size=self.ctx.value(),
             start_at_login=self.login.isChecked(),
