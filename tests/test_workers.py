@@ -163,11 +163,13 @@ def test_worker_start_status_stop(system_runtime, capsys):
     assert cli(["worker", "status"]) == 3
 
 
-def test_listening_beyond_loopback_says_what_it_exposes(system_runtime, capsys):
-    assert cli(["worker", "start", "--listen", "0.0.0.0", "--json"]) == 0
+def test_listening_beyond_loopback_says_what_it_exposes_and_the_cache_is_passed_on(system_runtime, capsys):
+    assert cli(["worker", "start", "--listen", "0.0.0.0", "--cache", "--json"]) == 0
     try:
         captured = capsys.readouterr()
-        assert "has no authentication" in captured.err and not json.loads(captured.out)["loopback"]
+        shown = json.loads(captured.out)
+        assert "has no authentication" in captured.err and not shown["loopback"] and shown["cache"]
+        assert "--cache" in psutil.Process(shown["pid"]).cmdline()
     finally:
         worker.stop()
 

@@ -174,6 +174,8 @@ def cmd_serve(args) -> int:
         render.as_json(result)
     else:
         render.info(f"Serving {result.model} (pid {result.pid}, context {result.ctx_size}).")
+        if result.plan_line:
+            render.info(f"Plan: {result.plan_line}.")
         if result.workers is not None:
             render.info(_workers_line(result.workers))
         if result.api_key_required:
@@ -264,6 +266,8 @@ def _print_status(s: server.ServerStatus) -> None:
         if s.asleep:
             rows += [["model state", "asleep after idling (memory freed); the next request wakes it"]]
         rows += [["uptime", render.human_duration(s.uptime_s)], ["context", s.ctx_size], ["build", s.build or "-"]]
+        if s.plan_line:
+            rows += [["plan", s.plan_line]]
         if s.router:
             rows += [["can switch to", ", ".join(m for m in s.models or [] if m != s.model) or "-"]]
         if also := (s.names or {}).get(s.model or "", [])[1:]:

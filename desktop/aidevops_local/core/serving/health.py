@@ -47,6 +47,7 @@ class ServerStatus:
     # Workers whose memory the run pools (rpc/pool.py): worker, endpoint, via, devices, free_bytes at start,
     # answers (its RPC server, or the tunnel to it, accepts connections now), left_out with why.
     workers: list[dict] | None = None
+    plan_line: str = ""  # where the layers went and why, as planned at start
     message: str = ""
 
 
@@ -114,6 +115,7 @@ def _described(state: ServerState, base: dict) -> dict:
         names={state.model: [state.model, *(state.aliases or {}).get(state.model, [])]} if state.model else None,
         name_notes=state.name_notes or None,
         workers=_workers_now(state),
+        plan_line=state.plan_line,
         **base,
     )
 

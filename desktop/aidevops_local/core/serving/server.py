@@ -188,6 +188,7 @@ def _start(
         aliases=plan.names.aliases if plan.names else None,
         name_notes=plan.names.notes if plan.names else None,
         workers=pooling.record(plan.pool),
+        plan_line=plan.choice,
     )
     server_state.record_start(state)
     try:

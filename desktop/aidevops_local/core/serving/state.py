@@ -100,6 +100,7 @@ class ServerState:
     name_notes: list[str] | None = None
     # Workers whose memory this run pools (rpc/pool.py Member.as_json), with the SSH tunnels we opened to them.
     workers: list[dict] | None = None
+    plan_line: str = ""  # where the layers went and why (models/offload.py's one line)
 
     @property
     def base_url(self) -> str:
