@@ -198,3 +198,19 @@ def test_a_build_without_an_rpc_server_says_how_to_get_one(tmp_path, llama_serve
     runtime.use_system(path=build / "llama-server")
     assert cli(["worker", "start"]) == 4
     assert "-DGGML_RPC=ON" in capsys.readouterr().err
+
+
+def test_a_main_machine_with_its_own_gpu_leaves_the_split_to_llama_cpp():
+    from aidevops_local.core.serving import pooling
+    from aidevops_local.core.system import hardware
+
+    card = {"vendor": "nvidia", "name": "NVIDIA GeForce RTX 4090", "vram_gb": 24, "backend": "cuda"}
+    machine = {"os": "linux", "arch": "x64", "physical_cores": 8, "ram_gb": 32, "backends": ["cuda", "cpu"]}
+    with_gpu = hardware.from_profile({**machine, "gpus": [card]})
+    worker_device = devices.Device("RPC0", "10.0.0.5:50052", 8 << 30, 8 << 30)
+    pooled = pool.Pool(members=[pool.Member("10.0.0.5:50052", "10.0.0.5:50052", [worker_device])])
+    hw, backend, rpc, split = pooling.devices(with_gpu, "cuda", pooled)
+    assert (backend, rpc, split) == ("rpc", "10.0.0.5:50052", False)
+    assert [g.vram_total for g in hw.gpus] == [8 << 30]  # the plan counts the worker's memory only: errs low
+    without = hardware.from_profile({**machine, "backends": ["cpu"]})
+    assert pooling.devices(without, "cpu", pooled)[3] is True

@@ -51,6 +51,11 @@ class LaunchPlan:
     pool: Pool | None = None  # workers on other machines this start offloads layers to (--rpc)
     choice: str = ""  # the plan in one line: where the layers go and why
 
+    def close(self) -> None:
+        """The SSH tunnels opened for this plan: a plan that does not become a running server leaves none."""
+        if self.pool is not None:
+            self.pool.close()
+
     @property
     def front_aliases(self) -> dict[str, str]:
         """alias -> model name, for the front to put in a request where the router cannot resolve aliases itself
@@ -98,8 +103,8 @@ def plan_launch(
     backend = installed.backend if installed and installed.backend in backends.BACKENDS else hw.best_backend
     features = build_features.features(binary)
     _check_socket(features, installed.tag if installed else str(binary))
-    hw, backend, rpc = pooling.devices(hw, backend, pool)
-    planner = _ModelPlanner(hw, backend, features, settings, rpc=rpc)
+    hw, backend, rpc, split = pooling.devices(hw, backend, pool)
+    planner = _ModelPlanner(hw, backend, features, settings, rpc=rpc, split=split)
     chosen = planner.plan(local, ctx=ctx)  # its checks raise; a model listed beside it is skipped instead
     pooling.check_fits(pool, chosen.fits, local.name)
     inventory.remember(local)  # only a model that passed its checks enters the inventory
@@ -220,9 +225,10 @@ class _ModelArgs:
 class _ModelPlanner:
     """Checks one model and plans its start: the same for the chosen model and every model a router lists."""
 
-    def __init__(self, hw, backend: str, features: build_features.BuildFeatures, settings: config.Settings, rpc=""):
+    def __init__(self, hw, backend: str, features, settings: config.Settings, rpc: str = "", split: bool = True):
         self.hw, self.backend, self.features, self.settings = hw, backend, features, settings
         self.rpc = rpc  # --rpc: the workers' endpoints, for every model the start offers
+        self.split = split  # whether the plan's --tensor-split names every device llama-server will use
 
     def plan(self, local, *, ctx: int | None = None) -> _ModelArgs:
         """``ctx``: this start's --ctx, for the chosen model only; the others get the setting or their fit."""
@@ -250,7 +256,8 @@ class _ModelPlanner:
             "--n-gpu-layers",
             str(gpu_layers),
         ]
-        if plan.tensor_split and settings.gpu_layers < 0:  # several GPUs: each takes layers by its free memory
+        # Several GPUs (or workers): each takes layers by its free memory.
+        if plan.tensor_split and settings.gpu_layers < 0 and self.split:
             args += ["--tensor-split", ",".join(f"{share:g}" for share in plan.tensor_split)]
         if self.rpc:
             args += ["--rpc", self.rpc]

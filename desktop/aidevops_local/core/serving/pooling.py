@@ -28,12 +28,15 @@ def reach(settings: config.Settings, progress: ProgressCallback | None) -> Pool 
 
 
 def devices(hw, backend: str, pool: Pool | None):
-    """(hardware, backend, --rpc) for the planner: the workers' devices in place of local GPUs, if any."""
+    """(hardware, backend, --rpc, whether to give --tensor-split) for the planner: the workers' devices as
+    the offload devices. A main machine with GPUs of its own keeps them, but the plan counts only the workers'
+    memory (it errs low) and leaves the split to llama.cpp, whose order of local and RPC devices it would
+    otherwise have to guess."""
     if pool is None or not pool.members:
-        return hw, backend, ""
+        return hw, backend, "", True
     from ..rpc import pool as rpc_pool
 
-    return rpc_pool.hardware_with(hw, pool), rpc_pool.BACKEND, pool.rpc_arg
+    return rpc_pool.hardware_with(hw, pool), rpc_pool.BACKEND, pool.rpc_arg, not any(g.vram_total for g in hw.gpus)
 
 
 def check_fits(pool: Pool | None, fits: bool, model: str) -> None:

@@ -77,8 +77,7 @@ def _run(
     try:
         return _start(plan, settings, progress, timeout)
     except BaseException:
-        if plan.pool is not None:
-            plan.pool.close()
+        plan.close()
         raise
 
 
@@ -105,8 +104,7 @@ def replace_model(
                 api_key.ensure()  # a keyring that refuses does so while the old server still runs
             check_cancelled(cancel)
         except BaseException:
-            if plan.pool is not None:
-                plan.pool.close()
+            plan.close()
             raise
         report(progress, f"Stopping {state.model}", 0, None, unit="step")
         stop(grace=settings.stop_grace_s)
@@ -194,14 +192,19 @@ def _start(
     try:
         _wait_healthy(proc, state, timeout or settings.health_timeout_s, progress)
     except BaseException:
-        host_guard.stop(state.guard_pid, state.guard_create_time)
-        process.terminate_group(proc.pid, grace=2.0)
-        proc.wait(timeout=5)
-        host_guard.remove_socket(state.upstream)
-        server_state.clear()
+        _abandon(proc, state)
         raise
     server_state.mark_running(state)
     return status()
+
+
+def _abandon(proc: subprocess.Popen, state: ServerState) -> None:
+    """A start that did not become healthy leaves nothing behind: its front, its server, socket and state."""
+    host_guard.stop(state.guard_pid, state.guard_create_time)
+    process.terminate_group(proc.pid, grace=2.0)
+    proc.wait(timeout=5)
+    host_guard.remove_socket(state.upstream)
+    server_state.clear()
 
 
 def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | None:
