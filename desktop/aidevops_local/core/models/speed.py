@@ -80,7 +80,7 @@ FACTS = {  # the GPU backends
     ),
 }
 MOE_FLOPS_SHARE = 0.6  # a MoE's prompt reaches this share of a dense model's FLOPS (expert gathering)
-DECODE_FLOPS_SHARE = 0.7  # one token's matrix-vector products reach this share of a batch's (CPU, measured)
+DECODE_FLOPS_SHARE = 0.6  # one token's matrix-vector products reach this share of a batch's (CPU, measured)
 PROMPT_TOKEN_MS = 0.025  # per prompt token, the batch's fixed costs (the tiny model reads 33,000-42,000 tok/s)
 
 _GPU_TFLOPS = (  # dense FP16 with FP32 accumulation, by marketing name (first match wins)
