@@ -48,10 +48,11 @@ def rpc_servers(llama_server_dir, free_port):
         proc.wait(timeout=5)
 
 
-def test_the_engine_says_each_workers_memory(system_runtime, rpc_servers):
+def test_the_engine_says_each_workers_memory(system_runtime, rpc_servers, free_port):
     (one, _), (two, _) = rpc_servers(2)
-    found = devices.list_devices([one, two, "127.0.0.1:9"])  # port 9 (discard): nothing answers there
-    assert [len(found[one]), len(found[two]), len(found["127.0.0.1:9"])] == [1, 1, 0]
+    nobody = f"127.0.0.1:{free_port()}"  # nothing listens there
+    found = devices.list_devices([one, two, nobody])
+    assert [len(found[one]), len(found[two]), len(found[nobody])] == [1, 1, 0]
     assert 1 << 30 < found[one][0].free_bytes <= found[one][0].total_bytes
 
 
@@ -214,3 +215,18 @@ def test_a_main_machine_with_its_own_gpu_leaves_the_split_to_llama_cpp():
     assert [g.vram_total for g in hw.gpus] == [8 << 30]  # the plan counts the worker's memory only: errs low
     without = hardware.from_profile({**machine, "backends": ["cpu"]})
     assert pooling.devices(without, "cpu", pooled)[3] is True
+
+
+def test_the_worker_gets_the_builds_environment_without_the_tools_secrets(
+    system_runtime, llama_server_dir, monkeypatch
+):
+    """Like llama-server: the build's folder first on the loader's path, and no HF_TOKEN or GITHUB_TOKEN."""
+    monkeypatch.setenv("HF_TOKEN", "hf_not_for_the_worker")
+    monkeypatch.setenv("GITHUB_TOKEN", "gh_not_for_the_worker")
+    started = worker.start()
+    try:
+        environ = psutil.Process(started.pid).environ()
+        assert "HF_TOKEN" not in environ and "GITHUB_TOKEN" not in environ
+        assert environ["LD_LIBRARY_PATH"].split(":")[0] == str(llama_server_dir)
+    finally:
+        worker.stop()

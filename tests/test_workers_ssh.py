@@ -55,7 +55,7 @@ def other_machine(tmp_path, free_port, llama_server_dir, monkeypatch):
     (d / "ssh_config").write_text(
         f"Host worker1\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {d / 'user_key'}\n  IdentitiesOnly yes\n"
         f"  HostKeyAlias worker1\n  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
-        "Host nowhere\n  HostName 127.0.0.1\n  Port 9\n"
+        f"Host nowhere\n  HostName 127.0.0.1\n  Port {free_port()}\n"  # no sshd there
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
     sshd = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stderr=open(d / "sshd.log", "wb"))

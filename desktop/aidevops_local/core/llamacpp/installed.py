@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from ..system import config, files
+from ..system import config, files, hardware
 from ..system.config import Paths
 from ..system.errors import Refused, RuntimeNotInstalled
 from ..system.files import write_atomically
@@ -95,6 +95,20 @@ def find_llama_server() -> Path:
         hint="Run `aidevops-local install` (or `aidevops-local install --use-system` "
         "to use a llama-server already on PATH).",
     )
+
+
+# Secrets of the tool that no llama.cpp binary needs: taken out of the environments we start them with.
+TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
+
+
+def runtime_env(binary: Path) -> dict[str, str]:
+    """The environment for one of the build's programs (llama-server, its RPC server): ours, less the tool's
+    secrets, with the build's folder first on the loader's path. Official builds find their libraries through
+    $ORIGIN; a loader path set for another build must not shadow them."""
+    env = {k: v for k, v in os.environ.items() if k not in TOOL_SECRETS}
+    var = "DYLD_LIBRARY_PATH" if hardware.os_name() == "darwin" else "LD_LIBRARY_PATH"
+    env[var] = os.pathsep.join(filter(None, [str(binary.parent), env.get(var)]))
+    return env
 
 
 def server_or_none() -> Path | None:

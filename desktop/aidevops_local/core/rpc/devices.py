@@ -39,6 +39,7 @@ def list_devices(endpoints: list[str], *, binary: Path | None = None) -> dict[st
             errors="replace",
             timeout=TIMEOUT_S,
             stdin=subprocess.DEVNULL,
+            env=installed.runtime_env(binary),
         )
         text = done.stdout + "\n" + done.stderr
     except (OSError, subprocess.TimeoutExpired):

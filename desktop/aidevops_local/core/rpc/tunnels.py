@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import psutil
 
-from ..system import config, settings_checks
+from ..system import config, ports, process_identity, settings_checks
 from ..system.errors import ConfigError, NetworkError
-from ..system.process_identity import executable_id
 from .worker import answers
 
 SSH_ENV = "AIDEVOPS_LOCAL_SSH"
@@ -106,7 +104,7 @@ def open_tunnel(target: str, remote_port: int) -> Tunnel:
     With a terminal (``-tt``, holding a ``sleep`` there) rather than ``-N``: OpenSSH turns off Nagle's
     algorithm only for interactive sessions, and RPC's many small round trips then wait on delayed ACKs.
     Measured here: loading SmolLM2 through the tunnel 45 s with -N, 2 s so; generating 7 tok/s, 100."""
-    local_port = _free_loopback_port()
+    local_port = ports.kernel_port("127.0.0.1")
     forward = f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}"
     argv = [*_ssh(), "-tt", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=15", "-L", forward]
     hold = ["--", "exec", "sleep", "2147483647"]  # the session's command; it ends with the tunnel (SIGHUP)
@@ -123,7 +121,7 @@ def open_tunnel(target: str, remote_port: int) -> Tunnel:
             close_fds=True,
         )
     child = psutil.Process(proc.pid)
-    tunnel = Tunnel(target, local_port, remote_port, proc.pid, child.create_time(), _exe_id(child))
+    tunnel = Tunnel(target, local_port, remote_port, proc.pid, child.create_time(), process_identity.started_id(child))
     deadline = time.monotonic() + TUNNEL_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
         if answers("127.0.0.1", local_port, timeout=0.5):
@@ -139,37 +137,20 @@ def open_tunnel(target: str, remote_port: int) -> Tunnel:
 
 def close(tunnel: Tunnel) -> None:
     """End the tunnel if it is still the ssh we started (never a process that took its pid since)."""
+    proc = process_identity.ours(tunnel.pid, tunnel.create_time, tunnel.exe_id)
+    if proc is None:
+        return
     try:
-        proc = psutil.Process(tunnel.pid)
-        if abs(proc.create_time() - tunnel.create_time) > 0.05 or executable_id(proc) != list(tunnel.exe_id):
-            return
         proc.terminate()
         proc.wait(timeout=5)
     except psutil.TimeoutExpired:
         proc.kill()
-    except (psutil.Error, OSError):
+    except psutil.Error:
         pass
 
 
 def alive(tunnel: Tunnel) -> bool:
-    try:
-        proc = psutil.Process(tunnel.pid)
-        return abs(proc.create_time() - tunnel.create_time) <= 0.05 and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _exe_id(child: psutil.Process) -> list[int]:
-    try:
-        return executable_id(child)
-    except (OSError, psutil.Error):
-        return []
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return process_identity.ours(tunnel.pid, tunnel.create_time, tunnel.exe_id) is not None
 
 
 def _last_line(path: Path) -> str:

@@ -19,9 +19,8 @@ from pathlib import Path
 import psutil
 
 from ..llamacpp import installed
-from ..system import config, files, hardware, ports
+from ..system import config, files, hardware, ports, process_identity
 from ..system.errors import PortInUse, Refused, RuntimeNotInstalled, ServerStartFailed
-from ..system.process_identity import executable_id, file_id
 from . import devices
 
 DEFAULT_PORT = 50052  # the RPC server's own default
@@ -87,22 +86,11 @@ def read_state() -> WorkerState | None:
         return None
 
 
-def _owned(state: WorkerState) -> psutil.Process | None:
-    """The recorded process if it is still the one we started (same start time, same executable file)."""
-    try:
-        proc = psutil.Process(state.pid)
-        if abs(proc.create_time() - state.create_time) > 0.05 or proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc if executable_id(proc) == list(state.exe_id) else None
-    except (psutil.Error, OSError):
-        return None
-
-
 def start(*, listen: str | None = None, port: int | None = None, cache: bool = False) -> WorkerStatus:
     """Start the RPC server (or report the one of ours that runs). ``listen``: an address other than
     127.0.0.1, which the caller has said out loud (cli/worker_cmd.py prints what it exposes)."""
     state = read_state()
-    if state and _owned(state):
+    if state and process_identity.ours(state.pid, state.create_time, state.exe_id):
         return status()
     binary = find_rpc_server()
     host = listen or "127.0.0.1"
@@ -119,8 +107,7 @@ def start(*, listen: str | None = None, port: int | None = None, cache: bool = F
     logs = config.paths().logs_dir
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"rpc-worker-{port}.log"
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH")]))
+    env = installed.runtime_env(binary)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True, close_fds=True
@@ -133,7 +120,7 @@ def start(*, listen: str | None = None, port: int | None = None, cache: bool = F
             host=host,
             port=port,
             binary=str(binary),
-            exe_id=_exe_id(child, binary),
+            exe_id=process_identity.started_id(child, binary),
             log_path=str(log_path),
             started_at=time.time(),
             cache=cache,
@@ -144,13 +131,6 @@ def start(*, listen: str | None = None, port: int | None = None, cache: bool = F
         raise
     files.write_atomically(_state_path(), json.dumps(asdict(state), indent=2) + "\n")
     return status()
-
-
-def _exe_id(child: psutil.Process, binary: Path) -> list[int]:
-    try:
-        return executable_id(child)
-    except (OSError, psutil.Error):
-        return file_id(binary)
 
 
 def _wait_listening(proc: subprocess.Popen, host: str, port: int, log_path: Path) -> None:
@@ -182,7 +162,7 @@ def stop(grace: float = 5.0) -> bool:
     state = read_state()
     if state is None:
         return False
-    proc = _owned(state)
+    proc = process_identity.ours(state.pid, state.create_time, state.exe_id)
     _state_path().unlink(missing_ok=True)
     if proc is None:
         return False
@@ -204,7 +184,7 @@ def _end(proc: psutil.Process, *, grace: float) -> None:
 
 def status(*, with_devices: bool = True) -> WorkerStatus:
     state = read_state()
-    if state is None or _owned(state) is None:
+    if state is None or process_identity.ours(state.pid, state.create_time, state.exe_id) is None:
         return WorkerStatus(running=False)
     found = None
     if with_devices:

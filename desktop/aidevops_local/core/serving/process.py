@@ -11,24 +11,14 @@ from pathlib import Path
 
 import psutil
 
-from ..system import hardware
+from ..llamacpp import installed
 from ..system.errors import Refused
 from . import api_key
 
-# Secrets of the tool that llama-server never needs: they are taken out of its environment.
-TOOL_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GITHUB_TOKEN")
-
 
 def server_env(binary: Path, *, key: str | None = None) -> dict[str, str]:
-    """The server's environment: ours, less the tool's secrets, plus the API key when one is required."""
-    env = dict(os.environ)
-    # Official builds find their libraries through $ORIGIN; a system loader path set for another build
-    # must not shadow them.
-    lib_dir = str(binary.parent)
-    var = "DYLD_LIBRARY_PATH" if hardware.os_name() == "darwin" else "LD_LIBRARY_PATH"
-    env[var] = os.pathsep.join(filter(None, [lib_dir, env.get(var)]))
-    for secret in TOOL_SECRETS:
-        env.pop(secret, None)  # llama-server needs none of them
+    """The server's environment: the build's (installed.runtime_env), plus the API key when one is required."""
+    env = installed.runtime_env(binary)
     if key:
         env[api_key.ENV_VAR] = key
     return env

@@ -34,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from ..accounting import request_log
+from ..llamacpp import installed
 from ..system import config, files, process_identity
 from ..system.errors import LocalModelsError, ServerNotRunning, ServerStartFailed
 from ..system.progress import ProgressCallback, check_cancelled, report
@@ -178,7 +179,7 @@ def _start(
         build=plan.build,
         api_key_required=plan.api_key_required,
         router=plan.router,
-        exe_id=_started_executable_id(child, plan.binary),
+        exe_id=process_identity.started_id(child, plan.binary) or None,
         threads=plan.threads or 0,
         guard_pid=front.pid,
         guard_create_time=psutil.Process(front.pid).create_time(),
@@ -207,22 +208,12 @@ def _abandon(proc: subprocess.Popen, state: ServerState) -> None:
     server_state.clear()
 
 
-def _started_executable_id(child: psutil.Process, binary: Path) -> list[int] | None:
-    try:
-        return process_identity.executable_id(child)
-    except (OSError, psutil.Error):  # it exited already: the start fails, and says why, just after
-        try:
-            return process_identity.file_id(binary)
-        except OSError:
-            return None
-
-
 def _start_front(
     listen, plan: launch.LaunchPlan, settings: config.Settings, proc: subprocess.Popen, log, run_key: str
 ) -> subprocess.Popen:
     """The Host-checking front on the public socket, forwarding to llama-server's; if it cannot start,
     llama-server does not stay behind."""
-    env = {k: v for k, v in os.environ.items() if k not in process.TOOL_SECRETS}
+    env = {k: v for k, v in os.environ.items() if k not in installed.TOOL_SECRETS}
     if run_key:
         env[host_guard.KEY_ENV] = run_key
     try:

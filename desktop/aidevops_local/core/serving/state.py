@@ -24,9 +24,9 @@ from typing import Protocol
 
 import psutil
 
-from ..system import config
+from ..system import config, process_identity
 from ..system.files import write_atomically
-from ..system.process_identity import executable_id, file_id
+from ..system.process_identity import file_id
 from ..system.progress import ProgressCallback, check_cancelled, report
 
 
@@ -281,25 +281,11 @@ def _same_file(path: Path, served: Path) -> bool:
 
 def owned_process(state: ServerState) -> psutil.Process | None:
     """The live process the state file describes, or None if it is gone or the pid now belongs to another
-    program."""
-    try:
-        proc = psutil.Process(state.pid)
-        if abs(proc.create_time() - state.create_time) > 0.05:
+    program (system/process_identity.py)."""
+    started = state.exe_id
+    if not started:  # a state file from before exe_id was recorded: the file it names
+        try:
+            started = file_id(state.binary)
+        except OSError:
             return None
-        if not _runs_our_binary(proc, state):
-            return None
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def _runs_our_binary(proc: psutil.Process, state: ServerState) -> bool:
-    """The process runs the very file we started (system/process_identity.py)."""
-    try:
-        running_id = executable_id(proc)
-        started = state.exe_id or file_id(state.binary)  # a state file from before exe_id was recorded
-    except (OSError, psutil.Error):
-        return False
-    return running_id == list(started)
+    return process_identity.ours(state.pid, state.create_time, started)

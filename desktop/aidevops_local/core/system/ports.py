@@ -26,6 +26,11 @@ def free_port_near(host: str, port: int) -> int:
     for candidate in range(port + 1, min(port + 1 + NEAR, 65536)):
         if is_free(host, candidate):
             return candidate
+    return kernel_port(host)
+
+
+def kernel_port(host: str) -> int:
+    """A port the kernel says is free on ``host`` now (another program may still take it before it is bound)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
