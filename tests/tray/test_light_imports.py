@@ -2,8 +2,9 @@
 notification, a download or the server's front needs (the memory goal, tests/benchmarks/bench_tray.py).
 
 Each module's cost is memory the idle tray holds all day (measured with psutil against the bare Qt imports):
-asyncio with desktop-notifier and dbus_fast about 12 MiB, httpx about 4 MiB on top of the http.client the
-health probe uses anyway, importlib.metadata about 2 MiB. Checked without timing, in a fresh process.
+asyncio with desktop-notifier and dbus_fast about 12 MiB, httpx about 4 MiB, http.client with the ssl module it
+loads about 2 MiB (the health probe speaks HTTP with h11 instead), importlib.metadata about 2 MiB. Checked
+without timing, in a fresh process.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import sys
 
 # Loaded on first use only: by a notice (desktop-notifier, asyncio), by the server's front process
 # (host_guard_front), by a runtime install or update (releases, httpx), by a pull (huggingface_hub), by the About
-# item (importlib.metadata) and by each window when it opens.
+# item (importlib.metadata), by the autostart setting on macOS (plistlib) and by each window when it opens. Never:
+# ssl and http.client (requests to our own server use h11 over a plain socket).
 HEAVY = (
     "asyncio",
+    "ssl",
+    "http.client",
+    "plistlib",
     "desktop_notifier",
     "dbus_fast",
     "httpx",

@@ -10,7 +10,6 @@ path that is gone after the next login). The tray rewrites the entry at each sta
 
 from __future__ import annotations
 
-import plistlib
 import shutil
 import sys
 from dataclasses import dataclass
@@ -166,6 +165,8 @@ def _icon_path() -> Path | str:
 
 
 def _plist(command: list[str]) -> bytes:
+    import plistlib  # macOS only, and only when the setting changes: the idle tray never needs its XML parser
+
     return plistlib.dumps(
         {
             "Label": LABEL,
