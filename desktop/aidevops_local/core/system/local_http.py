@@ -1,7 +1,7 @@
 """Requests to our own loopback server: /health, a router's /models, and its load and unload requests.
 
 h11 over a plain socket rather than httpx or http.client: no TLS context to build (about 70 ms per httpx call),
-and no ssl module loaded at all (http.client imports it, about 6 MiB the idle tray would hold all day), so the
+and no ssl module loaded at all (http.client imports it: about 2 MiB the idle tray would hold all day), so the
 tray can poll every few seconds nearly for free; no proxy taken from the environment (HTTP_PROXY, ALL_PROXY), so
 a request to our own server, and the API key it may carry, never reach a proxy. h11 (httpx's own HTTP/1.1 parser)
 reads the answer, chunked or not. Every request to our own server goes through here.
