@@ -630,8 +630,15 @@ def test_disk_filling_up_during_pull_keeps_the_partial_and_resumes(
     kept = size_of(partial)
     assert size // 3 <= kept < size
     assert not (config.paths().models_dir / SMOL).exists()
-    # With the disk still full, the commands that need the database say the disk is full (exit 10). (The pull
-    # may free a few KiB on its way out, room enough for SQLite's 32 KiB -shm file: take that too.)
+    # Whether the pull's exit could fold SQLite's WAL into the file (and remove -wal and -shm) depends on when
+    # the disk filled; with them left, reading needs no new byte. Close it cleanly here, so that with the disk
+    # full again, opening must create -shm: the commands that need the database say the disk is full (exit 10).
+    for filler in filled:
+        filler.unlink()
+    filled.clear()
+    store.database()
+    store.close()
+    assert not Path(f"{config.paths().database}-shm").exists()
     filled.append(fill_disk(disk))
     for args in (["models", "--json"], ["usage", "--json"]):
         done = clean(procs.run(*args), ExitCode.DISK_FULL)
