@@ -50,7 +50,7 @@ from aidevops_local.core.system.errors import DiskFull, ExitCode
 from tests import waiting
 from tests.fixtures.prepare import sha256_file
 from tests.serving import serving_settings, with_model
-from tests.usage_server import Answer, chat, logged_server, rows, triples
+from tests.usage_server import Answer, chat, logged_server, rows, triples, wait_logged
 from tests.usage_server import client as http_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -747,7 +747,7 @@ def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, 
     streaming.wait(30)  # all three are generating
     with http_client(60) as client:  # the fourth slot answers short requests meanwhile
         completed += [chat(client, url, f"beside {i}", max_tokens=3 + i, stream=bool(i % 2)) for i in range(4)]
-    time.sleep(0.3)  # llama-server writes its log from a worker thread
+    wait_logged(len(completed))
     assert server_state.owned_process(server_state.read()) is not None
     os.kill(served["pid"], signal.SIGKILL)
     for t in threads:
@@ -774,22 +774,28 @@ def test_llama_server_killed_with_requests_in_flight(system_runtime, tiny_gguf, 
 
 HOLDER = """
     import sqlite3, sys, time
-    path, mode, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    path, mode, hold = sys.argv[1], sys.argv[2], sys.argv[3]
     conn = sqlite3.connect(path, isolation_level=None, timeout=30)
     if mode == "exclusive-mode":  # readers are shut out too, not only writers
         conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     conn.execute("BEGIN EXCLUSIVE")
     conn.execute("INSERT OR REPLACE INTO app_state(key, value, updated) VALUES ('holder', 'x', '2026-01-01')")
     print("held", flush=True)
-    time.sleep(seconds)
+    if hold == "until-told":
+        sys.stdin.readline()
+    else:
+        time.sleep(float(hold))
     conn.execute("COMMIT")
 """
 
 
-def hold_lock(procs: Procs, mode: str, seconds: float) -> subprocess.Popen:
-    """Another program (plain sqlite3) takes the database's lock for `seconds`; returns once it holds it."""
+def hold_lock(procs: Procs, mode: str, seconds: float | None) -> subprocess.Popen:
+    """Another program (plain sqlite3) takes the database's lock for `seconds` (None: until a line reaches its
+    stdin); returns once it holds it."""
+    hold = "until-told" if seconds is None else str(seconds)
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(HOLDER), str(config.paths().database), mode, str(seconds)],
+        [sys.executable, "-c", textwrap.dedent(HOLDER), str(config.paths().database), mode, hold],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -814,7 +820,7 @@ def test_stop_and_usage_wait_for_a_locked_database(system_runtime, tiny_gguf, fr
     def locked_run(*args: str) -> tuple[dict, float]:
         with http_client(60) as client:
             answers.extend([chat(client, url, f"q {len(answers)} {i}", max_tokens=3 + i) for i in range(3)])
-        time.sleep(0.3)  # llama-server writes its log from a worker thread
+        wait_logged(len(answers))
         holder = hold_lock(procs, mode, 2.5)
         started = time.monotonic()
         result = as_json(procs.run(*args))
@@ -851,15 +857,15 @@ def test_a_lock_held_past_the_deadline_is_a_clear_database_error(system_runtime,
     as_json(procs.run("serve", str(tiny_gguf), "--port", str(port), "--json"))
     with http_client(60) as client:
         answers = [chat(client, f"http://127.0.0.1:{port}", f"q {i}", max_tokens=3 + i) for i in range(3)]
-    time.sleep(0.3)
+    wait_logged(len(answers))
 
-    holder = hold_lock(procs, mode, 12)  # outlasts both commands' 1.5 s patience even on a loaded machine
+    holder = hold_lock(procs, mode, None)  # held until both commands have given up
     done = clean(procs.run("usage", "--json", code=PATIENCE), ExitCode.DATABASE)
     assert "stayed locked" in done.stderr and "database is locked" not in done.stderr
     stopped = as_json(procs.run("stop", "--json", code=PATIENCE))
     assert stopped["stopped"] and "Usage was not recorded this time" in stopped["warning"]
     assert server.status().state == "stopped"
-    holder.wait(20)
+    holder.communicate("go\n", timeout=20)
 
     report = as_json(procs.run("usage", "--json"))
     assert report["total"]["requests"] == 3
@@ -924,7 +930,7 @@ def test_clock_jumps_usage_timestamps_and_uptime(system_runtime, tiny_gguf, free
     as_json(procs.run("serve", str(tiny_gguf), "--port", str(port), "--json"))
     with http_client(60) as client:
         answers = [chat(client, f"http://127.0.0.1:{port}", f"when {i}", max_tokens=4) for i in range(3)]
-    time.sleep(0.3)
+    wait_logged(len(answers))
     t1 = datetime.now(UTC) + timedelta(seconds=1)
 
     behind = as_json(procs.run("status", "--json", shift="-1 hour"))

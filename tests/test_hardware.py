@@ -4,7 +4,6 @@ replaceable by a profile."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 
 import pytest
@@ -26,19 +25,17 @@ CPU implementer\t: 0x41
 """
 
 
-def test_detect_is_fast_and_sane():
+def test_detect_is_sane_and_probes_once():
     hardware._static_probe.cache_clear()
-    started = time.perf_counter()
     hw = hardware.detect()
-    assert time.perf_counter() - started < 1.0
     assert hw.physical_cores >= 1 and hw.logical_cores >= hw.physical_cores
     assert 0 < hw.memory.available <= hw.memory.total
     assert hw.backends[-1] == "cpu"
     assert hw.ram_bandwidth_gbs > 0
     assert hw.disk_free and hw.disk_free > 0
-    again = time.perf_counter()
     hardware.detect()
-    assert time.perf_counter() - again < 0.2  # CPU and GPU probes are remembered
+    probes = hardware._static_probe.cache_info()
+    assert (probes.misses, probes.hits) == (1, 1)  # CPU and GPU probes are remembered
 
 
 def test_cpu_features_x86():

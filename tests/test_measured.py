@@ -24,6 +24,7 @@ from aidevops_local.core.serving import health, server
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.system import hardware
 from aidevops_local.core.system.config import paths
+from tests.usage_server import wait_logged
 
 PROMPTS = ("Tell me a short story about a cat.", "Name three colours of the sea.", "Why is the sky blue at noon?")
 
@@ -44,6 +45,7 @@ def smol_served(system_runtime, isolated_home, smollm2_gguf, port):
     for prompt in PROMPTS:
         body = {"model": "smol", "messages": [{"role": "user", "content": prompt}], "max_tokens": 16}
         assert httpx.post(f"{status.endpoint}/chat/completions", json=body, timeout=120).status_code == 200
+    wait_logged(len(PROMPTS))
     yield folder / "smol.gguf"
     server.stop(grace=2)
 

@@ -28,7 +28,7 @@ from aidevops_local.core.llamacpp import runtime
 from aidevops_local.core.serving import server
 from aidevops_local.core.system import config
 from aidevops_local.core.system.config import paths
-from tests.usage_server import Answer, chat, logged_server, rows, start_stream, triples
+from tests.usage_server import Answer, chat, logged_server, rows, start_stream, triples, wait_logged
 from tests.usage_server import client as http_client
 
 pytestmark = pytest.mark.real_server
@@ -124,6 +124,7 @@ def test_rows_equal_the_usage_clients_received(llama_server_dir, smollm2_gguf, l
             answers += out
         assert {a.finish_reason for a in answers} == {"stop", "length"}
         assert any(a.cached_tokens for a in answers), "no request hit the prompt cache"
+        wait_logged(len(answers))
         added = usage.ingest(live_log=None)
     found = rows()
     assert added == len(found) == len(answers)
@@ -244,7 +245,7 @@ def test_app_restarts_between_requests_count_each_request_once(llama_server_dir,
     with logged_server(llama_server_dir, tiny_gguf, model="tiny") as srv:
         with http_client() as client:
             answers += [chat(client, srv.url, f"first {i}", max_tokens=6, stream=bool(i % 2)) for i in range(3)]
-            time.sleep(0.3)  # llama-server writes its log from a worker thread
+            wait_logged(len(answers))
             first = run_python(ingest)
             answers += [chat(client, srv.url, f"second {i}", max_tokens=7, stream=bool(i % 2)) for i in range(3)]
         second = run_python(ingest)

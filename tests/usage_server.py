@@ -23,6 +23,7 @@ from aidevops_local.core.database import store
 from aidevops_local.core.system.config import paths
 from tests.fixtures.prepare import RunningServer, free_port, stop_process, wait_healthy
 from tests.serving import with_model
+from tests.waiting import wait_for
 
 
 @dataclass
@@ -166,6 +167,16 @@ def start_stream(client: httpx.Client, url: str, content: str, *, max_tokens: in
                 if seen >= chunks:
                     break
     return seen
+
+
+def wait_logged(requests: int, timeout: float = 30.0) -> None:
+    """llama-server logs a request's end ("stop processing") from its log thread after the client has the answer
+    (and a router copies its model's lines from a pipe): wait until the logs folder tells of `requests` ends."""
+
+    def ends() -> int:
+        return sum(log.read_bytes().count(b"stop processing") for log in paths().logs_dir.rglob("*.log"))
+
+    wait_for(lambda: ends() >= requests, timeout, f"{requests} finished requests in llama-server's log")
 
 
 def rows() -> list[store.ModelUsage]:

@@ -144,6 +144,8 @@ def parse_notify_calls(text: str) -> list[NotifyCall]:
     for block in re.split(r"\n(?=method call|signal|method return|error)", text):
         if "member=Notify" not in block.split("\n", 1)[0]:
             continue
+        if not re.search(r"^\s+int32 -?\d+\s*\Z", block.rstrip() + "\n", re.MULTILINE):
+            continue  # dbus-monitor is still writing it: its last argument (the timeout) is not there yet
         strings = re.findall(r'^\s+string "((?:[^"\\]|\\.)*)"', block, re.MULTILINE)
         if len(strings) < 4:
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import replace
 
@@ -254,19 +255,27 @@ def test_tray_start_and_switch_wait_for_a_start_elsewhere(tray, system_runtime, 
 
 
 def test_menu_opens_at_once_while_the_server_is_loading(tray, system_runtime, local_models, qtbot, monkeypatch):
+    """The start is held mid-load (a big model loading) until the menu is built: a menu that waited for the
+    start would see the hold end only at the 30 s safety release, and the assertion below says so."""
     real_wait = server._wait_healthy
+    loading, release, held_to_the_end = threading.Event(), threading.Event(), threading.Event()
 
-    def slow_wait(*args, **kw):
-        time.sleep(1.0)  # a big model loading
+    def held_wait(*args, **kw):
+        loading.set()
+        if not release.wait(30):
+            held_to_the_end.set()
         return real_wait(*args, **kw)
 
-    monkeypatch.setattr(server, "_wait_healthy", slow_wait)
+    monkeypatch.setattr(server, "_wait_healthy", held_wait)
     t = tray()
     t.start_server("tiny-a")
+    assert loading.wait(30)
     m = QMenu()
-    begun = time.perf_counter()
-    menu.build(m, t)
-    assert time.perf_counter() - begun < 0.05
+    try:
+        menu.build(m, t)
+        assert not held_to_the_end.is_set(), "the menu waited for the start"
+    finally:
+        release.set()
     assert m.actions()[0].text() == f"Starting {TINY_A}…"
     qtbot.waitUntil(lambda: t.icon_state == "running", timeout=30_000)
     t.stop_server()

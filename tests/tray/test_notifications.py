@@ -25,7 +25,7 @@ def test_notice_with_actions_reaches_dunst_and_the_chosen_action_comes_back(qtbo
     try:
         with qtbot.waitSignal(notifications.sent, timeout=10_000):
             notifications.notify(notice)
-        call = desktop.wait_notification("Unused local models")
+        call = desktop.wait_notification("Unused local models", containing="3 models take 12.0 GB.")
         assert call.body == "3 models take 12.0 GB."
         assert call.app_name == "aidevops Local Models"
         assert call.actions["review"] == "Review" and call.actions["later"] == "Later"
