@@ -632,6 +632,24 @@ def test_use_system_with_a_named_path(gh, llama_server_dir, capsys):
     assert runtime.find_llama_server() == llama_server_dir / "llama-server"
 
 
+@pytest.mark.parametrize(
+    "prints",
+    [
+        "head -c 3000 /dev/urandom",  # bytes that are not UTF-8
+        "echo 'GNU bash, version 5.2.15'",  # some other program's version
+    ],
+)
+def test_use_system_refuses_a_program_that_is_not_llama_server(gh, tmp_path, capsys, prints):
+    other = tmp_path / "llama-server"
+    other.write_text(f"#!/bin/sh\n{prints}\n")
+    other.chmod(0o755)
+    assert main(["install", "--use-system", str(other)]) == ExitCode.VERIFY_FAILED
+    err = " ".join(capsys.readouterr().err.split())  # the renderer wraps long lines
+    assert f"{other} is not llama-server" in err and "Traceback" not in err
+    assert "--backend cpu" not in err  # that hint is for a downloaded build
+    assert runtime.installed_runtime() is None
+
+
 def test_use_system_without_one_on_path(gh, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["install", "--use-system"]) == ExitCode.NOT_INSTALLED

@@ -119,8 +119,9 @@ def _merge_libraries(source_tree: Path, build_dir: Path) -> None:
                 os.rename(path, target)
 
 
-def check_server_runs(server: Path) -> str:
-    """`llama-server --version`'s line ("version: 5432 (571d0d5)"); VerificationFailed if it does not run."""
+def check_server_runs(server: Path, *, hint: str | None = None) -> str:
+    """`llama-server --version`'s line ("version: 5432 (571d0d5)"); VerificationFailed, with ``hint`` (else
+    one for a downloaded build), if it does not run."""
     marked = macos.quarantined_files(server)
     if marked:
         # Gatekeeper kills a quarantined program that is not notarized; the bare "killed" reads like a crash.
@@ -134,29 +135,40 @@ def check_server_runs(server: Path) -> str:
             [str(server), "--version"],
             capture_output=True,
             text=True,
+            errors="replace",  # any program may be named here, printing anything
             timeout=30,
             cwd=server.parent,
             check=False,
             stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VerificationFailed(f"{server} does not run on this machine: {exc}", hint=_does_not_run_hint()) from exc
+        raise VerificationFailed(
+            f"{server} does not run on this machine: {exc}", hint=hint or _does_not_run_hint()
+        ) from exc
     output = (done.stderr or "") + (done.stdout or "")
     if done.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-10:])
         raise VerificationFailed(
-            f"{server} --version failed with exit status {done.returncode}.", hint=_does_not_run_hint(), details=tail
+            f"{server} --version failed with exit status {done.returncode}.",
+            hint=hint or _does_not_run_hint(),
+            details=tail,
         )
     match = _VERSION_LINE.search(output)
     if match:
         return match.group(0)
-    return next((line.strip() for line in output.splitlines() if line.strip()), "unknown")
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return next((line for line in lines if is_llama_version(line)), lines[0] if lines else "unknown")
 
 
 def _does_not_run_hint() -> str:
     if macos.on_macos():  # a Mac has one build per arch: --backend cpu would fetch the same file
         return f"This build does not run on this Mac (too new for its macOS?). {HOMEBREW_HINT}."
     return "This build does not run here (missing driver or libraries?); try --backend cpu."
+
+
+def is_llama_version(line: str) -> bool:
+    """llama.cpp's own version line ("version: 5432 (571d0d5)"; a distribution's build may say "(unknown)")."""
+    return re.match(r"version:\s*\d+\b", line) is not None
 
 
 def build_from_version(version: str) -> int | None:

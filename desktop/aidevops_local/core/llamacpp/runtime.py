@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..system import config, hardware, macos
-from ..system.errors import NotFound, Refused, RuntimeNotInstalled
+from ..system.errors import NotFound, Refused, RuntimeNotInstalled, VerificationFailed
 from ..system.progress import ProgressCallback, check_cancelled, report
 from . import releases
 from .builds import (
@@ -22,6 +22,7 @@ from .builds import (
     build_from_version,
     check_server_runs,
     fetch_build,
+    is_llama_version,
     macos_gap,
     newest_build_for_this_macos,
     too_new,
@@ -195,7 +196,12 @@ def use_system(*, path: Path | None = None) -> InstalledRuntime:
     server = Path(os.path.abspath(found))
     if not server.is_file():
         raise RuntimeNotInstalled(f"{server} is not a file.", hint=f"Name the {SERVER} program itself.")
-    version = check_server_runs(server)
+    named = f"Name the {SERVER} program of a llama.cpp install that works here."
+    version = check_server_runs(server, hint=named)
+    if not is_llama_version(version):  # it ran, but it is some other program
+        raise VerificationFailed(
+            f"{server} is not {SERVER}: its --version printed no llama.cpp version line.", hint=named
+        )
     p = config.paths()
     with disk_full_is_ours(f"recording {server}"), install_session(p) as work:
         staging = work / "staging"
