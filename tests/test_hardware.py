@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from aidevops_local.core.models import fit
 from aidevops_local.core.system import gpus, hardware
 from aidevops_local.core.system.errors import ConfigError
 
@@ -167,3 +168,24 @@ def test_bad_profile_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setenv("AIDEVOPS_HARDWARE_PROFILE", str(path))
     with pytest.raises(ConfigError):
         hardware.detect()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ram_gb": "inf"},
+        {"ram_gb": 1e300},
+        {"ram_gb": -8},
+        {"physical_cores": "x"},
+        {"physical_cores": True},
+        {"ram_bandwidth_gbs": float("nan")},
+        {"gpus": [{"vendor": "nvidia", "name": "RTX 4090", "vram_gb": 24, "vram_free": "lots"}]},
+    ],
+)
+def test_a_profile_with_values_of_the_wrong_kind_is_a_config_error(change):
+    """A hand-written profile: text, true/false, infinite or negative numbers are named, not a traceback later."""
+    profile = {"os": "linux", "arch": "x64", "physical_cores": 8, "ram_gb": 32} | change
+    with pytest.raises(ConfigError) as caught:
+        hw = hardware.from_profile(profile)
+        fit.estimate_memory(fit.guess_shape(size_bytes=int(4e9)), hardware=hw)  # where a bad value surfaced
+    assert "The hardware profile is not valid" in caught.value.message

@@ -12,9 +12,10 @@ so `recommend` can be previewed for, and tested on, other machines.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -350,7 +351,9 @@ def from_profile(data: dict, *, source: str = "profile") -> Hardware:
         data.setdefault("logical_cores", data.get("physical_cores", 1))
         data["source"] = source
         hw = Hardware(memory=mem, **data)
-    except (KeyError, TypeError, ValueError) as exc:
+        for part in (hw, mem, *gpus):
+            _check_profile_values(part)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(
             f"The hardware profile is not valid: {exc}", hint="See core/system/hardware.py from_profile for the fields."
         ) from exc
@@ -362,6 +365,21 @@ def from_profile(data: dict, *, source: str = "profile") -> Hardware:
             ),
         )
     return hw
+
+
+_PROFILE_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "int | None": (int, type(None))}
+
+
+def _check_profile_values(part) -> None:
+    """A hand-written profile's numbers are numbers (not text, not true/false), finite and not negative."""
+    for f in fields(part):
+        value, expected = getattr(part, f.name), _PROFILE_TYPES.get(str(f.type))
+        if expected is None:
+            continue
+        if not isinstance(value, expected) or (isinstance(value, bool) and f.type != "bool"):
+            raise TypeError(f"{f.name} is {value!r}, not {f.type}")
+        if isinstance(value, int | float) and not isinstance(value, bool) and not 0 <= value < math.inf:
+            raise ValueError(f"{f.name} is {value!r}")
 
 
 def load_profile(path: Path) -> Hardware:
