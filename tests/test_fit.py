@@ -287,3 +287,134 @@ def test_server_path_modules_import_neither_the_hub_nor_gguf():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"imported {done.stdout.strip()} {done.stderr}"
+
+
+# ---- header numbers of the wrong range or type ----------------------------------------------------------
+
+
+def _gguf_with(path, values: dict):
+    """A small llama GGUF whose header holds ``values`` ({key: (add_<type> of GGUFWriter, value)}): a header
+    written with any number the format can hold, as a broken converter or a hostile file would."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for key, (kind, value) in values.items():
+        getattr(writer, f"add_{kind}")(key, value)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+BAD_HEADERS = {
+    "negative context": ({"llama.context_length": ("int32", -1)}, "llama.context_length is -1"),
+    "NaN layers": ({"llama.block_count": ("float32", float("nan"))}, "llama.block_count is nan"),
+    "no layers": ({"llama.block_count": ("uint32", 0)}, "llama.block_count is 0"),
+    "huge layers": ({"llama.block_count": ("uint64", 2**63)}, f"llama.block_count is {2**63}"),
+    "huge width": ({"llama.embedding_length": ("uint64", 2**63)}, f"llama.embedding_length is {2**63}"),
+    "infinite width": ({"llama.embedding_length": ("float32", float("inf"))}, "llama.embedding_length is inf"),
+    "text context": ({"llama.context_length": ("string", "abc")}, "llama.context_length is 'abc'"),
+    "bool context": ({"llama.context_length": ("bool", True)}, "llama.context_length is True"),
+    "negative heads": ({"llama.attention.head_count": ("int32", -1)}, "llama.attention.head_count is -1"),
+    "bad layer": ({"llama.attention.head_count_kv": ("array", [8, -1])}, "llama.attention.head_count_kv[1] is -1"),
+    "text heads": ({"llama.attention.head_count_kv": ("array", ["a", "b"])}, "head_count_kv[0] is 'a'"),
+    "too many layers": ({"llama.attention.head_count_kv": ("array", [8] * 5000)}, "an array of 5000 values"),
+    "huge vocabulary": ({"llama.vocab_size": ("uint64", 2**40)}, f"llama.vocab_size is {2**40}"),
+    "huge window": ({"llama.attention.sliding_window": ("uint64", 2**63)}, "llama.attention.sliding_window is"),
+    "more experts used than there are": (
+        {"llama.expert_count": ("uint32", 4), "llama.expert_used_count": ("uint32", 8)},
+        "llama.expert_used_count is 8, more than llama.expert_count 4",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_HEADERS)
+def test_header_numbers_out_of_range_or_of_the_wrong_type_are_corrupt_models(tmp_path, case):
+    from aidevops_local.core.system.errors import CorruptModel, ExitCode
+
+    values, said = BAD_HEADERS[case]
+    path = _gguf_with(tmp_path / "model.gguf", values)
+    header = gguf_meta.read_header(path)  # the file itself is well formed: its numbers are what is wrong
+    for build in (
+        lambda: fit.shape_from_header(header),
+        lambda: fit.estimate_memory(path),
+        lambda: fit.plan_server(header=header, hardware=_cpu(16), ctx=None, parallel=None, backend="cpu"),
+    ):
+        with pytest.raises(CorruptModel) as err:
+            build()
+        assert err.value.message.startswith("model.gguf is not a valid GGUF file: ") and said in err.value.message
+        assert err.value.exit_code == ExitCode.VERIFY_FAILED and err.value.hint and "\n" not in err.value.message
+
+
+def test_sane_header_numbers_still_make_a_shape(tmp_path):
+    path = _gguf_with(
+        tmp_path / "model.gguf",
+        {
+            "llama.block_count": ("uint32", 3),
+            "llama.context_length": ("uint64", 0),  # 0: not known, as when missing
+            "llama.embedding_length": ("uint32", 64),
+            "llama.attention.head_count": ("uint32", 4),
+            "llama.attention.head_count_kv": ("array", [2, 0, 2]),  # per layer: 0 is a recurrent layer
+        },
+    )
+    shape = fit.shape_from_header(gguf_meta.read_header(path))
+    assert (shape.n_layer, shape.ctx_train, shape.n_embd, shape.n_head_kv, shape.kv_layers) == (3, 0, 64, 2, 2)
+    assert fit.plan_server(header=shape, hardware=_cpu(16), ctx=None, parallel=None, backend="cpu").fits
+
+
+def test_a_file_with_bad_header_numbers_does_not_break_the_listing_of_the_others(tmp_path, tiny_gguf, capsys):
+    import json
+    import shutil
+
+    from aidevops_local.cli.main import main as cli
+    from aidevops_local.core.system import config
+
+    models = config.paths().models_dir
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_gguf, models / "good-Q8_0.gguf")
+    for case in ("negative context", "NaN layers", "huge width", "text heads"):
+        _gguf_with(models / f"{case.replace(' ', '-')}-Q4_K_M.gguf", BAD_HEADERS[case][0])
+    assert cli(["models", "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert len(listed) == 5
+    assert listed["good-Q8_0"]["predicted"]["ram_bytes"] > 0  # the good one keeps its figures
+    assert all(m["predicted"] is None for name, m in listed.items() if name != "good-Q8_0")  # the bad: unknown
+
+
+def test_serve_refuses_a_file_with_bad_header_numbers_in_one_line(tmp_path, system_runtime, capsys):
+    from aidevops_local.cli.main import main as cli
+    from aidevops_local.core.system.errors import ExitCode
+
+    path = _gguf_with(tmp_path / "nan-Q4_K_M.gguf", BAD_HEADERS["NaN layers"][0])
+    assert cli(["serve", str(path), "--port", "1"]) == ExitCode.VERIFY_FAILED
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error:")
+    said = " ".join(err.split())  # the console wraps at its width
+    assert "error: nan-Q4_K_M.gguf is not a valid GGUF file: llama.block_count is nan." in said and "hint:" in said
+
+
+def test_a_vocabulary_read_from_an_empty_embedding_tensor_is_bounded_too(tmp_path):
+    """With no vocab_size and no tokens, the vocabulary is token_embd's row count: a 0 in its other dimension
+    makes it 0 bytes long, so the file's size bounds nothing."""
+    import gguf
+    import numpy as np
+
+    from aidevops_local.core.system.errors import CorruptModel
+
+    path = tmp_path / "model.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor_info("token_embd.weight", (2**40, 0), np.dtype(np.float32), 0)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    with path.open("ab") as f:
+        f.write(bytes(64))  # up to the data's alignment: the (empty) tensor data is there
+    with pytest.raises(
+        CorruptModel, match=r"^model\.gguf is not a valid GGUF file: token_embd\.weight has 1099511627776"
+    ):
+        fit.shape_from_header(gguf_meta.read_header(path))

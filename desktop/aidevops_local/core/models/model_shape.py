@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .gguf_meta import GgufHeader
+from ..system.errors import CorruptModel
+from .gguf_meta import MAX_NUMERIC_ARRAY_KEEP, GgufHeader
 
 # Tensor types the CPU backend repacks on AVX2/Arm for faster matmuls (ggml-cpu repack.cpp).
 REPACK_TYPES = {2, 12, 20}  # Q4_0, Q4_K, IQ4_NL
@@ -26,6 +27,10 @@ SWA_PATTERNS = {
     "exaone4": 4,
     "smallthinker": 4,
 }
+# Bounds of a header's counts and sizes. llama.cpp reads them as unsigned 32-bit integers and stops at 512 layers;
+# past these no real model goes, and within them the estimate's arithmetic (log2, ranges, divisions) is safe.
+MAX_LAYERS = MAX_NUMERIC_ARRAY_KEEP  # per-layer arrays longer than this arrive as their length only
+MAX_SIZE = 1 << 30  # widths, heads, vocabulary, context, window
 
 
 @dataclass(frozen=True)
@@ -64,37 +69,62 @@ class ModelShape:
         return int(self.weights_bytes * self.active_fraction)
 
 
-def _first(value, default=0):
-    """Metadata that may be per layer (a list) or one number: the largest value."""
-    if isinstance(value, list):
-        numbers = [v for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        return max(numbers) if numbers else default
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return default
+def _count(header: GgufHeader, key: str, default: int = 0, *, low: int = 0, high: int = MAX_SIZE) -> int:
+    """The checked `<architecture>.<key>`: a whole number in [low, high], or for a per-layer array of them the
+    largest; ``default`` when missing. The file is hostile until checked: anything else (a float, NaN, text,
+    a bool, a negative or absurd number) is a CorruptModel naming the key."""
+    value = header.arch_value(key)
+    if value is None:
+        return default
+    items = value if isinstance(value, list) else [value]
+    for i, item in enumerate(items):
+        if type(item) is not int or not low <= item <= high:  # not isinstance: bool is an int here
+            where = f"[{i}]" if isinstance(value, list) else ""
+            raise _corrupt(header, f"{header.architecture}.{key}{where} is {_shown(item)}")
+    return max(items, default=default)
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):  # a numeric array past MAX_NUMERIC_ARRAY_KEEP, kept as ("array", length)
+        return f"an array of {value[-1]} values"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _corrupt(header: GgufHeader, what: str) -> CorruptModel:
+    return CorruptModel(
+        f"{header.path.name} is not a valid GGUF file: {what}.",
+        hint="Its header holds numbers no model has: the file is damaged or was badly converted. "
+        "Delete it and download it again.",
+    )
 
 
 def shape_from_header(header: GgufHeader) -> ModelShape:
     """Everything the estimate needs, from a (header-only) GGUF read."""
     get = header.arch_value
-    n_layer = int(_first(get("block_count"), 0))
-    n_embd = int(_first(get("embedding_length"), 0))
-    n_head = int(_first(get("attention.head_count"), 0)) or 1
+    n_layer = _count(header, "block_count", low=1, high=MAX_LAYERS)  # 0 only when missing
+    n_embd = _count(header, "embedding_length")
+    n_head = _count(header, "attention.head_count") or 1
     kv_heads = get("attention.head_count_kv")
-    n_head_kv = int(_first(kv_heads, n_head))
+    n_head_kv = _count(header, "attention.head_count_kv", n_head)
     kv_layers = sum(1 for v in kv_heads if v) if isinstance(kv_heads, list) else 0
-    head_dim_k = int(_first(get("attention.key_length"), 0)) or (n_embd // n_head if n_head else 0)
-    head_dim_v = int(_first(get("attention.value_length"), 0)) or head_dim_k
-    n_ff = int(_first(get("feed_forward_length"), 0))
-    n_expert = int(_first(get("expert_count"), 0))
-    n_used = int(_first(get("expert_used_count"), 0))
+    head_dim_k = _count(header, "attention.key_length") or n_embd // n_head
+    head_dim_v = _count(header, "attention.value_length") or head_dim_k
+    n_ff = _count(header, "feed_forward_length")
+    n_expert = _count(header, "expert_count")
+    n_used = _count(header, "expert_used_count")
+    if n_used > n_expert:  # llama.cpp refuses it too; the share of weights read per token would pass 1
+        prefix = header.architecture
+        raise _corrupt(header, f"{prefix}.expert_used_count is {n_used}, more than {prefix}.expert_count {n_expert}")
     if n_expert and n_used:
-        n_ff = max(n_ff, int(_first(get("expert_feed_forward_length"), 0)) * n_used)
+        n_ff = max(n_ff, _count(header, "expert_feed_forward_length") * n_used)
     by_name = {t.name: t for t in header.tensors}
     tokens = header.metadata.get("tokenizer.ggml.tokens")
-    n_vocab = int(_first(get("vocab_size"), 0)) or _array_len(tokens)
+    n_vocab = _count(header, "vocab_size") or _array_len(tokens)
     if not n_vocab and "token_embd.weight" in by_name and len(by_name["token_embd.weight"].shape) == 2:
         n_vocab = by_name["token_embd.weight"].shape[1]
+        if n_vocab > MAX_SIZE:  # a dimension the size check passes when another one is 0
+            raise _corrupt(header, f"token_embd.weight has {n_vocab} rows")
     embd = by_name.get("token_embd.weight")
     output = by_name.get("output.weight")
     repack = sum(
@@ -107,7 +137,7 @@ def shape_from_header(header: GgufHeader) -> ModelShape:
     active = 1.0
     if experts and n_expert and n_used and total:
         active = (total - experts + experts * n_used / n_expert) / total
-    window = int(_first(get("attention.sliding_window"), 0))
+    window = _count(header, "attention.sliding_window")
     return ModelShape(
         architecture=header.architecture,
         n_layer=n_layer,
@@ -118,7 +148,7 @@ def shape_from_header(header: GgufHeader) -> ModelShape:
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
         n_vocab=n_vocab,
-        ctx_train=int(_first(get("context_length"), 0)),
+        ctx_train=_count(header, "context_length"),
         weights_bytes=total,
         embd_bytes=embd.n_bytes if embd else 0,
         output_bytes=output.n_bytes if output else 0,
@@ -126,8 +156,8 @@ def shape_from_header(header: GgufHeader) -> ModelShape:
         swa_window=window,
         swa_layers=_swa_layers(header, n_layer, window),
         kv_layers=kv_layers,
-        kv_lora_rank=int(_first(get("attention.kv_lora_rank"), 0)),
-        n_rot=int(_first(get("rope.dimension_count"), 0)),
+        kv_lora_rank=_count(header, "attention.kv_lora_rank"),
+        n_rot=_count(header, "rope.dimension_count"),
         n_merges=_array_len(header.metadata.get("tokenizer.ggml.merges")),
         active_fraction=active,
     )
