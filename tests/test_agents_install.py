@@ -16,6 +16,7 @@ import pytest
 
 from aidevops_local.cli.main import main
 from aidevops_local.core.maintenance import framework_install
+from aidevops_local.core.maintenance.framework_install import HELPER
 from aidevops_local.core.system.errors import ExitCode, Refused
 
 TOOL = Path(sys.executable).parent / "aidevops-local"
@@ -280,3 +281,28 @@ def test_the_package_finds_the_helper_and_guides_it_installs():
         if p.is_file() and p.is_relative_to(package / "resources/agents")
     }
     assert {Path(rel) for rel in (*framework_install.COPIED, *framework_install.MERGED)} <= packaged
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        [],  # JSON, but not an object
+        {"version": 1, "files": 5},
+        {"version": 1, "files": {"AGENTS.md": "x"}},
+        {"version": 1, "files": {"AGENTS.md": {"kind": "markdown", "installed_sha": "0"}}},  # no backup
+        {"version": 1, "files": {HELPER: {"kind": "copied", "installed_sha": "0", "backup": "not base64!"}}},
+        {"version": 1, "files": {}, "created_dirs": "scripts"},
+    ],
+)
+def test_a_damaged_install_record_is_refused_in_one_line(framework, capsys, monkeypatch, damage):
+    monkeypatch.setenv("COLUMNS", "1000")  # the message on one line, as the terminal's wrapping would not keep it
+    framework_install.install(framework)
+    record = framework_install.record_path(framework.resolve())
+    record.write_text(json.dumps(damage), encoding="utf-8")
+    before = tree(framework)
+    for command in ("status", "uninstall", "install"):
+        assert main(["agents", command, "--framework", str(framework)]) == ExitCode.REFUSED, command
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith(f"error: The install record {record} cannot be read"), err
+        assert len(err) == 2 and err[1].startswith("hint:"), err  # one line and its hint, no traceback
+    assert tree(framework) == before  # nothing was touched

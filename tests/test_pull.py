@@ -464,3 +464,17 @@ def test_cli_bad_repo_ids_and_names_are_one_line_errors(hub_env, tiny_gguf, args
     assert done.returncode in (11, 12), done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")], done.stderr
     assert len(done.stderr.splitlines()) <= 2, done.stderr  # the error and its hint
+
+
+def test_a_file_where_the_partial_folder_belongs_is_one_line(hub_env, tiny_gguf):
+    hub_env.add_repo("org/tiny-GGUF", {"tiny-Q8_0.gguf": tiny_gguf})
+    folder = config.paths().partial_dir
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("not a folder")
+    done = _cli("pull", "org/tiny-GGUF", hub=hub_env)
+    assert done.returncode == 1, done.stderr
+    assert " ".join(done.stderr.split()) == (  # the terminal's wrapping aside: the error and its hint
+        f"error: {folder} is not a folder, so there is nowhere to keep the unfinished download. "
+        "hint: Move that file away: pull makes the folder again."
+    )
+    assert folder.read_text() == "not a folder" and _gets(hub_env, "org/tiny-GGUF", "tiny-Q8_0.gguf") == []

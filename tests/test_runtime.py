@@ -603,6 +603,30 @@ def test_nothing_installed(gh):
     assert main(["update"]) == ExitCode.NOT_INSTALLED
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        "[]",
+        "3",
+        '"text"',
+        "null",
+        '{"tag": 5, "build": "b1", "backend": "cpu", "asset": null, "sha256": null, "installed_at": "x", '
+        '"version": "v", "source": "release", "server_path": "llama-server"}',
+    ],
+)
+def test_a_manifest_that_is_json_but_not_ours_counts_as_nothing_installed(gh, tiny_gguf, capsys, manifest):
+    path = config.paths().runtime_manifest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(manifest)
+    assert runtime.installed_runtime() is None
+    assert main(["serve", str(tiny_gguf)]) == ExitCode.NOT_INSTALLED
+    assert main(["update"]) == ExitCode.NOT_INSTALLED
+    main(["doctor"])  # fails its runtime check, in its own words
+    err = capsys.readouterr()
+    assert "Traceback" not in err.out + err.err
+    assert "llama.cpp is not installed" in " ".join((err.out + err.err).split())
+
+
 # --- the system's llama-server ------------------------------------------------------------------------------------
 
 

@@ -12,9 +12,13 @@ from dataclasses import asdict
 import psutil
 import pytest
 
+from aidevops_local.cli.main import main as cli
+from aidevops_local.core.rpc import worker
 from aidevops_local.core.serving import health
 from aidevops_local.core.serving import state as server_state
 from aidevops_local.core.serving.state import ServerPhase
+from aidevops_local.core.system import process_identity
+from aidevops_local.core.system.errors import ExitCode
 from tests.fixtures.prepare import free_port
 
 
@@ -184,3 +188,82 @@ def test_the_tray_ticks_the_served_model_by_name_and_by_file(tmp_path):
         state=ServerPhase.CRASHED, running=True, port=free_port(), model="m", model_path=str(model)
     )
     assert snapshot._served(crashed, listed) == ((), False)
+
+
+# A state file that does not hold what write() wrote is no server: never a traceback, never a pid to signal.
+DAMAGED_FIELDS = [
+    {"pid": -5},
+    {"pid": 0},
+    {"pid": "abc"},
+    {"pid": True},
+    {"pid": 1.5},
+    {"create_time": "x"},
+    {"create_time": float("nan")},
+    {"port": "8080"},
+    {"port": 70000},
+    {"host": 5},
+    {"exe_id": "1,2"},
+    {"exe_id": [1, "2"]},
+    {"router": "yes"},
+    {"guard_pid": -1},
+    {"aliases": {"m": "alias"}},
+    {"workers": ["a"]},
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGED_FIELDS, ids=lambda d: repr(d))
+def test_a_state_file_with_wrong_types_is_no_server_and_nothing_is_signalled(sleeper, damage, capsys):
+    path = server_state.config.paths().state_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    good = asdict(_state_for(sleeper.pid, shutil.which("sleep")))
+    path.write_text(json.dumps(good))
+    assert server_state.running() is not None  # the undamaged file names our sleeper
+    path.write_text(json.dumps({**good, **damage}))
+    assert server_state.read() is None and server_state.running() is None
+    assert cli(["status"]) == ExitCode.NOT_RUNNING
+    assert cli(["stop"]) == ExitCode.OK
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "No server is running." in out.out + out.err
+    assert sleeper.poll() is None  # still alive: a damaged file never names a process to signal
+
+
+@pytest.mark.parametrize("damage", [{"pid": "x"}, {"pid": -5}, {"create_time": "x"}, {"exe_id": None}, {"port": True}])
+def test_a_worker_file_with_wrong_types_is_no_worker_and_nothing_is_signalled(sleeper, damage, capsys):
+    path = server_state.config.paths().app_dir / "worker.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    good = dict(
+        pid=sleeper.pid,
+        create_time=psutil.Process(sleeper.pid).create_time(),
+        host="127.0.0.1",
+        port=free_port(),
+        binary=shutil.which("sleep"),
+        exe_id=process_identity.file_id(shutil.which("sleep")),
+        log_path="/nonexistent.log",
+        started_at=time.time(),
+    )
+    path.write_text(json.dumps(good))
+    assert worker.read_state() is not None and worker.status(with_devices=False).running
+    path.write_text(json.dumps({**good, **damage}))
+    assert worker.read_state() is None
+    assert cli(["worker", "status"]) == ExitCode.NOT_RUNNING
+    assert cli(["worker", "stop"]) == ExitCode.OK
+    assert "Traceback" not in capsys.readouterr().err
+    assert sleeper.poll() is None
+
+
+def test_a_state_file_that_cannot_be_read_is_one_line(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COLUMNS", "1000")
+    path = server_state.config.paths().state_file
+    path.mkdir(parents=True)  # a folder where the file should be
+    assert cli(["status"]) == ExitCode.CONFIG
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"error: Cannot read the server state file {path}: Is a directory",
+        "hint: Move it out of the way: aidevops-local writes a new one at the next start.",
+    ]
+    home = tmp_path / "home-file"
+    home.write_text("")
+    monkeypatch.setenv("AIDEVOPS_HOME", str(home))  # the root is a file, not a folder
+    assert cli(["status"]) == ExitCode.CONFIG
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: AIDEVOPS_HOME ({home}) is not a folder." and len(err) == 2, err

@@ -26,6 +26,7 @@ from ..system import config, files, hardware
 from ..system.config import Paths
 from ..system.errors import Refused, RuntimeNotInstalled
 from ..system.files import write_atomically
+from ..system.json_records import well_typed
 
 log = logging.getLogger("aidevops_local.core.llamacpp.runtime")
 
@@ -47,15 +48,20 @@ class InstalledRuntime:
 
 
 def load_manifest(build_dir: Path, manifest_name: str) -> InstalledRuntime | None:
+    """The build's manifest, or None when there is none or it is damaged (not JSON, or not what
+    write_manifest writes): doctor, serve and update then see no recorded build rather than a traceback."""
     try:
         data = json.loads((build_dir / manifest_name).read_text(encoding="utf-8"))
         known = {f.name for f in fields(InstalledRuntime)}
         data = {k: v for k, v in data.items() if k in known}
+        if not isinstance(data.get("server_path", SERVER), str):
+            return None
         # Release builds record the server relative to their folder, since the folder moves.
         data["server_path"] = str(build_dir / data.get("server_path", SERVER))
-        return InstalledRuntime(**data)
-    except (OSError, ValueError, TypeError):
+        runtime = InstalledRuntime(**data)
+    except (OSError, ValueError, TypeError, AttributeError):  # AttributeError: JSON that is not an object
         return None
+    return runtime if well_typed(runtime) else None
 
 
 def write_manifest(build_dir: Path, manifest_name: str, runtime: InstalledRuntime) -> None:

@@ -101,15 +101,49 @@ def _load_record(framework: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("version") != RECORD_VERSION:
-            raise ValueError(f"version {record.get('version')!r}")
-        return record
+        return _checked(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, OSError) as exc:
         raise Refused(
             f"The install record {path} cannot be read ({exc}).",
             hint="Restore the framework with its own setup.sh, then delete that file and install again.",
         ) from None
+
+
+def _checked(record: object) -> dict:
+    """The record if it has the shape install writes, else ValueError saying what is wrong: install, status and
+    uninstall index into it, so a damaged one must stop them with one line, not a KeyError halfway through."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if record.get("version") != RECORD_VERSION:
+        raise ValueError(f"version {record.get('version')!r}")
+    files, folders = record.get("files", {}), record.get("created_dirs", [])
+    if not isinstance(files, dict) or not isinstance(folders, list) or not all(isinstance(d, str) for d in folders):
+        raise ValueError("its files or created_dirs are not what install writes")
+    for rel, entry in files.items():
+        if not _entry_ok(entry):
+            raise ValueError(f"its entry for {rel} is damaged")
+    return record
+
+
+def _entry_ok(entry: object) -> bool:
+    """One file's entry as _entry writes it: a known kind, our sha, their bytes (base64) and what we inserted."""
+    if not isinstance(entry, dict) or entry.get("kind") not in ("copied", *MERGED.values()):
+        return False
+    # A missing backup reads as 0, which no kind accepts: uninstall needs it (None: the file was not there).
+    backup, mode, inserted = entry.get("backup", 0), entry.get("backup_mode"), entry.get("inserted")
+    if entry["kind"] == "copied":
+        shape = backup is None or isinstance(backup, str)
+        shape = shape and (mode is None or (isinstance(mode, int) and not isinstance(mode, bool)))
+    else:
+        shape = isinstance(backup, str) and isinstance(inserted, list) and all(isinstance(i, str) for i in inserted)
+    if not shape or not isinstance(entry.get("installed_sha"), str):
+        return False
+    try:
+        if backup is not None:
+            base64.b64decode(backup, validate=True)
+    except ValueError:  # binascii.Error: not base64
+        return False
+    return True
 
 
 def check_framework(framework: Path) -> Path:

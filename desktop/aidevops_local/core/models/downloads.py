@@ -111,6 +111,7 @@ def pull(
             time.monotonic() - started,
             already_present=True,
         )
+    _make_partial_dir()
     partials = [_partial_path(part) for part in chosen.parts]
     _check_disk(chosen, targets, partials)
     downloaded, resumed = _download_parts(
@@ -233,6 +234,18 @@ def _place(chosen: hub.RemoteFile, repo_id: str) -> tuple[str, list[Path], Local
 def _is_this_file(path: Path, part: hub.RemotePart) -> bool:
     """A file already at the target (a pull that stopped before recording it): ours only if it verifies."""
     return path.stat().st_size == part.size and transfer.verify_file(path, part)
+
+
+def _make_partial_dir() -> None:
+    """models/.partial, where unfinished downloads wait. Something else in its place is said plainly here: the
+    transfer's mkdir would only raise FileExistsError."""
+    folder = config.paths().partial_dir
+    if folder.exists() and not folder.is_dir():
+        raise LocalModelsError(
+            f"{folder} is not a folder, so there is nowhere to keep the unfinished download.",
+            hint="Move that file away: pull makes the folder again.",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _partial_path(part: hub.RemotePart) -> Path:

@@ -21,6 +21,7 @@ import psutil
 from ..llamacpp import installed
 from ..system import config, files, hardware, ports, process_identity
 from ..system.errors import PortInUse, Refused, RuntimeNotInstalled, ServerStartFailed
+from ..system.json_records import well_typed
 from . import devices
 
 DEFAULT_PORT = 50052  # the RPC server's own default
@@ -80,10 +81,18 @@ def find_rpc_server() -> Path:
 
 
 def read_state() -> WorkerState | None:
+    """worker.json's record, or None when there is none or it does not hold what start() wrote."""
     try:
-        return WorkerState(**json.loads(_state_path().read_text(encoding="utf-8")))
+        state = WorkerState(**json.loads(_state_path().read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
+    return state if _well_formed(state) else None
+
+
+def _well_formed(s: WorkerState) -> bool:
+    """Every field of the type start() writes: a damaged file reads as no worker, never as a pid to pass to
+    psutil or to signal."""
+    return well_typed(s) and s.pid > 0 and 0 < s.port < 65536
 
 
 def start(*, listen: str | None = None, port: int | None = None, cache: bool = False) -> WorkerStatus:

@@ -26,6 +26,7 @@ import psutil
 
 from ..system import config, process_identity
 from ..system.files import write_atomically
+from ..system.json_records import well_typed
 from ..system.process_identity import file_id
 from ..system.progress import ProgressCallback, check_cancelled, report
 
@@ -82,7 +83,7 @@ class ServerState:
     ctx_size: int = 0
     parallel: int = 0
     gpu_layers: int = 0
-    build: str = ""
+    build: int | str | None = ""  # the installed build's number (None: not known; "": nothing installed)
     api_key_required: bool = False  # clients must send the keyring's key (never stored here)
     router: bool = False  # router mode: `model` is the one asked for last; the router says what is loaded
     exe_id: list[int] | None = None  # the executable's (device, inode) at start: what the process runs
@@ -109,22 +110,32 @@ class ServerState:
 
 
 def read() -> ServerState | None:
-    """The state file's contents, or None. Says nothing about whether the process still lives."""
-    path = config.paths().state_file
+    """The state file's contents, or None. Says nothing about whether the process still lives. A file that
+    cannot be read (a folder in its place, AIDEVOPS_HOME not a folder) is a ConfigError that names it."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = config.read_text(
+            config.paths().state_file,
+            "the server state file",
+            hint="Move it out of the way: aidevops-local writes a new one at the next start.",
+        )
+        data = json.loads(text) if text is not None else None
         if not isinstance(data, dict):
             return None
         if data.pop("stopping", False) and "phase" not in data:  # written before phases were recorded
             data["phase"] = ServerPhase.STOPPING
         data["phase"] = _RECORDED.get(data.get("phase"), ServerPhase.RUNNING)  # unknown: a server, up
         known = {f.name for f in fields(ServerState)}  # a newer version's extra fields are not ours to read
-        return ServerState(**{k: v for k, v in data.items() if k in known})
-    except FileNotFoundError:
-        return None
+        state = ServerState(**{k: v for k, v in data.items() if k in known})
     except (ValueError, TypeError):
         # A damaged state file cannot name a process we may signal; treat it as no server.
         return None
+    return state if _well_formed(state) else None
+
+
+def _well_formed(state: ServerState) -> bool:
+    """Whether every field holds what write() puts there: a pid of -5 or "abc", or a start time that is text,
+    would reach psutil and the status line, and a process it names could be signalled."""
+    return well_typed(state) and state.pid > 0 and state.guard_pid >= 0 and 0 < state.port < 65536
 
 
 def write(state: ServerState) -> None:

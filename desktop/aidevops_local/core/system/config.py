@@ -11,6 +11,7 @@ import platform
 import re
 import sys
 import tomllib
+import urllib.parse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -132,21 +133,36 @@ def paths() -> Paths:
 
 
 def releases_url() -> str:
-    return env_str("AIDEVOPS_LLAMA_RELEASES_URL", DEFAULT_RELEASES_URL).rstrip("/")
+    return _http_address("AIDEVOPS_LLAMA_RELEASES_URL", "llama.cpp's releases API", DEFAULT_RELEASES_URL)
 
 
 def app_releases_url() -> str | None:
     """Where this app's own releases are published: AIDEVOPS_APP_RELEASES_URL, else the package's `Releases`
     project URL (the release workflow stamps it into pyproject.toml); None when neither names one."""
-    given = env_str("AIDEVOPS_APP_RELEASES_URL")
-    if given is None:
+    if env_str("AIDEVOPS_APP_RELEASES_URL") is None:
         return releases_page_from(_project_urls())
-    if not re.fullmatch(r"https?://[^\s]+", given.strip()):
+    return _http_address("AIDEVOPS_APP_RELEASES_URL", "the releases page", "")
+
+
+def _http_address(variable: str, what: str, default: str) -> str:
+    """The address an environment variable gives (else ``default``), checked here so that a typo is a
+    ConfigError naming the variable, not a traceback from the HTTP client."""
+    given = env_str(variable)
+    if given is None:
+        return default.rstrip("/")
+    address = given.strip()
+    try:
+        parts = urllib.parse.urlsplit(address)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and not re.search(r"\s", address)
+    except ValueError:
+        valid = False
+    if not valid:
         raise ConfigError(
-            f"AIDEVOPS_APP_RELEASES_URL is not an http(s) address: {given!r}",
-            hint="Set AIDEVOPS_APP_RELEASES_URL to the releases page (https://...), or unset it.",
+            f"{variable} is not an http(s) address: {given!r}",
+            hint=f"Set {variable} to {what} (https://...), or unset it.",
         )
-    return given.strip()
+    return address.rstrip("/")
 
 
 def releases_page_from(project_urls: list[str]) -> str | None:
@@ -173,7 +189,7 @@ def github_token() -> str | None:
 
 
 def hf_endpoint() -> str:
-    return env_str("HF_ENDPOINT", DEFAULT_HF_ENDPOINT).rstrip("/")
+    return _http_address("HF_ENDPOINT", "the Hugging Face Hub (https://huggingface.co)", DEFAULT_HF_ENDPOINT)
 
 
 def hf_offline() -> bool:
@@ -302,12 +318,31 @@ def load_settings(path: Path | None = None) -> Settings:
     return settings
 
 
+def read_text(path: Path, what: str, *, hint: str) -> str | None:
+    """One of our files as text, None when there is none. Any other failure to read it (a folder in its place,
+    AIDEVOPS_HOME a file, no permission) is a ConfigError naming the file or the root: a traceback would not
+    say what to fix."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        root = root_dir()
+        if root.exists() and not root.is_dir():
+            raise ConfigError(
+                f"AIDEVOPS_HOME ({root}) is not a folder.",
+                hint="Point AIDEVOPS_HOME at a folder (or unset it to use ~/.aidevops).",
+            ) from None
+        raise ConfigError(f"Cannot read {what} {path}: {exc.strerror or exc}", hint=hint) from None
+
+
 def _parse(path: Path) -> dict | None:
     """The file's TOML as a dict, None when there is no file (the one place config.toml is parsed)."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+        text = read_text(
+            path, "the settings file", hint="Make it a readable file, or move it away to use the defaults."
+        )
+        return None if text is None else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"The settings file {path} is not valid TOML: {exc}",
