@@ -215,3 +215,66 @@ def test_one_serve_reads_the_settings_once(system_runtime, tiny_gguf, port, monk
     finally:
         monkeypatch.undo()
         cli(["stop"])
+
+
+def test_a_settings_file_that_cannot_be_read_is_one_line_and_exit_11(tiny_gguf, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COLUMNS", "1000")
+    config_file().mkdir(parents=True)  # a folder where the file should be
+    with pytest.raises(ConfigError, match="Cannot read the settings file .*: Is a directory") as err:
+        config.load_settings()
+    assert err.value.hint
+    capsys.readouterr()
+    assert cli(["serve", str(tiny_gguf)]) == ExitCode.CONFIG
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: Cannot read the settings file {config_file()}: Is a directory",
+        "hint: Make it a readable file, or move it away to use the defaults.",
+    ]
+    home = tmp_path / "home-file"
+    home.write_text("")
+    monkeypatch.setenv("AIDEVOPS_HOME", str(home))  # the root is a file, not a folder
+    assert cli(["serve", str(tiny_gguf)]) == ExitCode.CONFIG
+    err_lines = capsys.readouterr().err.splitlines()
+    assert err_lines[0] == f"error: AIDEVOPS_HOME ({home}) is not a folder." and len(err_lines) == 2, err_lines
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "argv"),
+    [
+        ("HF_ENDPOINT", "http://127.0.0.1:99999", ["search", "qwen"]),  # a port out of range
+        ("HF_ENDPOINT", "huggingface.co", ["pull", "org/model-GGUF"]),  # no scheme
+        ("AIDEVOPS_LLAMA_RELEASES_URL", "http://[::1", ["install"]),  # an unclosed IPv6 address
+        ("AIDEVOPS_LLAMA_RELEASES_URL", "ftp://mirror.example/releases", ["install"]),
+        ("AIDEVOPS_APP_RELEASES_URL", "javascript:alert(1)", ["doctor", "--json"]),
+    ],
+)
+def test_an_address_variable_that_is_not_http_names_itself(variable, value, argv, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "1000")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as err:
+        {"HF_ENDPOINT": config.hf_endpoint, "AIDEVOPS_LLAMA_RELEASES_URL": config.releases_url}.get(
+            variable, config.app_releases_url
+        )()
+    assert err.value.message == f"{variable} is not an http(s) address: {value!r}"
+    assert variable in err.value.hint
+    if variable != "AIDEVOPS_APP_RELEASES_URL":  # doctor reports that one as a finding (test_doctor_release)
+        assert cli(argv) == ExitCode.CONFIG
+        assert capsys.readouterr().err.splitlines()[0] == f"error: {err.value.message}"
+
+
+def test_an_address_variable_keeps_what_works(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", " http://127.0.0.1:8080/ ")
+    monkeypatch.setenv("AIDEVOPS_LLAMA_RELEASES_URL", "https://[::1]:443/repos/ggml-org/llama.cpp/releases")
+    assert config.hf_endpoint() == "http://127.0.0.1:8080"
+    assert config.releases_url() == "https://[::1]:443/repos/ggml-org/llama.cpp/releases"
+    monkeypatch.delenv("HF_ENDPOINT")
+    assert config.hf_endpoint() == config.DEFAULT_HF_ENDPOINT
+
+
+@pytest.mark.parametrize(("setting", "example"), [("workers", "192.168.1.20:50052"), ("allowed_hosts", "my-laptop")])
+def test_a_list_setting_with_a_number_shows_that_setting_quoted(setting, example):
+    config_file().parent.mkdir(parents=True, exist_ok=True)
+    config_file().write_text(f"{setting} = [1]\n")
+    with pytest.raises(ConfigError) as err:
+        config.load_settings()
+    assert f"Setting '{setting}'" in err.value.message
+    assert err.value.hint.startswith(f"Quote each item: {setting} = [") and example in err.value.hint

@@ -73,10 +73,11 @@ class RemoteFile:
 
 
 def _api(token: str | None = None):
+    endpoint = config.hf_endpoint()  # checked first: huggingface_hub parses HF_ENDPOINT as it loads, and may crash
     from huggingface_hub import HfApi
 
     use_fail_fast_session()
-    return HfApi(endpoint=config.hf_endpoint(), token=token)
+    return HfApi(endpoint=endpoint, token=token)
 
 
 _session_lock = threading.Lock()

@@ -36,6 +36,7 @@ def check_online() -> None:
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` if it is one the Hub can have (ORG/REPO, ASCII, at most 96 characters); ConfigError, before
     anything is sent, otherwise."""
+    config.hf_endpoint()  # a ConfigError for a bad HF_ENDPOINT, before huggingface_hub loads and trips on it
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 

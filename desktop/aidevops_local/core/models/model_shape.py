@@ -99,6 +99,16 @@ def _corrupt(header: GgufHeader, what: str) -> CorruptModel:
     )
 
 
+def _experts(header: GgufHeader) -> tuple[int, int]:
+    """(experts, experts used per token); llama.cpp refuses more used than there are, and so do we: the share
+    of weights read per token would pass 1."""
+    n_expert, n_used = _count(header, "expert_count"), _count(header, "expert_used_count")
+    if n_used > n_expert:
+        prefix = header.architecture
+        raise _corrupt(header, f"{prefix}.expert_used_count is {n_used}, more than {prefix}.expert_count {n_expert}")
+    return n_expert, n_used
+
+
 def shape_from_header(header: GgufHeader) -> ModelShape:
     """Everything the estimate needs, from a (header-only) GGUF read."""
     get = header.arch_value
@@ -111,11 +121,7 @@ def shape_from_header(header: GgufHeader) -> ModelShape:
     head_dim_k = _count(header, "attention.key_length") or n_embd // n_head
     head_dim_v = _count(header, "attention.value_length") or head_dim_k
     n_ff = _count(header, "feed_forward_length")
-    n_expert = _count(header, "expert_count")
-    n_used = _count(header, "expert_used_count")
-    if n_used > n_expert:  # llama.cpp refuses it too; the share of weights read per token would pass 1
-        prefix = header.architecture
-        raise _corrupt(header, f"{prefix}.expert_used_count is {n_used}, more than {prefix}.expert_count {n_expert}")
+    n_expert, n_used = _experts(header)
     if n_expert and n_used:
         n_ff = max(n_ff, _count(header, "expert_feed_forward_length") * n_used)
     by_name = {t.name: t for t in header.tensors}

@@ -117,11 +117,19 @@ def _check_range(name: str, value: float, where: Path | str, default: float) -> 
     )
 
 
+_LIST_EXAMPLES = {
+    "extra_server_args": '["--flag", "value"]',
+    "allowed_hosts": '["my-laptop.local"]',
+    "workers": '["192.168.1.20:50052"]',
+}
+
+
 def _check_text(name: str, text, where: Path | str) -> None:
     if not isinstance(text, str):
+        example = _LIST_EXAMPLES.get(name, '["first", "second"]')
         raise ConfigError(
             f"Setting {name!r} in {where} should be a list of strings, but holds {text!r}",
-            hint='Quote each item: extra_server_args = ["--flag", "value"].',
+            hint=f"Quote each item: {name} = {example}.",
         )
     try:
         text.encode("utf-8")
