@@ -286,3 +286,18 @@ def test_a_relative_stored_path_never_reaches_a_file_in_the_current_folder(tmp_p
     assert json.loads(capsys.readouterr().out)["removed"] == ["rel"]
     assert unrelated.exists()
     assert store.ModelInventory.get_or_none(store.ModelInventory.model == "rel") is None
+
+
+def test_a_row_naming_a_file_that_is_not_a_model_never_deletes_it(tmp_path, capsys):
+    """The old helper's database is imported as it was: a row whose path is its usage.db (or any other file
+    that is not a GGUF) is history only. Stale or named, cleanup removes the row and never that file."""
+    not_a_model = tmp_path / "usage.db"
+    not_a_model.write_bytes(b"SQLite format 3\0" + bytes(4080))
+    add_model("helper-db", [not_a_model], source="legacy", downloaded=now() - timedelta(days=100))
+
+    assert cli(["cleanup", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["models"] == []  # no model file of it on disk: nothing to free
+    assert cli(["cleanup", "helper-db", "--yes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["helper-db"]
+    assert not_a_model.read_bytes().startswith(b"SQLite format 3")
+    assert store.ModelInventory.get_or_none(store.ModelInventory.model == "helper-db") is None

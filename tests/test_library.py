@@ -423,3 +423,53 @@ def test_rows_without_a_model_file_are_not_models(homes, tmp_path, monkeypatch):
         library.resolve_model("old")
     done = _cli("models", "--json")
     assert done.returncode == 0 and json.loads(done.stdout) == []
+
+
+def test_cli_models_rm_refuses_a_path_that_is_not_a_model_file(homes, tiny_gguf, tiny_split_gguf):
+    """`rm PATH` deletes a model file, never anything else a path names, whatever the flags."""
+    folder = homes / "elsewhere"
+    folder.mkdir()
+    thesis = folder / "thesis.txt"
+    thesis.write_text("thesis\n")
+    shutil.copy(tiny_gguf, folder / "kept-Q8_0.gguf")
+    for target, words in ((thesis, "is not a model file (GGUF)"), (folder, "is a folder, not a model file")):
+        done = _cli("models", "rm", str(target), "--yes")
+        assert done.returncode == 12, done.stderr
+        assert done.stderr.startswith(f"error: {target} {words}; nothing was removed.")
+        assert "Traceback" not in done.stderr
+    assert thesis.read_text() == "thesis\n" and (folder / "kept-Q8_0.gguf").exists()
+    for part in tiny_split_gguf:  # any part of a split set names the set: its parts go together
+        shutil.copy(part, folder / part.name)
+    done = _cli("models", "rm", str(folder / tiny_split_gguf[1].name), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert not any((folder / part.name).exists() for part in tiny_split_gguf)
+    assert thesis.exists() and (folder / "kept-Q8_0.gguf").exists()
+
+
+def test_remove_model_never_deletes_a_file_that_is_not_a_model(homes, tmp_path):
+    thesis = tmp_path / "thesis.txt"
+    thesis.write_text("thesis\n")
+    model = library.LocalModel("thesis", thesis, (thesis,), 7, "", None, "external", "path")
+    with pytest.raises(Refused, match="is not a model file"):
+        removal.remove_model(model, confirmed=True)
+    assert thesis.exists()
+
+
+def test_cli_models_rm_needs_the_exact_name(homes, tiny_gguf):
+    """Serve takes part of a name; a command that deletes takes the whole name or nothing."""
+    p = config.paths()
+    p.models_dir.mkdir(parents=True)
+    long, short = p.models_dir / "model-Q4_K_M.gguf", p.models_dir / "m-Q4_K_M.gguf"
+    for path in (long, short):
+        shutil.copy(tiny_gguf, path)
+        _record(path.name[:-5], [path])  # pulled: removed without a question
+    done = _cli("models", "rm", "odel")
+    assert done.returncode == 5, done.stderr
+    assert done.stderr.startswith("error: No model named 'odel'.") and "model-Q4_K_M" in done.stderr  # near names
+    for empty in ("", " "):
+        done = _cli("models", "rm", empty)
+        assert done.returncode == 5 and "the name is empty" in done.stderr, done.stderr
+    assert long.exists() and short.exists()
+    done = _cli("models", "rm", "m-Q4_K_M")
+    assert done.returncode == 0 and "Removed m-Q4_K_M" in done.stderr, done.stderr
+    assert long.exists() and not short.exists()

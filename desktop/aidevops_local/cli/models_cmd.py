@@ -241,9 +241,8 @@ def cmd_models(args) -> int:
 
 def cmd_models_rm(args) -> int:
     from ..core.maintenance import removal
-    from ..core.models import library
 
-    model = library.resolve_model(args.name)
+    model = removal.model_to_remove(args.name)  # exact: resolve_model's substring match is for serve
     confirmed = args.yes
     warning = removal.removal_warning(model)  # names a link's target: only the link would go
     if warning and not confirmed and sys.stdin.isatty() and sys.stderr.isatty():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..accounting import usage
 from ..database import store
+from ..models import library
 from ..serving import health, state
 from ..system import clock
 from ..system.config import load_settings, paths
@@ -171,7 +172,7 @@ def _describe(row: store.ModelInventory, now: datetime, served: state.ServerStat
     # A relative path (stored by older versions) says nothing about where the file was: it is never read
     # against the current folder, where a file of that name is someone else's.
     paths_ = [p for p in row.file_paths() if p.is_absolute()]
-    present = [p for p in paths_ if p.is_file()]
+    present = [p for p in paths_ if p.is_file() and library.is_gguf(p)]  # a row naming usage.db is not a model
     size = sum(p.stat().st_size for p in present) if present else 0
     last_active = row.last_used or row.downloaded
     if last_active is None and present:

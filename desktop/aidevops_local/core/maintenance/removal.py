@@ -6,14 +6,16 @@ state of the running server. Cleanup removes stale models through it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..database import store
+from ..models import library
 from ..models.library import LocalModel
 from ..serving import health
 from ..serving import state as server_state
 from ..system import config
-from ..system.errors import Refused
+from ..system.errors import ModelNotFound, Refused
 
 
 def removal_warning(model: LocalModel) -> str | None:
@@ -55,11 +57,42 @@ def _hf_blob(link: Path) -> Path | None:
     return blob
 
 
+def model_to_remove(name_or_path: str) -> LocalModel:
+    """The model a command that deletes means: exactly a name `models` lists, or a path to a model file (any
+    part of a split set names the whole set). Never a substring or a default, as `resolve_model` allows for
+    serve: a typo must not pick another model to delete. ModelNotFound (naming close matches) for an unknown
+    name; Refused for a path to something that is not a model file (a folder, a document)."""
+    if not name_or_path.strip():
+        raise ModelNotFound("No model named: the name is empty.", hint="Use a name from `aidevops-local models`.")
+    models = library.list_models()
+    for model in models:
+        if model.name == name_or_path:
+            return model
+    candidate = Path(name_or_path).expanduser()
+    if candidate.suffix.lower() == ".gguf" or os.sep in name_or_path or name_or_path.startswith("."):
+        if candidate.is_file() and library.is_gguf(candidate):
+            return library.model_at_path(candidate)
+        if candidate.exists():
+            kind = "a folder, not a model file" if candidate.is_dir() else "not a model file (GGUF)"
+            raise Refused(
+                f"{candidate} is {kind}; nothing was removed.",
+                hint="Name a model as `aidevops-local models` lists it, or the path of its .gguf file.",
+            )
+        raise ModelNotFound(
+            f"Model file not found: {candidate}",
+            hint="Check the path, or run `aidevops-local models` to list models.",
+        )
+    raise library.not_found(name_or_path, models)
+
+
 def remove_model(model: LocalModel, *, confirmed: bool = False) -> int:
     """Delete a model's files and its inventory row; returns bytes freed. A file this tool did not download
     (legacy, another tool's cache), or a link out of the models folder, is removed only when ``confirmed``;
     of a link only the link goes (but an HF cache snapshot entry takes its blob with it); the model being
-    served is never removed."""
+    served is never removed; nor is anything that is not a model file, whoever built ``model``."""
+    for file in model.files:
+        if not library.is_gguf(file):
+            raise Refused(f"{file} is not a model file (GGUF); nothing was removed.")
     warning = removal_warning(model)
     if warning and not confirmed:
         hint = (

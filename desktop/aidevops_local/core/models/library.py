@@ -208,7 +208,7 @@ def list_models(*, include_external: bool = True) -> list[LocalModel]:
 
     for row in _inventory():
         files = [Path(f) for f in (row.files or [row.path]) if f]
-        if not files or not all(f.is_absolute() and f.is_file() for f in files) or not _is_gguf(files[0]):
+        if not files or not all(f.is_absolute() and f.is_file() for f in files) or not is_gguf(files[0]):
             continue  # gone, a relative path an older version stored (where to is unknown), or not a model
         add(
             LocalModel(
@@ -280,7 +280,7 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def _is_gguf(path: Path) -> bool:
+def is_gguf(path: Path) -> bool:
     """A model file by its name or its first bytes: a row pointing at anything else (a database, a folder)
     is not a model."""
     if path.name.lower().endswith(".gguf"):
@@ -318,7 +318,7 @@ def _resolve(name_or_path: str | None, settings: config.Settings | None = None) 
     candidate = Path(name_or_path).expanduser()
     if candidate.suffix.lower() == ".gguf" or "/" in name_or_path or name_or_path.startswith("."):
         if candidate.is_file():
-            return _for_path(candidate)
+            return model_at_path(candidate)
         if "/" in name_or_path and candidate.suffix.lower() == ".gguf":
             raise ModelNotFound(
                 f"Model file not found: {candidate}",
@@ -340,19 +340,23 @@ def _resolve(name_or_path: str | None, settings: config.Settings | None = None) 
             f"{name_or_path!r} matches {len(partial)} models: {', '.join(m.name for m in partial[:8])}",
             hint="Use the full name from `aidevops-local models`.",
         )
-    close = difflib.get_close_matches(name_or_path, [m.name for m in models], n=5, cutoff=0.4)
+    raise not_found(name_or_path, models)
+
+
+def not_found(name: str, models: list[LocalModel]) -> ModelNotFound:
+    close = difflib.get_close_matches(name, [m.name for m in models], n=5, cutoff=0.4)
     hint = (
         f"Did you mean: {', '.join(close)}?"
         if close
         else "Run `aidevops-local models` to list models, or `aidevops-local pull REPO` to get one."
     )
-    raise ModelNotFound(f"No model named {name_or_path!r}.", hint=hint)
+    return ModelNotFound(f"No model named {name!r}.", hint=hint)
 
 
 def model_on_disk(name: str, path: Path) -> LocalModel | None:
     """The model at ``path`` (absolute) under ``name``, as `models` would describe it; None if no model file is
     there. For a model a server loaded that the inventory lacks (a router loads any model it offers)."""
-    if not path.is_absolute() or not path.is_file() or not _is_gguf(path):
+    if not path.is_absolute() or not path.is_file() or not is_gguf(path):
         return None
     for model in list_models():
         if any(f == path for f in model.files):
@@ -363,7 +367,7 @@ def model_on_disk(name: str, path: Path) -> LocalModel | None:
     return _model_at(path, source="legacy" if where == "old helper" else "external", where=where, name=name)
 
 
-def _for_path(path: Path) -> LocalModel:
+def model_at_path(path: Path) -> LocalModel:
     """A file the user named: the inventory's entry if we know it, else an external model served in place."""
     path = absolute(path)  # a relative path means nothing from another folder
     resolved = path.resolve()
