@@ -203,3 +203,84 @@ def test_a_link_that_steps_out_and_back_in_is_refused_once_its_folder_moves(tmp_
     (d / "libx.so").unlink()
     (d / "libx.so").symlink_to("here/lib/../lib/libx.so.1")
     archives.check_links_stay_inside(d, what="test build")  # odd but inside at every step
+
+
+def _files_outside(root, skip):
+    """Every path under root (links not followed), but nothing under skip."""
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) != str(skip)]
+        found.update(os.path.join(dirpath, name) for name in (*dirnames, *filenames))
+    return found
+
+
+def _cve_2025_4517_tar(path, dest, levels_to_root):
+    """Shaped like CPython's CVE-2025-4517 test: folders reached through links, deep enough that realpath
+    stops expanding past PATH_MAX, a link up through them, then a hard link and writes through that."""
+    steps = "abcdefghijklmnop"
+    comp = "d" * ((4096 - len(str(dest)) - 1) // (len(steps) + 1))
+    members, parent = [], ""
+    for step in steps:
+        members += [(os.path.join(parent, comp), "dir", None), (os.path.join(parent, step), "symlink", comp)]
+        parent = os.path.join(parent, comp)
+    linkpath = os.path.join(*steps, "l" * 254)
+    members += [
+        (linkpath, "symlink", os.path.join(*[".."] * len(steps))),
+        ("escape", "symlink", os.path.join(linkpath, *[".."] * levels_to_root)),
+        ("flaglink", "hardlink", "escape/home/.bashrc"),
+        ("flaglink", "file", b"echo PWNED\n"),
+        ("escape/home/PWNED.txt", "file", b"written outside\n"),
+    ]
+    return _tar(path, members)
+
+
+def test_cve_2025_4517_shaped_tar_is_refused_before_anything_is_written(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("# original\n")
+    dest = tmp_path / "aidevops" / "unpacked"
+    archive = _cve_2025_4517_tar(tmp_path / "cve.tar.gz", dest, levels_to_root=2)
+    before = _files_outside(tmp_path, dest)
+
+    with pytest.raises(VerificationFailed) as caught:
+        archives.extract(archive=archive, dest=dest)
+
+    assert caught.value.exit_code == 6 and "\n" not in caught.value.message and "cve.tar.gz" in caught.value.message
+    assert (home / ".bashrc").read_text() == "# original\n"
+    assert sorted(home.iterdir()) == [home / ".bashrc"]
+    assert _files_outside(tmp_path, dest) == before
+    assert list(dest.iterdir()) == []
+
+
+def test_a_member_written_through_an_in_tree_link_is_refused(tmp_path):
+    # Harmless here, but a folder that is a link is how escapes are assembled: refused before anything is written.
+    archive = _tar(
+        tmp_path / "via.tar.gz",
+        [("top/lib/x", "file", b"a"), ("top/cur", "symlink", "lib"), ("top/cur/y", "file", b"b")],
+    )
+    with pytest.raises(VerificationFailed, match="top/cur/y") as caught:
+        archives.extract(archive=archive, dest=tmp_path / "out")
+    assert "\n" not in caught.value.message and "top/cur" in caught.value.message
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_hard_link_to_a_missing_member_is_refused_in_one_line(tmp_path):
+    archive = _tar(tmp_path / "hard.tar.gz", [("top/llama-server", "hardlink", "top/missing")])
+    with pytest.raises(VerificationFailed, match="top/llama-server") as caught:
+        archives.extract(archive=archive, dest=tmp_path / "out")
+    assert caught.value.exit_code == 6 and "\n" not in caught.value.message
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_zip_symlink_whose_target_holds_a_nul_byte_is_refused_in_one_line(tmp_path):
+    archive = tmp_path / "nul.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("top/libx.so.1", b"elf")
+        info = zipfile.ZipInfo("top/libx.so")
+        info.create_system = 3
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, b"libx.so.1\0evil")
+    with pytest.raises(VerificationFailed, match="top/libx.so") as caught:
+        archives.extract(archive=archive, dest=tmp_path / "out")
+    assert caught.value.exit_code == 6 and "\n" not in caught.value.message
+    assert list((tmp_path / "out").iterdir()) == []

@@ -4,14 +4,17 @@ Every member is checked before anything is written: names that are absolute or c
 links that point outside it, and device files or FIFOs are refused, and then nothing is unpacked. In-tree
 symlinks (``libllama.so -> libllama.so.0``) are kept, because the shared libraries need them.
 
-Names alone cannot catch links that escape only in combination (``a -> b/c/../..`` with ``b/c -> x``), so
-writes are re-checked against the real filesystem as they happen (tar: the standard library's ``data``
-filter) and every link is resolved once all are in place. Such an archive is refused part-way; the caller
-unpacks into a scratch folder and removes it on error.
+Names alone cannot catch links that escape only in combination (``a -> b/c/../..`` with ``b/c -> x``), so the
+whole member list is also played out on a simulated tree first (archive_members.py): a member written through
+a link, a hard link to anything but an earlier file, or a link that leads out through other links refuses the
+archive before a byte is written. As a second line, writes are re-checked against the real filesystem as they
+happen (tar: the standard library's ``data`` filter) and every link is resolved once all are in place; what
+those catch is refused part-way, and the caller unpacks into a scratch folder and removes it on error.
 """
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import posixpath
@@ -27,9 +30,14 @@ from pathlib import Path
 from ..system.errors import DiskFull, LocalModelsError, UnsafePath, VerificationFailed
 from ..system.files import disk_full
 from ..system.progress import ProgressCallback, check_cancelled, report
+from .archive_members import DIR, FILE, HARDLINK, MAX_PATH_CHARS, SYMLINK, MemberTree, shown
 
 _CHUNK = 1 << 20
 _DISK_MARGIN = 32 << 20
+_REFUSED = "The archive was refused and nothing was unpacked."
+# What extraction can still raise for an archive that got past the checks (a name too long for this
+# filesystem, a path through a file): the archive's doing, refused like the rest rather than a crash.
+_ARCHIVE_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EXDEV}
 
 
 @dataclass(frozen=True)
@@ -106,15 +114,7 @@ def _extract_tar(archive: Path, dest: Path, progress, cancel) -> Extracted:
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            for member in members:
-                check_member_name(member.name, archive.name)
-                if member.issym() or member.islnk():
-                    check_link_target(member.name, member.linkname, hard=member.islnk(), archive_name=archive.name)
-                elif not (member.isfile() or member.isdir()):
-                    raise VerificationFailed(
-                        f"{archive.name} contains a device file or FIFO: {member.name!r}",
-                        hint="The archive was refused and nothing was unpacked.",
-                    )
+            _check_tar_members(members, archive.name)
             total = sum(m.size for m in members if m.isfile())
             _check_room(dest, total)
             done = 0
@@ -138,7 +138,30 @@ def _extract_tar(archive: Path, dest: Path, progress, cancel) -> Extracted:
             raise mapped from exc
         if exc.errno is None:  # gzip.BadGzipFile and friends: the bytes, not the disk
             raise _damaged(archive, exc) from exc
+        if exc.errno in _ARCHIVE_ERRNOS:
+            raise _cannot_unpack(archive, exc) from exc
         raise
+    except (KeyError, ValueError) as exc:  # e.g. a link the checks above should have refused: never a traceback
+        raise _cannot_unpack(archive, exc) from exc
+
+
+def _check_tar_members(members: list[tarfile.TarInfo], archive_name: str) -> None:
+    tree = MemberTree(archive_name)
+    for member in members:
+        check_member_name(member.name, archive_name)
+        if member.issym() or member.islnk():
+            check_link_target(member.name, member.linkname, hard=member.islnk(), archive_name=archive_name)
+        elif not (member.isfile() or member.isdir()):
+            raise VerificationFailed(
+                f"{archive_name} contains a device file or FIFO: {shown(member.name)}", hint=_REFUSED
+            )
+        kind = SYMLINK if member.issym() else HARDLINK if member.islnk() else DIR if member.isdir() else FILE
+        tree.add(member.name, kind, member.linkname)
+    tree.check_links()
+
+
+def _cannot_unpack(archive: Path, exc: BaseException) -> VerificationFailed:
+    return VerificationFailed(f"{archive.name} cannot be unpacked safely: {exc}", hint="The archive was refused.")
 
 
 def _damaged(archive: Path, exc: BaseException) -> VerificationFailed:
@@ -162,19 +185,7 @@ def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
     try:
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
-            links: list[tuple[str, str]] = []
-            for info in infos:
-                name = check_member_name(info.filename, archive.name)
-                mode = _zip_mode(info)
-                if stat.S_ISLNK(mode):
-                    target = zf.read(info).decode("utf-8", "surrogateescape")
-                    check_link_target(name, target, hard=False, archive_name=archive.name)
-                    links.append((name, target))
-                elif stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no type recorded
-                    raise VerificationFailed(
-                        f"{archive.name} contains a device file or FIFO: {info.filename!r}",
-                        hint="The archive was refused and nothing was unpacked.",
-                    )
+            links = _check_zip_members(zf, infos, archive.name)
             total = sum(i.file_size for i in infos if not i.is_dir())
             _check_room(dest, total)
             done = 0
@@ -210,6 +221,43 @@ def _extract_zip(archive: Path, dest: Path, progress, cancel) -> Extracted:
         raise VerificationFailed(
             f"{archive.name} names {exc.filename} twice.", hint="The archive was refused."
         ) from exc
+    except OSError as exc:
+        mapped = disk_full(exc, f"unpacking {archive.name}")
+        if mapped is not exc:
+            raise mapped from exc
+        if exc.errno in _ARCHIVE_ERRNOS:
+            raise _cannot_unpack(archive, exc) from exc
+        raise
+    except (KeyError, ValueError) as exc:  # e.g. a name os.symlink cannot take: never a traceback
+        raise _cannot_unpack(archive, exc) from exc
+
+
+def _check_zip_members(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], archive_name: str) -> list[tuple[str, str]]:
+    """Refuse an unsafe zip before anything is written; its symlinks as (name, target). A zip stores a symlink
+    as a member whose Unix mode says link and whose content is the target."""
+    tree = MemberTree(archive_name)
+    links: list[tuple[str, str]] = []
+    for info in infos:
+        name = check_member_name(info.filename, archive_name)
+        mode = _zip_mode(info)
+        if stat.S_ISLNK(mode):
+            if info.file_size > MAX_PATH_CHARS:
+                raise VerificationFailed(
+                    f"{archive_name}: link {shown(info.filename)} has a target over {MAX_PATH_CHARS} bytes",
+                    hint=_REFUSED,
+                )
+            target = zf.read(info).decode("utf-8", "surrogateescape")
+            tree.add(info.filename, SYMLINK, target)  # first: a NUL in the target is refused here
+            check_link_target(name, target, hard=False, archive_name=archive_name)
+            links.append((name, target))
+            continue
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: no type recorded
+            raise VerificationFailed(
+                f"{archive_name} contains a device file or FIFO: {shown(info.filename)}", hint=_REFUSED
+            )
+        tree.add(info.filename, DIR if info.is_dir() else FILE)
+    tree.check_links()
+    return links
 
 
 def _inside(dest: Path, path: Path) -> None:
@@ -249,7 +297,8 @@ _MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
 
 def _resolves_beneath(root: Path, relative: str) -> bool:
     """Follow ``relative`` from ``root`` step by step as the kernel does, and say whether every step stays
-    inside ``root``. Unlike a realpath check, the answer cannot change when ``root`` moves."""
+    inside ``root``. Unlike a realpath check, the answer cannot change when ``root`` moves. A path that cannot
+    be followed (too long, a loop) counts as leaving: the caller refuses rather than crashes."""
     pending = list(reversed(relative.split("/")))  # a stack: the next component on top
     resolved: list[str] = []  # real (non-link) components below root
     hops = 0
@@ -263,11 +312,14 @@ def _resolves_beneath(root: Path, relative: str) -> bool:
             resolved.pop()
             continue
         candidate = root.joinpath(*resolved, part)
-        if not candidate.is_symlink():
+        try:  # ENAMETOOLONG, ELOOP, EACCES...: a path the kernel will not follow cannot be vouched for
+            target = os.readlink(candidate) if candidate.is_symlink() else None
+        except OSError:
+            return False
+        if target is None:
             resolved.append(part)
             continue
         hops += 1
-        target = os.readlink(candidate)
         if hops > _MAX_LINK_HOPS or target.startswith("/"):
             return False
         pending.extend(reversed(target.split("/")))
