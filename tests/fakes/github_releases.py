@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 import threading
 import time
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, http_date, timestamp
+from . import CHUNK, Blob, FakeHTTPServer, Fault, FaultTable, Request, http_date, timestamp
 
 _BASE_TIME = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
@@ -96,6 +97,7 @@ class FakeReleases(FakeHTTPServer):
       GET /repos/{repo}/releases/assets/{id}       asset JSON (Accept: application/octet-stream: the bytes)
       GET|HEAD /{repo}/releases/download/{tag}/{name}   302 -> /objects/{asset_id}/{name} (or the bytes)
       GET|HEAD /objects/{asset_id}/{name}          the bytes: Range -> 206, faults applied
+    JSON and bytes are served with Content-Length, or chunked without one when ``chunked`` is set.
     Anything else answers 404 with GitHub's {"message": "Not Found", ...} body.
     """
 
@@ -108,6 +110,8 @@ class FakeReleases(FakeHTTPServer):
         self._ids = itertools.count(1000)
         self._faults = FaultTable()
         self.rate_limited = False  # True: every API call answers 403 "API rate limit exceeded"
+        self.rate_limit_reset: str | None = None  # the X-RateLimit-Reset it sends then (default: in an hour)
+        self.chunked = False  # True: every body is sent chunked, without Content-Length (and Range is ignored)
         self.throttle_bps: int | None = None  # applies to every download
 
     # --- URLs ---
@@ -349,7 +353,7 @@ class FakeReleases(FakeHTTPServer):
             per_page = max(1, min(100, int(req.param("per_page") or self.default_per_page)))
             page = max(1, int(req.param("page") or 1))
         except ValueError:
-            return req.send_json(400, {"message": "Invalid request.", "status": "400"})
+            return self._send_json(req, 400, {"message": "Invalid request.", "status": "400"})
         with self._lock:
             rels = self._sorted()
             items = [self._release_json(r) for r in rels[(page - 1) * per_page : page * per_page]]
@@ -363,15 +367,16 @@ class FakeReleases(FakeHTTPServer):
             links += [f'<{base}&page={page - 1}>; rel="prev"', f'<{base}&page=1>; rel="first"']
         if links:
             headers["Link"] = ", ".join(links)
-        req.send_json(200, items, {**headers, **_RATE_HEADERS()})
+        self._send_json(req, 200, items, {**headers, **_RATE_HEADERS()})
 
     def _json_or_404(self, req: Request, obj: dict | None) -> None:
         if obj is None:
             return self._not_found(req)
-        req.send_json(200, obj, _RATE_HEADERS())
+        self._send_json(req, 200, obj, _RATE_HEADERS())
 
     def _not_found(self, req: Request) -> None:
-        req.send_json(
+        self._send_json(
+            req,
             404,
             {
                 "message": "Not Found",
@@ -382,8 +387,9 @@ class FakeReleases(FakeHTTPServer):
         )
 
     def _rate_limit(self, req: Request) -> None:
-        reset = int(time.time()) + 3600
-        req.send_json(
+        reset = self.rate_limit_reset if self.rate_limit_reset is not None else str(int(time.time()) + 3600)
+        self._send_json(
+            req,
             403,
             {
                 "message": "API rate limit exceeded for 127.0.0.1. (But here's the good news: "
@@ -394,7 +400,7 @@ class FakeReleases(FakeHTTPServer):
             {
                 "X-RateLimit-Limit": "60",
                 "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(reset),
+                "X-RateLimit-Reset": reset,
                 "X-RateLimit-Used": "60",
                 "X-RateLimit-Resource": "core",
             },
@@ -416,18 +422,55 @@ class FakeReleases(FakeHTTPServer):
         if req.method == "GET":
             with self._lock:
                 asset.downloads += 1
+        headers = {
+            "Content-Disposition": f"attachment; filename={asset.name}",
+            "Last-Modified": http_date(rel.published_at),
+            "ETag": f'"0x{asset.id:X}"',
+        }
+        if self.chunked:
+            pieces = asset.blob.iter_range(0, asset.blob.size)
+            count = self.count_bytes(asset.name)
+            return self._send_chunked(req, 200, pieces, headers, "application/octet-stream", count)
         req.send_blob(
             asset.blob,
-            headers={
-                "Content-Disposition": f"attachment; filename={asset.name}",
-                "Last-Modified": http_date(rel.published_at),
-                "ETag": f'"0x{asset.id:X}"',
-            },
+            headers=headers,
             fault=fault,
             count=self.count_bytes(asset.name),
             stopping=self._stopping,
             content_type="application/octet-stream",
         )
+
+    def _send_json(self, req: Request, status: int, obj, headers: dict[str, str] | None = None) -> None:
+        if not self.chunked:
+            return req.send_json(status, obj, headers)
+        body = json.dumps(obj).encode()
+        pieces = (body[i : i + CHUNK] for i in range(0, len(body), CHUNK))
+        self._send_chunked(req, status, pieces, headers or {}, "application/json; charset=utf-8")
+
+    def _send_chunked(self, req: Request, status: int, pieces, headers: dict[str, str], content_type: str, count=None):
+        """Like Request.send, but with Transfer-Encoding: chunked: written piece by piece, so a client that stops
+        reading stops it (``record.body_bytes`` says how far it got)."""
+        h = req.h
+        h.send_response(status)
+        h.send_header("Content-Type", content_type)
+        h.send_header("Transfer-Encoding", "chunked")
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        req.record.status = status
+        if req.method == "HEAD":
+            return
+        try:
+            for piece in pieces:
+                if self._stopping.is_set():
+                    raise ConnectionAbortedError("server stopping")
+                h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                req.record.body_bytes += len(piece)
+                if count:
+                    count(len(piece))
+            h.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            h.close_connection = True
 
 
 _BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot", "site_admin": False}

@@ -83,14 +83,13 @@ def parse_release(data: object) -> Release:
 
 
 def _asset(name: str, item: dict) -> Asset:
-    url, size, digest = item.get("browser_download_url"), item.get("size", 0), item.get("digest")
+    url, size, digest = item.get("browser_download_url"), item.get("size"), item.get("digest")
     problems = []
     if not isinstance(url, str) or not url:
         problems.append(f"its download address is {shown(url)}")
         url = ""
-    if size is None:
-        size = 0
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    # The size bounds the download (a host that sends more is cut off), so an archive without one is not fetched.
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         problems.append(f"its size is {shown(size)}, not a number of bytes")
         size = 0
     if digest is not None and not (

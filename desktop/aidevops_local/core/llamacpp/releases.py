@@ -11,6 +11,7 @@ The API's JSON is turned into checked records by release_records.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -34,6 +35,9 @@ _ASSET_NAME = re.compile(
     r"(?:(?P<backend>[a-z]+)(?:-(?P<variant>[\w.]+))?-)?(?P<arch>x64|arm64)\.(?P<ext>tar\.gz|zip)$"
 )
 _CHUNK = 256 << 10
+# The most of an API answer that is read. GitHub's largest, a page of 100 releases of ~40 assets each (about 1.8 KB
+# of JSON per asset, uploader included), weighs ~8 MiB; past this limit the answer is refused, not held in memory.
+_JSON_LIMIT = 32 << 20
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 log = logging.getLogger(__name__)
@@ -104,8 +108,8 @@ def _api_client() -> httpx.Client:
 def _get_json(path: str, *, what: str):
     url = config.releases_url() + path
     try:
-        with _api_client() as client:
-            response = client.get(url)
+        with _api_client() as client, client.stream("GET", url) as response:
+            body = _read_limited(response, what)  # an error's body too: the connection then ends cleanly
     except httpx.TimeoutException as exc:
         raise NetworkError(
             f"GitHub did not answer in time while fetching {what}.", hint="Check the network and run the command again."
@@ -117,12 +121,30 @@ def _get_json(path: str, *, what: str):
         ) from exc
     _raise_for_status(response, what)
     try:
-        return response.json()
-    except ValueError as exc:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         raise NetworkError(
             f"GitHub sent something that is not JSON for {what}.",
             hint="A proxy may be in the way; run the command again later.",
         ) from exc
+
+
+def _read_limited(response: httpx.Response, what: str) -> bytes:
+    """The answer's body, refused as soon as it is known to pass _JSON_LIMIT: by its Content-Length, or by what came."""
+    declared = response.headers.get("content-length", "")
+    too_large = declared.isascii() and declared.isdigit() and int(declared) > _JSON_LIMIT
+    body = bytearray()
+    for chunk in () if too_large else response.iter_bytes():
+        body += chunk
+        if len(body) > _JSON_LIMIT:
+            too_large = True
+            break
+    if too_large:
+        raise NetworkError(
+            f"GitHub's answer for {what} is too large (over {_JSON_LIMIT >> 20} MiB) and was refused.",
+            hint="A proxy or a mirror (AIDEVOPS_LLAMA_RELEASES_URL) may be in the way; run the command again later.",
+        )
+    return bytes(body)
 
 
 def _raise_for_status(response: httpx.Response, what: str) -> None:
@@ -137,8 +159,7 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
             hint="GITHUB_TOKEN is wrong or expired: fix it or unset it.",
         )
     if status == 429 or (status == 403 and response.headers.get("x-ratelimit-remaining") == "0"):
-        reset = response.headers.get("x-ratelimit-reset", "")
-        when = time.strftime(" (it resets at %H:%M)", time.localtime(int(reset))) if reset.isdigit() else ""
+        when = _reset_time(response.headers.get("x-ratelimit-reset", ""))
         raise NetworkError(
             f"GitHub's API rate limit is used up{when}.",
             hint="Wait, or set GITHUB_TOKEN to a GitHub token for a higher limit.",
@@ -152,6 +173,16 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
         f"GitHub answered {status} while fetching {what}.",
         hint="GitHub may be having trouble; run the command again later.",
     )
+
+
+def _reset_time(value: str) -> str:
+    """The reset time from x-ratelimit-reset (epoch seconds), for the message; "" unless it is within a day."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
+        return ""
+    reset = int(value)
+    if abs(reset - time.time()) > 86400:
+        return ""
+    return time.strftime(" (it resets at %H:%M)", time.localtime(reset))
 
 
 def fetch_release(*, tag: str | None = None) -> Release:
@@ -267,33 +298,9 @@ def download_asset(
             hint="Pick a newer release with --tag, or pass --insecure-skip-checksum "
             "if you trust the network path to GitHub.",
         )
-    digest = hashlib.sha256()
-    done = 0
-    task = f"Downloading {asset.name}"
     dest.touch(exist_ok=False)  # before the try: a file that was already there is not ours to delete
-    headers = {"User-Agent": f"aidevops-local/{__version__}", "Accept": "application/octet-stream"}
     try:
-        with (
-            open(dest, "wb") as out,
-            httpx.Client(timeout=_TIMEOUT, follow_redirects=True, headers=headers) as client,
-            client.stream("GET", asset.url) as response,
-        ):
-            _raise_for_status(response, f"file {asset.name}")
-            declared = int(response.headers.get("content-length") or 0) or asset.size or None
-            report(progress, task, 0, declared)
-            for chunk in response.iter_bytes(_CHUNK):
-                check_cancelled(cancel)
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                report(progress, task, done, declared)
-        expected_size = max(asset.size, declared or 0)
-        if expected_size and done < expected_size:
-            raise NetworkError(
-                f"The download of {asset.name} stopped after {done} of {expected_size} bytes.",
-                hint="Run the command again.",
-            )
-        actual = digest.hexdigest()
+        actual, done = _fetch(asset, dest, progress, cancel)
         if expected is not None and actual != expected:
             raise VerificationFailed(
                 f"{asset.name} does not match its published checksum: expected sha256 "
@@ -303,11 +310,64 @@ def download_asset(
             )
         return Downloaded(path=dest, sha256=actual, size=done, verified=expected is not None)
     except BaseException as exc:
+        done = dest.stat().st_size if dest.exists() else 0
         dest.unlink(missing_ok=True)
         error = _download_error(exc, asset.name, done)
         if error is exc:
             raise
         raise error from exc
+
+
+def _fetch(
+    asset: Asset, dest: Path, progress: ProgressCallback | None, cancel: threading.Event | None
+) -> tuple[str, int]:
+    """Write the asset's bytes into ``dest``: (their sha256, their count). Never more than the size GitHub lists:
+    a host that says or sends more is refused as soon as it does, before the extra bytes reach the disk."""
+    digest = hashlib.sha256()
+    done = 0
+    task = f"Downloading {asset.name}"
+    headers = {
+        "User-Agent": f"aidevops-local/{__version__}",
+        "Accept": "application/octet-stream",
+        "Accept-Encoding": "identity",  # the byte counts must be the file's own
+    }
+    with (
+        open(dest, "wb") as out,
+        httpx.Client(timeout=_TIMEOUT, follow_redirects=True, headers=headers) as client,
+        client.stream("GET", asset.url) as response,
+    ):
+        _raise_for_status(response, f"file {asset.name}")
+        size = _expected_size(asset, response.headers.get("content-length"))
+        report(progress, task, 0, size or None)
+        for chunk in response.iter_bytes(_CHUNK):
+            check_cancelled(cancel)
+            if size and done + len(chunk) > size:
+                raise _size_mismatch(asset.name, size, f"sent more ({done + len(chunk):,} when it was stopped)")
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            report(progress, task, done, size or None)
+    if size and done < size:
+        raise NetworkError(
+            f"The download of {asset.name} stopped after {done} of {size} bytes.", hint="Run the command again."
+        )
+    return digest.hexdigest(), done
+
+
+def _expected_size(asset: Asset, content_length: str | None) -> int:
+    """The size GitHub lists (the host's Content-Length when it lists none); 0 when neither says."""
+    digits = content_length and content_length.isascii() and content_length.isdigit()
+    declared = int(content_length) if digits else None  # httpx refuses a Content-Length that is not digits
+    if asset.size and declared is not None and declared != asset.size:
+        raise _size_mismatch(asset.name, asset.size, f"says it sends {declared:,}")
+    return asset.size or declared or 0
+
+
+def _size_mismatch(name: str, size: int, host: str) -> VerificationFailed:
+    return VerificationFailed(
+        f"GitHub lists {name} as {size:,} bytes, but its download host {host}. The download was stopped and deleted.",
+        hint="Run the command again; if it repeats, the file or the network path to GitHub has been tampered with.",
+    )
 
 
 def _download_error(exc: BaseException, name: str, done: int) -> BaseException:
