@@ -21,7 +21,8 @@ utils/_http.py, utils/_pagination.py):
   HEAD|GET /{repo}/resolve/{rev}/{path}    the file, Range -> 206; no X-Xet-* headers (plain HTTP download)
   With lfs_redirect=True, LFS files answer 302 to a second server (the "CDN", another port, so another
   origin): huggingface_hub then drops the Authorization header, and the CDN answers 400 if one arrives.
-Lists paginate with a Link: <...&cursor=N>; rel="next" header when longer than ``page_size``.
+Lists paginate with a Link: <...&cursor=N>; rel="next" header when longer than ``page_size``; ``rewrite``
+makes a listing's page or its next link lie (a hostile or broken Hub).
 Errors carry X-Error-Code / X-Error-Message (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo) and a
 JSON {"error": ...} body, which is what huggingface_hub maps to its exception types.
 """
@@ -35,9 +36,11 @@ import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from . import Blob, FakeHTTPServer, Fault, FaultTable, Request, iso8601, link_header, paginate, timestamp
@@ -177,6 +180,7 @@ class FakeHub(FakeHTTPServer):
         self.strict_tokens = strict_tokens
         self.throttle_bps: int | None = None
         self._faults = FaultTable()
+        self._rewrites: dict[str, Callable[[Request, list, str | None], tuple[Any, str | None]]] = {}
         self._seq = itertools.count(1)
         self.cdn = _Cdn(self) if lfs_redirect else None
 
@@ -338,8 +342,15 @@ class FakeHub(FakeHTTPServer):
         f = self.repos[repo_id].head.files[filename]
         f.listed.update({k: v for k, v in (("oid", oid), ("lfs_oid", lfs_oid), ("size", size)) if v is not None})
 
+    def rewrite(self, listing: str, answer: Callable[[Request, list, str | None], tuple[Any, str | None]]) -> None:
+        """Answer each page of a listing ("models": search, "tree": a repo's files) with ``answer(req, items,
+        next_url)`` -> (JSON body, next_url or None) instead of its items and Link "next" address: JSON of the
+        wrong shape, a next page on another host or on itself (a hostile or broken Hub)."""
+        self._rewrites[listing] = answer
+
     def clear_faults(self) -> None:
         self._faults.clear()
+        self._rewrites.clear()
         self.throttle_bps = None
 
     # --- inspection ---
@@ -582,7 +593,7 @@ class FakeHub(FakeHTTPServer):
                 + "&".join(f"{k}={quote(v, safe='')}" for k, v in req.query if k != "cursor")
             )
             headers["Link"] = link_header(base, page.next_cursor)
-        req.send_json(200, items, headers)
+        self._send_listing(req, "models", items, headers)
 
     def _entry(self, commit: Commit, path: str, expand: bool) -> dict | None:
         """Tree/paths-info entry for a file or folder path; None if it does not exist."""
@@ -633,7 +644,15 @@ class FakeHub(FakeHTTPServer):
         if page.next_cursor is not None:
             base = self.origin + req.path + "?" + "&".join(f"{k}={v}" for k, v in req.query if k != "cursor")
             headers["Link"] = link_header(base, page.next_cursor)
-        req.send_json(200, page.items, headers)
+        self._send_listing(req, "tree", page.items, headers)
+
+    def _send_listing(self, req: Request, listing: str, items: list, headers: dict[str, str]) -> None:
+        answer = self._rewrites.get(listing)
+        if answer is None:
+            return req.send_json(200, items, headers)
+        link = headers.get("Link")
+        body, next_url = answer(req, items, link[1 : link.index(">")] if link else None)
+        req.send_json(200, body, {"Link": f'<{next_url}>; rel="next"'} if next_url else {})
 
     def _paths_info(self, req: Request, repo: HubRepo, commit: Commit) -> None:
         ctype = (req.headers.get("Content-Type") or "").lower()

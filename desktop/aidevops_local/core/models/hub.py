@@ -5,29 +5,30 @@ touches the network, and turns the library's exceptions into ours: a gated repo 
 on the model page and set a token; a missing repo or file is NotFound; a dead network is NetworkError.
 huggingface_hub is imported inside the functions only: `status` and the server path never pay for it.
 The exceptions' translation and the checks it relies on (offline mode, a repo name) are hub_failures.py's,
-named here too for the callers.
+named here too for the callers. The two listings (search results, a repo's files) are read page by page by
+hub_http.json_pages, and their JSON is checked record by record (hub_records.py) before anything uses it.
 """
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, islice
 from pathlib import PurePosixPath
+from urllib.parse import quote
 
 from ..system import config
-from ..system.errors import (
-    ChoiceNeeded,
-    LocalModelsError,
-    NotFound,
-    UnsafePath,
-)
+from ..system.errors import ChoiceNeeded, LocalModelsError, NotFound, UnsafePath
 from ..system.hardware import Hardware
 from ..system.untrusted import printable
 from .gguf_meta import SPLIT_RE
-from .hub_failures import check_online, check_repo_id, hub_errors
+from .hub_failures import check_online, check_repo_id, hub_errors, malformed
+from .hub_http import json_pages
+from .hub_records import RemotePart, RepoSummary, model_summary, tree_part
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
 NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
@@ -36,24 +37,11 @@ SHA256_RE = re.compile(r"[0-9a-f]{64}")
 BLOB_ID_RE = re.compile(r"[0-9a-f]{40}")
 SEARCH_SCAN = 1000  # repos read from the Hub (one page) to filter a query of several words
 COMMON_WORDS = {"gguf", "instruct", "it", "chat", "model", "q4_k_m", "q8_0"}  # in too many names to narrow a search
+SEARCH_PAGES = 10  # a search asks for one page (limit); a Hub that answers in more than this many is refused
+TREE_PAGES, TREE_ENTRIES = 100, 10_000  # a repo's file listing longer than this is refused
+EXPAND = ("downloads", "likes", "lastModified", "gated", "tags")
 
-
-@dataclass(frozen=True)
-class RepoSummary:
-    repo_id: str
-    downloads: int = 0
-    likes: int = 0
-    last_modified: str = ""  # ISO date
-    gated: bool | str = False
-    tags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class RemotePart:
-    path: str  # path in the repo
-    size: int
-    sha256: str | None  # the LFS object's hash; None for a file kept in git itself
-    blob_id: str = ""  # git blob sha1: what a non-LFS file is checked against
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,11 +61,15 @@ class RemoteFile:
 
 
 def _api(token: str | None = None):
-    endpoint = config.hf_endpoint()  # checked first: huggingface_hub parses HF_ENDPOINT as it loads, and may crash
     from huggingface_hub import HfApi
 
+    return HfApi(endpoint=_endpoint(), token=token)
+
+
+def _endpoint() -> str:
+    endpoint = config.hf_endpoint()  # checked first: huggingface_hub parses HF_ENDPOINT as it loads, and may crash
     use_fail_fast_session()
-    return HfApi(endpoint=endpoint, token=token)
+    return endpoint
 
 
 _session_lock = threading.Lock()
@@ -116,30 +108,27 @@ def search(query: str, *, limit: int = 20, token: str | None = None) -> list[Rep
     words = query.lower().split()
     check_online()
     token = token or hub_token()
+    scan = limit if len(words) < 2 else SEARCH_SCAN
+    params = [("filter", "gguf"), ("sort", "downloads"), ("limit", str(scan)), *(("expand", e) for e in EXPAND)]
+    if word := search_word(words):
+        params.append(("search", word))
+    results, read, skipped = [], 0, 0
     with hub_errors():
-        found = _api(token).list_models(
-            search=search_word(words) or None,
-            filter="gguf",
-            sort="downloads",
-            limit=limit if len(words) < 2 else SEARCH_SCAN,
-            expand=["downloads", "likes", "lastModified", "gated", "tags"],
+        pages = json_pages(
+            f"{_endpoint()}/api/models", params, token=token, what="search listing", max_pages=SEARCH_PAGES
         )
-        results = []
-        for m in found:  # a generator: it stops asking for pages once `limit` repos matched
-            if not all(word in m.id.lower() for word in words):
-                continue
-            results.append(
-                RepoSummary(
-                    repo_id=m.id,
-                    downloads=m.downloads or 0,
-                    likes=m.likes or 0,
-                    last_modified=_date(m.last_modified),
-                    gated=m.gated or False,
-                    tags=tuple(m.tags or ()),
-                )
-            )
-            if len(results) >= limit:
-                break
+        for record in islice(chain.from_iterable(pages), scan):  # a page is asked for only when it is reached
+            read, found = read + 1, model_summary(record)
+            if found is None:
+                skipped += 1
+            elif all(word in found.repo_id.lower() for word in words):
+                results.append(found)
+                if len(results) >= limit:
+                    break
+    if skipped and skipped == read:
+        raise malformed(f"none of the {read} search results is a well-formed repository record")
+    if skipped:
+        log.warning("The Hub's search listing held %d malformed result(s); they were left out", skipped)
     return sorted(results, key=lambda r: r.downloads, reverse=True)
 
 
@@ -223,15 +212,19 @@ def repo_files(repo_id: str, *, revision: str | None = None, token: str | None =
     """Every file in the repo (recursively) with its size and LFS sha256."""
     check_repo_id(repo_id)
     check_online()
-    from huggingface_hub.hf_api import RepoFile
-
+    url = f"{_endpoint()}/api/models/{repo_id}/tree/{quote(revision or 'main', safe='')}"
+    what = f"file listing of {repo_id}"
     with hub_errors(repo_id):
-        entries = _api(token or hub_token()).list_repo_tree(repo_id, recursive=True, revision=revision)
-        return [
-            RemotePart(path=e.path, size=e.size or 0, sha256=e.lfs.sha256 if e.lfs else None, blob_id=e.blob_id or "")
-            for e in entries
-            if isinstance(e, RepoFile)
-        ]
+        pages = json_pages(
+            url,
+            [("recursive", "true")],
+            token=token or hub_token(),
+            what=what,
+            max_pages=TREE_PAGES,
+            max_items=TREE_ENTRIES,
+        )
+        entries = [tree_part(entry, what) for page in pages for entry in page]
+    return [part for part in entries if part is not None]
 
 
 def group_models(parts: list[RemotePart]) -> list[RemoteFile]:

@@ -126,3 +126,18 @@ def _not_there(exc: Exception, repo_id: str, filename: str) -> LocalModelsError:
 
 def _server_message(exc: Exception) -> str:
     return str(getattr(exc, "server_message", "") or "")
+
+
+def malformed(what: str, *, hint: str = "") -> NetworkError:
+    """An answer of the Hub's that is not what the Hub sends (a listing of the wrong shape, a next page
+    elsewhere): like an answer that is not JSON, a network error."""
+    return NetworkError(
+        f"The Hugging Face Hub at {config.hf_endpoint()} sent a malformed answer: {what}.",
+        hint=hint or "A proxy or a mirror (HF_ENDPOINT) may be in the way; run the command again later.",
+    )
+
+
+def shown(value: object) -> str:
+    """A value from the network, short and on one line, for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -6,13 +6,22 @@ offline machine, a wrong HF_ENDPOINT). A connect error becomes HubUnreachable he
 httpx2.TransportError (core.hub and the download loop catch those), but not one of the library's retried
 errors. Timeouts, dropped connections and 5xx answers keep their retries. huggingface_hub itself is imported
 only when the client is made, like everywhere in core.
+
+The Hub's listings (search results, a repo's files) are read here page by page, through that client: a page's
+Link "next" address comes from the network, so it is followed only on the endpoint's own origin (the request
+carries the token), never twice, and for a bounded number of pages and entries.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import httpx2
+
+from .hub_failures import malformed, shown
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class HubUnreachable(httpx2.TransportError):
@@ -51,3 +60,58 @@ def fail_fast_client() -> httpx2.Client:
         timeout=None,
         transport=FailFastTransport(),
     )
+
+
+def json_pages(
+    url: str, params: list[tuple[str, str]], *, token: str | None, what: str, max_pages: int, max_items: int = 0
+) -> Iterator[list]:
+    """Each page of the Hub listing at ``url`` (a JSON list), following its Link "next" header while there is one.
+    NetworkError (nothing sent) for a next page on another origin than ``url``'s, one already read, or past
+    ``max_pages``; for more than ``max_items`` entries in all (0: no limit); for a page that is not a list.
+    Errors of the Hub itself are huggingface_hub's (hub_errors turns them into ours)."""
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+    headers = build_hf_headers(token=token)
+    origin, seen, items = _origin(httpx2.URL(url)), set(), 0
+    next_url: httpx2.URL | None = httpx2.URL(url)
+    while next_url is not None:
+        if seen:  # a next page, checked only once it is asked for: a caller that has read enough stops before
+            _check_next(next_url, origin, seen, what, max_pages)
+        response = http_backoff("GET", str(next_url), params=params if not seen else None, headers=headers)
+        hf_raise_for_status(response)
+        seen.add(str(response.request.url))
+        try:
+            page = response.json()
+        except ValueError:
+            raise malformed(f"the {what} (page {len(seen)}) is not JSON") from None
+        if not isinstance(page, list):
+            raise malformed(f"the {what} is {shown(page)}, not a list")
+        items += len(page)
+        if max_items and items > max_items:
+            raise malformed(f"the {what} runs past {max_items} entries")
+        next_url = _next_page(response, what)
+        yield page
+
+
+def _next_page(response: httpx2.Response, what: str) -> httpx2.URL | None:
+    link = response.links.get("next", {}).get("url")
+    try:
+        return response.url.join(link) if link else None
+    except httpx2.InvalidURL:
+        raise malformed(f"the {what} links its next page to {shown(link)}, not an address") from None
+
+
+def _check_next(url: httpx2.URL, origin: tuple, seen: set[str], what: str, max_pages: int) -> None:
+    if _origin(url) != origin:
+        raise malformed(
+            f"the {what} links its next page to another host ({shown(str(url))})",
+            hint="That page was not requested: the token goes only to the Hub. Check HF_ENDPOINT.",
+        )
+    if str(url) in seen:
+        raise malformed(f"the {what} links back to a page already read")
+    if len(seen) >= max_pages:
+        raise malformed(f"the {what} runs past {max_pages} pages")
+
+
+def _origin(url: httpx2.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
