@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from aidevops_local.core.models import hub
+from aidevops_local.core.models import hub, hub_card
 from aidevops_local.core.system.errors import NetworkError
 from tests.fakes import FakeHTTPServer
 from tests.fakes.hf_hub import FakeHub
@@ -206,3 +206,18 @@ def test_the_cli_says_one_line_and_sends_the_token_nowhere_else(hub_env, other_h
     assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["error", "hint"], done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert other_host.requests == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"lastModified": "yesterday"}, {"downloads": "many"}, {"gated": "weird"}, {"likes": -1}, {"createdAt": 5}],
+)
+def test_a_repos_record_of_the_wrong_shape_is_one_line(hub_env, change):
+    """The one-repo record (the wizard's gated check, the download window's card) is checked like a search
+    result: a malformed one is a NetworkError, not a TypeError from a later format or huggingface_hub's parse."""
+    hub_env.rewrite("info", lambda req, record, _next: (record | change, None))
+    for read in (hub.repo_info, hub_card.model_card):
+        with pytest.raises(NetworkError) as caught:
+            read(REPO)
+        assert "sent a malformed answer: the record of" in caught.value.message
+        assert "\n" not in caught.value.message

@@ -345,7 +345,8 @@ class FakeHub(FakeHTTPServer):
     def rewrite(self, listing: str, answer: Callable[[Request, list, str | None], tuple[Any, str | None]]) -> None:
         """Answer each page of a listing ("models": search, "tree": a repo's files) with ``answer(req, items,
         next_url)`` -> (JSON body, next_url or None) instead of its items and Link "next" address: JSON of the
-        wrong shape, a next page on another host or on itself (a hostile or broken Hub)."""
+        wrong shape, a next page on another host or on itself (a hostile or broken Hub). "info": a repo's
+        model info, as ``answer(req, record, None)``."""
         self._rewrites[listing] = answer
 
     def clear_faults(self) -> None:
@@ -520,6 +521,8 @@ class FakeHub(FakeHTTPServer):
         full = self._model_json(repo, commit, siblings="blobs" if blobs else "names")
         if expand:
             full = {k: v for k, v in full.items() if k in {"_id", "id", *expand}}
+        if answer := self._rewrites.get("info"):
+            full, _ = answer(req, full, None)
         req.send_json(200, full)
 
     def _list_models(self, req: Request) -> None:

@@ -26,9 +26,9 @@ from ..system.errors import ChoiceNeeded, LocalModelsError, NotFound, UnsafePath
 from ..system.hardware import Hardware
 from ..system.untrusted import printable
 from .gguf_meta import SPLIT_RE
-from .hub_failures import check_online, check_repo_id, hub_errors, malformed
+from .hub_failures import check_online, check_repo_id, hub_errors, malformed, parsed
 from .hub_http import json_pages
-from .hub_records import RemotePart, RepoSummary, model_summary, tree_part
+from .hub_records import RemotePart, RepoSummary, info_summary, model_summary, tree_part
 
 DEFAULT_QUANTS = ("Q4_K_M", "Q5_K_M", "Q8_0")  # what `pull REPO` takes when it is not told
 NAME_MAX_BYTES = 255  # the longest file name Linux and macOS file systems take
@@ -148,18 +148,11 @@ def _date(value) -> str:
 def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
     check_repo_id(repo_id)
     check_online()
-    with hub_errors(repo_id):
+    with hub_errors(repo_id), parsed(f"the record of {repo_id}"):
         m = _api(token or hub_token()).model_info(
             repo_id, expand=["downloads", "likes", "lastModified", "gated", "tags"]
         )
-    return RepoSummary(
-        repo_id=m.id,
-        downloads=m.downloads or 0,
-        likes=m.likes or 0,
-        last_modified=_date(m.last_modified),
-        gated=m.gated or False,
-        tags=tuple(m.tags or ()),
-    )
+    return info_summary(m, repo_id)
 
 
 def safe_filename(path_in_repo: str) -> str:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from ..system.untrusted import printable
 from .hub import _api, _date, hub_token
-from .hub_failures import check_online, check_repo_id, hub_errors
+from .hub_failures import check_online, check_repo_id, hub_errors, parsed
+from .hub_records import info_summary
 
 _EXPAND = ["gguf", "cardData", "createdAt", "lastModified", "gated", "downloads", "likes"]
 
@@ -32,8 +33,9 @@ def model_card(repo_id: str, *, token: str | None = None) -> ModelCard:
     """The facts above for ``repo_id`` (one Hub request)."""
     check_repo_id(repo_id)
     check_online()
-    with hub_errors(repo_id):
+    with hub_errors(repo_id), parsed(f"the record of {repo_id}"):
         m = _api(token or hub_token()).model_info(repo_id, expand=_EXPAND)
+    summary = info_summary(m, repo_id)  # the counts, date and gating checked like a search result's
     gguf = m.gguf if isinstance(m.gguf, dict) else {}
     card = m.card_data.to_dict() if m.card_data is not None and hasattr(m.card_data, "to_dict") else {}
     licence = card.get("license_name") or card.get("license") or ""
@@ -44,10 +46,10 @@ def model_card(repo_id: str, *, token: str | None = None) -> ModelCard:
         architecture=printable(str(gguf.get("architecture") or "")),
         licence=printable(", ".join(licence) if isinstance(licence, list) else str(licence)),
         created=_date(m.created_at),
-        last_modified=_date(m.last_modified),
-        gated=m.gated or False,
-        downloads=m.downloads or 0,
-        likes=m.likes or 0,
+        last_modified=summary.last_modified,
+        gated=summary.gated,
+        downloads=summary.downloads,
+        likes=summary.likes,
     )
 
 

@@ -128,6 +128,18 @@ def _server_message(exc: Exception) -> str:
     return str(getattr(exc, "server_message", "") or "")
 
 
+@contextmanager
+def parsed(what: str):
+    """huggingface_hub parses the Hub's JSON into its records as it reads it: a field of the wrong kind (a date
+    that is not one) ends there in a ValueError or a TypeError, said here as a malformed answer."""
+    try:
+        yield
+    except LocalModelsError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise malformed(f"{what} cannot be read ({shown(str(exc))})") from exc
+
+
 def malformed(what: str, *, hint: str = "") -> NetworkError:
     """An answer of the Hub's that is not what the Hub sends (a listing of the wrong shape, a next page
     elsewhere): like an answer that is not JSON, a network error."""

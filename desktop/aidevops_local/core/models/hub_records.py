@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..system.errors import ConfigError
 from .hub_failures import check_repo_id, malformed, shown
@@ -55,6 +56,25 @@ def model_summary(record: object) -> RepoSummary | None:
     return RepoSummary(
         repo_id, downloads=downloads, likes=likes, last_modified=date[:10], gated=gated, tags=tuple(tags)
     )
+
+
+def info_summary(info, repo_id: str) -> RepoSummary:
+    """huggingface_hub's record of one repo (model_info: parsed, not checked), checked like a search result;
+    NetworkError for one of the wrong shape, which has nothing to leave out in favour of."""
+    modified = info.last_modified
+    summary = model_summary(
+        {
+            "id": info.id,
+            "downloads": info.downloads,
+            "likes": info.likes,
+            "lastModified": modified.date().isoformat() if isinstance(modified, datetime) else modified,
+            "gated": info.gated,
+            "tags": info.tags,
+        }
+    )
+    if summary is None:
+        raise malformed(f"the record of {shown(repo_id)} is not a well-formed repository record")
+    return summary
 
 
 def _count(value: object) -> bool:
