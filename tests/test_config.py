@@ -261,11 +261,12 @@ def test_an_address_variable_that_is_not_http_names_itself(variable, value, argv
         assert capsys.readouterr().err.splitlines()[0] == f"error: {err.value.message}"
 
 
-def test_an_address_variable_keeps_what_works(monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", " http://127.0.0.1:8080/ ")
-    monkeypatch.setenv("AIDEVOPS_LLAMA_RELEASES_URL", "https://[::1]:443/repos/ggml-org/llama.cpp/releases")
-    assert config.hf_endpoint() == "http://127.0.0.1:8080"
-    assert config.releases_url() == "https://[::1]:443/repos/ggml-org/llama.cpp/releases"
+def test_an_address_variable_keeps_what_works(monkeypatch, free_port):
+    port = free_port()  # nothing listens there: the address is only read
+    monkeypatch.setenv("HF_ENDPOINT", f" http://127.0.0.1:{port}/ ")
+    monkeypatch.setenv("AIDEVOPS_LLAMA_RELEASES_URL", "https://[::1]/repos/ggml-org/llama.cpp/releases")
+    assert config.hf_endpoint() == f"http://127.0.0.1:{port}"
+    assert config.releases_url() == "https://[::1]/repos/ggml-org/llama.cpp/releases"
     monkeypatch.delenv("HF_ENDPOINT")
     assert config.hf_endpoint() == config.DEFAULT_HF_ENDPOINT
 

@@ -13,6 +13,7 @@ import pytest
 from aidevops_local.core.models import display_names, gguf_meta, library
 from aidevops_local.core.system import ports
 from aidevops_local.core.system.units import human_bytes
+from tests.small_gguf import write_small_gguf
 
 
 def _model(path: Path, **kw) -> library.LocalModel:
@@ -24,20 +25,6 @@ def _fresh_cache():
     display_names.clear_cache()
     yield
     display_names.clear_cache()
-
-
-def _nameless_gguf(path: Path) -> Path:
-    """A GGUF whose header has no general.name (an old converter's)."""
-    import gguf
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 def test_a_catalog_file_gets_the_catalog_name_and_its_quant_apart(tmp_path, tiny_gguf):
@@ -63,7 +50,7 @@ def test_a_gguf_is_named_by_its_header_unless_the_converter_composed_it(smollm2_
 
 
 def test_without_a_header_name_the_stem_is_cleaned(tmp_path):
-    path = _nameless_gguf(tmp_path / "Mistral-Nemo-Base-2407-IQ4_XS.gguf")
+    path = write_small_gguf(tmp_path / "Mistral-Nemo-Base-2407-IQ4_XS.gguf")
     assert display_names.display_name(_model(path)).name == "Mistral Nemo Base 2407"
     assert display_names.clean_stem("Qwen_Qwen3-8B-Q4_K_M.gguf") == "Qwen3 8B"
     assert display_names.clean_stem("big-model-Q4_K_M-00001-of-00003.gguf") == "big model"

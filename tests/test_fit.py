@@ -12,6 +12,7 @@ import pytest
 
 from aidevops_local.core.models import fit, gguf_meta
 from aidevops_local.core.system import hardware
+from tests.small_gguf import write_small_gguf
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -292,24 +293,6 @@ def test_server_path_modules_import_neither_the_hub_nor_gguf():
 # ---- header numbers of the wrong range or type ----------------------------------------------------------
 
 
-def _gguf_with(path, values: dict):
-    """A small llama GGUF whose header holds ``values`` ({key: (add_<type> of GGUFWriter, value)}): a header
-    written with any number the format can hold, as a broken converter or a hostile file would."""
-    import gguf
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    for key, (kind, value) in values.items():
-        getattr(writer, f"add_{kind}")(key, value)
-    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
-    writer.add_tensor("blk.0.attn_q.weight", np.zeros((4, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 BAD_HEADERS = {
     "negative context": ({"llama.context_length": ("int32", -1)}, "llama.context_length is -1"),
     "NaN layers": ({"llama.block_count": ("float32", float("nan"))}, "llama.block_count is nan"),
@@ -337,7 +320,7 @@ def test_header_numbers_out_of_range_or_of_the_wrong_type_are_corrupt_models(tmp
     from aidevops_local.core.system.errors import CorruptModel, ExitCode
 
     values, said = BAD_HEADERS[case]
-    path = _gguf_with(tmp_path / "model.gguf", values)
+    path = write_small_gguf(tmp_path / "model.gguf", values)
     header = gguf_meta.read_header(path)  # the file itself is well formed: its numbers are what is wrong
     for build in (
         lambda: fit.shape_from_header(header),
@@ -351,7 +334,7 @@ def test_header_numbers_out_of_range_or_of_the_wrong_type_are_corrupt_models(tmp
 
 
 def test_sane_header_numbers_still_make_a_shape(tmp_path):
-    path = _gguf_with(
+    path = write_small_gguf(
         tmp_path / "model.gguf",
         {
             "llama.block_count": ("uint32", 3),
@@ -377,7 +360,7 @@ def test_a_file_with_bad_header_numbers_does_not_break_the_listing_of_the_others
     models.mkdir(parents=True, exist_ok=True)
     shutil.copy(tiny_gguf, models / "good-Q8_0.gguf")
     for case in ("negative context", "NaN layers", "huge width", "text heads"):
-        _gguf_with(models / f"{case.replace(' ', '-')}-Q4_K_M.gguf", BAD_HEADERS[case][0])
+        write_small_gguf(models / f"{case.replace(' ', '-')}-Q4_K_M.gguf", BAD_HEADERS[case][0])
     assert cli(["models", "--json"]) == 0
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     assert len(listed) == 5
@@ -389,7 +372,7 @@ def test_serve_refuses_a_file_with_bad_header_numbers_in_one_line(tmp_path, syst
     from aidevops_local.cli.main import main as cli
     from aidevops_local.core.system.errors import ExitCode
 
-    path = _gguf_with(tmp_path / "nan-Q4_K_M.gguf", BAD_HEADERS["NaN layers"][0])
+    path = write_small_gguf(tmp_path / "nan-Q4_K_M.gguf", BAD_HEADERS["NaN layers"][0])
     assert cli(["serve", str(path), "--port", "1"]) == ExitCode.VERIFY_FAILED
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("error:")

@@ -11,6 +11,7 @@ the extraction folder.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable, Sequence
 
 from ..system.errors import UnsafePath, VerificationFailed
 
@@ -86,27 +87,42 @@ class MemberTree:
     def _stays_inside(self, link: str) -> bool:
         """Follow ``link`` as the kernel would once every member is in place. A name no member makes counts
         as a plain folder, so that ``missing/..`` is judged by its text."""
-        target = self._nodes[link][1]
-        if target.startswith("/"):
-            return False
-        resolved = link.split("/")[:-1]  # the link's folder: its target is relative to that
-        pending = list(reversed(target.split("/")))  # a stack: the next component on top
-        hops = 0
-        while pending:
-            part = pending.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not resolved:
-                    return False
-                resolved.pop()
-                continue
-            kind, target = self._nodes.get("/".join([*resolved, part]), (DIR, ""))
-            if kind != SYMLINK:
-                resolved.append(part)
-                continue
-            hops += 1
-            if hops > _MAX_LINK_HOPS or target.startswith("/"):
+        return stays_beneath(self._nodes[link][1], self._link_target, start=link.split("/")[:-1])
+
+    def _link_target(self, parts: list[str]) -> str | None:
+        kind, target = self._nodes.get("/".join(parts), (DIR, ""))
+        return target if kind == SYMLINK else None
+
+
+def stays_beneath(path: str, link_target: Callable[[list[str]], str | None], *, start: Sequence[str] = ()) -> bool:
+    """Follow ``path`` ('/'-separated) from the folder ``start`` (its components below the root) step by step as
+    the kernel does, ``link_target(components)`` giving a link's target (None: not a link), and say whether every
+    step stays beneath the root. Unlike a realpath check, the answer does not depend on where the root is. An
+    absolute target, more than 40 hops, or a link that cannot be read (OSError: too long, a loop) counts as
+    leaving: the caller refuses rather than crashes."""
+    if path.startswith("/"):
+        return False
+    resolved = list(start)  # real (non-link) components below the root
+    pending = list(reversed(path.split("/")))  # a stack: the next component on top
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
                 return False
-            pending.extend(reversed(target.split("/")))
-        return True
+            resolved.pop()
+            continue
+        try:
+            target = link_target([*resolved, part])
+        except OSError:
+            return False
+        if target is None:
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > _MAX_LINK_HOPS or target.startswith("/"):
+            return False
+        pending.extend(reversed(target.split("/")))
+    return True

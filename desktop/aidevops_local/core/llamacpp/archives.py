@@ -30,7 +30,7 @@ from pathlib import Path
 from ..system.errors import DiskFull, LocalModelsError, UnsafePath, VerificationFailed
 from ..system.files import disk_full
 from ..system.progress import ProgressCallback, check_cancelled, report
-from .archive_members import DIR, FILE, HARDLINK, MAX_PATH_CHARS, SYMLINK, MemberTree, shown
+from .archive_members import DIR, FILE, HARDLINK, MAX_PATH_CHARS, SYMLINK, MemberTree, shown, stays_beneath
 
 _CHUNK = 1 << 20
 _DISK_MARGIN = 32 << 20
@@ -292,35 +292,11 @@ def check_links_stay_inside(folder: Path, *, what: str) -> None:
                 )
 
 
-_MAX_LINK_HOPS = 40  # what Linux allows before ELOOP
-
-
 def _resolves_beneath(root: Path, relative: str) -> bool:
-    """Follow ``relative`` from ``root`` step by step as the kernel does, and say whether every step stays
-    inside ``root``. Unlike a realpath check, the answer cannot change when ``root`` moves. A path that cannot
-    be followed (too long, a loop) counts as leaving: the caller refuses rather than crashes."""
-    pending = list(reversed(relative.split("/")))  # a stack: the next component on top
-    resolved: list[str] = []  # real (non-link) components below root
-    hops = 0
-    while pending:
-        part = pending.pop()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not resolved:
-                return False
-            resolved.pop()
-            continue
-        candidate = root.joinpath(*resolved, part)
-        try:  # ENAMETOOLONG, ELOOP, EACCES...: a path the kernel will not follow cannot be vouched for
-            target = os.readlink(candidate) if candidate.is_symlink() else None
-        except OSError:
-            return False
-        if target is None:
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > _MAX_LINK_HOPS or target.startswith("/"):
-            return False
-        pending.extend(reversed(target.split("/")))
-    return True
+    """Whether ``relative``, followed from ``root`` through the links now on disk, stays inside ``root``."""
+
+    def link_target(parts: list[str]) -> str | None:
+        candidate = root.joinpath(*parts)
+        return os.readlink(candidate) if candidate.is_symlink() else None
+
+    return stays_beneath(relative, link_target)
