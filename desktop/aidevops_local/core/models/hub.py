@@ -61,9 +61,10 @@ class RemoteFile:
 
 
 def _api(token: str | None = None):
+    endpoint = _endpoint()  # before the import: huggingface_hub reads HF_ENDPOINT as it loads
     from huggingface_hub import HfApi
 
-    return HfApi(endpoint=_endpoint(), token=token)
+    return HfApi(endpoint=endpoint, token=token)
 
 
 def _endpoint() -> str:
@@ -149,9 +150,7 @@ def repo_info(repo_id: str, *, token: str | None = None) -> RepoSummary:
     check_repo_id(repo_id)
     check_online()
     with hub_errors(repo_id), parsed(f"the record of {repo_id}"):
-        m = _api(token or hub_token()).model_info(
-            repo_id, expand=["downloads", "likes", "lastModified", "gated", "tags"]
-        )
+        m = _api(token or hub_token()).model_info(repo_id, expand=list(EXPAND))
     return info_summary(m, repo_id)
 
 
